@@ -1,0 +1,151 @@
+"""DICOMBrowser: the scripted module, in 3D Slicer's four roles.
+
+- `DICOMBrowser`        the module description
+- `DICOMBrowserLogic`   the work, no GUI: a thin facade over DICOMBrowserLib's small modules;
+                        the CLI, the widget and the tests all call this
+- `DICOMBrowserWidget`  the Qt (PySide6) browser; Qt is imported only when a widget is built
+- `DICOMBrowserTest`    self-tests runnable from pytest and from the GUI's Help menu
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from DICOMBrowser.DICOMBrowserLib import config
+
+logger = logging.getLogger(__name__)
+
+
+class DICOMBrowser:
+    """Module description (what Slicer shows in its module list)."""
+
+    title = "DICOM Browser"
+    categories = ["Informatics"]
+    contributors = ["DICOMBrowser developers"]
+    helpText = (
+        "Keep a local DICOM database, query and retrieve from PACS, load series as volumes "
+        "through plugins, and export results back to DICOM."
+    )
+    acknowledgementText = "Modelled on 3D Slicer's DICOM module; uses pydicom, pynetdicom, VTK and slicer-core."
+
+
+class DICOMBrowserLogic:
+    """Everything a button or a CLI command does, without a GUI.
+
+    Holds one open database at a time; `switch_database` closes it and opens another.
+    Each group of methods below delegates to one library module.
+    """
+
+    def __init__(self, database_dir: str | os.PathLike | None = None, temporary: bool = False):
+        self._database_dir = None if temporary else config.resolve_database_folder(database_dir)
+        self._temporary = temporary
+        self._database = None
+
+    # --- database -------------------------------------------------------------------------
+    @property
+    def database(self):
+        """The open DICOMDatabase (opened, and created if needed, on first use)."""
+        if self._database is None:
+            from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+
+            if self._temporary:
+                self._database = DICOMDatabase.temporary()
+            else:
+                self._database = DICOMDatabase(self._database_dir)
+                config.remember_database(self._database_dir)
+        return self._database
+
+    @property
+    def database_folder(self) -> Path:
+        return self.database.folder
+
+    def switch_database(self, folder: str | os.PathLike) -> None:
+        self.close()
+        self._temporary = False
+        self._database_dir = Path(folder).expanduser().resolve()
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    @property
+    def settings(self) -> config.DatabaseSettings:
+        return config.DatabaseSettings.load(self.database_folder)
+
+    def save_settings(self, settings: config.DatabaseSettings) -> None:
+        settings.save(self.database_folder)
+
+    # --- import and browse (DICOMBrowserLib.indexer / database) --------------------------------
+    def import_paths(self, paths: list[str | os.PathLike], copy: bool = False,
+                     progress: Callable[..., Any] | None = None):
+        """Index files and folders (recursively) into the database; returns an ImportSummary."""
+        from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+        return import_paths(self.database, [Path(p) for p in paths], copy=copy, progress=progress)
+
+    def delete(self, uid: str, remove_copied_files: bool = False):
+        """Remove a patient/study/series/instance from the database; referenced files are never touched."""
+        return self.database.delete(uid, remove_copied_files=remove_copied_files)
+
+    # --- loading (DICOMBrowserLib.loading, DICOMPlugins) ---------------------------------------
+
+    # --- networking (DICOMBrowserLib.networking) -----------------------------------------------
+
+    # --- export (DICOMBrowserLib.export) -------------------------------------------------------
+
+
+class DICOMBrowserWidget:
+    """The Qt browser panel. Qt is imported here only, so the logic runs headless."""
+
+    def __init__(self, logic: DICOMBrowserLogic | None = None, parent: Any = None):
+        self.logic = logic or DICOMBrowserLogic()
+        self.parent = parent
+        self.widget = None
+
+    def setup(self):
+        """Build the Qt widget tree (placeholder until the browser lands)."""
+        from PySide6 import QtWidgets
+
+        self.widget = QtWidgets.QWidget(self.parent)
+        layout = QtWidgets.QVBoxLayout(self.widget)
+        layout.addWidget(QtWidgets.QLabel(f"DICOM database: {self.logic.database_folder}"))
+        return self.widget
+
+
+class DICOMBrowserTest:
+    """Module self-tests: real sample data in a temporary database, no GUI needed.
+
+    Each `test_*` method raises AssertionError on failure; `runTest` runs them all and returns
+    (name, passed, message) triples so the GUI can show them and pytest can assert on them.
+    """
+
+    def setUp(self) -> None:
+        self.logic = DICOMBrowserLogic(temporary=True)
+
+    def tearDown(self) -> None:
+        self.logic.close()
+
+    def runTest(self) -> list[tuple[str, bool, str]]:
+        results = []
+        for name in sorted(n for n in dir(self) if n.startswith("test_")):
+            self.setUp()
+            try:
+                getattr(self, name)()
+                results.append((name, True, ""))
+            except Exception as error:  # a self-test reports, it does not crash the host
+                logger.exception("Self-test %s failed", name)
+                results.append((name, False, f"{type(error).__name__}: {error}"))
+            finally:
+                self.tearDown()
+        return results
+
+    def test_import_sample_data(self) -> None:
+        from DICOMBrowser.DICOMBrowserLib import sampledata
+
+        folder = sampledata.pydicom_sample_folder()
+        summary = self.logic.import_paths([folder])
+        assert summary.indexed > 0, f"nothing indexed from {folder}"
+        assert self.logic.database.patients(), "no patients after import"

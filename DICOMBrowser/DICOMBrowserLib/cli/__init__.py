@@ -1,0 +1,101 @@
+"""The `dicombrowser` command line: a thin shell over DICOMBrowserLogic.
+
+The global options choose the database; each area registers its subcommands from its own
+module (database_commands, loading_commands, network_commands, gui_commands), so the shell
+stays small and every command is a call into the same logic the GUI and tests use.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ..config import DATABASE_ENV
+from ..errors import DICOMBrowserError
+
+if TYPE_CHECKING:
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+
+@dataclass
+class CLIContext:
+    """What the global options decided; the logic is created on first use."""
+
+    database_dir: str | None = None
+    temporary: bool = False
+    _logic: "DICOMBrowserLogic | None" = field(default=None, repr=False)
+
+    def logic(self) -> "DICOMBrowserLogic":
+        if self._logic is None:
+            from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+            self._logic = DICOMBrowserLogic(database_dir=self.database_dir, temporary=self.temporary)
+        return self._logic
+
+    def close(self) -> None:
+        if self._logic is not None:
+            self._logic.close()
+            self._logic = None
+
+
+pass_cli = click.make_pass_decorator(CLIContext)
+
+
+class _ProjectGroup(click.Group):
+    """Turns project errors into click errors: one line on stderr, exit code 1, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DICOMBrowserError as error:
+            raise click.ClickException(str(error)) from error
+
+
+@click.group(cls=_ProjectGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database",
+    "database_dir",
+    envvar=DATABASE_ENV,
+    type=click.Path(file_okay=False),
+    help=f"Database folder (default: ${DATABASE_ENV}, else a per-user folder).",
+)
+@click.option(
+    "--temporary",
+    is_flag=True,
+    help="Use a throw-away database for this command only (open a folder without a database).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="dicombrowser")
+@click.pass_context
+def cli(ctx: click.Context, database_dir: str | None, temporary: bool, verbose: int) -> None:
+    """Local DICOM database, PACS networking and loading into volumes."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    state = CLIContext(database_dir=database_dir, temporary=temporary)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _register_commands() -> None:
+    """Each area adds its commands; a missing area module must not break the others."""
+    import importlib
+
+    for name in ("database_commands", "loading_commands", "network_commands", "gui_commands"):
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(cli)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="dicombrowser")

@@ -1,0 +1,107 @@
+"""Where databases live and what each one is configured with.
+
+A database is a folder. Which folder: `--database DIR`, else $DICOMBROWSER_DATABASE, else a
+per-user default. Settings that belong to a database (local AE title, port, remote nodes) are
+kept in `settings.json` inside that folder so they travel with it; the list of recently used
+databases is per user.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DATABASE_ENV = "DICOMBROWSER_DATABASE"
+SETTINGS_FILE = "settings.json"
+MAX_RECENT = 10
+
+
+def user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "dicombrowser"
+
+
+def user_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "dicombrowser" / "config.json"
+
+
+def default_database_folder() -> Path:
+    return user_data_dir() / "Database"
+
+
+def resolve_database_folder(explicit: str | os.PathLike | None = None) -> Path:
+    """The database folder to use: explicit argument, then the environment, then the default."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get(DATABASE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return default_database_folder()
+
+
+@dataclass
+class RemoteNode:
+    """A PACS or other DICOM peer, as the user configured it."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    retrieve: str = "move"  # "move" (C-MOVE to our listener) or "get" (C-GET)
+
+
+@dataclass
+class DatabaseSettings:
+    """Per-database settings, stored as JSON beside the SQLite files."""
+
+    ae_title: str = "DICOMBROWSER"
+    port: int = 11112
+    nodes: dict[str, RemoteNode] = field(default_factory=dict)
+    allowed_callers: list[str] = field(default_factory=list)  # empty: accept any calling AE
+
+    @classmethod
+    def load(cls, folder: Path) -> "DatabaseSettings":
+        path = Path(folder) / SETTINGS_FILE
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        nodes = {name: RemoteNode(**node) for name, node in raw.pop("nodes", {}).items()}
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(nodes=nodes, **known)
+
+    def save(self, folder: Path) -> None:
+        path = Path(folder) / SETTINGS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def recent_databases() -> list[Path]:
+    path = user_config_file()
+    if not path.exists():
+        return []
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [Path(p) for p in raw.get("recent_databases", [])]
+
+
+def remember_database(folder: Path) -> None:
+    """Put a database first in the user's recent list (for the browser's database switcher)."""
+    path = user_config_file()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        raw = {}
+    folder_str = str(Path(folder).resolve())
+    recent = [p for p in raw.get("recent_databases", []) if p != folder_str]
+    raw["recent_databases"] = [folder_str, *recent][:MAX_RECENT]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(raw, indent=2), encoding="utf-8")
+    except OSError:
+        pass  # a read-only home must not stop the user from working

@@ -1,0 +1,100 @@
+"""Shared fixtures: the real corpus, temporary databases, generated series, free ports.
+
+One way to reach test data: the `corpus` fixture resolves ../shared/corpus (or
+$DICOMBROWSER_CORPUS) and skips with a reason when it is absent; pydicom's bundled files come
+through `pydicom_file`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def corpus_root() -> Path | None:
+    env = os.environ.get("DICOMBROWSER_CORPUS")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "corpus")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The real DICOM corpus (see its MANIFEST.md); tests skip when it is not there."""
+    root = corpus_root()
+    if root is None:
+        pytest.skip("real DICOM corpus not found (../shared/corpus or $DICOMBROWSER_CORPUS)")
+    return root
+
+
+@pytest.fixture
+def pydicom_file():
+    """Path of one of pydicom's bundled test files, by name."""
+    from pydicom.data import get_testdata_file
+
+    def get(name: str) -> Path:
+        path = get_testdata_file(name)
+        if path is None:
+            pytest.skip(f"pydicom test file {name} not available")
+        return Path(path)
+
+    return get
+
+
+@pytest.fixture
+def database(tmp_path):
+    """An empty database in a temporary folder, closed after the test."""
+    from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+
+    db = DICOMDatabase(tmp_path / "database")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def series_factory(tmp_path):
+    """Write a generated series (DICOMBrowser.DICOMBrowserLib.sampledata.write_series) under tmp_path."""
+    from DICOMBrowser.DICOMBrowserLib import sampledata
+
+    counter = iter(range(1_000_000))
+
+    def make(subfolder: str | None = None, **kwargs) -> list[Path]:
+        folder = tmp_path / (subfolder or f"series{next(counter)}")
+        return sampledata.write_series(folder, **kwargs)
+
+    return make
+
+
+def get_free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    return get_free_port()
+
+
+@pytest.fixture
+def cli_runner(tmp_path):
+    """Run `dicombrowser --database <tmp> ARGS...` in-process; returns click's Result."""
+    import click.testing
+
+    from DICOMBrowser.DICOMBrowserLib.cli import cli
+
+    db_dir = tmp_path / "cli-database"
+
+    def run(*args: str, database: Path | None = None):
+        return click.testing.CliRunner().invoke(cli, ["--database", str(database or db_dir), *args])
+
+    run.database_dir = db_dir
+    return run
