@@ -1,0 +1,488 @@
+"""The requests we make to a remote node: C-ECHO, C-FIND, C-MOVE, C-GET and C-STORE.
+
+Every function takes a `RemoteNode` and our calling AE title, opens one association with
+timeouts, and returns plain values (lists of dicts, summaries with counts and statuses). A
+failure to associate raises `NetworkError` saying which peer and why: refused (nothing listens),
+unreachable, timed out, rejected (with the peer's reason, e.g. wrong called AE title) or aborted.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         DeflatedExplicitVRLittleEndian)
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, _config, build_role, evt
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
+                                  PatientRootQueryRetrieveInformationModelGet,
+                                  PatientRootQueryRetrieveInformationModelMove,
+                                  StudyRootQueryRetrieveInformationModelFind,
+                                  StudyRootQueryRetrieveInformationModelGet,
+                                  StudyRootQueryRetrieveInformationModelMove, Verification)
+
+from ..config import RemoteNode
+from ..errors import NetworkError
+from ..tagreader import format_value
+from .sockets import NAGLE_OFF
+from .storage import ReceivedInstanceWriter, store_handler
+
+logger = logging.getLogger(__name__)
+
+UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+LEVELS = ("patient", "study", "series", "image")
+MAX_PDU_SIZE = 1 << 20
+
+# Returned keys per level (also the table columns of `dicombrowser find`).
+FIND_KEYS: dict[str, list[str]] = {
+    "patient": ["PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                "NumberOfPatientRelatedStudies"],
+    "study": ["PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription",
+              "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+              "NumberOfStudyRelatedInstances"],
+    "series": ["PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "Modality",
+               "SeriesDescription", "NumberOfSeriesRelatedInstances"],
+    "image": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "InstanceNumber"],
+}
+# Filters a user can give (CLI option name == key here) -> DICOM keyword
+FILTER_KEYWORDS = {
+    "patient_name": "PatientName",
+    "patient_id": "PatientID",
+    "study_date": "StudyDate",
+    "modality": "Modality",
+    "accession_number": "AccessionNumber",
+    "study_description": "StudyDescription",
+    "study_uid": "StudyInstanceUID",
+    "series_uid": "SeriesInstanceUID",
+}
+
+
+@dataclass
+class FindResult:
+    """Matches of one C-FIND, each a dict keyword -> string (tagreader.format_value)."""
+
+    level: str
+    matches: list[dict[str, str]]
+    status: int
+    elapsed: float
+
+
+@dataclass
+class RetrieveSummary:
+    """Sub-operation counts of a C-MOVE or C-GET (per the peer's final response)."""
+
+    method: str
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    remaining: int = 0
+    status: int = 0
+    received: int = 0      # instances that reached our database
+    failed_uids: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.errors and self.status in (0x0000, 0xB000)
+
+
+@dataclass
+class SendSummary:
+    """Result of sending files with C-STORE."""
+
+    total: int = 0
+    sent: int = 0
+    warning: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    converted: int = 0  # sent after falling back to an uncompressed transfer syntax
+    elapsed: float = 0.0
+    sent_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.sent == self.total
+
+
+Progress = Callable[[int, int, int, int], Any]  # (completed, remaining, failed, warning) -> truthy to cancel
+
+
+def make_ae(calling_ae: str, *, timeout: float = 30.0) -> AE:
+    """An AE for one request: bounded timeouts everywhere, 1 MB PDUs."""
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = timeout
+    ae.dimse_timeout = timeout
+    ae.network_timeout = timeout
+    ae.connection_timeout = min(timeout, 10.0)
+    ae.maximum_pdu_size = MAX_PDU_SIZE
+    return ae
+
+
+def _peer(node: RemoteNode) -> str:
+    return f"{node.name} ({node.ae_title}@{node.host}:{node.port})"
+
+
+def _classify_connect_failure(node: RemoteNode, timeout: float) -> str:
+    """Why TCP did not work: probe once, only after the association already failed."""
+    try:
+        with socket.create_connection((node.host, node.port), timeout=min(timeout, 5.0)):
+            return "the connection opened but the association failed (the peer closed it or sent no answer)"
+    except ConnectionRefusedError:
+        return "connection refused: nothing is listening there (is the peer running, is the port right?)"
+    except socket.timeout:
+        return "timed out connecting (host down or a firewall drops the packets)"
+    except socket.gaierror as error:
+        return f"unknown host {node.host!r} ({error.strerror})"
+    except OSError as error:
+        return f"unreachable: {error.strerror or error}"
+
+
+def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list | None = None,
+              evt_handlers: list | None = None):
+    """Open an association or raise NetworkError naming the peer and the reason."""
+    answers: list[Any] = []
+
+    def remember_acse(event: Any) -> None:
+        answers.append(event.primitive)
+
+    handlers = [NAGLE_OFF, (evt.EVT_ACSE_RECV, remember_acse), *(evt_handlers or [])]
+    started = time.monotonic()
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg,
+                         evt_handlers=handlers, max_pdu=MAX_PDU_SIZE)
+    if assoc.is_established:
+        return assoc
+    if assoc.is_rejected:
+        reason = next((f"{p.result_str}, {p.source_str}: {p.reason_str}" for p in answers
+                       if getattr(p, "result", None) in (1, 2)), "no reason given")
+        hint = " (check the node's AE title, and that the peer knows our AE title " \
+               f"{ae.ae_title} if it checks callers)"
+        raise NetworkError(f"{_peer(node)} rejected the association: {reason}{hint}")
+    if time.monotonic() - started >= ae.acse_timeout - 0.5 and not answers:
+        raise NetworkError(f"{_peer(node)} timed out: no answer to the association request within "
+                           f"{ae.acse_timeout:.0f} s")
+    if answers:
+        raise NetworkError(f"{_peer(node)} aborted the association request "
+                           f"(no presentation context accepted, or the peer refused the request)")
+    raise NetworkError(f"{_peer(node)}: {_classify_connect_failure(node, timeout)}")
+
+
+def _release(assoc: Any) -> None:
+    if assoc.is_established:
+        assoc.release()
+
+
+def echo(node: RemoteNode, calling_ae: str, *, timeout: float = 10.0) -> float:
+    """C-ECHO; returns the round trip in seconds, raises NetworkError otherwise."""
+    ae = make_ae(calling_ae, timeout=timeout)
+    ae.add_requested_context(Verification)
+    started = time.monotonic()
+    assoc = associate(ae, node, timeout=timeout)
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        _release(assoc)
+    if not status or "Status" not in status:
+        raise NetworkError(f"{_peer(node)} did not answer the C-ECHO (timed out or aborted)")
+    if status.Status != 0x0000:
+        raise NetworkError(f"{_peer(node)} answered the C-ECHO with status 0x{status.Status:04X}")
+    return time.monotonic() - started
+
+
+def build_query(level: str, filters: dict[str, str | None] | None = None,
+                return_keys: Iterable[str] | None = None) -> Dataset:
+    """A C-FIND identifier: the level's return keys (empty) plus the filters as matching keys.
+
+    Patient name and description accept DICOM wildcards (* and ?); a study date is 'YYYYMMDD',
+    'YYYYMMDD-YYYYMMDD', '-YYYYMMDD' or 'YYYYMMDD-'. Modality filters ModalitiesInStudy at study
+    level and Modality at series level.
+    """
+    if level not in LEVELS:
+        raise NetworkError(f"query level {level!r} is not one of {', '.join(LEVELS)}")
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE" if level == "image" else level.upper()
+    for keyword in return_keys or FIND_KEYS[level]:
+        setattr(ds, keyword, "")
+    for key, value in (filters or {}).items():
+        if value in (None, ""):
+            continue
+        keyword = FILTER_KEYWORDS.get(key, key)
+        if keyword == "Modality" and level in ("study", "patient"):
+            keyword = "ModalitiesInStudy"
+        setattr(ds, keyword, str(value))
+    return ds
+
+
+def find(node: RemoteNode, calling_ae: str, level: str = "study", filters: dict[str, str | None] | None = None,
+         *, model: str | None = None, timeout: float = 30.0) -> FindResult:
+    """C-FIND at patient/study/series/image level; Patient Root for patients, else Study Root."""
+    model = model or ("patient" if level == "patient" else "study")
+    if model == "study" and level == "patient":
+        raise NetworkError("the Study Root model has no patient level; use --model patient")
+    model_uid = (PatientRootQueryRetrieveInformationModelFind if model == "patient"
+                 else StudyRootQueryRetrieveInformationModelFind)
+    query = build_query(level, filters)
+    ae = make_ae(calling_ae, timeout=timeout)
+    ae.add_requested_context(model_uid)
+    started = time.monotonic()
+    assoc = associate(ae, node, timeout=timeout)
+    matches: list[dict[str, str]] = []
+    final = -1
+    try:
+        for status, identifier in assoc.send_c_find(query, model_uid):
+            if not status or "Status" not in status:
+                raise NetworkError(f"{_peer(node)}: C-FIND got no answer (timed out or aborted) after "
+                                   f"{len(matches)} matches")
+            final = int(status.Status)
+            if final in (0xFF00, 0xFF01) and identifier is not None:
+                matches.append({kw: format_value(identifier.get(kw)) for kw in FIND_KEYS[level]})
+            elif final != 0x0000:
+                raise NetworkError(f"{_peer(node)}: C-FIND failed with status 0x{final:04X}")
+    finally:
+        _release(assoc)
+    return FindResult(level=level, matches=matches, status=final, elapsed=time.monotonic() - started)
+
+
+def _retrieve_identifier(level: str, uid: str, study_uid: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE" if level == "image" else level.upper()
+    if level == "study":
+        ds.StudyInstanceUID = uid
+    elif level == "series":
+        ds.StudyInstanceUID = study_uid or ""
+        ds.SeriesInstanceUID = uid
+        if not study_uid:
+            del ds.StudyInstanceUID
+    elif level == "patient":
+        ds.PatientID = uid
+    else:
+        raise NetworkError(f"retrieve level {level!r} is not patient, study or series")
+    return ds
+
+
+def resolve_level(node: RemoteNode, calling_ae: str, uid: str, *, timeout: float = 30.0) -> tuple[str, str | None]:
+    """Is `uid` a study or a series on the peer? Returns (level, study_uid) via C-FIND."""
+    found = find(node, calling_ae, "study", {"study_uid": uid}, timeout=timeout)
+    if found.matches:
+        return "study", uid
+    found = find(node, calling_ae, "series", {"series_uid": uid}, timeout=timeout)
+    if found.matches:
+        return "series", found.matches[0].get("StudyInstanceUID") or None
+    raise NetworkError(f"{_peer(node)} has no study or series with UID {uid}")
+
+
+def _track(summary: RetrieveSummary, status: Dataset, progress: Progress | None) -> bool:
+    """Update counts from one C-MOVE/C-GET response; True when the caller asked to cancel."""
+    summary.status = int(status.Status)
+    summary.completed = int(status.get("NumberOfCompletedSuboperations", summary.completed) or 0)
+    summary.failed = int(status.get("NumberOfFailedSuboperations", summary.failed) or 0)
+    summary.warning = int(status.get("NumberOfWarningSuboperations", summary.warning) or 0)
+    summary.remaining = int(status.get("NumberOfRemainingSuboperations", 0) or 0)
+    if progress is not None:
+        return bool(progress(summary.completed, summary.remaining, summary.failed, summary.warning))
+    return False
+
+
+def _final_check(node: RemoteNode, summary: RetrieveSummary, uid: str, identifier: Dataset | None) -> None:
+    if summary.status in (0x0000, 0xB000, 0xFE00):
+        if summary.status == 0xB000 and identifier is not None and "FailedSOPInstanceUIDList" in identifier:
+            failed = identifier.FailedSOPInstanceUIDList
+            summary.failed_uids.extend([failed] if isinstance(failed, str) else list(failed))
+        return
+    summary.errors.append(f"{_peer(node)}: C-{summary.method.upper()} of {uid} ended with status "
+                          f"0x{summary.status:04X}")
+
+
+def move(node: RemoteNode, calling_ae: str, uid: str, level: str, destination_ae: str, *,
+         study_uid: str | None = None, model: str = "study", timeout: float = 60.0,
+         progress: Progress | None = None, summary: RetrieveSummary | None = None) -> RetrieveSummary:
+    """C-MOVE a study or series to `destination_ae` (our listener, which the peer must know)."""
+    model_uid = (PatientRootQueryRetrieveInformationModelMove if model == "patient"
+                 else StudyRootQueryRetrieveInformationModelMove)
+    summary = summary or RetrieveSummary(method="move")
+    ae = make_ae(calling_ae, timeout=timeout)
+    ae.add_requested_context(model_uid)
+    started = time.monotonic()
+    assoc = associate(ae, node, timeout=timeout)
+    base = (summary.completed, summary.failed, summary.warning)
+    try:
+        last_identifier = None
+        for status, identifier in assoc.send_c_move(_retrieve_identifier(level, uid, study_uid),
+                                                    destination_ae, model_uid):
+            if not status or "Status" not in status:
+                summary.errors.append(f"{_peer(node)}: C-MOVE of {uid} got no answer (timed out or aborted)")
+                break
+            last_identifier = identifier
+            if _track(summary, status, progress):
+                assoc.abort()
+                summary.errors.append("cancelled")
+                break
+        _final_check(node, summary, uid, last_identifier)
+    finally:
+        _release(assoc)
+    summary.completed += base[0]
+    summary.failed += base[1]
+    summary.warning += base[2]
+    summary.elapsed += time.monotonic() - started
+    if summary.status == 0xA801:
+        summary.errors.append(f"{_peer(node)} does not know the move destination {destination_ae}: "
+                              f"register AE {destination_ae} (our host and listener port) on the peer")
+    return summary
+
+
+def get_contexts() -> list:
+    """Requested contexts for C-GET: the query model plus storage classes we accept as SCP.
+
+    128 contexts at most per association: 2 Q/R models + 126 storage classes, each with every
+    transfer syntax pynetdicom knows (uncompressed first, so a peer that can transcode keeps it simple
+    and a compressed-only peer still finds a match).
+    """
+    contexts = [build_context(StudyRootQueryRetrieveInformationModelGet),
+                build_context(PatientRootQueryRetrieveInformationModelGet)]
+    ordered = UNCOMPRESSED + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in UNCOMPRESSED]
+    for context in StoragePresentationContexts[: 128 - len(contexts)]:
+        contexts.append(build_context(context.abstract_syntax, ordered))
+    return contexts
+
+
+def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: ReceivedInstanceWriter, *,
+        study_uid: str | None = None, model: str = "study", timeout: float = 60.0,
+        progress: Progress | None = None, summary: RetrieveSummary | None = None) -> RetrieveSummary:
+    """C-GET a study or series on one association; instances are written and indexed by `writer`."""
+    model_uid = (PatientRootQueryRetrieveInformationModelGet if model == "patient"
+                 else StudyRootQueryRetrieveInformationModelGet)
+    summary = summary or RetrieveSummary(method="get")
+    ae = make_ae(calling_ae, timeout=timeout)
+    contexts = get_contexts()
+    ae.requested_contexts = contexts
+    roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts[2:]]
+    received_before = writer.counters.received
+    base = (summary.completed, summary.failed, summary.warning)
+    started = time.monotonic()
+    assoc = associate(ae, node, timeout=timeout, ext_neg=roles,
+                      evt_handlers=[(evt.EVT_C_STORE, store_handler(writer))])
+    try:
+        last_identifier = None
+        for status, identifier in assoc.send_c_get(_retrieve_identifier(level, uid, study_uid), model_uid):
+            if not status or "Status" not in status:
+                summary.errors.append(f"{_peer(node)}: C-GET of {uid} got no answer (timed out or aborted)")
+                break
+            last_identifier = identifier
+            if _track(summary, status, progress):
+                assoc.abort()
+                summary.errors.append("cancelled")
+                break
+        _final_check(node, summary, uid, last_identifier)
+    finally:
+        _release(assoc)
+    summary.completed += base[0]
+    summary.failed += base[1]
+    summary.warning += base[2]
+    summary.received += writer.counters.received - received_before
+    summary.elapsed += time.monotonic() - started
+    return summary
+
+
+def _store_contexts(files: list[tuple[str, str, str]]) -> list:
+    """For each SOP class: one context with the files' own transfer syntaxes, one uncompressed fallback."""
+    by_class: dict[str, list[str]] = {}
+    for _, sop_class, ts in files:
+        syntaxes = by_class.setdefault(sop_class, [])
+        if ts and ts not in syntaxes:
+            syntaxes.append(ts)
+    contexts = []
+    for sop_class, syntaxes in by_class.items():
+        own = [ts for ts in syntaxes if ts in ALL_TRANSFER_SYNTAXES] or list(UNCOMPRESSED)
+        contexts.append(build_context(sop_class, own))
+        if set(own) - set(UNCOMPRESSED) or own != list(UNCOMPRESSED):
+            contexts.append(build_context(sop_class, list(UNCOMPRESSED)))
+    return contexts
+
+
+def _fallback_dataset(path: str) -> Dataset:
+    """Read a file and, if compressed, decompress it so it can go in an uncompressed context."""
+    ds = pydicom.dcmread(path)
+    ts = ds.file_meta.TransferSyntaxUID
+    if ts.is_compressed or ts in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian):
+        if ts.is_compressed:
+            ds.decompress()
+        else:
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds
+
+
+def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *, timeout: float = 60.0,
+         progress: Callable[[int, int, int], Any] | None = None) -> SendSummary:
+    """C-STORE files, given as (path, SOPClassUID, TransferSyntaxUID) triples.
+
+    Each file goes in its own transfer syntax when the peer accepts it (sent as stored, streamed
+    from disk, no decode); otherwise it is decompressed and sent uncompressed. Files of more SOP
+    classes than fit one association (64) are sent over several associations.
+    `progress(done, total, failed)` returns truthy to cancel.
+    """
+    summary = SendSummary(total=len(files))
+    started = time.monotonic()
+    classes = list(dict.fromkeys(sop_class for _, sop_class, _ in files))
+    # Send files as they are on disk, without decoding: pynetdicom's chunked mode streams the file
+    # after its meta header (a process-wide switch; our sends always want it).
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    for start in range(0, len(classes), 60):
+        group = set(classes[start:start + 60])
+        batch = [f for f in files if f[1] in group]
+        ae = make_ae(calling_ae, timeout=timeout)
+        ae.requested_contexts = _store_contexts(batch)
+        assoc = associate(ae, node, timeout=timeout)
+        try:
+            for index, (path, sop_class, ts) in enumerate(batch):
+                reason = _store_one(assoc, node, path, summary)
+                if reason is not None:
+                    summary.failed.append((path, reason))
+                    if not assoc.is_established:
+                        remaining = batch[index + 1:]
+                        summary.failed.extend((p, "association lost before sending") for p, _, _ in remaining)
+                        logger.error("%s: association lost after %d of %d files", _peer(node), index + 1, len(batch))
+                        break
+                if progress is not None and progress(summary.sent + len(summary.failed), summary.total,
+                                                     len(summary.failed)):
+                    summary.failed.extend((p, "cancelled") for p, _, _ in batch[index + 1:])
+                    break
+        finally:
+            _release(assoc)
+        if not assoc.is_established and len(summary.failed) >= summary.total:
+            break
+    summary.elapsed = time.monotonic() - started
+    return summary
+
+
+def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary) -> str | None:
+    """Send one file; None on success (or warning), else the reason."""
+    if not assoc.is_established:
+        return "association lost"
+    try:
+        status = assoc.send_c_store(Path(path))
+    except ValueError:
+        # no context accepted in the file's own transfer syntax: decompress and go uncompressed
+        try:
+            status = assoc.send_c_store(_fallback_dataset(path))
+            summary.converted += 1
+        except (ValueError, AttributeError, NotImplementedError, RuntimeError, OSError) as error:
+            return f"peer accepted no transfer syntax we can send it in: {error}"
+    except (AttributeError, OSError, RuntimeError) as error:
+        return f"could not send: {error}"
+    if not status or "Status" not in status:
+        return f"no answer from {_peer(node)} (timed out or aborted)"
+    code = int(status.Status)
+    if code == 0x0000:
+        summary.sent += 1
+        summary.sent_bytes += Path(path).stat().st_size
+        return None
+    if code in (0xB000, 0xB006, 0xB007):
+        summary.sent += 1
+        summary.warning += 1
+        return None
+    return f"{_peer(node)} answered status 0x{code:04X}"

@@ -1,0 +1,49 @@
+"""Turn Nagle's algorithm off on every association socket we own.
+
+pynetdicom 3.0.4 never sets TCP_NODELAY. DICOM exchanges are small request/response pairs (a
+C-STORE-RSP, an A-RELEASE, the last P-DATA fragment of a command), so with Nagle on each one can
+wait for the peer's delayed ACK (~40 ms on Linux): 100 small instances took 35x longer.
+
+The clean hook is pynetdicom's own EVT_CONN_OPEN notification: it fires on both sides as soon as
+the TCP connection exists (requestor: after connect(); acceptor: after accept()) and before any
+PDU is exchanged, and `event.assoc.dul.socket.socket` is the connected socket. So every AE we
+create binds `nagle_off_handler` for EVT_CONN_OPEN; no subclassing or monkey-patching needed.
+DCMTK 3.6.7 tools set TCP_NODELAY only when TCP_NODELAY=1 is in their environment (`dcmtk_env`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from pynetdicom import evt
+
+logger = logging.getLogger(__name__)
+
+
+def set_nodelay(sock: socket.socket | None) -> bool:
+    """Set TCP_NODELAY on a socket; False when it is not a TCP socket (or already closed)."""
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return True
+    except OSError as error:
+        logger.debug("TCP_NODELAY not set: %s", error)
+        return False
+
+
+def nagle_off_handler(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: the connection's socket gets TCP_NODELAY. Never raises."""
+    assoc_socket = getattr(getattr(event.assoc, "dul", None), "socket", None)
+    set_nodelay(getattr(assoc_socket, "socket", None))
+
+
+NAGLE_OFF = (evt.EVT_CONN_OPEN, nagle_off_handler)
+
+
+def dcmtk_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for DCMTK tools with Nagle off (DCMTK reads TCP_NODELAY from the environment)."""
+    env = dict(os.environ if base is None else base)
+    env["TCP_NODELAY"] = "1"
+    return env

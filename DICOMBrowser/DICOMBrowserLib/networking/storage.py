@@ -1,0 +1,252 @@
+"""Received instances: written atomically into the database folder, then indexed off the receive thread.
+
+The C-STORE handler must answer quickly (the peer waits for every response), so it only writes
+the encoded dataset exactly as received (no decode, no re-encode: pixel data stays byte-identical)
+and hands the path to one indexing thread that calls `database.index_file(path, copied=True)`.
+
+Atomicity: each instance is written to a hidden temporary file in its final folder, optionally
+fsync'ed, then `os.replace`d onto its final name, and only then queued for indexing; so a reader,
+the indexer or a crash never sees a half-written instance under a final name. fsync policy
+(`fsync=`): False by default (ext4/xfs order the data before the rename's metadata, and a
+transfer that dies with the machine is re-sent anyway); True adds an fsync per file.
+
+Paths: `images_folder/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`, each part a UID only when it
+is a well-formed UID (digits and dots, no empty or '..' component, <= 64 chars); anything else
+(a '/' or '..' from a hostile peer) is replaced by a hash, so no path can escape images_folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+
+from ..errors import DICOMBrowserError
+
+logger = logging.getLogger(__name__)
+
+_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+_STUDY_UID_TAG = 0x0020000D
+_SERIES_UID_TAG = 0x0020000E
+
+
+def safe_uid_component(uid: str | None) -> str:
+    """A path component for a UID that can never leave its folder."""
+    text = (uid or "").strip().rstrip("\0")
+    if text and len(text) <= 64 and _UID_RE.fullmatch(text):
+        return text
+    digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"x{digest}" if text else "unknown"
+
+
+def study_and_series(raw: bytes, transfer_syntax: str) -> tuple[str, str]:
+    """Study and Series Instance UID from an encoded dataset, reading only the elements before them."""
+    ts = UID(transfer_syntax)
+    try:
+        if ts == DeflatedExplicitVRLittleEndian:
+            raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, 1 << 20)
+        implicit = ts.is_implicit_VR if ts.is_transfer_syntax else False
+        little = ts.is_little_endian if ts.is_transfer_syntax else True
+        ds = read_dataset(io.BytesIO(raw), implicit, little,
+                          stop_when=lambda tag, vr, length: tag > _SERIES_UID_TAG)
+        study = ds.get(_STUDY_UID_TAG)
+        series = ds.get(_SERIES_UID_TAG)
+        return (str(study.value) if study is not None else "", str(series.value) if series is not None else "")
+    except (ValueError, EOFError, OSError, zlib.error, NotImplementedError, KeyError) as error:
+        logger.warning("Could not read study/series UID of a received instance: %s", error)
+        return "", ""
+
+
+@dataclass
+class StorageCounters:
+    """What happened since the listener (or a C-GET) started; read by the GUI and CLI."""
+
+    received: int = 0
+    received_bytes: int = 0
+    write_failed: int = 0
+    indexed: int = 0
+    index_failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ReceivedInstanceWriter:
+    """Writes instances atomically under database.images_folder and indexes them on a worker thread."""
+
+    def __init__(self, database: Any, *, fsync: bool = False, index: bool = True,
+                 on_indexed: Callable[[str, str], Any] | None = None, batch_size: int = 64):
+        self.database = database
+        self.images_folder = Path(database.images_folder)
+        self.fsync = fsync
+        self.index = index
+        self.on_indexed = on_indexed
+        self.batch_size = batch_size
+        self.counters = StorageCounters()
+        self._lock = threading.Lock()
+        self._made_dirs: set[Path] = set()
+        self._queue: "queue.Queue[str | None]" = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0  # written, not yet indexed (or failed); guarded by _done
+        self._done = threading.Condition(self._lock)
+
+    # --- receive side (called from pynetdicom's association threads) -------------------------------
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        path = (self.images_folder / safe_uid_component(study_uid) / safe_uid_component(series_uid)
+                / f"{safe_uid_component(sop_uid)}.dcm")
+        # belt and braces: the components above cannot contain separators, check anyway
+        if os.path.commonpath([self.images_folder, path.parent]) != str(self.images_folder):
+            raise DICOMBrowserError(f"refusing to write {sop_uid!r} outside {self.images_folder}")
+        return path
+
+    def write(self, file_meta: Any, raw_dataset: bytes) -> Path:
+        """Write preamble + file meta + the dataset bytes as received; returns the final path."""
+        ts = str(file_meta.TransferSyntaxUID)
+        sop_uid = str(file_meta.MediaStorageSOPInstanceUID)
+        study_uid, series_uid = study_and_series(raw_dataset, ts)
+        final = self.path_for(study_uid, series_uid, sop_uid)
+        folder = final.parent
+        if folder not in self._made_dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(folder)
+        if "ImplementationClassUID" not in file_meta:
+            file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        header = io.BytesIO()
+        header.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(header, file_meta, enforce_standard=True)
+        temporary = folder / f".{final.name}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(header.getbuffer())
+                handle.write(raw_dataset)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self.counters.received += 1
+            self.counters.received_bytes += len(raw_dataset)
+            if self.index:
+                self._pending += 1
+        if self.index:
+            self._queue.put(str(final))
+        return final
+
+    def record_failure(self, message: str) -> None:
+        with self._lock:
+            self.counters.write_failed += 1
+            self.counters.errors.append(message)
+
+    # --- indexing side ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.index and (self._thread is None or not self._thread.is_alive()):
+            self._thread = threading.Thread(target=self._run, name="dicombrowser-indexer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Index what is queued, then stop the indexing thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("Indexing thread did not finish within %.0f s; %d files still queued",
+                             timeout, self._queue.qsize())
+            self._thread = None
+
+    def wait_indexed(self, timeout: float = 60.0) -> bool:
+        """Block until every written instance is indexed (or failed to); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._pending > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._done.wait(remaining)
+        return True
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            batch = [first]
+            # drain what is already there so one wake-up indexes a batch
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for path in batch:
+                if path is None:
+                    stop = True
+                    continue
+                try:
+                    self._index_one(path)
+                finally:
+                    with self._done:
+                        self._pending -= 1
+                        self._done.notify_all()
+
+    def _index_one(self, path: str) -> None:
+        try:
+            sop_uid = self.database.index_file(path, copied=True)
+        except DICOMBrowserError as error:
+            logger.error("Received file %s could not be indexed: %s", path, error)
+            with self._lock:
+                self.counters.index_failed += 1
+                self.counters.errors.append(str(error))
+            return
+        except Exception as error:  # the indexer thread must survive one bad file; logged with traceback
+            logger.exception("Unexpected error indexing received file %s", path)
+            with self._lock:
+                self.counters.index_failed += 1
+                self.counters.errors.append(f"{path}: {type(error).__name__}: {error}")
+            return
+        with self._lock:
+            self.counters.indexed += 1
+        if self.on_indexed is not None:
+            try:
+                self.on_indexed(path, sop_uid)
+            except Exception:  # a GUI callback must not stop indexing
+                logger.exception("on_indexed callback failed for %s", path)
+
+
+def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
+    """An EVT_C_STORE handler writing through `writer`; returns a status, never raises."""
+
+    def handle_store(event: Any) -> int:
+        try:
+            raw = event.request.DataSet.getvalue()
+            file_meta = event.file_meta
+            writer.write(file_meta, raw)
+            return 0x0000
+        except (OSError, DICOMBrowserError, ValueError, AttributeError) as error:
+            sop = getattr(event.request, "AffectedSOPInstanceUID", "?")
+            logger.error("Could not store received instance %s: %s", sop, error)
+            writer.record_failure(f"{sop}: {error}")
+            return 0xA700  # Out of Resources
+        except Exception as error:  # noqa: BLE001 - a handler never raises; the peer gets a failure status
+            sop = getattr(event.request, "AffectedSOPInstanceUID", "?")
+            logger.exception("Unexpected error storing received instance %s", sop)
+            writer.record_failure(f"{sop}: {type(error).__name__}: {error}")
+            return 0xC210  # Cannot understand
+
+    return handle_store
