@@ -1,21 +1,307 @@
-"""Reading stored pixel frames fast (stub: signatures fixed, implementation follows)."""
+"""Reading stored pixel frames into one numpy stack, at close to the speed of reading the bytes.
+
+Uncompressed files (implicit/explicit little endian, explicit big endian) are read straight from
+the file into a preallocated array, at the pixel data offset the database index (or a header
+scan) recorded, so a 600-slice CT series costs little more than reading its bytes. Everything
+else (JPEG, JPEG 2000, JPEG-LS, RLE, deflate, 1-bit, odd layouts) goes through pydicom's pixel
+handlers (pylibjpeg, openjpeg, pyjpegls, RLE, GDCM), one frame at a time into the same array.
+
+The stack holds *stored* values (shape (n, rows, cols), or (n, rows, cols, samples) for colour);
+`apply_rescale` turns them into modality values without a float64 copy.
+"""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+import pydicom
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .errors import DICOMFileError, LoadError
 
 logger = logging.getLogger(__name__)
+
+#: transfer syntaxes whose pixel data is the raw little/big endian array
+NATIVE_LITTLE = {str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)}
+NATIVE_BIG = {str(ExplicitVRBigEndian)}
+
+#: image pixel module tags the reader needs ("gggg,eeee")
+TAG_ROWS = "0028,0010"
+TAG_COLUMNS = "0028,0011"
+TAG_BITS_ALLOCATED = "0028,0100"
+TAG_BITS_STORED = "0028,0101"
+TAG_PIXEL_REPRESENTATION = "0028,0103"
+TAG_SAMPLES_PER_PIXEL = "0028,0002"
+TAG_PLANAR_CONFIGURATION = "0028,0006"
+TAG_NUMBER_OF_FRAMES = "0028,0008"
+PIXEL_TAGS = [TAG_ROWS, TAG_COLUMNS, TAG_BITS_ALLOCATED, TAG_BITS_STORED, TAG_PIXEL_REPRESENTATION,
+              TAG_SAMPLES_PER_PIXEL, TAG_PLANAR_CONFIGURATION, TAG_NUMBER_OF_FRAMES]
+
+
+@dataclass
+class PixelLocation:
+    """Where a file's pixel data is and how it is encoded (from the index or a header scan)."""
+
+    path: str
+    transfer_syntax: str
+    offset: int | None
+    length: int | None
+
+
+@dataclass
+class PixelFormat:
+    """The array layout of one frame, shared by every file of a stack."""
+
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    samples: int
+    planar: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        if self.bits_allocated not in (8, 16, 32, 64):
+            raise LoadError(f"no native numpy type for {self.bits_allocated}-bit pixels")
+        kind = "i" if self.signed else "u"
+        return np.dtype(f"<{kind}{self.bits_allocated // 8}")
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        if self.samples == 1:
+            return (self.rows, self.columns)
+        return (self.rows, self.columns, self.samples)
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.rows * self.columns * self.samples * self.bits_allocated // 8
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(float(text.split("\\")[0])) if text else default
+    except ValueError:
+        return default
+
+
+def _pixel_format(values: dict[str, str], path: str) -> PixelFormat:
+    rows, columns = _int(values.get(TAG_ROWS, ""), 0), _int(values.get(TAG_COLUMNS, ""), 0)
+    if rows <= 0 or columns <= 0:
+        raise DICOMFileError(path, f"no usable Rows/Columns ({rows}x{columns})")
+    bits_allocated = _int(values.get(TAG_BITS_ALLOCATED, ""), 16)
+    return PixelFormat(rows=rows, columns=columns, bits_allocated=bits_allocated,
+                       bits_stored=_int(values.get(TAG_BITS_STORED, ""), bits_allocated),
+                       signed=_int(values.get(TAG_PIXEL_REPRESENTATION, ""), 0) == 1,
+                       samples=_int(values.get(TAG_SAMPLES_PER_PIXEL, ""), 1),
+                       planar=_int(values.get(TAG_PLANAR_CONFIGURATION, ""), 0))
+
+
+def _header_values(path: str, tags: Iterable[str]) -> tuple[dict[str, str], PixelLocation]:
+    """Pixel module values and pixel data location of one file, parsing only its header."""
+    from .tagreader import format_value, parse_tag
+
+    try:
+        ds = pydicom.dcmread(path, defer_size=256, force=True)
+    except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as error:
+        raise DICOMFileError(path, f"cannot read header: {error}") from error
+    values = {tag: format_value(ds.get(parse_tag(tag))) for tag in tags}
+    transfer_syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    raw = ds._dict.get(0x7FE00010)  # the still-raw element knows where its value starts in the file
+    offset = getattr(raw, "value_tell", None)
+    length = getattr(raw, "length", None)
+    if length == 0xFFFFFFFF:  # encapsulated
+        offset = None
+    return values, PixelLocation(path, transfer_syntax, offset, length)
+
+
+def _locations_and_values(files: Sequence[str], database: Any) -> tuple[list[PixelLocation], list[dict[str, str]]]:
+    """Index data when there is a database, else one header parse per file."""
+    if database is not None:
+        try:
+            values = database.file_values(list(files), PIXEL_TAGS)
+            rows = {}
+            for series_row in _instances_for_files(database, files):
+                rows[str(series_row["FilePath"])] = series_row
+            locations = []
+            for path in files:
+                row = rows.get(str(path))
+                if row is None:
+                    break
+                offset = row.get("PixelDataOffset")
+                length = row.get("PixelDataLength")
+                locations.append(PixelLocation(str(path), str(row.get("TransferSyntaxUID") or ""),
+                                               int(offset) if offset not in (None, "") else None,
+                                               int(length) if length not in (None, "") else None))
+            else:
+                return locations, [values[path] if path in values else values[str(path)] for path in files]
+        except (AttributeError, KeyError) as error:
+            logger.debug("Index lacks pixel locations (%s); parsing headers", error)
+    try:
+        from .headerscan import scan_files
+    except ImportError:
+        scan_files = None
+    if scan_files is not None and len(files) > 8:
+        by_path = {str(r.path): r for r in scan_files([str(f) for f in files], PIXEL_TAGS)}
+        locations, values = [], []
+        for path in files:
+            result = by_path.get(str(path))
+            if result is None or result.error:
+                raise DICOMFileError(str(path), result.error if result else "not scanned")
+            locations.append(PixelLocation(str(path), result.transfer_syntax, result.pixel_data_offset,
+                                           result.pixel_data_length))
+            values.append(result.values)
+        return locations, values
+    locations, values = [], []
+    for path in files:
+        file_values, location = _header_values(str(path), PIXEL_TAGS)
+        locations.append(location)
+        values.append(file_values)
+    return locations, values
+
+
+def _instances_for_files(database: Any, files: Sequence[str]) -> list[dict]:
+    """Instance rows (with pixel locations) for the series the files belong to."""
+    series_uids: list[str] = []
+    for path in files:
+        series_uid = database.file_value(str(path), "0020,000e")
+        if series_uid and series_uid not in series_uids:
+            series_uids.append(series_uid)
+    rows: list[dict] = []
+    for series_uid in series_uids:
+        rows.extend(database.instances(series_uid))
+    return rows
 
 
 def read_frames(files: list[str], database: Any = None,
                 frames: list[tuple[int, int]] | None = None) -> np.ndarray:
-    """Stack of stored pixel frames, shape (n, rows, cols), in the stored dtype."""
-    raise NotImplementedError
+    """Stack of stored pixel frames, shape (n, rows, cols), in the stored dtype.
+
+    `files` are read in the order given, every frame of each file, unless `frames` lists
+    (file index, frame index) pairs to read (multi-frame objects). Colour images give
+    (n, rows, cols, samples). All frames must share rows/columns/bit depth.
+    """
+    files = [str(f) for f in files]
+    if not files:
+        raise LoadError("no files to read")
+    locations, values = _locations_and_values(files, database)
+    pixel_format = _pixel_format(values[0], files[0])
+    counts = [max(1, _int(v.get(TAG_NUMBER_OF_FRAMES, ""), 1)) for v in values]
+    for path, file_values in zip(files, values):
+        other = _pixel_format(file_values, path)
+        if other.frame_shape != pixel_format.frame_shape or other.bits_allocated != pixel_format.bits_allocated:
+            raise LoadError(f"{path}: frame layout {other.frame_shape}/{other.bits_allocated} bits differs "
+                            f"from {files[0]} {pixel_format.frame_shape}/{pixel_format.bits_allocated} bits")
+    if frames is None:
+        frames = [(i, k) for i, count in enumerate(counts) for k in range(count)]
+    if pixel_format.bits_allocated == 1:
+        dtype = np.dtype(np.uint8)  # pydicom unpacks bits to bytes
+    else:
+        dtype = pixel_format.dtype
+    stack = np.empty((len(frames), *pixel_format.frame_shape), dtype=dtype)
+    decoded: dict[int, np.ndarray] = {}
+    for out_index, (file_index, frame_index) in enumerate(frames):
+        location = locations[file_index]
+        if frame_index >= counts[file_index]:
+            raise LoadError(f"{location.path}: frame {frame_index} asked for, file has {counts[file_index]}")
+        if not _read_native(location, pixel_format, frame_index, counts[file_index], stack[out_index]):
+            _read_with_pydicom(location.path, frame_index, counts[file_index], stack[out_index], decoded, file_index)
+    _fix_stored_bits(stack, pixel_format)
+    return stack
+
+
+def _read_native(location: PixelLocation, pixel_format: PixelFormat, frame_index: int, frame_count: int,
+                 out: np.ndarray) -> bool:
+    """Read one uncompressed frame straight from the file; False when the fast path does not apply."""
+    syntax = location.transfer_syntax
+    if syntax not in NATIVE_LITTLE and syntax not in NATIVE_BIG:
+        return False
+    if location.offset is None or location.length is None or pixel_format.bits_allocated not in (8, 16, 32, 64):
+        return False
+    if pixel_format.samples > 1 and pixel_format.planar == 1:
+        return False  # colour-by-plane needs reordering: leave it to pydicom
+    frame_bytes = pixel_format.frame_bytes
+    if location.length < frame_bytes * frame_count:
+        return False  # truncated or odd: let pydicom decide what to do
+    target = out.reshape(-1).view(np.uint8)
+    try:
+        with open(location.path, "rb", buffering=0) as handle:
+            handle.seek(location.offset + frame_index * frame_bytes)
+            got = handle.readinto(memoryview(target))
+    except OSError as error:
+        raise DICOMFileError(location.path, f"cannot read pixel data: {error}") from error
+    if got != frame_bytes:
+        raise DICOMFileError(location.path, f"pixel data truncated: {got} of {frame_bytes} bytes")
+    if syntax in NATIVE_BIG and out.dtype.itemsize > 1:
+        out.byteswap(inplace=True)
+    return True
+
+
+def _read_with_pydicom(path: str, frame_index: int, frame_count: int, out: np.ndarray,
+                       decoded: dict[int, np.ndarray], file_index: int) -> None:
+    """Decode one frame with pydicom's handlers (compressed syntaxes, unusual layouts).
+
+    A multi-frame file is decoded once and kept in `decoded` for its other frames.
+    """
+    try:
+        if file_index not in decoded:
+            decoded.clear()  # keep one multi-frame file in memory at a time
+            # a whole dataset, not pixel_array(path): that route cannot read deflated files
+            decoded[file_index] = pydicom.dcmread(path, force=True).pixel_array
+        frame = decoded[file_index] if frame_count == 1 else decoded[file_index][frame_index]
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, OSError,
+            KeyError, IndexError) as error:
+        raise DICOMFileError(path, f"cannot decode frame {frame_index}: {error}") from error
+    if frame.shape != out.shape:
+        raise DICOMFileError(path, f"decoded frame shape {frame.shape} != expected {out.shape}")
+    out[...] = frame
+
+
+def _fix_stored_bits(stack: np.ndarray, pixel_format: PixelFormat) -> None:
+    """Sign-extend signed values stored in fewer bits than allocated (in place, no copy)."""
+    bits = pixel_format.bits_stored
+    if not pixel_format.signed or bits >= pixel_format.bits_allocated or stack.dtype.kind != "i":
+        return
+    shift = stack.dtype.itemsize * 8 - bits
+    np.left_shift(stack, shift, out=stack)
+    np.right_shift(stack, shift, out=stack)
 
 
 def apply_rescale(stack: np.ndarray, slopes: Sequence[float] | float,
                   intercepts: Sequence[float] | float) -> np.ndarray:
-    """Modality rescale; int16 kept when it fits, else float32; never a float64 copy."""
-    raise NotImplementedError
+    """Modality values from stored values: slope * stored + intercept, per frame or for all.
+
+    int16 is kept (the stack is modified in place when it is int16) when every slope is 1, every intercept an
+    integer and the result fits; otherwise float32. Never makes a float64 copy of the stack.
+    """
+    n = stack.shape[0]
+    slopes_array = np.broadcast_to(np.asarray(slopes, dtype=np.float64), (n,))
+    intercepts_array = np.broadcast_to(np.asarray(intercepts, dtype=np.float64), (n,))
+    integer_rescale = bool(np.all(slopes_array == 1.0) and np.all(intercepts_array == np.round(intercepts_array)))
+    if integer_rescale and stack.dtype.kind in "iu" and stack.dtype.itemsize <= 2:
+        if np.all(intercepts_array == 0) and stack.dtype == np.int16:
+            return stack
+        info = np.iinfo(np.int16)
+        low, high = (int(stack.min()), int(stack.max())) if stack.size else (0, 0)
+        if low + intercepts_array.min() >= info.min and high + intercepts_array.max() <= info.max:
+            # in place for int16; for other integer types the ufunc computes in buffered chunks
+            out = stack if stack.dtype == np.int16 else np.empty(stack.shape, dtype=np.int16)
+            if np.all(intercepts_array == intercepts_array[0]):
+                np.add(stack, np.int32(intercepts_array[0]), out=out, casting="unsafe")
+            else:
+                for index in range(n):
+                    np.add(stack[index], np.int32(intercepts_array[index]), out=out[index], casting="unsafe")
+            return out
+    out = stack.astype(np.float32)
+    if np.all(slopes_array == slopes_array[0]) and np.all(intercepts_array == intercepts_array[0]):
+        if slopes_array[0] != 1.0:
+            out *= np.float32(slopes_array[0])
+        if intercepts_array[0] != 0.0:
+            out += np.float32(intercepts_array[0])
+    else:
+        for index in range(n):
+            out[index] *= np.float32(slopes_array[index])
+            out[index] += np.float32(intercepts_array[index])
+    return out

@@ -1,30 +1,463 @@
-"""The MRML scene and its nodes (stub: signatures fixed, implementation follows)."""
+"""The MRML scene and its nodes: 3D Slicer's own data model, through `slicer-core`.
+
+Volumes are what Slicer's DICOM plugins make: a `vtkMRMLScalarVolumeNode` whose vtkImageData
+has origin 0 and spacing 1, the geometry (RAS, millimetres) living in the node's IJK-to-RAS
+matrix; the DICOM identity in node attributes (`DICOM.instanceUIDs` space-separated,
+`DICOM.seriesInstanceUID`, ...) and in subject hierarchy items patient / study / series whose
+"DICOM" UIDs are PatientID, StudyInstanceUID and SeriesInstanceUID, as in Slicer's
+`DICOMPlugin.addSeriesInSubjectHierarchy`. Saving follows Slicer: NRRD through the storage node,
+`.mrml` scene files, `.mrb` bundles; NIfTI through SimpleITK for other tools.
+
+Voxel arrays are numpy (k, j, i) = (slice, row, column), as `slicer.util.arrayFromVolume` gives.
+"""
 from __future__ import annotations
 
 import logging
-from typing import Any
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import LoadError
+
 logger = logging.getLogger(__name__)
+
+#: identity keys (DICOM keywords) understood in `dicom_identity`
+IDENTITY_KEYS = ("PatientName", "PatientID", "PatientSex", "PatientBirthDate", "PatientComments",
+                 "StudyInstanceUID", "StudyDescription", "StudyDate", "StudyTime", "StudyID",
+                 "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "FrameOfReferenceUID")
+
+
+def _slicer():
+    import slicer  # slicer-core; imported lazily because it loads all of VTK and MRML
+
+    return slicer
 
 
 def new_scene() -> Any:
-    """An empty vtkMRMLScene."""
-    raise NotImplementedError
+    """An empty vtkMRMLScene with Slicer's default colour tables (needed by volume display nodes)."""
+    slicer = _slicer()
+    scene = slicer.vtkMRMLScene()
+    color_logic = slicer.vtkMRMLColorLogic()
+    color_logic.SetMRMLScene(scene)
+    # the Sequences logic registers the sequence browser node class and keeps proxies in sync
+    sequences_logic = slicer.vtkSlicerSequencesLogic()
+    sequences_logic.SetMRMLScene(scene)
+    # keep the logics alive as long as the scene wrapper: they observe it
+    _LOGICS[scene.GetAddressAsString("vtkMRMLScene")] = (color_logic, sequences_logic)
+    return scene
+
+
+#: logics that must live as long as their scene, keyed by the scene's address
+_LOGICS: dict[str, tuple[Any, Any]] = {}
+
+
+def _sequences_logic(scene: Any) -> Any:
+    logics = _LOGICS.get(scene.GetAddressAsString("vtkMRMLScene"))
+    if logics is None:
+        slicer = _slicer()
+        logic = slicer.vtkSlicerSequencesLogic()
+        logic.SetMRMLScene(scene)
+        return logic
+    return logics[1]
+
+
+def _vtk_matrix(array: np.ndarray) -> Any:
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    matrix = vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def matrix_to_array(matrix: Any) -> np.ndarray:
+    """A vtkMatrix4x4 as a 4x4 float64 numpy array."""
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=float)
+
+
+def ijk_to_ras_of(node: Any) -> np.ndarray:
+    """The node's IJK-to-RAS matrix (4x4, RAS mm)."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    matrix = vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return matrix_to_array(matrix)
+
+
+def image_data_from_array(voxels_kji: np.ndarray) -> Any:
+    """vtkImageData (origin 0, spacing 1) holding a copy of a (k, j, i) or (k, j, i, c) array."""
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    voxels = np.ascontiguousarray(voxels_kji)
+    if voxels.ndim == 3:
+        components = 1
+    elif voxels.ndim == 4:
+        components = voxels.shape[3]
+    else:
+        raise LoadError(f"voxel array must be 3D (k, j, i) or 4D (k, j, i, c), got shape {voxels.shape}")
+    image = vtkImageData()
+    image.SetDimensions(voxels.shape[2], voxels.shape[1], voxels.shape[0])
+    vtk_array = numpy_support.numpy_to_vtk(voxels.reshape(-1, components) if components > 1 else voxels.ravel(),
+                                           deep=True)
+    vtk_array.SetName("ImageScalars")
+    image.GetPointData().SetScalars(vtk_array)
+    return image
+
+
+def array_from_volume(node: Any) -> np.ndarray:
+    """A (k, j, i) numpy view of a volume node's voxels (what slicer.util.arrayFromVolume gives)."""
+    from vtkmodules.util import numpy_support
+
+    image = node.GetImageData()
+    if image is None:
+        raise LoadError(f"volume node {node.GetName()} has no image data")
+    dims = image.GetDimensions()
+    array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    components = image.GetNumberOfScalarComponents()
+    shape = (dims[2], dims[1], dims[0]) + ((components,) if components > 1 else ())
+    return array.reshape(shape)
+
+
+def set_geometry(node: Any, ijk_to_ras: np.ndarray) -> None:
+    """Origin, spacing and directions on the node from a 4x4 IJK-to-RAS matrix, as Slicer stores them."""
+    matrix = np.asarray(ijk_to_ras, dtype=float)
+    if matrix.shape != (4, 4):
+        raise LoadError(f"IJK-to-RAS must be 4x4, got {matrix.shape}")
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    if np.any(spacing <= 0):
+        raise LoadError(f"IJK-to-RAS has a zero-length axis: {matrix[:3, :3].tolist()}")
+    node.SetIJKToRASMatrix(_vtk_matrix(matrix))
+
+
+def _display_volume(scene: Any, node: Any, voxels: np.ndarray, window_level: tuple[float, float] | None) -> None:
+    slicer = _slicer()
+    display = scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
+    display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
+    if window_level is not None:
+        display.AutoWindowLevelOff()
+        display.SetWindowLevel(float(window_level[0]), float(window_level[1]))
+    else:
+        display.AutoWindowLevelOn()
+        if voxels.size:
+            low, high = float(np.min(voxels)), float(np.max(voxels))
+            display.SetWindowLevelMinMax(low, high)
+    node.SetAndObserveDisplayNodeID(display.GetID())
+    del slicer
 
 
 def add_scalar_volume(scene: Any, voxels_kji: np.ndarray, ijk_to_ras: np.ndarray, name: str, *,
-                      series_uid: str, instance_uids: list[str], window_level: tuple[float, float] | None = None,
+                      series_uid: str, instance_uids: Sequence[str],
+                      window_level: tuple[float, float] | None = None,
                       dicom_identity: dict[str, str] | None = None) -> Any:
-    """A vtkMRMLScalarVolumeNode (image origin 0, spacing 1; geometry in the IJK-to-RAS matrix)."""
-    raise NotImplementedError
+    """A vtkMRMLScalarVolumeNode (image origin 0, spacing 1; geometry in the IJK-to-RAS matrix).
+
+    `voxels_kji` is (slices, rows, columns); `ijk_to_ras` maps (i=column, j=row, k=slice) to RAS mm.
+    `window_level` is (window, level) from the files; None means automatic. `dicom_identity`
+    holds DICOM keywords (see IDENTITY_KEYS) for node attributes and the subject hierarchy.
+    """
+    slicer = _slicer()
+    voxels = np.asarray(voxels_kji)
+    if voxels.ndim != 3:
+        raise LoadError(f"series {series_uid}: scalar volume needs a (k, j, i) array, got shape {voxels.shape}")
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+    set_geometry(node, ijk_to_ras)
+    node.SetAndObserveImageData(image_data_from_array(voxels))
+    _display_volume(scene, node, voxels, window_level)
+    _set_dicom_attributes(node, series_uid, instance_uids, dicom_identity or {})
+    add_to_subject_hierarchy(scene, node, series_uid, dicom_identity or {})
+    del slicer
+    return node
+
+
+def _set_dicom_attributes(node: Any, series_uid: str, instance_uids: Sequence[str], identity: dict[str, str]) -> None:
+    node.SetAttribute("DICOM.instanceUIDs", " ".join(instance_uids))
+    node.SetAttribute("DICOM.seriesInstanceUID", series_uid)
+    for key, attribute in (("StudyInstanceUID", "DICOM.studyInstanceUID"), ("PatientID", "DICOM.patientID"),
+                           ("Modality", "DICOM.Modality"), ("FrameOfReferenceUID", "DICOM.FrameOfReferenceUID")):
+        if identity.get(key):
+            node.SetAttribute(attribute, str(identity[key]))
+
+
+def add_to_subject_hierarchy(scene: Any, node: Any, series_uid: str, identity: dict[str, str]) -> int:
+    """Place `node` under patient / study items keyed by DICOM UIDs, as Slicer's DICOM plugins do.
+
+    Returns the series item id. Items are reused when a patient or study is already present.
+    """
+    slicer = _slicer()
+    constants = slicer.vtkMRMLSubjectHierarchyConstants
+    uid_name = constants.GetDICOMUIDName()
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    series_item = hierarchy.GetItemByDataNode(node)
+    if not series_item:
+        series_item = hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
+    hierarchy.SetItemUID(series_item, uid_name, series_uid)
+    if identity.get("Modality"):
+        hierarchy.SetItemAttribute(series_item, constants.GetDICOMSeriesModalityAttributeName(), identity["Modality"])
+    if identity.get("SeriesNumber"):
+        hierarchy.SetItemAttribute(series_item, constants.GetDICOMSeriesNumberAttributeName(), str(identity["SeriesNumber"]))
+
+    patient_id = identity.get("PatientID") or identity.get("PatientName") or "Anonymous"
+    patient_item = hierarchy.GetItemByUID(uid_name, patient_id)
+    if not patient_item:
+        patient_item = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), identity.get("PatientName") or patient_id)
+        hierarchy.SetItemUID(patient_item, uid_name, patient_id)
+        for key, attribute in (("PatientName", constants.GetDICOMPatientNameAttributeName()),
+                               ("PatientID", constants.GetDICOMPatientIDAttributeName()),
+                               ("PatientSex", constants.GetDICOMPatientSexAttributeName()),
+                               ("PatientBirthDate", constants.GetDICOMPatientBirthDateAttributeName()),
+                               ("PatientComments", constants.GetDICOMPatientCommentsAttributeName())):
+            if identity.get(key):
+                hierarchy.SetItemAttribute(patient_item, attribute, str(identity[key]))
+
+    study_uid = identity.get("StudyInstanceUID")
+    parent = patient_item
+    if study_uid:
+        study_item = hierarchy.GetItemByUID(uid_name, study_uid)
+        if not study_item:
+            study_name = identity.get("StudyDescription") or f"Study {identity.get('StudyDate', '')}".strip()
+            study_item = hierarchy.CreateStudyItem(patient_item, study_name or "Study")
+            hierarchy.SetItemUID(study_item, uid_name, study_uid)
+            for key, attribute in (("StudyInstanceUID", constants.GetDICOMStudyInstanceUIDAttributeName()),
+                                   ("StudyDescription", constants.GetDICOMStudyDescriptionAttributeName()),
+                                   ("StudyDate", constants.GetDICOMStudyDateAttributeName()),
+                                   ("StudyTime", constants.GetDICOMStudyTimeAttributeName()),
+                                   ("StudyID", constants.GetDICOMStudyIDAttributeName())):
+                if identity.get(key):
+                    hierarchy.SetItemAttribute(study_item, attribute, str(identity[key]))
+        parent = study_item
+    hierarchy.SetItemParent(series_item, parent)
+    return series_item
 
 
 def add_volume_sequence(scene: Any, volumes_tkji: np.ndarray, ijk_to_ras: np.ndarray, name: str, *,
-                        series_uid: str, instance_uids: list[str], index_values: list[float] | None = None,
+                        series_uid: str, instance_uids: Sequence[str], index_values: Sequence[float] | None = None,
                         index_name: str = "time", index_unit: str = "s",
                         window_level: tuple[float, float] | None = None,
                         dicom_identity: dict[str, str] | None = None) -> Any:
-    """A vtkMRMLSequenceNode of scalar volumes (4D) plus a sequence browser; returns the sequence node."""
-    raise NotImplementedError
+    """A 4D volume as Slicer's Sequences module holds it: a vtkMRMLSequenceNode of scalar volumes.
+
+    Also adds a vtkMRMLSequenceBrowserNode and its proxy volume (the volume shown at the current
+    index), placed in the subject hierarchy like a 3D series. Returns the sequence node; the
+    proxy is `sequence_proxy(scene, sequence)`.
+    """
+    slicer = _slicer()
+    volumes = np.asarray(volumes_tkji)
+    if volumes.ndim != 4:
+        raise LoadError(f"series {series_uid}: volume sequence needs a (t, k, j, i) array, got {volumes.shape}")
+    count = volumes.shape[0]
+    index_values = list(index_values) if index_values is not None else list(range(count))
+    if len(index_values) != count:
+        raise LoadError(f"series {series_uid}: {len(index_values)} index values for {count} volumes")
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
+    sequence.SetIndexName(index_name)
+    sequence.SetIndexUnit(index_unit)
+    sequence.SetIndexType(sequence.NumericIndex)
+    # the data nodes live in the sequence's internal scene, not in `scene`
+    for t in range(count):
+        frame = slicer.vtkMRMLScalarVolumeNode()
+        frame.SetName(f"{name} [{t}]")
+        set_geometry(frame, ijk_to_ras)
+        frame.SetAndObserveImageData(image_data_from_array(volumes[t]))
+        sequence.SetDataNodeAtValue(frame, f"{index_values[t]:g}")
+    sequence.SetAttribute("DICOM.instanceUIDs", " ".join(instance_uids))
+    sequence.SetAttribute("DICOM.seriesInstanceUID", series_uid)
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(f"{name} browser"))
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    proxy = browser.GetProxyNode(sequence)
+    if proxy is not None:
+        proxy.SetName(scene.GenerateUniqueName(name))
+        if proxy.GetDisplayNode() is None:
+            _display_volume(scene, proxy, volumes[0], window_level)
+        _set_dicom_attributes(proxy, series_uid, instance_uids, dicom_identity or {})
+        add_to_subject_hierarchy(scene, proxy, series_uid, dicom_identity or {})
+    return sequence
+
+
+def sequence_proxy(scene: Any, sequence: Any) -> Any:
+    """The proxy volume node a sequence browser shows for `sequence` (None if no browser)."""
+    browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+    for index in range(browsers.GetNumberOfItems()):
+        browser = browsers.GetItemAsObject(index)
+        if browser.IsSynchronizedSequenceNode(sequence.GetID(), True):
+            return browser.GetProxyNode(sequence)
+    return None
+
+
+def sequence_array(sequence: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(t, k, j, i) voxels and the common IJK-to-RAS of a volume sequence."""
+    count = sequence.GetNumberOfDataNodes()
+    if count == 0:
+        raise LoadError(f"sequence {sequence.GetName()} is empty")
+    arrays = [array_from_volume(sequence.GetNthDataNode(t)) for t in range(count)]
+    return np.stack(arrays), ijk_to_ras_of(sequence.GetNthDataNode(0))
+
+
+# --- saving --------------------------------------------------------------------------------
+def save_volume(node: Any, path: str | os.PathLike) -> Path:
+    """Write a volume (or a volume sequence) as NRRD (.nrrd/.nhdr, Slicer's storage node),
+    NIfTI (.nii/.nii.gz, via SimpleITK), or a whole-scene `.mrml` / `.mrb` around it."""
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if node.IsA("vtkMRMLSequenceNode"):
+        if suffix in (".nii", ".nii.gz"):
+            return _save_sequence_nifti(node, path)
+        if suffix in (".nrrd", ".seq.nrrd"):
+            return _save_sequence_nrrd(node, path)
+    elif suffix in (".nrrd", ".nhdr"):
+        return _save_with_storage_node(node, path)
+    elif suffix in (".nii", ".nii.gz"):
+        return _save_nifti(node, path)
+    if suffix == ".mrml":
+        return save_scene(node.GetScene(), path)
+    if suffix == ".mrb":
+        return save_bundle(node.GetScene(), path)
+    raise LoadError(f"{path}: unknown output format (use .nrrd, .nii, .nii.gz, .mrml or .mrb)")
+
+
+def _save_with_storage_node(node: Any, path: Path) -> Path:
+    storage = node.GetStorageNode()
+    if storage is None:
+        storage = node.CreateDefaultStorageNode()
+        node.GetScene().AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(True)
+    if not storage.WriteData(node):
+        raise LoadError(f"{path}: Slicer's storage node could not write {node.GetName()}")
+    return path
+
+
+def _save_sequence_nrrd(sequence: Any, path: Path) -> Path:
+    slicer = _slicer()
+    storage = slicer.vtkMRMLVolumeSequenceStorageNode()
+    sequence.GetScene().AddNode(storage)
+    sequence.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    if not storage.WriteData(sequence):
+        raise LoadError(f"{path}: Slicer's volume sequence storage node could not write {sequence.GetName()}")
+    return path
+
+
+def _ras_to_lps(matrix: np.ndarray) -> np.ndarray:
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ matrix
+
+
+def _sitk_image(voxels: np.ndarray, ijk_to_ras: np.ndarray) -> Any:
+    import SimpleITK as sitk
+
+    ijk_to_lps = _ras_to_lps(np.asarray(ijk_to_ras, dtype=float))
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(voxels, isVector=False)
+    image.SetSpacing([float(s) for s in spacing[: image.GetDimension()]] + [1.0] * (image.GetDimension() - 3))
+    image.SetOrigin([float(v) for v in ijk_to_lps[:3, 3]] + [0.0] * (image.GetDimension() - 3))
+    directions = ijk_to_lps[:3, :3] / spacing
+    if image.GetDimension() == 4:
+        direction4 = np.eye(4)
+        direction4[:3, :3] = directions
+        image.SetDirection([float(v) for v in direction4.ravel()])
+    else:
+        image.SetDirection([float(v) for v in directions.ravel()])
+    return image
+
+
+def _save_nifti(node: Any, path: Path) -> Path:
+    import SimpleITK as sitk
+
+    sitk.WriteImage(_sitk_image(array_from_volume(node), ijk_to_ras_of(node)), str(path), useCompression=True)
+    return path
+
+
+def _save_sequence_nifti(sequence: Any, path: Path) -> Path:
+    import SimpleITK as sitk
+
+    voxels, ijk_to_ras = sequence_array(sequence)
+    sitk.WriteImage(_sitk_image(voxels, ijk_to_ras), str(path), useCompression=True)
+    return path
+
+
+def save_scene(scene: Any, path: str | os.PathLike) -> Path:
+    """Write every storable node next to `path` (NRRD) and the scene as a `.mrml` file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scene.SetRootDirectory(str(path.parent))
+    nodes = scene.GetNodesByClass("vtkMRMLStorableNode")
+    for index in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(index)
+        if node.IsA("vtkMRMLSequenceNode"):
+            file_name = _safe_file_name(node.GetName()) + ".seq.nrrd"
+            _save_sequence_nrrd(node, path.parent / file_name)
+        elif node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+            file_name = _safe_file_name(node.GetName()) + ".nrrd"
+            _save_with_storage_node(node, path.parent / file_name)
+        else:
+            continue
+        node.GetStorageNode().SetFileName(file_name)
+    scene.SetURL(str(path))
+    if not scene.Commit(str(path)):
+        raise LoadError(f"{path}: could not write the MRML scene")
+    return path
+
+
+def _is_sequence_proxy(scene: Any, node: Any) -> bool:
+    browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+    for index in range(browsers.GetNumberOfItems()):
+        if browsers.GetItemAsObject(index).IsProxyNode(node.GetID()):
+            return True
+    return False
+
+
+def _safe_file_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
+    return keep or "volume"
+
+
+def save_bundle(scene: Any, path: str | os.PathLike) -> Path:
+    """A Slicer data bundle (`.mrb`): the scene and its data saved by Slicer's application logic, zipped."""
+    slicer = _slicer()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dicombrowser-mrb-") as work:
+        bundle_dir = Path(work) / path.stem
+        bundle_dir.mkdir()
+        logic = slicer.vtkMRMLApplicationLogic()
+        logic.SetMRMLScene(scene)
+        if not logic.SaveSceneToSlicerDataBundleDirectory(str(bundle_dir), None):
+            raise LoadError(f"{path}: Slicer's application logic could not save the data bundle")
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(bundle_dir.rglob("*")):
+                archive.write(file, file.relative_to(Path(work)))
+    return path
+
+
+def load_scene(path: str | os.PathLike) -> Any:
+    """Read a `.mrml` scene (or a `.mrb` bundle, unzipped to a temporary folder) into a new scene."""
+    path = Path(path)
+    scene = new_scene()
+    if path.suffix.lower() == ".mrb":
+        work = Path(tempfile.mkdtemp(prefix="dicombrowser-mrb-"))
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(work)
+        mrml = next(work.rglob("*.mrml"), None)
+        if mrml is None:
+            shutil.rmtree(work, ignore_errors=True)
+            raise LoadError(f"{path}: no .mrml scene inside the bundle")
+        path = mrml
+    scene.SetURL(str(path))
+    if not scene.Import():
+        raise LoadError(f"{path}: could not read the MRML scene")
+    return scene
+
+
+def close_scene(scene: Any) -> None:
+    """Clear a scene and drop the logics kept alive for it."""
+    scene.Clear(1)
+    _LOGICS.pop(scene.GetAddressAsString("vtkMRMLScene"), None)
