@@ -36,6 +36,7 @@ TAG_PIXEL_REPRESENTATION = "0028,0103"
 TAG_SAMPLES_PER_PIXEL = "0028,0002"
 TAG_PLANAR_CONFIGURATION = "0028,0006"
 TAG_NUMBER_OF_FRAMES = "0028,0008"
+TAG_SERIES_UID = "0020,000e"
 PIXEL_TAGS = [TAG_ROWS, TAG_COLUMNS, TAG_BITS_ALLOCATED, TAG_BITS_STORED, TAG_PIXEL_REPRESENTATION,
               TAG_SAMPLES_PER_PIXEL, TAG_PLANAR_CONFIGURATION, TAG_NUMBER_OF_FRAMES]
 
@@ -118,32 +119,29 @@ def _header_values(path: str, tags: Iterable[str]) -> tuple[dict[str, str], Pixe
 
 
 def _locations_and_values(files: Sequence[str], database: Any) -> tuple[list[PixelLocation], list[dict[str, str]]]:
-    """Index data when there is a database, else one header parse per file."""
+    """Index data when there is a database (no file is opened), else one header scan per file."""
     if database is not None:
-        try:
-            values = database.file_values(list(files), PIXEL_TAGS)
-            rows = {}
-            for series_row in _instances_for_files(database, files):
-                rows[str(series_row["FilePath"])] = series_row
+        values = database.file_values(list(files), PIXEL_TAGS + [TAG_SERIES_UID])
+        rows: dict[str, dict] = {}
+        for series_uid in dict.fromkeys(values[path].get(TAG_SERIES_UID, "") for path in files):
+            if series_uid:
+                for row in database.instances(series_uid):
+                    rows[str(row["FilePath"])] = row
+        if all(path in rows for path in files):
             locations = []
             for path in files:
-                row = rows.get(str(path))
-                if row is None:
-                    break
-                offset = row.get("PixelDataOffset")
-                length = row.get("PixelDataLength")
-                locations.append(PixelLocation(str(path), str(row.get("TransferSyntaxUID") or ""),
+                row = rows[path]
+                offset, length = row.get("PixelDataOffset"), row.get("PixelDataLength")
+                locations.append(PixelLocation(path, str(row.get("TransferSyntaxUID") or ""),
                                                int(offset) if offset not in (None, "") else None,
                                                int(length) if length not in (None, "") else None))
-            else:
-                return locations, [values[path] if path in values else values[str(path)] for path in files]
-        except (AttributeError, KeyError) as error:
-            logger.debug("Index lacks pixel locations (%s); parsing headers", error)
+            return locations, [values[path] for path in files]
+        logger.debug("Some files are not in the database index; scanning their headers")
     try:
         from .headerscan import scan_files
     except ImportError:
         scan_files = None
-    if scan_files is not None and len(files) > 8:
+    if scan_files is not None:
         by_path = {str(r.path): r for r in scan_files([str(f) for f in files], PIXEL_TAGS)}
         locations, values = [], []
         for path in files:
@@ -160,19 +158,6 @@ def _locations_and_values(files: Sequence[str], database: Any) -> tuple[list[Pix
         locations.append(location)
         values.append(file_values)
     return locations, values
-
-
-def _instances_for_files(database: Any, files: Sequence[str]) -> list[dict]:
-    """Instance rows (with pixel locations) for the series the files belong to."""
-    series_uids: list[str] = []
-    for path in files:
-        series_uid = database.file_value(str(path), "0020,000e")
-        if series_uid and series_uid not in series_uids:
-            series_uids.append(series_uid)
-    rows: list[dict] = []
-    for series_uid in series_uids:
-        rows.extend(database.instances(series_uid))
-    return rows
 
 
 def read_frames(files: list[str], database: Any = None,
@@ -220,8 +205,8 @@ def _read_native(location: PixelLocation, pixel_format: PixelFormat, frame_index
         return False
     if location.offset is None or location.length is None or pixel_format.bits_allocated not in (8, 16, 32, 64):
         return False
-    if pixel_format.samples > 1 and pixel_format.planar == 1:
-        return False  # colour-by-plane needs reordering: leave it to pydicom
+    if pixel_format.samples > 1:
+        return False  # colour (planes, YBR, 4:2:2) needs pydicom's conversions
     frame_bytes = pixel_format.frame_bytes
     if location.length < frame_bytes * frame_count:
         return False  # truncated or odd: let pydicom decide what to do
