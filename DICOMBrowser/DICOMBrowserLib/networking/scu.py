@@ -240,7 +240,7 @@ def find(node: RemoteNode, calling_ae: str, level: str = "study", filters: dict[
                                    f"{len(matches)} matches")
             final = int(status.Status)
             if final in (0xFF00, 0xFF01) and identifier is not None:
-                matches.append({kw: format_value(identifier.get(kw)) for kw in FIND_KEYS[level]})
+                matches.append({kw: format_value(identifier.data_element(kw)) for kw in FIND_KEYS[level]})
             elif final != 0x0000:
                 raise NetworkError(f"{_peer(node)}: C-FIND failed with status 0x{final:04X}")
     finally:
