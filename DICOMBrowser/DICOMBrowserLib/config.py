@@ -60,6 +60,7 @@ class DatabaseSettings:
     port: int = 11112
     nodes: dict[str, RemoteNode] = field(default_factory=dict)
     allowed_callers: list[str] = field(default_factory=list)  # empty: accept any calling AE
+    listen_host: str = "0.0.0.0"  # interface the listener binds; 127.0.0.1 keeps it local
 
     @classmethod
     def load(cls, folder: Path) -> "DatabaseSettings":
