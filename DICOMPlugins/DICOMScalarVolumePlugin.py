@@ -1,0 +1,429 @@
+"""The scalar volume plugin: image series -> 3D (and 4D) scalar volumes, with geometry checks.
+
+Examine uses only cached tag values (and, for multi-frame objects, the header's functional
+groups), never pixel data. It splits a series into stacks by orientation, size and image/frame
+type, sorts each stack along the slice normal, recognises repeated positions as echoes (split)
+or time points (one 4D loadable, plus each volume), checks the geometry (`geometry.check_geometry`)
+and offers a regularized loadable when the acquisition grid is irregular. Load reads the frames
+through `pixelreader`, applies rescale, and adds the node through `scene`.
+
+Coordinate frames: DICOM positions are LPS mm; the matrices given to the scene are IJK-to-RAS.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from DICOMBrowser.DICOMBrowserLib import geometry
+from DICOMBrowser.DICOMBrowserLib.errors import DICOMBrowserError, DICOMFileError, LoadError
+from DICOMBrowser.DICOMBrowserLib.geometry import FrameGeometry
+
+from .DICOMPlugin import DICOMLoadable, DICOMPlugin
+
+logger = logging.getLogger(__name__)
+
+# SOP classes that have Rows/Columns but are not a stack of scalar images (other plugins' job)
+NOT_SCALAR_VOLUMES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
+    "1.2.840.10008.5.1.4.1.1.30": "Parametric Map",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
+    "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
+    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
+}
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+
+#: time keys tried in order for single-frame series with repeated positions ("gggg,eeee")
+TIME_TAGS = ["0020,0100", "0018,1060", "0020,0012", "0008,0032", "0008,0033"]
+TIME_TAG_NAMES = {"0020,0100": "TemporalPositionIdentifier", "0018,1060": "TriggerTime",
+                  "0020,0012": "AcquisitionNumber", "0008,0032": "AcquisitionTime", "0008,0033": "ContentTime",
+                  "temporal_position": "TemporalPositionIndex", "trigger_time": "NominalCardiacTriggerDelayTime",
+                  "file": "file"}
+ECHO_TAGS = ["0018,0086", "0018,0081"]
+#: b-value tags: standard, GE, Siemens, Philips (any that varies means a diffusion series)
+B_VALUE_TAGS = ["0018,9087", "0043,1039", "0019,100c", "2001,1003"]
+
+
+@dataclass
+class _Stack:
+    """Frames that can form one volume (or one time series), with why they were split out."""
+
+    records: list[FrameGeometry]
+    label: str = ""
+    image_type: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class DICOMScalarVolumePlugin(DICOMPlugin):
+    """CT, MR, PET, ... image series as scalar volumes (vtkMRMLScalarVolumeNode), 4D as sequences."""
+
+    loadType = "Scalar Volume"
+    tags = {
+        "sopClassUID": "0008,0016", "sopInstanceUID": "0008,0018", "imageType": "0008,0008",
+        "modality": "0008,0060", "seriesInstanceUID": "0020,000e", "seriesDescription": "0008,103e",
+        "seriesNumber": "0020,0011", "instanceNumber": "0020,0013", "studyInstanceUID": "0020,000d",
+        "position": "0020,0032", "orientation": "0020,0037", "pixelSpacing": "0028,0030",
+        "sliceThickness": "0018,0050", "rows": "0028,0010", "columns": "0028,0011",
+        "samplesPerPixel": "0028,0002", "numberOfFrames": "0028,0008",
+        "rescaleIntercept": "0028,1052", "rescaleSlope": "0028,1053",
+        "windowCenter": "0028,1050", "windowWidth": "0028,1051",
+        "temporalPositionIdentifier": "0020,0100", "triggerTime": "0018,1060",
+        "acquisitionNumber": "0020,0012", "acquisitionTime": "0008,0032", "contentTime": "0008,0033",
+        "echoNumbers": "0018,0086", "echoTime": "0018,0081", "gantryDetectorTilt": "0018,1120",
+        "bValue": "0018,9087", "geBValue": "0043,1039", "siemensBValue": "0019,100c", "philipsBValue": "2001,1003",
+        "frameOfReferenceUID": "0020,0052", "patientID": "0010,0020", "patientName": "0010,0010",
+    }
+
+    # --- examine -------------------------------------------------------------------------
+    def examineFiles(self, files: list[str]) -> list[DICOMLoadable]:
+        """Loadables for one series' files (a list of paths); reads no pixel data."""
+        files = [str(f) for f in files]
+        values = self._values(files)
+        records: list[FrameGeometry] = []
+        skipped: list[str] = []
+        for path in files:
+            v = values[path]
+            if v.get("0008,0016", "") in NOT_SCALAR_VOLUMES or not v.get("0028,0010") or not v.get("0028,0011"):
+                skipped.append(path)
+                continue
+            if v.get("0028,0002", "") not in ("", "1"):
+                skipped.append(path)  # colour: a vector volume, not a scalar one
+                continue
+            records.extend(self._frame_records(path, v))
+        if skipped:
+            logger.debug("Scalar volume plugin skipped %d files that are not grey-scale images", len(skipped))
+        if not records:
+            return []
+        first = values[records[0].path]
+        series_name = self._series_name(first)
+        loadables: list[DICOMLoadable] = []
+        stacks = self._split_stacks(records, values)
+        biggest = max(len(s.records) for s in stacks)
+        for stack in stacks:
+            loadables.extend(self._loadables_for_stack(stack, values, series_name, len(stacks) > 1, biggest))
+        return loadables
+
+    def _values(self, files: list[str]) -> dict[str, dict[str, str]]:
+        tags = sorted(set(self.tags.values()))
+        if self.database is not None:
+            found = self.database.file_values(files, tags)
+            return {f: dict(found.get(f, {})) for f in files}
+        return {f: {t: self.fileValue(f, t) for t in tags} for f in files}
+
+    def _frame_records(self, path: str, v: dict[str, str]) -> list[FrameGeometry]:
+        """Per-frame geometry of one file: from the cached tags, or the functional groups."""
+        frames = geometry.parse_numbers(v.get("0028,0008", ""))
+        if frames and int(frames[0]) > 1:
+            from DICOMBrowser.DICOMBrowserLib import multiframe
+
+            try:
+                return multiframe.frame_geometries(path)
+            except DICOMFileError as error:
+                logger.warning("Scalar volume plugin: %s", error)
+                return []
+        keys = {tag: v.get(tag, "") for tag in TIME_TAGS + ECHO_TAGS + B_VALUE_TAGS}
+        keys["image_type"] = v.get("0008,0008", "")
+        keys["rescale_slope"] = v.get("0028,1053", "")
+        keys["rescale_intercept"] = v.get("0028,1052", "")
+        return [geometry.frame_geometry_from_values(path, v, attributes=keys)]
+
+    @staticmethod
+    def _series_name(v: dict[str, str]) -> str:
+        number, description = v.get("0020,0011", ""), v.get("0008,103e", "")
+        name = f"{number}: {description}" if number and description else (description or number or "Unnamed series")
+        return name.strip()
+
+    @staticmethod
+    def _image_type(record: FrameGeometry) -> str:
+        return record.attributes.get("frame_type") or record.attributes.get("image_type", "")
+
+    def _split_stacks(self, records: list[FrameGeometry], values: dict[str, dict[str, str]]) -> list[_Stack]:
+        """Split by size, orientation (1e-3 apart: different planes) and image/frame type."""
+        groups: "OrderedDict[tuple, list[FrameGeometry]]" = OrderedDict()
+        orientations: list[np.ndarray] = []
+        for record in records:
+            orientation_index = -1
+            if record.orientation is not None:
+                vector = np.asarray(record.orientation, dtype=float)
+                for index, known in enumerate(orientations):
+                    if np.max(np.abs(known - vector)) < 1e-3:
+                        orientation_index = index
+                        break
+                else:
+                    orientations.append(vector)
+                    orientation_index = len(orientations) - 1
+            key = ((record.rows, record.columns), orientation_index, self._image_type(record))
+            groups.setdefault(key, []).append(record)
+        split_by = {name for name, index in (("size", 0), ("orientation", 1), ("image type", 2))
+                    if len({k[index] for k in groups}) > 1}
+        stacks = []
+        for (size, orientation_index, image_type), members in groups.items():
+            parts = []
+            if "size" in split_by:
+                parts.append(f"{size[0]}x{size[1]}")
+            if "orientation" in split_by and orientation_index >= 0:
+                parts.append(_plane_name(orientations[orientation_index]))
+            if "image type" in split_by:
+                parts.append(image_type.replace("\\", " ") or "no image type")
+            stacks.append(_Stack(members, label=", ".join(parts), image_type=image_type))
+        return stacks
+
+    def _loadables_for_stack(self, stack: _Stack, values: dict[str, dict[str, str]], series_name: str,
+                             split: bool, biggest: int) -> list[DICOMLoadable]:
+        sorted_records = geometry.sort_frames(stack.records)
+        name = f"{series_name} [{stack.label}]" if split and stack.label else series_name
+        base_confidence, notes = self._confidence(sorted_records, stack, values, biggest)
+        groups = geometry.position_groups(sorted_records)
+        repeats = max(len(g) for g in groups)
+        if repeats > 1:
+            echo_key = _splitting_key(groups, ["echo_time", *ECHO_TAGS], require_all_positions=True)
+            if echo_key is not None:
+                loadables = []
+                for value in _sorted_values({r.attributes.get(echo_key, "") for r in sorted_records}):
+                    members = [r for r in sorted_records if r.attributes.get(echo_key, "") == value]
+                    loadables.extend(self._loadables_for_stack(
+                        _Stack(members, label=f"echo {value}" if not split else f"{stack.label}, echo {value}",
+                               image_type=stack.image_type), values, series_name, True, biggest))
+                return loadables
+            time_key = _splitting_key(groups, ["temporal_position", "trigger_time", *TIME_TAGS, "file"],
+                                      require_all_positions=True)
+            if time_key is not None:
+                return self._time_series_loadables(sorted_records, time_key, name, base_confidence, notes)
+        return self._volume_loadables(sorted_records, name, base_confidence, notes)
+
+    def _confidence(self, records: list[FrameGeometry], stack: _Stack, values: dict[str, dict[str, str]],
+                    biggest: int) -> tuple[float, list[str]]:
+        """A plain CT/MR stack scores 0.6; what another plugin reads better scores lower."""
+        notes: list[str] = []
+        first = values[records[0].path]
+        confidence = 0.6 if first.get("0008,0060", "") in ("CT", "MR", "PT", "NM") else 0.5
+        image_type = stack.image_type.upper()
+        if "MOSAIC" in image_type:
+            confidence = 0.05
+            notes.append("Siemens mosaic: each file tiles many slices in one image; "
+                         "the diffusion/mosaic plugin unpacks it, this plugin would load the tiles as they are")
+        b_values = {_first_number(r.attributes.get(tag, "")) for r in records for tag in (*B_VALUE_TAGS, "b_value")}
+        b_values.discard(None)
+        if len(b_values) > 1 or any(b and b > 0 for b in b_values):
+            confidence = min(confidence, 0.3)
+            notes.append("diffusion-weighted images: the diffusion plugin reads gradients and b-values")
+        if "LOCALIZER" in image_type or ("SCOUT" in image_type) or (len(records) <= 3 < biggest):
+            confidence = min(confidence, 0.3)
+            notes.append("a localizer/scout, kept apart from the main volume")
+        if first.get("0008,0016", "") == RT_DOSE:
+            confidence = min(confidence, 0.4)
+        return confidence, notes
+
+    def _volume_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
+                          notes: list[str]) -> list[DICOMLoadable]:
+        findings = geometry.check_geometry(records)
+        for finding in findings:
+            logger.warning("%s: %s", name, finding.message)
+        kinds = {f.kind for f in findings}
+        penalty = 0.1 if kinds - {geometry.SINGLE_SLICE} else 0.0
+        main = self._loadable(name, records, [records], confidence - penalty, notes, findings, kind="volume")
+        main.selected = confidence >= 0.5
+        loadables = [main]
+        if kinds & geometry.REGULARIZABLE_KINDS and not kinds & {geometry.MISSING_GEOMETRY, geometry.ORIENTATION_VARIES,
+                                                                  geometry.DUPLICATE_POSITIONS, geometry.SIZE_VARIES}:
+            fixed = self._loadable(f"{name} [regularized]", records, [records], confidence - penalty - 0.05,
+                                   notes + ["resampled onto a regular grid (slices interpolated along the normal, "
+                                            "tilt undone by in-plane shifts)"], [], kind="volume", regularize=True)
+            fixed.tooltip += " Regularized: " + geometry.findings_text(findings)
+            fixed.selected = False
+            loadables.append(fixed)
+        return loadables
+
+    def _time_series_loadables(self, records: list[FrameGeometry], time_key: str, name: str, confidence: float,
+                               notes: list[str]) -> list[DICOMLoadable]:
+        times = _sorted_values({r.attributes.get(time_key, "") if time_key != "file" else r.path for r in records})
+        volumes = [[r for r in records if (r.attributes.get(time_key, "") if time_key != "file" else r.path) == t]
+                   for t in times]
+        findings = geometry.check_geometry(volumes[0])
+        for finding in findings:
+            logger.warning("%s: %s", name, finding.message)
+        penalty = 0.1 if {f.kind for f in findings} - {geometry.SINGLE_SLICE} else 0.0
+        key_name = TIME_TAG_NAMES.get(time_key, time_key)
+        series = self._loadable(f"{name} [4D, {len(volumes)} volumes by {key_name}]", records, volumes,
+                                confidence - penalty, notes, findings, kind="sequence")
+        series.extra["index_values"] = [_time_value(t, i) for i, t in enumerate(times)]
+        series.extra["index_name"] = key_name
+        series.selected = confidence >= 0.5
+        loadables = [series]
+        for index, (time, volume) in enumerate(zip(times, volumes)):
+            label = time if time_key != "file" else str(index + 1)
+            single = self._loadable(f"{name} [{key_name} {label}]", volume, [volume],
+                                    max(confidence - penalty - 0.15, 0.0), notes, findings, kind="volume")
+            single.selected = False
+            loadables.append(single)
+        return loadables
+
+    def _loadable(self, name: str, records: list[FrameGeometry], volumes: list[list[FrameGeometry]],
+                  confidence: float, notes: list[str], findings: list[geometry.Finding], *, kind: str,
+                  regularize: bool = False) -> DICOMLoadable:
+        files: list[str] = []
+        index_of: dict[str, int] = {}
+        for volume in volumes:
+            for record in volume:
+                if record.path not in index_of:
+                    index_of[record.path] = len(files)
+                    files.append(record.path)
+        frames = [[[index_of[r.path], r.frame] for r in volume] for volume in volumes]
+        warning = geometry.findings_text(findings)
+        if notes:
+            warning = " ".join([warning, *[f"{n}." for n in notes]]).strip()
+        slices = len(volumes[0])
+        tooltip = (f"{slices} slices" + (f" x {len(volumes)} volumes" if len(volumes) > 1 else "")
+                   + f", {records[0].rows}x{records[0].columns}")
+        return DICOMLoadable(
+            name=name, files=files, tooltip=tooltip, confidence=round(max(min(confidence, 1.0), 0.0), 3),
+            selected=False, warning=warning, plugin="DICOMScalarVolumePlugin",
+            extra={"kind": kind, "frames": frames, "regularize": regularize,
+                   "findings": [{"kind": f.kind, "message": f.message, "files": f.files} for f in findings]},
+        )
+
+    # --- load ------------------------------------------------------------------------------
+    def load(self, loadable: DICOMLoadable, scene: Any) -> Any:
+        """Add the loadable's volume (or 4D sequence) to `scene`; returns the node."""
+        from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+        volume = self.read_volume(loadable)
+        identity = self._identity(loadable.files[0])
+        series_uid = identity.get("SeriesInstanceUID", "")
+        instance_uids = [self.fileValue(f, "0008,0018") for f in loadable.files]
+        if volume.voxels.ndim == 4:
+            node = scene_module.add_volume_sequence(
+                scene, volume.voxels, volume.ijk_to_ras, loadable.name, series_uid=series_uid,
+                instance_uids=instance_uids, index_values=loadable.extra.get("index_values"),
+                index_name=loadable.extra.get("index_name", "time"), index_unit="",
+                window_level=volume.window_level, dicom_identity=identity)
+        else:
+            node = scene_module.add_scalar_volume(
+                scene, volume.voxels, volume.ijk_to_ras, loadable.name, series_uid=series_uid,
+                instance_uids=instance_uids, window_level=volume.window_level, dicom_identity=identity)
+        if loadable.extra.get("regularize"):
+            node.SetAttribute("DICOM.regularized", "1")
+        if loadable.warning:
+            node.SetAttribute("DICOM.warning", loadable.warning)
+        return node
+
+    def read_volume(self, loadable: DICOMLoadable) -> "VolumeData":
+        """Voxels (k, j, i) or (t, k, j, i), modality values, and the IJK-to-RAS matrix (RAS mm)."""
+        from DICOMBrowser.DICOMBrowserLib import pixelreader
+
+        files = list(loadable.files)
+        volumes = loadable.extra.get("frames")
+        records_by_frame = {}
+        for path in files:
+            for record in self._frame_records(path, self._values([path])[path]):
+                records_by_frame[(record.path, record.frame)] = record
+        if not volumes:  # a loadable made elsewhere: every frame of every file, sorted
+            volumes = [[[files.index(r.path), r.frame] for r in geometry.sort_frames(records_by_frame.values())]]
+        try:
+            records = [[records_by_frame[(files[i], frame)] for i, frame in volume] for volume in volumes]
+        except KeyError as error:
+            raise LoadError(f"{loadable.name}: frame {error} not found in the files") from error
+        flat = [(int(i), int(frame)) for volume in volumes for i, frame in volume]
+        try:
+            stack = pixelreader.read_frames(files, self.database, flat)
+        except DICOMBrowserError:
+            raise
+        except (ValueError, OSError) as error:
+            raise LoadError(f"{loadable.name}: cannot read pixels of {files[0]}...: {error}") from error
+        if stack.ndim != 3:
+            raise LoadError(f"{loadable.name}: pixel frames of shape {stack.shape[1:]} are not grey-scale")
+        all_records = [r for volume in records for r in volume]
+        slopes = [_first_number(r.attributes.get("rescale_slope", "")) or 1.0 for r in all_records]
+        intercepts = [_first_number(r.attributes.get("rescale_intercept", "")) or 0.0 for r in all_records]
+        voxels = pixelreader.apply_rescale(stack, slopes, intercepts)
+        slice_count = len(records[0])
+        if loadable.extra.get("regularize"):
+            voxels, matrix = geometry.regularize(voxels, records[0])
+        else:
+            matrix = geometry.ijk_to_ras(records[0])
+        if len(records) > 1:
+            voxels = voxels.reshape(len(records), slice_count, *voxels.shape[1:])
+        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0])
+
+    def _window_level(self, path: str, record: FrameGeometry) -> tuple[float, float] | None:
+        center = _first_number(record.attributes.get("window_center", "") or self.fileValue(path, "0028,1050"))
+        width = _first_number(record.attributes.get("window_width", "") or self.fileValue(path, "0028,1051"))
+        if center is None or width is None or width <= 0:
+            return None
+        return (width, center)
+
+    def _identity(self, path: str) -> dict[str, str]:
+        from DICOMBrowser.DICOMBrowserLib.scene import IDENTITY_KEYS
+        from DICOMBrowser.DICOMBrowserLib.tagreader import tag_string
+
+        return {key: self.fileValue(path, tag_string(key)) for key in IDENTITY_KEYS}
+
+
+@dataclass
+class VolumeData:
+    """What `read_volume` returns: voxels in modality units and where they are (RAS mm)."""
+
+    voxels: np.ndarray
+    ijk_to_ras: np.ndarray
+    window_level: tuple[float, float] | None
+    records: list[FrameGeometry]
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _first_number(text: str | None) -> float | None:
+    values = geometry.parse_numbers(text)
+    return values[0] if values else None
+
+
+def _sorted_values(values: set[str]) -> list[str]:
+    """Numeric order when every value is a number, else text order."""
+    def key(value: str) -> tuple:
+        number = _first_number(value)
+        return (0, number, value) if number is not None else (1, 0.0, value)
+
+    return sorted(values, key=key)
+
+
+def _time_value(text: str, index: int) -> float:
+    number = _first_number(text)
+    return float(number) if number is not None and math.isfinite(number) else float(index)
+
+
+def _splitting_key(groups: list[list[FrameGeometry]], keys: Sequence[str],
+                   require_all_positions: bool) -> str | None:
+    """The first key whose values tell apart the frames at every position, with the same value set.
+
+    Each position must hold each value exactly once; 'file' (a file per time point) applies only
+    to multi-frame files, so duplicate single-frame files are never taken for time points.
+    """
+    for key in keys:
+        value_sets = []
+        ok = True
+        for group in groups:
+            values = [(r.path if key == "file" else r.attributes.get(key, "")) for r in group]
+            if "" in values or len(set(values)) != len(values):
+                ok = False
+                break
+            value_sets.append(frozenset(values))
+        if not ok:
+            continue
+        if key == "file":
+            if not all("frame" in r.attributes for group in groups for r in group):
+                continue
+            # a file per time point (multi-frame volumes): each file must hold one frame per position
+            if len({len(s) for s in value_sets}) == 1 and len(value_sets[0]) > 1:
+                return key
+            continue
+        if require_all_positions and len(set(value_sets)) == 1 and len(value_sets[0]) > 1:
+            return key
+    return None
+
+
+def _plane_name(orientation: np.ndarray) -> str:
+    """'axial', 'coronal' or 'sagittal' from the slice normal's main LPS axis."""
+    normal = geometry.slice_normal(orientation)
+    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
