@@ -93,6 +93,66 @@ class DICOMBrowserLogic:
     # --- loading (DICOMBrowserLib.loading, DICOMPlugins) ---------------------------------------
 
     # --- networking (DICOMBrowserLib.networking) -----------------------------------------------
+    # The listener lives as long as the logic (the GUI's "Start listener"); every other call opens
+    # one association and returns plain results (summaries with counts, lists of dicts).
+    _listener = None
+
+    def node(self, name: str):
+        """A configured remote node (NotFoundError lists the known ones)."""
+        from DICOMBrowser.DICOMBrowserLib.networking import nodes
+
+        return nodes.get_node(self.database_folder, name)
+
+    def start_listener(self, port: int | None = None, ae_title: str | None = None, host: str | None = None,
+                       on_indexed: Callable[[str, str], Any] | None = None):
+        """Start the Storage SCP in the background (settings' AE title/port unless given); returns its status."""
+        from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
+
+        if self._listener is not None and self._listener.running:
+            return self._listener.status()
+        settings = self.settings
+        self._listener = StorageListener(
+            self.database, ae_title=ae_title or settings.ae_title, port=port or settings.port,
+            host=host or settings.listen_host, allowed_callers=settings.allowed_callers, on_indexed=on_indexed)
+        return self._listener.start()
+
+    def stop_listener(self):
+        """Stop the listener after indexing what it received; returns its final status (None if none ran)."""
+        if self._listener is None:
+            return None
+        return self._listener.stop()
+
+    def listener_status(self):
+        """The listener's counters (None if it was never started)."""
+        return None if self._listener is None else self._listener.status()
+
+    def echo(self, node_name: str) -> float:
+        """C-ECHO a configured node; returns the round trip in seconds, raises NetworkError."""
+        from DICOMBrowser.DICOMBrowserLib.networking import scu
+
+        return scu.echo(self.node(node_name), self.settings.ae_title)
+
+    def find(self, node_name: str, level: str = "study", filters: dict[str, str | None] | None = None,
+             model: str | None = None):
+        """C-FIND at patient/study/series level; returns a FindResult (matches: list of dicts)."""
+        from DICOMBrowser.DICOMBrowserLib.networking import scu
+
+        return scu.find(self.node(node_name), self.settings.ae_title, level, filters, model=model)
+
+    def retrieve(self, node_name: str, uids: list[str], level: str | None = None, method: str | None = None,
+                 progress: Callable[..., Any] | None = None):
+        """C-MOVE (to our listener) or C-GET studies/series into the database; returns a RetrieveSummary."""
+        from DICOMBrowser.DICOMBrowserLib.networking import service
+
+        return service.retrieve(self.database, self.settings, self.node(node_name), list(uids), level=level,
+                                method=method, listener=self._listener, progress=progress)
+
+    def send(self, node_name: str, uids: list[str], progress: Callable[..., Any] | None = None):
+        """C-STORE patients/studies/series from the database to a node; returns a SendSummary."""
+        from DICOMBrowser.DICOMBrowserLib.networking import service
+
+        return service.send(self.database, self.settings, self.node(node_name), list(uids), progress=progress)
+
 
     # --- export (DICOMBrowserLib.export) -------------------------------------------------------
 
