@@ -39,6 +39,16 @@ class DICOMLoadable:
     plugin: str = ""  # registry name of the plugin that produced it
     extra: dict[str, Any] = field(default_factory=dict)  # plugin-private data for load()
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DICOMLoadable":
+        """Rebuild a loadable from `to_json` output plus `extra` (the examine cache uses this)."""
+        return cls(name=data.get("name", "Unknown"), files=list(data.get("files", [])),
+                   tooltip=data.get("tooltip", ""), confidence=float(data.get("confidence", 0.5)),
+                   selected=bool(data.get("selected", False)), warning=data.get("warning", ""),
+                   referencedInstanceUIDs=list(data.get("referencedInstanceUIDs", [])),
+                   referencedSeriesUIDs=list(data.get("referencedSeriesUIDs", [])),
+                   plugin=data.get("plugin", ""), extra=dict(data.get("extra", {})))
+
     def to_json(self) -> dict[str, Any]:
         """The JSON shape `dicombrowser examine --json` prints (a contract: keep the keys)."""
         return {
@@ -57,6 +67,8 @@ class DICOMPlugin:
     """Base class. Subclasses set `loadType` and implement `examineFiles` and `load`."""
 
     loadType = "Generic"
+    #: bump when examine() output changes, so cached examinations of older versions are not reused
+    version = "1"
     #: DICOM tags ("gggg,eeee", lower case) this plugin reads at examine time; the indexer caches
     #: these at import so examining never re-parses a file.
     tags: dict[str, str] = {}
