@@ -10,9 +10,10 @@ from __future__ import annotations
 from .nodes import NodeConfigError, add_node, get_node, list_nodes, remove_node, set_ae_title, set_port
 from .listener import ListenerStatus, StorageListener
 from .scu import FindResult, RetrieveSummary, SendSummary, echo, find, get, move, send
+from . import service
 
 __all__ = [
     "NodeConfigError", "add_node", "get_node", "list_nodes", "remove_node", "set_ae_title", "set_port",
     "ListenerStatus", "StorageListener",
-    "FindResult", "RetrieveSummary", "SendSummary", "echo", "find", "get", "move", "send",
+    "FindResult", "RetrieveSummary", "SendSummary", "echo", "find", "get", "move", "send", "service",
 ]

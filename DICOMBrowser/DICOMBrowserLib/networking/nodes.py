@@ -105,3 +105,14 @@ def get_node(folder: Path, name: str) -> RemoteNode:
 
 def list_nodes(folder: Path) -> list[RemoteNode]:
     return [node for _, node in sorted(DatabaseSettings.load(folder).nodes.items())]
+
+
+def set_listen_host(folder: Path, host: str) -> DatabaseSettings:
+    """The interface the listener binds: 0.0.0.0 (all, for a PACS to reach us) or 127.0.0.1 (local only)."""
+    host = (host or "").strip()
+    if not host or any(c.isspace() for c in host):
+        raise NodeConfigError(f"listener host {host!r} is not valid")
+    settings = DatabaseSettings.load(folder)
+    settings.listen_host = host
+    settings.save(folder)
+    return settings

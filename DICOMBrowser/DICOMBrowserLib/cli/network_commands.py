@@ -1,0 +1,251 @@
+"""Network commands: config, node, echo, listen, find, retrieve, send (thin shells over the logic)."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from ..errors import NetworkError
+from . import pass_cli
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers")
+
+
+def _quiet_pynetdicom() -> None:
+    """pynetdicom logs every refused connection as ERROR; our NetworkError already says it in one line."""
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
+def _progress_printer(label: str):
+    """A progress callback printing at most twice a second on stderr."""
+    last = [0.0]
+
+    def progress(completed: int, remaining: int, failed: int, warning: int = 0) -> bool:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or remaining == 0:
+            last[0] = now
+            click.echo(f"{label}: {completed} completed, {remaining} remaining, {failed} failed"
+                       + (f", {warning} warning" if warning else ""), err=True)
+        return False
+
+    return progress
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def register(cli: click.Group) -> None:
+    """Add the network commands to the `dicombrowser` group."""
+
+    @cli.group("config")
+    def config_group() -> None:
+        """Local network settings of this database (AE title, port, listener host, allowed callers)."""
+
+    @config_group.command("set")
+    @click.argument("key", type=click.Choice(CONFIG_KEYS))
+    @click.argument("value")
+    @pass_cli
+    def config_set(state, key: str, value: str) -> None:
+        """Set KEY to VALUE: ae-title, port, host (listener interface), allowed-callers (comma list, '' = any)."""
+        from ..networking import nodes
+
+        folder = state.logic().database_folder
+        if key == "ae-title":
+            settings = nodes.set_ae_title(folder, value)
+        elif key == "port":
+            settings = nodes.set_port(folder, value)
+        elif key == "host":
+            settings = nodes.set_listen_host(folder, value)
+        else:
+            settings = nodes.set_allowed_callers(folder, [v for v in value.split(",") if v.strip()])
+        click.echo(f"{key} = {value if key != 'allowed-callers' else ','.join(settings.allowed_callers) or '(any)'}")
+
+    @config_group.command("show")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @pass_cli
+    def config_show(state, as_json: bool) -> None:
+        """Show the local AE title, port, listener host, allowed callers and nodes."""
+        settings = state.logic().settings
+        data = asdict(settings)
+        if as_json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+            return
+        click.echo(f"ae-title: {settings.ae_title}\nport: {settings.port}\nhost: {settings.listen_host}\n"
+                   f"allowed-callers: {', '.join(settings.allowed_callers) or '(any)'}\nnodes: {len(settings.nodes)}")
+
+    @cli.group("node")
+    def node_group() -> None:
+        """Remote DICOM nodes (PACS) of this database."""
+
+    @node_group.command("add")
+    @click.argument("name")
+    @click.option("--ae-title", required=True, help="The node's AE title (called AE).")
+    @click.option("--host", required=True, help="Host name or IP address.")
+    @click.option("--port", required=True, type=int, help="DICOM port.")
+    @click.option("--retrieve", type=click.Choice(["move", "get"]), default="move", show_default=True,
+                  help="C-MOVE to our listener, or C-GET (no listener needed).")
+    @pass_cli
+    def node_add(state, name: str, ae_title: str, host: str, port: int, retrieve: str) -> None:
+        """Add or replace node NAME."""
+        from ..networking import nodes
+
+        node = nodes.add_node(state.logic().database_folder, name, ae_title, host, port, retrieve)
+        click.echo(f"{node.name}: {node.ae_title}@{node.host}:{node.port} (retrieve: {node.retrieve})")
+
+    @node_group.command("ls")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @pass_cli
+    def node_ls(state, as_json: bool) -> None:
+        """List the configured nodes."""
+        from ..networking import nodes
+
+        rows = [asdict(n) for n in nodes.list_nodes(state.logic().database_folder)]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        elif rows:
+            click.echo(_table(rows, ["name", "ae_title", "host", "port", "retrieve"]))
+        else:
+            click.echo("no nodes; add one with `dicombrowser node add NAME --ae-title AE --host H --port P`")
+
+    @node_group.command("rm")
+    @click.argument("name")
+    @pass_cli
+    def node_rm(state, name: str) -> None:
+        """Remove node NAME."""
+        from ..networking import nodes
+
+        nodes.remove_node(state.logic().database_folder, name)
+        click.echo(f"removed {name}")
+
+    @cli.command("echo")
+    @click.argument("node")
+    @pass_cli
+    def echo_command(state, node: str) -> None:
+        """C-ECHO NODE: is it there and does it accept us?"""
+        _quiet_pynetdicom()
+        seconds = state.logic().echo(node)
+        click.echo(f"{node}: C-ECHO succeeded in {seconds * 1000:.0f} ms")
+
+    @cli.command("listen")
+    @click.option("--port", type=int, default=None, help="Port (default: the database's setting, 11112).")
+    @click.option("--ae-title", default=None, help="Our AE title (default: the database's setting).")
+    @click.option("--host", default=None, help="Interface to bind (default: the database's setting, all).")
+    @click.option("--duration", type=float, default=None, hidden=True, help="Stop after this many seconds.")
+    @pass_cli
+    def listen_command(state, port: int | None, ae_title: str | None, host: str | None,
+                       duration: float | None) -> None:
+        """Receive instances into the database until Ctrl-C or SIGTERM."""
+        _quiet_pynetdicom()
+        logic = state.logic()
+        stop = threading.Event()
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[signum] = signal.signal(signum, lambda *_: stop.set())
+            except ValueError:  # not the main thread (e.g. a test runner): rely on --duration
+                pass
+        try:
+            status = logic.start_listener(port=port, ae_title=ae_title, host=host)
+            click.echo(f"Listening as {status.ae_title} on {status.host}:{status.port}, storing into "
+                       f"{logic.database_folder}; Ctrl-C to stop", err=True)
+            started = time.monotonic()
+            shown = -1
+            while not stop.wait(0.5):
+                current = logic.listener_status()
+                if current.indexed + current.failed != shown:
+                    shown = current.indexed + current.failed
+                    if shown:
+                        click.echo(f"received {current.received}, indexed {current.indexed}, "
+                                   f"failed {current.failed}", err=True)
+                if duration is not None and time.monotonic() - started >= duration:
+                    break
+        finally:
+            final = logic.stop_listener()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if final is not None:
+            click.echo(f"Stopped: {final.received} received ({final.received_bytes / 1e6:.1f} MB), "
+                       f"{final.indexed} indexed, {final.failed} failed, "
+                       f"{len(final.rejected_callers)} association(s) rejected")
+
+    @cli.command("find")
+    @click.argument("node")
+    @click.option("--level", type=click.Choice(["patient", "study", "series"]), default="study", show_default=True)
+    @click.option("--model", type=click.Choice(["patient", "study"]), default=None,
+                  help="Query model: Patient Root or Study Root (default: patient root at patient level).")
+    @click.option("--patient-name", help="Patient name, wildcards * and ? allowed (e.g. 'Doe*').")
+    @click.option("--patient-id")
+    @click.option("--study-date", help="YYYYMMDD, or a range YYYYMMDD-YYYYMMDD (either end may be open).")
+    @click.option("--modality")
+    @click.option("--accession-number")
+    @click.option("--study-description", help="Wildcards allowed.")
+    @click.option("--study-uid", help="Restrict to one study (e.g. its series).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects keyed by DICOM keywords).")
+    @pass_cli
+    def find_command(state, node: str, level: str, model: str | None, as_json: bool, **filters: str | None) -> None:
+        """C-FIND on NODE at patient, study or series level."""
+        _quiet_pynetdicom()
+        from ..networking.scu import FIND_KEYS
+
+        result = state.logic().find(node, level, filters, model=model)
+        if as_json:
+            click.echo(json.dumps(result.matches, indent=2))
+            return
+        click.echo(_table(result.matches, FIND_KEYS[level]))
+        click.echo(f"{len(result.matches)} {level} match(es) in {result.elapsed * 1000:.0f} ms", err=True)
+
+    @cli.command("retrieve")
+    @click.argument("node")
+    @click.argument("uids", nargs=-1, required=True)
+    @click.option("--level", type=click.Choice(["study", "series"]), default=None,
+                  help="Level of the UIDs (default: ask the node).")
+    @click.option("--method", type=click.Choice(["move", "get"]), default=None,
+                  help="Override the node's retrieve method.")
+    @pass_cli
+    def retrieve_command(state, node: str, uids: tuple[str, ...], level: str | None, method: str | None) -> None:
+        """Retrieve studies or series from NODE into the database (C-MOVE or C-GET)."""
+        _quiet_pynetdicom()
+        summary = state.logic().retrieve(node, list(uids), level=level, method=method,
+                                         progress=_progress_printer("retrieve"))
+        click.echo(f"Retrieved by C-{summary.method.upper()}: {summary.completed} completed, {summary.failed} failed, "
+                   f"{summary.warning} warning; {summary.received} instance(s) stored in the database "
+                   f"in {summary.elapsed:.1f} s")
+        for error in summary.errors:
+            click.echo(f"error: {error}", err=True)
+        if summary.failed or summary.errors:
+            raise NetworkError(f"retrieve from {node} incomplete: {summary.failed} failed, "
+                               f"{len(summary.errors)} error(s)")
+
+    @cli.command("send")
+    @click.argument("node")
+    @click.argument("uids", nargs=-1, required=True)
+    @pass_cli
+    def send_command(state, node: str, uids: tuple[str, ...]) -> None:
+        """Send patients, studies or series (any UID in the database) to NODE with C-STORE."""
+        _quiet_pynetdicom()
+        printer = _progress_printer("send")
+
+        def progress(done: int, total: int, failed: int) -> bool:
+            return printer(done, total - done, failed)
+
+        summary = state.logic().send(node, list(uids), progress=progress)
+        click.echo(f"Sent {summary.sent} of {summary.total} instance(s) ({summary.sent_bytes / 1e6:.1f} MB) in "
+                   f"{summary.elapsed:.1f} s; {len(summary.failed)} failed, {summary.converted} decompressed "
+                   f"for the peer")
+        for path, reason in summary.failed[:20]:
+            click.echo(f"failed: {path}: {reason}", err=True)
+        if summary.failed:
+            raise NetworkError(f"send to {node}: {len(summary.failed)} of {summary.total} instance(s) failed")
