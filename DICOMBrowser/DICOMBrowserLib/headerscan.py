@@ -1,0 +1,588 @@
+"""Fast header scanning: read only the tags asked for, from many files, on all cores.
+
+Why not plain ``pydicom.dcmread``: it builds every element of every file (~1 ms a file), which
+makes it the bottleneck of an import. Here a small element walker reads the first few KiB of a
+file (explicit or implicit VR little endian, with or without the 128-byte preamble), keeps the raw
+bytes of the requested tags only, skips everything else by length, and stops at the Pixel Data
+element, whose offset and length it records. The kept raw elements are then converted by pydicom
+itself (``Dataset`` of ``RawDataElement``), so the values are exactly those of a full parse
+(Specific Character Set, ambiguous VRs, private creators) formatted by ``tagreader.format_value``.
+Anything the walker does not handle (big endian, deflate, odd encodings) falls back to a full
+pydicom read of that file; files pydicom cannot read either are reported with the reason.
+
+Work is split in chunks of paths over a fork-started process pool; ``workers=1`` runs in-process.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
+
+from .tagreader import format_value, parse_tag, tag_string
+
+logger = logging.getLogger(__name__)
+
+PIXEL_DATA = 0x7FE00010
+PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # float, double float, and integer pixel data
+SPECIFIC_CHARACTER_SET = 0x00080005
+# elements pydicom needs to resolve ambiguous VRs ("US or SS", "OB or OW") of requested tags
+CONTEXT_TAGS = (0x00080005, 0x00280100, 0x00280103, 0x54001004)
+ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+EXPLICIT_BIG = "1.2.840.10008.1.2.2"
+IMPLICIT_LITTLE = "1.2.840.10008.1.2"
+
+# explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2)
+LONG_VRS = frozenset(v.encode() for v in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
+SHORT_VRS = frozenset(v.encode() for v in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT",
+                                           "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"))
+FIRST_READ = 8192  # bytes read at once; most headers (without private blobs) fit
+CHUNK_FILES = 256  # paths per task sent to a worker process
+
+_unpack_tag_len = struct.Struct("<HHL").unpack_from   # implicit VR header
+_unpack_tag_vr_short = struct.Struct("<HH2sH").unpack_from  # explicit VR, 2-byte length
+_unpack_long_len = struct.Struct("<L").unpack_from
+
+
+@dataclass
+class ScanResult:
+    """What the index needs of one file; see docs/CONTRACTS.md ("Header scan")."""
+
+    path: str
+    size: int
+    mtime: int  # st_mtime_ns (integer nanoseconds), so "unchanged" is an exact comparison
+    is_dicom: bool
+    error: str | None = None
+    values: dict[str, str] = field(default_factory=dict)  # "gggg,eeee" -> format_value string, '' if absent
+    transfer_syntax: str = ""
+    pixel_data_offset: int | None = None  # byte offset of the Pixel Data value in the file
+    pixel_data_length: int | None = None  # its length in bytes (encapsulated: up to the sequence delimiter)
+    media_storage_sop_class_uid: str = ""  # file meta (0002,0002); DICOMDIR: 1.2.840.10008.1.3.10
+    media_storage_sop_instance_uid: str = ""  # file meta (0002,0003)
+    fast: bool = True  # False when the file needed the full pydicom fallback (for benchmarks/diagnostics)
+
+
+class _Fallback(Exception):
+    """The fast walker meets something it does not handle; read this file with full pydicom."""
+
+
+class _Broken(Exception):
+    """The file is DICOM but cannot be read to the end of its header (truncated, bad lengths)."""
+
+
+_NUMBER_FORMATS = {b"US": ("H", 2), b"SS": ("h", 2), b"UL": ("L", 4), b"SL": ("l", 4), b"FL": ("f", 4),
+                   b"FD": ("d", 8), b"SV": ("q", 8), b"UV": ("Q", 8)}
+_PADDED_VRS = frozenset((b"CS", b"AS", b"DA", b"TM", b"DT", b"UI"))
+_TEXT_VRS = frozenset((b"LO", b"SH", b"UC"))
+_SINGLE_TEXT_VRS = frozenset((b"LT", b"ST", b"UT"))
+_BINARY_VRS = frozenset((b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ"))
+
+
+def _fast_value(vr: bytes, value: bytes) -> str | None:
+    """The format_value string of a raw value for the plain cases, None where pydicom must decide.
+
+    Plain means: a VR whose pydicom conversion is a fixed rule, and for text, ASCII bytes without
+    ISO 2022 escapes (so the character set cannot change the result). The test suite checks this
+    against full pydicom reads of every corpus file.
+    """
+    if not value:
+        return ""
+    if vr in _NUMBER_FORMATS:
+        code, width = _NUMBER_FORMATS[vr]
+        count, rest = divmod(len(value), width)
+        if rest:
+            return None
+        return "\\".join(str(v) for v in struct.unpack(f"<{count}{code}", value))
+    if vr in _BINARY_VRS:
+        return ""
+    if not value.isascii() or b"\x1b" in value:
+        return None
+    text = value.decode("ascii")
+    if vr in _PADDED_VRS:
+        return text.rstrip(" \0")
+    if vr in _TEXT_VRS:
+        return "\\".join(v.rstrip("\0 ") for v in text.split("\\"))
+    if vr == b"PN":
+        return None if "=" in text else text.rstrip("\0 ")
+    if vr == b"DS":
+        items = [v.strip() for v in text.strip().rstrip(" \0").split("\\")]
+        try:
+            for v in items:
+                float(v)
+        except ValueError:
+            return None
+        return "\\".join(items)
+    if vr == b"IS":
+        items = [v.strip() for v in text.rstrip(" \0").split("\\")]
+        try:
+            for v in items:
+                int(v)
+        except ValueError:
+            return None
+        return "\\".join(items)
+    if vr in _SINGLE_TEXT_VRS:
+        return text.rstrip("\0 ")
+    if vr == b"AE":
+        return "\\".join(v.strip() for v in text.split("\\"))
+    if vr == b"UR":
+        return text.rstrip()
+    return None
+
+
+def _implicit_vr(tag: int) -> bytes | None:
+    """Dictionary VR of a standard tag when it is unambiguous (implicit VR files); else None."""
+    if (tag >> 16) & 1:
+        return None
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return vr.encode() if len(vr) == 2 else None
+
+
+class _TagPlan:
+    """The requested tags, pre-computed once per scan (and per worker)."""
+
+    def __init__(self, tags: Iterable[str | int]):
+        ints = sorted({parse_tag(t) for t in tags})
+        self.tags = ints
+        self.keys = [tag_string(t) for t in ints]
+        self.meta_tags = [t for t in ints if t >> 16 == 0x0002]
+        self.data_tags = [t for t in ints if t >> 16 != 0x0002]
+        private_groups = {t >> 16 for t in self.data_tags if (t >> 16) & 1}
+        self.keep = frozenset(self.data_tags) | frozenset(CONTEXT_TAGS)
+        self.private_groups = frozenset(private_groups)
+        self.implicit_vrs = {t: _implicit_vr(t) for t in self.data_tags}
+        self.last_tag = max([PIXEL_DATA, *self.data_tags])  # the walk stops at pixel data unless asked for more
+
+
+class _File:
+    """A file read in windows with pread: the header walk touches only the bytes it needs."""
+
+    __slots__ = ("fd", "size", "buf", "base")
+
+    def __init__(self, fd: int, size: int):
+        self.fd = fd
+        self.size = size
+        self.buf = os.pread(fd, FIRST_READ, 0)
+        self.base = 0
+
+    def window(self, pos: int, need: int) -> tuple[bytes, int]:
+        """(buffer, index of pos in it) with at least `need` bytes from absolute `pos`."""
+        rel = pos - self.base
+        if rel < 0 or rel + need > len(self.buf):
+            if pos + need > self.size:
+                raise _Broken(f"truncated: {need} bytes needed at offset {pos}, file has {self.size}")
+            self.buf = os.pread(self.fd, max(need, FIRST_READ), pos)
+            self.base = pos
+            rel = 0
+            if len(self.buf) < need:
+                raise _Broken(f"short read at offset {pos}")
+        return self.buf, rel
+
+
+def _valid_vr(vr: bytes) -> bool:
+    return 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B
+
+
+def _header(f: _File, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
+    """(tag, VR or None, value length, header length) of the element at `pos`."""
+    buf, i = f.window(pos, 12 if pos + 12 <= f.size else 8)
+    if implicit:
+        group, elem, length = _unpack_tag_len(buf, i)
+        return (group << 16) | elem, None, length, 8
+    group, elem, vr, length = _unpack_tag_vr_short(buf, i)
+    tag = (group << 16) | elem
+    if group == 0xFFFE:  # item and delimiters carry no VR even in explicit VR
+        return tag, None, _unpack_long_len(buf, i + 4)[0], 8
+    if vr in SHORT_VRS:
+        return tag, vr, length, 8
+    if vr in LONG_VRS:
+        if len(buf) < i + 12:
+            raise _Broken(f"truncated element header at offset {pos}")
+        return tag, vr, _unpack_long_len(buf, i + 8)[0], 12
+    raise _Fallback(f"invalid VR {vr!r} at offset {pos}")
+
+
+def _skip_sequence(f: _File, pos: int, implicit: bool, depth: int = 0) -> int:
+    """Offset just after an undefined-length sequence value starting at `pos`."""
+    if depth > 32:
+        raise _Fallback("sequences nested too deep")
+    while True:
+        tag, _, length, hlen = _header(f, pos, True)
+        pos += hlen
+        if tag == SEQUENCE_END:
+            return pos
+        if tag != ITEM:
+            raise _Fallback(f"expected an item in a sequence at offset {pos - hlen}")
+        if length != UNDEFINED:
+            pos += length
+            continue
+        # undefined-length item: walk its elements to the item delimiter; an item of an explicit
+        # VR sequence may itself be implicit VR (PS3.5 6.2.2), so look at its first element
+        item_implicit = implicit
+        if not implicit:
+            buf, i = f.window(pos, 8)
+            item_implicit = not _valid_vr(buf[i + 4:i + 6])
+        while True:
+            tag, vr, length, hlen = _header(f, pos, item_implicit)
+            pos += hlen
+            if tag == ITEM_END:
+                break
+            if length == UNDEFINED:
+                pos = _skip_sequence(f, pos, item_implicit or vr == b"UN", depth + 1)
+            else:
+                pos += length
+            if pos > f.size:
+                raise _Broken(f"element at offset {pos - hlen - length} runs past the end of the file")
+
+
+def _encapsulated_length(f: _File, start: int) -> int:
+    """Length of an encapsulated Pixel Data value (items up to, not including, the delimiter)."""
+    pos = start
+    while True:
+        tag, _, length, hlen = _header(f, pos, True)
+        if tag == SEQUENCE_END:
+            return pos - start
+        if tag != ITEM or length == UNDEFINED:
+            raise _Broken(f"bad encapsulated pixel data item at offset {pos}")
+        pos += hlen + length
+        if pos > f.size:
+            raise _Broken(f"encapsulated pixel data fragment at offset {pos - length} runs past the end of the file")
+
+
+def _read_meta(f: _File, pos: int) -> tuple[dict[int, RawDataElement], int]:
+    """The file meta group (explicit VR LE) from `pos`: raw elements and where the data set starts."""
+    meta: dict[int, RawDataElement] = {}
+    while pos + 8 <= f.size:
+        buf, i = f.window(pos, 8)
+        if buf[i + 1] != 0 or buf[i] != 2:
+            break
+        tag, vr, length, hlen = _header(f, pos, False)
+        if vr is None or length == UNDEFINED:
+            raise _Fallback("unusual file meta element")
+        buf, i = f.window(pos + hlen, length)
+        meta[tag] = RawDataElement(BaseTag(tag), vr.decode(), length, buf[i:i + length], pos + hlen, False, True)
+        pos += hlen + length
+    return meta, pos
+
+
+def _uid(raw: RawDataElement | None) -> str:
+    return raw.value.decode("ascii", "replace").rstrip("\0 ") if raw is not None and raw.value else ""
+
+
+def reference_value(ds: Dataset, tag: int) -> str:
+    """A tag's cache string from a pydicom data set: format_value, '' where pydicom cannot convert it.
+
+    The rule for invalid values (say a DS of "1.2.3"): pydicom raises when the value is read, and
+    one bad attribute must not make a whole file unimportable, so its cached value is ''.
+    """
+    try:
+        if tag >> 16 == 0x0002 and getattr(ds, "file_meta", None) is not None:
+            return format_value(ds.file_meta.get(tag))
+        return format_value(ds.get(tag))
+    except (ValueError, TypeError, OverflowError, LookupError, AttributeError, struct.error) as exc:
+        logger.debug("value of %s cannot be converted: %s", tag_string(tag), exc)
+        return ""
+
+
+def _values(raw: dict[int, RawDataElement], tags: list[int], implicit: bool, implicit_vrs: dict) -> list[str]:
+    """Values of `tags` from raw elements: the fast rules, else pydicom's own conversion."""
+    values: list[str] = []
+    slow: list[int] = []
+    for tag in tags:
+        elem = raw.get(tag)
+        if elem is None:
+            values.append("")
+            continue
+        vr = implicit_vrs.get(tag) if implicit else (elem.VR.encode() if elem.VR else None)
+        text = _fast_value(vr, elem.value) if vr is not None else None
+        if text is None:
+            slow.append(len(values))
+        values.append(text or "")
+    if slow:
+        converted = _convert(raw, [tags[i] for i in slow], implicit)
+        for i, text in zip(slow, converted):
+            values[i] = text
+    return values
+
+
+def _convert(raw: dict[int, RawDataElement], tags: list[int], implicit: bool) -> list[str]:
+    """Values of `tags` from raw elements, through pydicom's own conversion (charset, VR rules)."""
+    ds = Dataset({BaseTag(t): e for t, e in raw.items()})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns on invalid values; the full read would too
+            if SPECIFIC_CHARACTER_SET in raw:
+                encoding = pydicom.charset.convert_encodings(ds.get(SPECIFIC_CHARACTER_SET).value)
+            else:
+                encoding = pydicom.charset.default_encoding
+            ds.set_original_encoding(implicit, True, encoding)
+            return [reference_value(ds, t) if t in raw else "" for t in tags]
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise _Fallback(f"character set: {exc}") from exc
+
+
+def _open_stat(path: str) -> tuple[int, int, int]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd, st.st_size, st.st_mtime_ns
+
+
+def _scan_fast(path: str, plan: _TagPlan) -> tuple:
+    """The walker; returns the compact result tuple (see _to_result) or raises _Fallback/_Broken."""
+    fd, size, mtime = _open_stat(path)
+    try:
+        f = _File(fd, size)
+        buf = f.buf
+        if len(buf) >= 132 and buf[128:132] == b"DICM":
+            pos = 132
+            preamble = True
+        else:
+            pos = 0
+            preamble = False
+            if not _looks_like_dicom(buf):
+                return (path, size, mtime, False, None, None, "", None, None, "", "", True)
+        meta, pos = _read_meta(f, pos)
+        if preamble and not meta:
+            raise _Broken("no file meta information after the DICM prefix")
+        ts = _uid(meta.get(0x00020010))
+        if ts in (DEFLATED, EXPLICIT_BIG):
+            raise _Fallback(f"transfer syntax {ts}")
+        implicit = ts == IMPLICIT_LITTLE
+        if pos + 6 <= size:
+            buf, i = f.window(pos, 6)
+            found_implicit = not _valid_vr(buf[i + 4:i + 6])
+            if not ts:
+                if not found_implicit and struct.unpack_from("<H", buf, i)[0] >= 1024:  # pydicom's rule
+                    raise _Fallback("big endian data set without file meta")
+                implicit = found_implicit
+            elif found_implicit != implicit:
+                implicit = found_implicit  # as pydicom does (with a warning): trust the data over the meta
+        keep = plan.keep
+        last_tag = plan.last_tag
+        private_groups = plan.private_groups
+        raw: dict[int, RawDataElement] = {}
+        pixel_offset = pixel_length = None
+        while pos < size:
+            if pos + 8 > size:
+                raise _Broken(f"truncated element header at offset {pos}")
+            tag, vr, length, hlen = _header(f, pos, implicit)
+            value_pos = pos + hlen
+            if tag in PIXEL_TAGS:
+                if length == UNDEFINED:
+                    pixel_offset, pixel_length = value_pos, _encapsulated_length(f, value_pos)
+                    pos = value_pos + pixel_length + 8
+                else:
+                    pixel_offset, pixel_length = value_pos, length
+                    if value_pos + length > size:
+                        raise _Broken(f"pixel data truncated: {length} bytes at offset {value_pos}, file has {size}")
+                    pos = value_pos + length
+                if tag >= last_tag:
+                    break
+                continue
+            if tag >> 16 == 0xFFFE:
+                raise _Fallback(f"item tag at top level at offset {pos}")
+            if length == UNDEFINED:
+                if implicit or vr == b"SQ" or vr == b"UN":
+                    # a sequence; if requested, its value is '' (format_value caches no sequences)
+                    pos = _skip_sequence(f, value_pos, implicit or vr == b"UN")
+                    continue
+                raise _Fallback(f"undefined length for VR {vr!r} at offset {pos}")
+            end = value_pos + length
+            if end > size:
+                raise _Broken(f"element ({tag >> 16:04x},{tag & 0xFFFF:04x}) at offset {pos} has length {length}, "
+                              f"past the end of the file ({size} bytes)")
+            if (tag in keep and vr != b"SQ") or (tag >> 16 in private_groups and 0x10 <= (tag & 0xFFFF) <= 0xFF):
+                buf, i = f.window(value_pos, length)
+                raw[tag] = RawDataElement(BaseTag(tag), vr.decode() if vr else None, length,
+                                          buf[i:i + length], value_pos, implicit, True)
+            pos = end
+        values = _values(raw, plan.data_tags, implicit, plan.implicit_vrs) if plan.data_tags else []
+        meta_values = _values(meta, plan.meta_tags, False, {}) if plan.meta_tags else []
+        return (path, size, mtime, True, None, _merge(plan, values, meta_values), ts, pixel_offset, pixel_length,
+                _uid(meta.get(0x00020002)), _uid(meta.get(0x00020003)), True)
+    finally:
+        os.close(fd)
+
+
+def _looks_like_dicom(buf: bytes) -> bool:
+    """A file without the DICM prefix is read as DICOM only if it starts like a data set.
+
+    Why so strict: pydicom's force=True "reads" any file, so a text or image file would otherwise
+    be an error instead of being skipped silently. We accept a first element of group 0002
+    (meta without preamble) or 0008 (ACR-NEMA style data set), little endian.
+    """
+    if len(buf) < 8:
+        return False
+    group, elem = struct.unpack_from("<HH", buf, 0)
+    if group in (0x0200, 0x0800) and _valid_vr(buf[4:6]):  # big endian, read by the fallback
+        return True
+    if group not in (0x0002, 0x0008) or elem > 0x0100:
+        return False
+    if _valid_vr(buf[4:6]):
+        return buf[4:6] in SHORT_VRS or buf[4:6] in LONG_VRS
+    length = struct.unpack_from("<L", buf, 4)[0]
+    return length < 0x10000
+
+
+def _merge(plan: _TagPlan, values: list[str], meta_values: list[str]) -> list[str]:
+    """Values in plan.tags order (meta tags come first since group 0002 sorts first)."""
+    return meta_values + values
+
+
+def _scan_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
+    """Full pydicom read for the files the walker leaves; the reference behaviour."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return (path, 0, 0, False, f"cannot stat: {exc.strerror}", None, "", None, None, "", "", False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, defer_size=1024)
+        meta = ds.file_meta if hasattr(ds, "file_meta") else Dataset()
+        ts = str(meta.get("TransferSyntaxUID", "") or "")
+        values = [reference_value(ds, t) for t in plan.tags]
+        offset = length = None
+        raw_pixels = None
+        for tag in PIXEL_TAGS:
+            if tag in ds._dict:
+                raw_pixels = ds._dict[tag]
+        if raw_pixels is not None and ts != DEFLATED:
+            offset = raw_pixels.value_tell
+            if raw_pixels.value is not None:
+                length = len(raw_pixels.value)
+            elif raw_pixels.length == UNDEFINED:
+                length = _file_encapsulated_length(path, offset)
+            else:
+                length = raw_pixels.length
+            if offset + length > st.st_size:
+                raise _Broken(f"pixel data truncated: {length} bytes at offset {offset}, file has {st.st_size}")
+    except _Broken as exc:
+        return (path, st.st_size, st.st_mtime_ns, True, str(exc), None, "", None, None, "", "", False)
+    except (InvalidDicomError, OSError, ValueError, KeyError, TypeError, struct.error,
+            EOFError, NotImplementedError, OverflowError, LookupError, AttributeError) as exc:
+        return (path, st.st_size, st.st_mtime_ns, True, f"{reason}; pydicom: {type(exc).__name__}: {exc}",
+                None, "", None, None, "", "", False)
+    return (path, st.st_size, st.st_mtime_ns, True, None, values, ts, offset, length,
+            _uid_str(meta.get("MediaStorageSOPClassUID")), _uid_str(meta.get("MediaStorageSOPInstanceUID")), False)
+
+
+def _file_encapsulated_length(path: str, offset: int) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _encapsulated_length(_File(fd, os.fstat(fd).st_size), offset)
+    finally:
+        os.close(fd)
+
+
+def _uid_str(value) -> str:
+    return str(value) if value else ""
+
+
+def _scan_one(path: str, plan: _TagPlan) -> tuple:
+    try:
+        return _scan_fast(path, plan)
+    except _Fallback as exc:
+        logger.debug("%s: full pydicom read (%s)", path, exc)
+        return _scan_pydicom(path, plan, str(exc))
+    except _Broken as exc:
+        # pydicom is more lenient than the walker on some damage; take its answer when it has one
+        return _scan_pydicom(path, plan, str(exc))
+    except struct.error as exc:
+        return _scan_pydicom(path, plan, f"bad element header: {exc}")
+    except OSError as exc:
+        return (path, 0, 0, False, f"cannot read: {exc.strerror or exc}", None, "", None, None, "", "", False)
+
+
+def _to_result(t: tuple, keys: list[str]) -> ScanResult:
+    values = dict(zip(keys, t[5])) if t[5] is not None else {k: "" for k in keys}
+    return ScanResult(t[0], t[1], t[2], t[3], t[4], values, t[6], t[7], t[8], t[9], t[10], t[11])
+
+
+def scan_file(path: str | Path, tags: Iterable[str | int]) -> ScanResult:
+    """Scan one file in this process (the listener's and the tests' entry point)."""
+    plan = _TagPlan(tags)
+    return _to_result(_scan_one(os.fspath(path), plan), plan.keys)
+
+
+# --- parallel part -------------------------------------------------------------------------------
+_worker_plan: _TagPlan | None = None
+
+
+def _init_worker(tags: list[int]) -> None:
+    global _worker_plan
+    _worker_plan = _TagPlan(tags)
+
+
+def _scan_chunk(paths: list[str]) -> list[tuple]:
+    plan = _worker_plan
+    assert plan is not None, "worker not initialised"
+    return [_scan_one(p, plan) for p in paths]
+
+
+def default_workers() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
+    while True:
+        chunk = list(itertools.islice(paths, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def scan_files(paths: Iterable[str | Path], tags: Iterable[str | int], workers: int | None = None,
+               chunk_size: int = CHUNK_FILES) -> Iterator[ScanResult]:
+    """Scan files for `tags`, in parallel; results come in input order, never raise per file.
+
+    Non-DICOM files come back with is_dicom False (the caller skips them); broken DICOM files with
+    `error` set. `workers=None` uses every core available; 1 runs in this process. Small inputs
+    (fewer than two chunks) are always scanned in-process: forking costs more than it saves.
+    `paths` may be a lazy iterator (a folder walk): it is consumed as workers ask for more.
+    """
+    plan = _TagPlan(tags)
+    keys = plan.keys
+    workers = default_workers() if workers is None else max(1, int(workers))
+    iterator = (os.fspath(p) for p in paths)
+    head = list(itertools.islice(iterator, 2 * chunk_size))
+    if workers == 1 or len(head) < 2 * chunk_size:
+        for path in itertools.chain(head, iterator):
+            yield _to_result(_scan_one(path, plan), keys)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.tags,))
+    try:
+        for chunk_results in pool.imap(_scan_chunk, _chunks(itertools.chain(head, iterator), chunk_size)):
+            for t in chunk_results:
+                yield _to_result(t, keys)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
