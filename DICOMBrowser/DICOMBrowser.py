@@ -90,6 +90,48 @@ class DICOMBrowserLogic:
         """Remove a patient/study/series/instance from the database; referenced files are never touched."""
         return self.database.delete(uid, remove_copied_files=remove_copied_files)
 
+    def patients(self, **filters: Any) -> list[dict[str, Any]]:
+        """Patients (dicts keyed by DICOM keywords, with counts) matching filters such as PatientName."""
+        return self.database.patients(**filters)
+
+    def studies(self, patient_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        return self.database.studies(patient_uid, **filters)
+
+    def series(self, study_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        return self.database.series(study_uid, **filters)
+
+    def instances(self, series_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        return self.database.instances(series_uid, **filters)
+
+    def browse(self, level: str = "patients", **filters: Any) -> list[dict[str, Any]]:
+        """One level of the tree by name ("patients", "studies", "series", "instances"), for the CLI's ls."""
+        if level not in ("patients", "studies", "series", "instances"):
+            raise ValueError(f"unknown level {level!r}")
+        return getattr(self.database, level)(**filters)
+
+    def show(self, uid: str) -> dict[str, Any]:
+        """Every stored attribute of one patient/study/series/instance (instances include cached tags)."""
+        return self.database.show(uid)
+
+    def level_of(self, uid: str) -> str | None:
+        return self.database.level_of(uid)
+
+    def files_for_uid(self, uid: str) -> list[str]:
+        return self.database.files_for_uid(uid)
+
+    def series_for_uid(self, uid: str) -> list[str]:
+        return self.database.series_for_uid(uid)
+
+    def database_info(self) -> dict[str, Any]:
+        return self.database.info()
+
+    def verify(self, repair: bool = False):
+        """Entries whose files are gone or changed (VerifyReport); `repair` removes the gone ones."""
+        return self.database.verify(repair=repair)
+
+    def vacuum(self) -> None:
+        self.database.vacuum()
+
     # --- loading (DICOMBrowserLib.loading, DICOMPlugins) ---------------------------------------
 
     # --- networking (DICOMBrowserLib.networking) -----------------------------------------------

@@ -1,0 +1,209 @@
+"""Database commands of `dicombrowser`: import, ls, show, delete, db info|verify|vacuum.
+
+Thin shells over DICOMBrowserLogic. Shapes printed with --json are contracts (DICOM keywords as
+keys); tables and the progress bar are for people and go through rich.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import CLIContext, pass_cli
+
+LEVELS = ("patients", "studies", "series", "instances")
+COLUMNS: dict[str, list[str]] = {
+    "patients": ["PatientName", "PatientID", "PatientBirthDate", "PatientSex", "NumberOfStudies", "NumberOfSeries",
+                 "NumberOfInstances", "PatientUID"],
+    "studies": ["PatientName", "StudyDate", "StudyDescription", "ModalitiesInStudy", "NumberOfSeries",
+                "NumberOfInstances", "StudyInstanceUID"],
+    "series": ["PatientName", "SeriesNumber", "Modality", "SeriesDescription", "NumberOfInstances",
+               "SeriesInstanceUID"],
+    "instances": ["InstanceNumber", "SOPClassUID", "TransferSyntaxUID", "SOPInstanceUID", "FilePath"],
+}
+LEVEL_FILTER = {"patient": "PatientUID", "study": "StudyInstanceUID", "series": "SeriesInstanceUID",
+                "instance": "SOPInstanceUID"}
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    return table
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--copy", is_flag=True, help="Copy files into the database folder (default: reference them in place).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Header-scanning processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--no-progress", is_flag=True, help="No progress bar even on a terminal.")
+@pass_cli
+def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, workers: int | None, as_json: bool,
+                   no_progress: bool) -> None:
+    """Import files, folders (recursively) and DICOMDIR media into the database."""
+    from ..indexer import import_paths
+
+    logic = state.logic()
+    console = _console(stderr=True)
+    show_bar = console.is_terminal and not no_progress
+    with Progress(TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                  TimeRemainingColumn(), console=console, disable=not show_bar, transient=True) as bar:
+        task = bar.add_task("import", total=None)
+
+        def progress(done: int, total: int | None, current: str) -> bool:
+            bar.update(task, completed=done, total=total)
+            return False
+
+        summary = import_paths(logic.database, list(paths), copy=copy, progress=progress, workers=workers)
+    if as_json:
+        _print_json({**summary.as_dict(), "database": str(logic.database.folder)})
+        return
+    for path, reason in summary.errors:
+        console.print(f"error: {path}: {reason}", markup=False)
+    rate = summary.files_per_second
+    click.echo(f"{summary.seen} files seen: {summary.indexed} indexed, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged, {summary.duplicates} duplicates, {summary.relinked} relinked, "
+               f"{summary.skipped} skipped (not DICOM), {len(summary.errors)} errors "
+               f"in {summary.elapsed:.2f} s ({rate:.0f} files/s)")
+    click.echo(f"database: {logic.database.folder}")
+
+
+@click.command("ls")
+@click.option("--level", type=click.Choice(LEVELS), default="patients", show_default=True)
+@click.option("--name", help="Patient name: case-insensitive substring, or DICOM wildcards * ?.")
+@click.option("--patient-id", help="Patient ID (exact, or wildcards).")
+@click.option("--date-from", help="Studies on or after this date (YYYYMMDD).")
+@click.option("--date-to", help="Studies on or before this date (YYYYMMDD).")
+@click.option("--date", "date_range", help="Study date or DICOM range (YYYYMMDD, YYYYMMDD-YYYYMMDD, -YYYYMMDD).")
+@click.option("--modality", help="Series modality (CT, MR, ...).")
+@click.option("--description", help="Study or series description substring (at the level's own description).")
+@click.option("--uid", help="Limit to one patient key / study / series / instance UID and what it contains.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array keyed by DICOM keywords.")
+@pass_cli
+def ls_command(state: CLIContext, level: str, name: str | None, patient_id: str | None, date_from: str | None,
+               date_to: str | None, date_range: str | None, modality: str | None, description: str | None,
+               uid: str | None, as_json: bool) -> None:
+    """List patients, studies, series or instances, with counts."""
+    logic = state.logic()
+    filters: dict[str, Any] = {"PatientName": name, "PatientID": patient_id, "date_from": date_from,
+                               "date_to": date_to, "StudyDate": date_range, "Modality": modality}
+    if description:
+        filters["SeriesDescription" if level in ("series", "instances") else "StudyDescription"] = description
+    if uid:
+        uid_level = logic.level_of(uid)
+        if uid_level is None:
+            raise click.ClickException(f"{uid}: not in the database {logic.database.folder}")
+        filters[LEVEL_FILTER[uid_level]] = uid
+    try:
+        rows = logic.browse(level, **filters)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    if as_json:
+        _print_json(rows)
+        return
+    _console().print(_table(rows, COLUMNS[level], f"{len(rows)} {level}"))
+
+
+@click.command("show")
+@click.argument("uid")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_cli
+def show_command(state: CLIContext, uid: str, as_json: bool) -> None:
+    """Show the attributes of one patient (key), study, series or instance."""
+    item = state.logic().show(uid)
+    if as_json:
+        _print_json(item)
+        return
+    table = Table(title=f"{item['Level']} {uid}", show_header=False)
+    table.add_column("attribute", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in item.items():
+        if key == "Tags":
+            continue
+        table.add_row(key, "" if value is None else str(value))
+    for tag, value in (item.get("Tags") or {}).items():
+        table.add_row(f"({tag})", value)
+    _console().print(table)
+
+
+@click.command("delete")
+@click.argument("uid")
+@click.option("--remove-copied-files", is_flag=True,
+              help="Also delete files that were copied into the database folder (referenced files are never touched).")
+@pass_cli
+def delete_command(state: CLIContext, uid: str, remove_copied_files: bool) -> None:
+    """Delete a patient (key), study, series or instance from the database."""
+    logic = state.logic()
+    level = logic.level_of(uid)
+    count = logic.delete(uid, remove_copied_files=remove_copied_files)
+    click.echo(f"deleted {level} {uid}: {count} instances" + (" (copied files removed)" if remove_copied_files else ""))
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database maintenance: info, verify, vacuum."""
+
+
+@db_group.command("info")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def db_info(state: CLIContext, as_json: bool) -> None:
+    """Folder, schema version, counts and sizes."""
+    info = state.logic().database_info()
+    if as_json:
+        _print_json(info)
+        return
+    for key, value in info.items():
+        click.echo(f"{key}: {value}")
+
+
+@db_group.command("verify")
+@click.option("--repair", is_flag=True, help="Remove entries whose files are gone.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def db_verify(state: CLIContext, repair: bool, as_json: bool) -> None:
+    """Report indexed files that are missing or changed since import (exit code 1 if any, unless repaired)."""
+    report = state.logic().verify(repair=repair)
+    if as_json:
+        _print_json({"checked": report.checked, "missing": report.missing, "changed": report.changed,
+                     "removed": report.removed})
+    else:
+        for path in report.missing:
+            click.echo(f"missing: {path}")
+        for path in report.changed:
+            click.echo(f"changed: {path}")
+        click.echo(f"{report.checked} files checked: {len(report.missing)} missing, {len(report.changed)} changed"
+                   + (f", {report.removed} entries removed" if repair else ""))
+    if (report.missing and not repair) or report.changed:
+        sys.exit(1)
+
+
+@db_group.command("vacuum")
+@pass_cli
+def db_vacuum(state: CLIContext) -> None:
+    """Compact the SQLite files and drop cache entries of deleted instances."""
+    logic = state.logic()
+    logic.vacuum()
+    click.echo(f"vacuumed {logic.database.folder}")
+
+
+def register(cli: click.Group) -> None:
+    """Add the database commands to the `dicombrowser` group."""
+    for command in (import_command, ls_command, show_command, delete_command, db_group):
+        cli.add_command(command)

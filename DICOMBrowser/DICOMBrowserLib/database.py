@@ -1,0 +1,921 @@
+"""The local DICOM database: one folder holding SQLite files (CTK's schema, extended) and copied files.
+
+Layout of a database folder (see docs/database.md)::
+
+    <folder>/ctkDICOM.sql            Patients, Studies, Series, Images (+ SchemaInfo, Generation)
+    <folder>/ctkDICOMTagCache.sql    TagCache(SOPInstanceUID, Tag, Value) and a small ValueCache
+    <folder>/dicom/<study>/<series>/<sop>.dcm   files copied in or received by the listener
+    <folder>/settings.json           per-database settings (config.py)
+
+Thread-safe: every thread gets its own SQLite connection (WAL mode, so readers never wait for a
+writer); writes in this process are serialized by a lock and are one transaction per batch, so a
+killed import leaves the database as of the last committed batch. Files are the truth: the
+database is an index that can always be rebuilt from them.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from .errors import DatabaseError, DICOMFileError, NotFoundError, SchemaVersionError
+from .tagreader import tag_string
+
+logger = logging.getLogger(__name__)
+
+DATABASE_FILE = "ctkDICOM.sql"
+TAGCACHE_FILE = "ctkDICOMTagCache.sql"
+IMAGES_FOLDER = "dicom"
+#: CTK's schema 0.8.1 plus our additions; bump the suffix on every change and add an upgrade step.
+SCHEMA_VERSION = "0.8.1+dicombrowser.1"
+#: Versions we know how to upgrade from, mapped to the SQL that does it (none yet).
+SCHEMA_UPGRADES: dict[str, str] = {}
+
+#: The attributes the database's own columns are filled from: keyword -> tag "gggg,eeee".
+DATABASE_KEYWORDS = (
+    "SpecificCharacterSet",
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientAge",
+    "PatientComments",
+    "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
+    "InstitutionName", "ReferringPhysicianName", "PerformingPhysicianName",
+    "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime", "SeriesDescription", "Modality",
+    "BodyPartExamined", "FrameOfReferenceUID", "AcquisitionNumber", "ContrastBolusAgent",
+    "ScanningSequence", "EchoNumbers", "TemporalPositionIdentifier",
+    "SOPInstanceUID", "SOPClassUID", "InstanceNumber", "NumberOfFrames",
+)
+DATABASE_TAGS: dict[str, str] = {keyword: tag_string(keyword) for keyword in DATABASE_KEYWORDS}
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _int_or_none(text: str | None) -> int | None:
+    """IS/US strings to int; '' and garbage to None (a bad number must not stop an import)."""
+    if not text:
+        return None
+    first = text.split("\\")[0].strip()
+    try:
+        return int(first)
+    except ValueError:
+        try:
+            return int(float(first))
+        except ValueError:
+            return None
+
+
+def normalized_name(name: str) -> str:
+    """Person name without trailing empty components/blanks, so 'Doe^John^^^' == 'Doe^John'."""
+    return name.rstrip(" ^=")
+
+
+def patient_key(patient_id: str, patient_name: str, study_uid: str) -> str:
+    """The identity of a patient: (PatientID, PatientName), or the study when both are empty.
+
+    CTK rejects files whose PatientID and PatientName are both empty; we keep them, one anonymous
+    patient per study, so unrelated anonymous studies are never merged into one patient.
+    """
+    patient_id = patient_id.strip()
+    patient_name = normalized_name(patient_name.strip())
+    if patient_id or patient_name:
+        return f"{patient_id}\x1f{patient_name}"
+    return f"\x1fstudy:{study_uid}"
+
+
+def patient_uid_for_key(key: str) -> str:
+    """Stable public patient key: the same patient gets the same key in every database."""
+    return "patient-" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+def safe_name(text: str) -> str:
+    """A file-name component from a UID that can never escape its folder ('/', '..', NUL...)."""
+    cleaned = _SAFE_NAME.sub("_", text)[:80]
+    if cleaned != text or not cleaned or cleaned.startswith("."):
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        cleaned = f"x{cleaned.lstrip('.')}_{digest}"
+    return cleaned
+
+
+@dataclass
+class InstanceRecord:
+    """What the indexer learned about one file, ready to be stored."""
+
+    path: str                      # absolute path of the file as found (source, when copying)
+    size: int
+    mtime_ns: int
+    values: dict[str, str]         # tag "gggg,eeee" -> value string (tagreader.format_value)
+    transfer_syntax: str = ""
+    pixel_data_offset: int | None = None
+    pixel_data_length: int | None = None
+
+    def value(self, keyword: str) -> str:
+        return self.values.get(DATABASE_TAGS[keyword], "") or ""
+
+
+@dataclass
+class StoreOutcome:
+    """What happened to one record: indexed, updated, unchanged, duplicate or relinked."""
+
+    status: str
+    sop_instance_uid: str
+    path: str
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """Result of `verify`: entries whose files are gone or changed since indexing."""
+
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)   # absolute paths
+    changed: list[str] = field(default_factory=list)
+    removed: int = 0                                   # entries removed by repair
+
+
+class DICOMDatabase:
+    """An index of DICOM files (Patient / Study / Series / Instance) plus a tag cache."""
+
+    def __init__(self, folder: str | os.PathLike, *, create: bool = True):
+        self.folder = Path(folder).expanduser().resolve()
+        self.images_folder = self.folder / IMAGES_FOLDER
+        self._delete_on_close = False
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._closed = False
+        self._patient_uids: dict[str, int] = {}  # PatientKey -> Patients.UID (write-side cache)
+        if not (self.folder / DATABASE_FILE).exists():
+            if not create:
+                raise DatabaseError(f"{self.folder}: no DICOM database here ({DATABASE_FILE} missing)")
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DatabaseError(f"{self.folder}: cannot create database folder: {error}") from error
+        self._open()
+
+    @classmethod
+    def temporary(cls) -> "DICOMDatabase":
+        """A throw-away database (for 'open a folder without a database'); deleted on close()."""
+        folder = tempfile.mkdtemp(prefix="dicombrowser-db-")
+        database = cls(folder)
+        database._delete_on_close = True
+        return database
+
+    @property
+    def is_temporary(self) -> bool:
+        return self._delete_on_close
+
+    # --- connections ------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.folder / DATABASE_FILE, timeout=30.0, isolation_level=None,
+                                         check_same_thread=False)
+            connection.execute("PRAGMA busy_timeout = 30000")
+            connection.execute("ATTACH DATABASE ? AS tagcache", (str(self.folder / TAGCACHE_FILE),))
+            connection.execute("PRAGMA main.journal_mode = WAL")
+            connection.execute("PRAGMA tagcache.journal_mode = WAL")
+            connection.execute("PRAGMA main.synchronous = NORMAL")
+            connection.execute("PRAGMA tagcache.synchronous = NORMAL")
+        except sqlite3.DatabaseError as error:
+            raise DatabaseError(f"{self.folder}: cannot open database: {error}") from error
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise DatabaseError(f"{self.folder}: database is closed")
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; bumps the generation counter so pollers see the change."""
+        with self._write_lock:
+            connection = self._conn()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("UPDATE Generation SET Value = Value + 1 WHERE Id = 0")
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                self._patient_uids.clear()  # may hold UIDs of rolled-back rows
+                raise
+
+    def _open(self) -> None:
+        connection = self._conn()
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM main.sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise DatabaseError(f"{self.folder / DATABASE_FILE}: not a readable SQLite database: {error}") from error
+        if not tables:
+            self._create_schema(connection)
+        elif "SchemaInfo" not in tables:
+            self.close()
+            raise SchemaVersionError(f"{self.folder / DATABASE_FILE}: no SchemaInfo table; not a DICOM database we know")
+        else:
+            row = connection.execute("SELECT Version FROM SchemaInfo").fetchone()
+            version = row[0] if row else ""
+            if version != SCHEMA_VERSION:
+                if version in SCHEMA_UPGRADES:
+                    self._upgrade(connection, version)
+                else:
+                    self.close()
+                    hint = (" (a 3D Slicer/CTK database: import its files into a new DICOMBrowser database)"
+                            if version and "+dicombrowser" not in version else "")
+                    raise SchemaVersionError(
+                        f"{self.folder / DATABASE_FILE}: schema version {version!r} is not {SCHEMA_VERSION!r}; "
+                        f"refusing to open it so nothing is damaged{hint}")
+            # The tag cache is only a cache: make sure its tables exist (it may have been deleted).
+            connection.executescript(self._schema_sql(tagcache_only=True))
+        self._quick_check(connection)
+
+    @staticmethod
+    def _schema_sql(tagcache_only: bool = False) -> str:
+        text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+        if not tagcache_only:
+            return text
+        statements = [s for s in text.split(";") if "tagcache." in s]
+        return ";".join(statements) + ";"
+
+    def _create_schema(self, connection: sqlite3.Connection) -> None:
+        script = self._schema_sql()
+        connection.executescript(f"BEGIN;\n{script}\nINSERT INTO SchemaInfo VALUES ('{SCHEMA_VERSION}');\nCOMMIT;")
+        logger.info("Created DICOM database in %s", self.folder)
+
+    def _upgrade(self, connection: sqlite3.Connection, version: str) -> None:
+        """Apply a known upgrade in one transaction; data is kept (files are re-indexed if needed)."""
+        logger.warning("Upgrading %s from schema %s to %s", self.folder, version, SCHEMA_VERSION)
+        connection.executescript(f"BEGIN;\n{SCHEMA_UPGRADES[version]}\nUPDATE SchemaInfo SET Version='{SCHEMA_VERSION}';\nCOMMIT;")
+
+    def _quick_check(self, connection: sqlite3.Connection) -> None:
+        for schema, file_name in (("main", DATABASE_FILE), ("tagcache", TAGCACHE_FILE)):
+            try:
+                result = [row[0] for row in connection.execute(f"PRAGMA {schema}.quick_check")]
+            except sqlite3.DatabaseError as error:
+                result = [str(error)]
+            if result != ["ok"]:
+                self.close()
+                raise DatabaseError(f"{self.folder / file_name}: integrity check failed: {'; '.join(result[:3])}")
+
+    def close(self) -> None:
+        """Close every thread's connection; a temporary database's folder is deleted."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            try:
+                connection.close()
+            except sqlite3.ProgrammingError:
+                pass  # closed already by its thread
+        self._local = threading.local()
+        if self._delete_on_close and self.folder.exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "DICOMDatabase":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DICOMDatabase({str(self.folder)!r})"
+
+    # --- paths ------------------------------------------------------------------------------
+    def stored_filename(self, path: str | os.PathLike, copied: bool) -> str:
+        """How a path is stored: relative (POSIX) inside the database folder when copied, else absolute."""
+        absolute = os.path.abspath(os.fspath(path))
+        if copied:
+            try:
+                return Path(absolute).relative_to(self.folder).as_posix()
+            except ValueError:
+                pass
+        return absolute
+
+    def absolute_path(self, filename: str) -> str:
+        """The absolute path of a stored Filename (relative ones are inside the database folder)."""
+        if os.path.isabs(filename):
+            return filename
+        return os.path.join(self.folder, *filename.split("/"))
+
+    def _lookup_filename(self, path: str | os.PathLike) -> str:
+        """The Filename key for a path given by a caller (absolute or already stored form)."""
+        text = os.fspath(path)
+        if not os.path.isabs(text) and not os.path.exists(text):
+            return text
+        return self.stored_filename(text, copied=True)
+
+    def copy_destination(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Where a copied file goes: dicom/<study>/<series>/<sop>.dcm, names made safe."""
+        destination = self.images_folder / safe_name(study_uid) / safe_name(series_uid) / f"{safe_name(sop_uid)}.dcm"
+        resolved = destination.resolve()
+        if not resolved.is_relative_to(self.images_folder.resolve()):
+            raise DatabaseError(f"{self.folder}: refusing to write outside the database: {destination}")
+        return destination
+
+    # --- writing ----------------------------------------------------------------------------
+    def _patient_uid(self, connection: sqlite3.Connection, record: InstanceRecord) -> int:
+        patient_id = record.value("PatientID")
+        patient_name = record.value("PatientName")
+        key = patient_key(patient_id, patient_name, record.value("StudyInstanceUID"))
+        uid = self._patient_uids.get(key)
+        if uid is not None:
+            return uid
+        row = connection.execute("SELECT UID FROM Patients WHERE PatientKey = ?", (key,)).fetchone()
+        if row is None:
+            cursor = connection.execute(
+                "INSERT INTO Patients (PatientsName, PatientID, PatientsBirthDate, PatientsBirthTime, PatientsSex,"
+                " PatientsAge, PatientsComments, InsertTimestamp, DisplayedPatientsName, PatientKey, PatientUID)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (patient_name, patient_id, record.value("PatientBirthDate"), record.value("PatientBirthTime"),
+                 record.value("PatientSex"), record.value("PatientAge"), record.value("PatientComments"), _now(),
+                 patient_name.replace("^", " ").strip(), key, patient_uid_for_key(key)))
+            uid = cursor.lastrowid
+        else:
+            uid = row[0]
+        self._patient_uids[key] = uid
+        return uid
+
+    def _upsert_study_series(self, connection: sqlite3.Connection, record: InstanceRecord, patient_uid: int) -> None:
+        v = record.value
+        connection.execute(
+            "INSERT INTO Studies (StudyInstanceUID, PatientsUID, StudyID, StudyDate, StudyTime, StudyDescription,"
+            " AccessionNumber, InstitutionName, ReferringPhysician, PerformingPhysiciansName, InsertTimestamp)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (StudyInstanceUID) DO UPDATE SET"
+            " PatientsUID = excluded.PatientsUID,"
+            " StudyID = COALESCE(NULLIF(excluded.StudyID, ''), StudyID),"
+            " StudyDate = COALESCE(NULLIF(excluded.StudyDate, ''), StudyDate),"
+            " StudyTime = COALESCE(NULLIF(excluded.StudyTime, ''), StudyTime),"
+            " StudyDescription = COALESCE(NULLIF(excluded.StudyDescription, ''), StudyDescription),"
+            " AccessionNumber = COALESCE(NULLIF(excluded.AccessionNumber, ''), AccessionNumber)",
+            (v("StudyInstanceUID"), patient_uid, v("StudyID"), v("StudyDate"), v("StudyTime"), v("StudyDescription"),
+             v("AccessionNumber"), v("InstitutionName"), v("ReferringPhysicianName"), v("PerformingPhysicianName"),
+             _now()))
+        connection.execute(
+            "INSERT INTO Series (SeriesInstanceUID, StudyInstanceUID, SeriesNumber, SeriesDate, SeriesTime,"
+            " SeriesDescription, Modality, BodyPartExamined, FrameOfReferenceUID, AcquisitionNumber, ContrastAgent,"
+            " ScanningSequence, EchoNumber, TemporalPosition, InsertTimestamp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (SeriesInstanceUID) DO UPDATE SET StudyInstanceUID = excluded.StudyInstanceUID,"
+            " SeriesNumber = COALESCE(excluded.SeriesNumber, SeriesNumber),"
+            " SeriesDescription = COALESCE(NULLIF(excluded.SeriesDescription, ''), SeriesDescription),"
+            " Modality = COALESCE(NULLIF(excluded.Modality, ''), Modality),"
+            " BodyPartExamined = COALESCE(NULLIF(excluded.BodyPartExamined, ''), BodyPartExamined)",
+            (v("SeriesInstanceUID"), v("StudyInstanceUID"), _int_or_none(v("SeriesNumber")), v("SeriesDate"),
+             v("SeriesTime"), v("SeriesDescription"), v("Modality"), v("BodyPartExamined"), v("FrameOfReferenceUID"),
+             _int_or_none(v("AcquisitionNumber")), v("ContrastBolusAgent"), v("ScanningSequence"),
+             _int_or_none(v("EchoNumbers")), _int_or_none(v("TemporalPositionIdentifier")), _now()))
+
+    @staticmethod
+    def _check_record(record: InstanceRecord) -> None:
+        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+            if not record.value(keyword):
+                raise DICOMFileError(record.path, f"missing {keyword}")
+
+    def store_instances(self, records: Sequence[InstanceRecord], *, copy: bool = False,
+                        copied: bool = False) -> list[StoreOutcome | DICOMFileError]:
+        """Store a batch in one transaction; one outcome (or error) per record, in order.
+
+        `copy`: copy each file into the database folder first. `copied`: the file already belongs
+        to the database folder (received by the listener). Duplicates (same SOP Instance UID, old
+        file still there) are reported, not stored; a SOP found at a new path whose old file is gone
+        is relinked.
+        """
+        outcomes: list[StoreOutcome | DICOMFileError] = []
+        replaced_any = False
+        with self._write() as connection:
+            for record in records:
+                try:
+                    self._check_record(record)
+                    outcome, replaced = self._store_one(connection, record, copy=copy, copied=copied)
+                    replaced_any = replaced_any or replaced
+                except DICOMFileError as error:
+                    outcome = error
+                outcomes.append(outcome)
+            if replaced_any:
+                self._delete_orphans(connection)
+        return outcomes
+
+    def _store_one(self, connection: sqlite3.Connection, record: InstanceRecord, *, copy: bool,
+                   copied: bool) -> tuple[StoreOutcome, bool]:
+        sop = record.value("SOPInstanceUID")
+        study = record.value("StudyInstanceUID")
+        series = record.value("SeriesInstanceUID")
+        source = record.path
+        if copy or (copied and not Path(source).resolve().is_relative_to(self.folder)):
+            target = self.copy_destination(study, series, sop)
+            is_copied = True
+        else:
+            target = Path(source)
+            is_copied = copied
+        filename = self.stored_filename(target, is_copied)
+        existing = connection.execute(
+            "SELECT Filename, FileSize, FileMTimeNs FROM Images WHERE SOPInstanceUID = ?", (sop,)).fetchone()
+        status = "indexed"
+        replaced = False
+        if existing is not None and existing["Filename"] != filename:
+            old_path = self.absolute_path(existing["Filename"])
+            if os.path.exists(old_path):
+                return StoreOutcome("duplicate", sop, source, f"already indexed as {old_path}"), False
+            status = "relinked"
+            replaced = True
+        elif existing is not None:
+            if copy:
+                if target.exists() and target.stat().st_size == record.size:
+                    return StoreOutcome("duplicate", sop, source, f"already copied to {target}"), False
+            elif existing["FileSize"] == record.size and existing["FileMTimeNs"] == record.mtime_ns:
+                return StoreOutcome("unchanged", sop, source), False
+            status = "updated"
+            replaced = True
+        if is_copied and os.path.abspath(source) != os.path.abspath(target):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".part")
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            except OSError as error:
+                raise DICOMFileError(source, f"cannot copy into {target}: {error}") from error
+            stat = target.stat()
+            size, mtime_ns = stat.st_size, stat.st_mtime_ns
+        else:
+            size, mtime_ns = record.size, record.mtime_ns
+        # A different instance previously stored at this very path (file overwritten): replace it.
+        other = connection.execute("SELECT SOPInstanceUID FROM Images WHERE Filename = ? AND SOPInstanceUID != ?",
+                                   (filename, sop)).fetchone()
+        if other is not None:
+            self._delete_instances(connection, [other[0]])
+            status = "updated"
+            replaced = True
+        patient_uid = self._patient_uid(connection, record)
+        self._upsert_study_series(connection, record, patient_uid)
+        connection.execute(
+            "INSERT OR REPLACE INTO Images (SOPInstanceUID, Filename, SeriesInstanceUID, InsertTimestamp, SOPClassUID,"
+            " InstanceNumber, NumberOfFrames, Copied, FileSize, FileMTimeNs, TransferSyntaxUID, PixelDataOffset,"
+            " PixelDataLength) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (sop, filename, series, _now(), record.value("SOPClassUID"), _int_or_none(record.value("InstanceNumber")),
+             _int_or_none(record.value("NumberOfFrames")), int(is_copied), size, mtime_ns, record.transfer_syntax,
+             record.pixel_data_offset, record.pixel_data_length))
+        if replaced:
+            connection.execute("DELETE FROM tagcache.TagCache WHERE SOPInstanceUID = ?", (sop,))
+        connection.executemany("INSERT OR REPLACE INTO tagcache.TagCache VALUES (?,?,?)",
+                               ((sop, tag, value) for tag, value in record.values.items()))
+        return StoreOutcome(status, sop, source, filename if is_copied else ""), replaced
+
+    def index_file(self, path: str | os.PathLike, *, copied: bool) -> str:
+        """Index one file now (the listener's entry point); returns its SOPInstanceUID.
+
+        `copied=True`: the file belongs to the database (kept under images_folder; copied there
+        when it is elsewhere). Raises DICOMFileError when it is not a readable DICOM instance.
+        """
+        from .indexer import scan_for_database
+
+        record = scan_for_database(os.fspath(path))
+        outcome = self.store_instances([record], copied=copied)[0]
+        if isinstance(outcome, DICOMFileError):
+            raise outcome
+        return outcome.sop_instance_uid
+
+    # --- deleting ---------------------------------------------------------------------------
+    @staticmethod
+    def _delete_instances(connection: sqlite3.Connection, sop_uids: Sequence[str]) -> None:
+        for start in range(0, len(sop_uids), 500):
+            chunk = list(sop_uids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            connection.execute(f"DELETE FROM Images WHERE SOPInstanceUID IN ({marks})", chunk)
+            connection.execute(f"DELETE FROM tagcache.TagCache WHERE SOPInstanceUID IN ({marks})", chunk)
+
+    def _delete_orphans(self, connection: sqlite3.Connection) -> None:
+        """Series without images, studies without series, patients without studies go."""
+        connection.execute("DELETE FROM Series WHERE NOT EXISTS"
+                           " (SELECT 1 FROM Images i WHERE i.SeriesInstanceUID = Series.SeriesInstanceUID)")
+        connection.execute("DELETE FROM Studies WHERE NOT EXISTS"
+                           " (SELECT 1 FROM Series s WHERE s.StudyInstanceUID = Studies.StudyInstanceUID)")
+        connection.execute("DELETE FROM Patients WHERE NOT EXISTS"
+                           " (SELECT 1 FROM Studies s WHERE s.PatientsUID = Patients.UID)")
+        self._patient_uids.clear()
+
+    def delete(self, uid: str, remove_copied_files: bool = False) -> int:
+        """Remove a patient/study/series/instance; returns how many instances went.
+
+        Referenced files are never touched; files copied into the database folder are removed
+        only when `remove_copied_files` is true.
+        """
+        level = self.level_of(uid)
+        if level is None:
+            raise NotFoundError(f"{uid}: no patient, study, series or instance with this UID in {self.folder}")
+        rows = self._image_rows_for_uid(uid, level)
+        with self._write() as connection:
+            self._delete_instances(connection, [row["SOPInstanceUID"] for row in rows])
+            self._delete_orphans(connection)
+        if remove_copied_files:
+            for row in rows:
+                if row["Copied"]:
+                    self._remove_copied_file(self.absolute_path(row["Filename"]))
+        logger.info("Deleted %s %s (%d instances)", level, uid, len(rows))
+        return len(rows)
+
+    def _remove_copied_file(self, path: str) -> None:
+        target = Path(path)
+        if not target.resolve().is_relative_to(self.images_folder.resolve()):
+            logger.warning("Not removing %s: outside %s", target, self.images_folder)
+            return
+        try:
+            target.unlink(missing_ok=True)
+            parent = target.parent
+            while parent != self.images_folder and parent.is_relative_to(self.images_folder) and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+        except OSError as error:
+            logger.warning("Could not remove copied file %s: %s", target, error)
+
+    # --- browsing ---------------------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def patients(self, **filters: Any) -> list[dict[str, Any]]:
+        """Patients matching the filters, with study/series/instance counts."""
+        where, params = _filter_clause(filters)
+        sql = (
+            "SELECT p.PatientUID, p.PatientID, p.PatientsName AS PatientName, p.PatientsBirthDate AS PatientBirthDate,"
+            " p.PatientsSex AS PatientSex,"
+            " (SELECT COUNT(*) FROM Studies s WHERE s.PatientsUID = p.UID) AS NumberOfStudies,"
+            " (SELECT COUNT(*) FROM Studies s JOIN Series se ON se.StudyInstanceUID = s.StudyInstanceUID"
+            "   WHERE s.PatientsUID = p.UID) AS NumberOfSeries,"
+            " (SELECT COUNT(*) FROM Studies s JOIN Series se ON se.StudyInstanceUID = s.StudyInstanceUID"
+            "   JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID WHERE s.PatientsUID = p.UID) AS NumberOfInstances,"
+            " (SELECT MAX(s.StudyDate) FROM Studies s WHERE s.PatientsUID = p.UID) AS LastStudyDate"
+            " FROM Patients p"
+        )
+        if where:
+            sql += f" WHERE p.UID IN (SELECT p.UID FROM {_HIERARCHY} WHERE {where})"
+        sql += " ORDER BY p.PatientsName, p.PatientID"
+        return [dict(row) for row in self._rows(sql, params)]
+
+    def studies(self, patient_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Studies (of one patient, or all) matching the filters, with series/instance counts."""
+        if patient_uid is not None:
+            filters["PatientUID"] = patient_uid
+        where, params = _filter_clause(filters)
+        sql = (
+            "SELECT st.StudyInstanceUID, st.StudyID, st.StudyDate, st.StudyTime, st.StudyDescription, st.AccessionNumber,"
+            " COALESCE((SELECT group_concat(m, '\\') FROM (SELECT DISTINCT se.Modality AS m FROM Series se"
+            "   WHERE se.StudyInstanceUID = st.StudyInstanceUID AND se.Modality != '' ORDER BY m)), '') AS ModalitiesInStudy,"
+            " (SELECT COUNT(*) FROM Series se WHERE se.StudyInstanceUID = st.StudyInstanceUID) AS NumberOfSeries,"
+            " (SELECT COUNT(*) FROM Series se JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID"
+            "   WHERE se.StudyInstanceUID = st.StudyInstanceUID) AS NumberOfInstances,"
+            " p.PatientUID, p.PatientID, p.PatientsName AS PatientName"
+            " FROM Studies st JOIN Patients p ON p.UID = st.PatientsUID"
+        )
+        if where:
+            sql += f" WHERE st.StudyInstanceUID IN (SELECT st.StudyInstanceUID FROM {_HIERARCHY} WHERE {where})"
+        sql += " ORDER BY p.PatientsName, p.PatientID, st.StudyDate, st.StudyTime, st.StudyInstanceUID"
+        return [dict(row) for row in self._rows(sql, params)]
+
+    def series(self, study_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Series (of one study, or all) matching the filters, with instance counts."""
+        if study_uid is not None:
+            filters["StudyInstanceUID"] = study_uid
+        where, params = _filter_clause(filters)
+        sql = (
+            "SELECT se.SeriesInstanceUID, se.SeriesNumber, se.Modality, se.SeriesDescription, se.BodyPartExamined,"
+            " se.SeriesDate, se.SeriesTime, se.FrameOfReferenceUID,"
+            " (SELECT COUNT(*) FROM Images i WHERE i.SeriesInstanceUID = se.SeriesInstanceUID) AS NumberOfInstances,"
+            " (SELECT SUM(COALESCE(i.NumberOfFrames, 1)) FROM Images i"
+            "   WHERE i.SeriesInstanceUID = se.SeriesInstanceUID) AS NumberOfFrames,"
+            " se.StudyInstanceUID, p.PatientUID, p.PatientID, p.PatientsName AS PatientName"
+            f" FROM {_HIERARCHY}"
+        )
+        if where:
+            sql += f" WHERE {where}"
+        sql += " ORDER BY p.PatientsName, p.PatientID, st.StudyDate, st.StudyInstanceUID, se.SeriesNumber, se.SeriesInstanceUID"
+        return [dict(row) for row in self._rows(sql, params)]
+
+    def instances(self, series_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Instances (of one series, or all) matching the filters, with absolute file paths."""
+        if series_uid is not None:
+            filters["SeriesInstanceUID"] = series_uid
+        sop_uid = filters.pop("SOPInstanceUID", None)
+        where, params = _filter_clause(filters)
+        if sop_uid:
+            where = " AND ".join(w for w in (where, "i.SOPInstanceUID = ?") if w)
+            params.append(sop_uid)
+        sql = (
+            "SELECT i.SOPInstanceUID, i.SOPClassUID, i.InstanceNumber, i.Filename, i.TransferSyntaxUID,"
+            " i.PixelDataOffset, i.PixelDataLength, i.NumberOfFrames, i.FileSize, i.Copied, i.SeriesInstanceUID,"
+            " se.StudyInstanceUID, p.PatientUID"
+            f" FROM {_IMAGE_HIERARCHY}"
+        )
+        if where:
+            sql += f" WHERE {where}"
+        sql += " ORDER BY i.SeriesInstanceUID, i.InstanceNumber, i.Filename"
+        result = []
+        for row in self._rows(sql, params):
+            item = dict(row)
+            item["FilePath"] = self.absolute_path(item.pop("Filename"))
+            item["Copied"] = bool(item["Copied"])
+            result.append(item)
+        return result
+
+    def level_of(self, uid: str) -> str | None:
+        """Which level a UID (or patient key) belongs to, or None when unknown."""
+        for level, sql in (
+            ("patient", "SELECT 1 FROM Patients WHERE PatientUID = ?"),
+            ("study", "SELECT 1 FROM Studies WHERE StudyInstanceUID = ?"),
+            ("series", "SELECT 1 FROM Series WHERE SeriesInstanceUID = ?"),
+            ("instance", "SELECT 1 FROM Images WHERE SOPInstanceUID = ?"),
+        ):
+            if self._conn().execute(sql, (uid,)).fetchone():
+                return level
+        return None
+
+    def _image_rows_for_uid(self, uid: str, level: str | None = None) -> list[sqlite3.Row]:
+        level = level or self.level_of(uid)
+        column = {"patient": "p.PatientUID", "study": "st.StudyInstanceUID", "series": "se.SeriesInstanceUID",
+                  "instance": "i.SOPInstanceUID"}.get(level or "")
+        if column is None:
+            return []
+        return self._rows(
+            "SELECT i.SOPInstanceUID, i.Filename, i.Copied, i.SeriesInstanceUID"
+            f" FROM {_IMAGE_HIERARCHY} WHERE {column} = ?"
+            " ORDER BY se.SeriesNumber, i.SeriesInstanceUID, i.InstanceNumber, i.Filename", (uid,))
+
+    def files_for_series(self, series_uid: str) -> list[str]:
+        """Absolute paths of a series' files, ordered by InstanceNumber."""
+        rows = self._rows("SELECT Filename FROM Images WHERE SeriesInstanceUID = ? ORDER BY InstanceNumber, Filename",
+                          (series_uid,))
+        return [self.absolute_path(row[0]) for row in rows]
+
+    def files_for_uid(self, uid: str) -> list[str]:
+        """Absolute paths of every file under a UID of any level (patient key, study, series, instance)."""
+        return [self.absolute_path(row["Filename"]) for row in self._image_rows_for_uid(uid)]
+
+    def series_for_uid(self, uid: str) -> list[str]:
+        """Series UIDs under a UID of any level."""
+        level = self.level_of(uid)
+        if level == "patient":
+            sql = ("SELECT se.SeriesInstanceUID FROM {h} WHERE p.PatientUID = ?"
+                   " ORDER BY st.StudyDate, st.StudyInstanceUID, se.SeriesNumber")
+        elif level == "study":
+            sql = "SELECT se.SeriesInstanceUID FROM {h} WHERE st.StudyInstanceUID = ? ORDER BY se.SeriesNumber"
+        elif level == "series":
+            return [uid]
+        elif level == "instance":
+            sql = "SELECT SeriesInstanceUID FROM Images WHERE SOPInstanceUID = ?"
+        else:
+            return []
+        return [row[0] for row in self._rows(sql.format(h=_HIERARCHY), (uid,))]
+
+    def instance_for_file(self, path: str | os.PathLike) -> str | None:
+        row = self._conn().execute("SELECT SOPInstanceUID FROM Images WHERE Filename = ?",
+                                   (self._lookup_filename(path),)).fetchone()
+        return row[0] if row else None
+
+    def file_for_instance(self, sop_uid: str) -> str | None:
+        row = self._conn().execute("SELECT Filename FROM Images WHERE SOPInstanceUID = ?", (sop_uid,)).fetchone()
+        return self.absolute_path(row[0]) if row else None
+
+    def show(self, uid: str) -> dict[str, Any]:
+        """All stored attributes of one patient/study/series/instance (for `show UID`)."""
+        level = self.level_of(uid)
+        if level is None:
+            raise NotFoundError(f"{uid}: no patient, study, series or instance with this UID in {self.folder}")
+        if level == "patient":
+            item = self.patients(PatientUID=uid)[0]
+        elif level == "study":
+            item = self.studies(StudyInstanceUID=uid)[0]
+        elif level == "series":
+            item = self.series(SeriesInstanceUID=uid)[0]
+        else:
+            item = self.instances(SOPInstanceUID=uid)[0]
+            item["Tags"] = self.cached_tags(uid)
+        return {"Level": level, **item}
+
+    def cached_tags(self, sop_uid: str) -> dict[str, str]:
+        """Every tag value cached for one instance."""
+        rows = self._rows("SELECT Tag, Value FROM tagcache.TagCache WHERE SOPInstanceUID = ? ORDER BY Tag", (sop_uid,))
+        return {row[0]: row[1] for row in rows}
+
+    def counts(self) -> dict[str, int]:
+        connection = self._conn()
+        return {name: connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for name, table in (("patients", "Patients"), ("studies", "Studies"), ("series", "Series"),
+                                    ("instances", "Images"))}
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the database folder (for `db info`)."""
+        connection = self._conn()
+        copied = connection.execute("SELECT COUNT(*), COALESCE(SUM(FileSize), 0) FROM Images WHERE Copied = 1").fetchone()
+        referenced = connection.execute("SELECT COUNT(*), COALESCE(SUM(FileSize), 0) FROM Images WHERE Copied = 0").fetchone()
+        tags = connection.execute("SELECT COUNT(*) FROM tagcache.TagCache").fetchone()[0]
+        sizes = {name: (self.folder / name).stat().st_size if (self.folder / name).exists() else 0
+                 for name in (DATABASE_FILE, TAGCACHE_FILE)}
+        return {
+            "folder": str(self.folder),
+            "schema_version": SCHEMA_VERSION,
+            "temporary": self.is_temporary,
+            **self.counts(),
+            "copied_instances": copied[0], "copied_bytes": copied[1],
+            "referenced_instances": referenced[0], "referenced_bytes": referenced[1],
+            "tag_cache_entries": tags,
+            "database_file_bytes": sizes[DATABASE_FILE], "tag_cache_file_bytes": sizes[TAGCACHE_FILE],
+            "data_version": self.data_version(),
+        }
+
+    def data_version(self) -> int:
+        """A number that changes whenever any connection (any thread or process) commits a change."""
+        return int(self._conn().execute("SELECT Value FROM Generation WHERE Id = 0").fetchone()[0])
+
+    def indexed_files(self) -> dict[str, tuple[int | None, int | None, str]]:
+        """Filename (absolute) -> (size, mtime_ns, SOPInstanceUID), for the indexer's unchanged check."""
+        rows = self._rows("SELECT Filename, FileSize, FileMTimeNs, SOPInstanceUID FROM Images")
+        return {self.absolute_path(row[0]): (row[1], row[2], row[3]) for row in rows}
+
+    # --- tag cache --------------------------------------------------------------------------
+    def file_value(self, path: str | os.PathLike, tag: str) -> str:
+        """One tag of one file ('' when absent); served from the TagCache, parsed at most once."""
+        key = os.fspath(path)
+        return self.file_values([key], [tag])[key][tag_string(tag)]
+
+    def file_values(self, paths: Iterable[str | os.PathLike], tags: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Tags of many files: cache hits from SQLite, misses parsed in one scan and cached."""
+        paths = [os.fspath(p) for p in paths]
+        tag_keys = [tag_string(t) for t in tags]
+        result: dict[str, dict[str, str]] = {p: {} for p in paths}
+        sop_for_path: dict[str, str] = {}
+        connection = self._conn()
+        for path in paths:
+            row = connection.execute("SELECT SOPInstanceUID FROM Images WHERE Filename = ?",
+                                     (self._lookup_filename(path),)).fetchone()
+            if row:
+                sop_for_path[path] = row[0]
+        marks = ",".join("?" * len(tag_keys))
+        missing: dict[str, list[str]] = {}
+        for path in paths:
+            sop = sop_for_path.get(path)
+            if sop is not None and tag_keys:
+                for tag, value in connection.execute(
+                        f"SELECT Tag, Value FROM tagcache.TagCache WHERE SOPInstanceUID = ? AND Tag IN ({marks})",
+                        [sop, *tag_keys]):
+                    result[path][tag] = value if value is not None else ""
+            absent = [t for t in tag_keys if t not in result[path]]
+            if absent:
+                missing[path] = absent
+        if missing:
+            from .indexer import scan_values
+
+            wanted = sorted({t for absent in missing.values() for t in absent})
+            scanned = scan_values(list(missing), wanted)
+            rows = []
+            for path, absent in missing.items():
+                values = scanned.get(path, {})
+                for tag in absent:
+                    result[path][tag] = values.get(tag, "")
+                    if path in sop_for_path and path in scanned:
+                        rows.append((sop_for_path[path], tag, values.get(tag, "")))
+            if rows:
+                with self._write() as writer:
+                    writer.executemany("INSERT OR REPLACE INTO tagcache.TagCache VALUES (?,?,?)", rows)
+        return result
+
+    def cached_value(self, key: str) -> str | None:
+        """A value other modules cached (examine results, thumbnail index), or None."""
+        row = self._conn().execute("SELECT Value FROM tagcache.ValueCache WHERE Key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def store_cached_value(self, key: str, text: str) -> None:
+        with self._write() as connection:
+            connection.execute("INSERT OR REPLACE INTO tagcache.ValueCache VALUES (?, ?)", (key, text))
+
+    # --- maintenance ------------------------------------------------------------------------
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Report entries whose file is gone or changed (size/mtime); `repair` removes the gone ones."""
+        report = VerifyReport()
+        gone: list[str] = []
+        for path, (size, mtime_ns, sop) in self.indexed_files().items():
+            report.checked += 1
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                report.missing.append(path)
+                gone.append(sop)
+                continue
+            except OSError as error:
+                logger.warning("Cannot stat %s: %s", path, error)
+                report.missing.append(path)
+                gone.append(sop)
+                continue
+            if stat.st_size != size or stat.st_mtime_ns != mtime_ns:
+                report.changed.append(path)
+        if repair and gone:
+            with self._write() as connection:
+                self._delete_instances(connection, gone)
+                self._delete_orphans(connection)
+            report.removed = len(gone)
+        return report
+
+    def vacuum(self) -> None:
+        """Compact both SQLite files (and drop cached values of instances no longer indexed)."""
+        with self._write() as connection:
+            connection.execute("DELETE FROM tagcache.TagCache WHERE SOPInstanceUID NOT IN (SELECT SOPInstanceUID FROM Images)")
+        with self._write_lock:
+            connection = self._conn()
+            connection.execute("VACUUM main")
+            connection.execute("VACUUM tagcache")
+            connection.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
+            connection.execute("PRAGMA tagcache.wal_checkpoint(TRUNCATE)")
+
+
+_HIERARCHY = ("Series se JOIN Studies st ON st.StudyInstanceUID = se.StudyInstanceUID"
+              " JOIN Patients p ON p.UID = st.PatientsUID")
+_IMAGE_HIERARCHY = ("Images i JOIN Series se ON se.SeriesInstanceUID = i.SeriesInstanceUID"
+                    " JOIN Studies st ON st.StudyInstanceUID = se.StudyInstanceUID"
+                    " JOIN Patients p ON p.UID = st.PatientsUID")
+
+# Filter keyword -> (SQL column, kind): "text" substring/wildcard case-insensitive, "exact" exact or wildcard.
+_FILTER_COLUMNS: dict[str, tuple[str, str]] = {
+    "PatientUID": ("p.PatientUID", "exact"),
+    "PatientName": ("p.PatientsName", "text"),
+    "PatientID": ("p.PatientID", "exact"),
+    "StudyInstanceUID": ("st.StudyInstanceUID", "exact"),
+    "StudyDescription": ("st.StudyDescription", "text"),
+    "AccessionNumber": ("st.AccessionNumber", "exact"),
+    "StudyDate": ("st.StudyDate", "date"),
+    "SeriesInstanceUID": ("se.SeriesInstanceUID", "exact"),
+    "SeriesDescription": ("se.SeriesDescription", "text"),
+    "Modality": ("se.Modality", "exact"),
+    "BodyPartExamined": ("se.BodyPartExamined", "exact"),
+    "SOPInstanceUID": ("(SELECT 1 FROM Images fi WHERE fi.SeriesInstanceUID = se.SeriesInstanceUID"
+                       " AND fi.SOPInstanceUID", "instance"),
+}
+FILTER_KEYWORDS = tuple(_FILTER_COLUMNS) + ("date_from", "date_to")
+
+
+def _wildcard_to_like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _filter_clause(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL WHERE text over _HIERARCHY for DICOM-keyword filters.
+
+    Names and descriptions match case-insensitive substrings; IDs, UIDs and codes match exactly;
+    both accept DICOM wildcards * and ?. StudyDate takes a DICOM range ("20200101-20201231",
+    "-20201231", "20200101-") or date_from/date_to.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    filters = {k: v for k, v in filters.items() if v not in (None, "")}
+    date_from = filters.pop("date_from", None)
+    date_to = filters.pop("date_to", None)
+    for key, value in filters.items():
+        if key not in _FILTER_COLUMNS:
+            raise ValueError(f"unknown filter {key!r}; known: {', '.join(FILTER_KEYWORDS)}")
+        column, kind = _FILTER_COLUMNS[key]
+        text = str(value)
+        if kind == "date":
+            if "-" in text:
+                low, high = text.split("-", 1)
+                date_from = low or date_from
+                date_to = high or date_to
+            else:
+                clauses.append(f"{column} = ?")
+                params.append(text)
+        elif kind == "instance":
+            clauses.append(f"EXISTS {column} = ?)")
+            params.append(text)
+        elif kind == "text":
+            pattern = _wildcard_to_like(text) if ("*" in text or "?" in text) else f"%{_wildcard_to_like(text)}%"
+            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+            params.append(pattern)
+        elif "*" in text or "?" in text:
+            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+            params.append(_wildcard_to_like(text))
+        else:
+            clauses.append(f"{column} = ?" if key != "Modality" else f"UPPER({column}) = UPPER(?)")
+            params.append(text)
+    if date_from:
+        clauses.append("st.StudyDate >= ?")
+        params.append(str(date_from).replace("-", ""))
+    if date_to:
+        clauses.append("st.StudyDate != '' AND st.StudyDate <= ?")
+        params.append(str(date_to).replace("-", ""))
+    return " AND ".join(clauses), params

@@ -1,0 +1,227 @@
+"""Import: find files, scan their headers (headerscan, in parallel), store them in batches.
+
+The indexer never parses headers itself: `headerscan.scan_files` reads exactly the tags the
+database, the registered plugins and the loaders need, and those values are all cached in the
+TagCache at import, so examining and loading never re-parse a file for them.
+
+Files are the truth and an import is restartable: every batch is one transaction, files whose
+size and modification time are unchanged since they were indexed are not read again, and a
+killed import is finished by importing the same paths again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from . import headerscan
+from .database import DATABASE_TAGS, DICOMDatabase, InstanceRecord, StoreOutcome
+from .errors import DICOMFileError
+from .tagreader import parse_tag, tag_string
+
+logger = logging.getLogger(__name__)
+
+#: Geometry and display attributes the loaders need for every image (cached at import).
+GEOMETRY_KEYWORDS = (
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns",
+    "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "ImageType", "AcquisitionNumber",
+    "EchoNumbers", "TemporalPositionIdentifier", "TriggerTime", "NumberOfFrames", "InstanceNumber",
+    "SpecificCharacterSet",
+)
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR: an index of files, not an instance
+BATCH_SIZE = 500
+
+Progress = Callable[[int, "int | None", str], object]
+
+
+@dataclass
+class ImportSummary:
+    """What an import did; `errors` lists (path, reason) of broken DICOM files."""
+
+    seen: int = 0
+    indexed: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    relinked: int = 0
+    skipped: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    elapsed: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def files_per_second(self) -> float:
+        return self.seen / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"seen": self.seen, "indexed": self.indexed, "updated": self.updated, "unchanged": self.unchanged,
+                "duplicates": self.duplicates, "relinked": self.relinked, "skipped": self.skipped,
+                "errors": [list(e) for e in self.errors], "elapsed": round(self.elapsed, 3),
+                "cancelled": self.cancelled}
+
+
+def _plugin_tags() -> set[str]:
+    """Tags every registered plugin declared (`tags`: name -> "gggg,eeee", either way round)."""
+    from DICOMPlugins import allPlugins
+
+    tags: set[str] = set()
+    for name, plugin_class in allPlugins().items():
+        declared = getattr(plugin_class, "tags", {}) or {}
+        items = declared.items() if isinstance(declared, dict) else ((t, t) for t in declared)
+        for key, value in items:
+            for candidate in (value, key):
+                try:
+                    tags.add(tag_string(parse_tag(candidate)))
+                    break
+                except (ValueError, TypeError):
+                    continue
+            else:
+                logger.warning("Plugin %s declares a tag that is not a tag: %r -> %r", name, key, value)
+    return tags
+
+
+def required_tags() -> list[str]:
+    """The database's own columns + every plugin's declared tags + the common geometry tags."""
+    tags = set(DATABASE_TAGS.values())
+    tags.update(tag_string(k) for k in GEOMETRY_KEYWORDS)
+    tags.update(_plugin_tags())
+    return sorted(tags)
+
+
+def _record(result: headerscan.ScanResult) -> InstanceRecord:
+    return InstanceRecord(path=os.path.abspath(result.path), size=result.size, mtime_ns=result.mtime,
+                          values=result.values, transfer_syntax=result.transfer_syntax,
+                          pixel_data_offset=result.pixel_data_offset, pixel_data_length=result.pixel_data_length)
+
+
+def scan_for_database(path: str) -> InstanceRecord:
+    """Scan one file for the database (listener / index_file); raises DICOMFileError if unusable."""
+    result = headerscan.scan_file(path, required_tags())
+    if result.error:
+        raise DICOMFileError(path, result.error)
+    if not result.is_dicom:
+        raise DICOMFileError(path, "not a DICOM file")
+    if result.media_storage_sop_class_uid == MEDIA_STORAGE_DIRECTORY:
+        raise DICOMFileError(path, "a DICOMDIR (media index), not an instance")
+    return _record(result)
+
+
+def scan_values(paths: Sequence[str], tags: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Tag values of files that are not (or not fully) in the tag cache; unreadable files are left out."""
+    workers = 1 if len(paths) < 2 * headerscan.CHUNK_FILES else None
+    values: dict[str, dict[str, str]] = {}
+    for result in headerscan.scan_files(paths, tags, workers=workers):
+        if result.is_dicom and not result.error:
+            values[result.path] = result.values
+        elif result.error:
+            logger.warning("Cannot read %s: %s", result.path, result.error)
+    return values
+
+
+def find_files(paths: Iterable[str | os.PathLike], exclude: Path | None = None) -> Iterator[str]:
+    """Every file under the given files/folders (recursive, sorted); a DICOMDIR path yields the files it lists."""
+    from . import dicomdir
+
+    excluded = os.path.abspath(exclude) if exclude else None
+    for entry in paths:
+        path = os.path.abspath(os.fspath(entry))
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                if excluded and (root == excluded or root.startswith(excluded + os.sep)):
+                    dirs[:] = []
+                    continue
+                dirs.sort()
+                for name in sorted(files):
+                    yield os.path.join(root, name)
+        elif os.path.isfile(path) and dicomdir.is_dicomdir(path):
+            yield from (os.fspath(p) for p in dicomdir.referenced_files(path))
+        elif os.path.exists(path):
+            yield path
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+
+
+def import_paths(database: DICOMDatabase, paths: Iterable[str | os.PathLike], copy: bool = False,
+                 progress: Progress | None = None, workers: int | None = None) -> ImportSummary:
+    """Index files and folders into `database`; `copy` copies files into the database folder.
+
+    `progress(done, total, current_path)` is called for every file; a truthy return cancels
+    (what was stored so far stays). Never raises for a single bad file: those are in `errors`.
+    """
+    started = time.perf_counter()
+    summary = ImportSummary()
+    files = list(dict.fromkeys(find_files(paths, exclude=database.folder)))
+    total = len(files)
+    summary.seen = total
+    known = database.indexed_files() if not copy else {}
+    to_scan: list[str] = []
+    done = 0
+    for path in files:
+        entry = known.get(path)
+        if entry is not None:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stat = None
+            if stat is not None and stat.st_size == entry[0] and stat.st_mtime_ns == entry[1]:
+                summary.unchanged += 1
+                done += 1
+                continue
+        to_scan.append(path)
+    if done and progress is not None and progress(done, total, ""):
+        summary.cancelled = True
+    batch: list[InstanceRecord] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        for outcome in database.store_instances(batch, copy=copy):
+            _count(summary, outcome)
+        batch.clear()
+
+    if not summary.cancelled and to_scan:
+        results = headerscan.scan_files(to_scan, required_tags(), workers=workers)
+        try:
+            for result in results:
+                done += 1
+                if result.error:
+                    summary.errors.append((result.path, result.error))
+                    logger.warning("Skipping broken DICOM file %s: %s", result.path, result.error)
+                elif not result.is_dicom or result.media_storage_sop_class_uid == MEDIA_STORAGE_DIRECTORY:
+                    summary.skipped += 1
+                else:
+                    batch.append(_record(result))
+                    if len(batch) >= BATCH_SIZE:
+                        flush()
+                if progress is not None and progress(done, total, result.path):
+                    summary.cancelled = True
+                    break
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+        flush()
+    summary.elapsed = time.perf_counter() - started
+    logger.info("Import: %s", summary.as_dict())
+    return summary
+
+
+def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> None:
+    if isinstance(outcome, DICOMFileError):
+        summary.errors.append((outcome.path, outcome.reason))
+        logger.warning("Skipping %s", outcome)
+        return
+    if outcome.status == "indexed":
+        summary.indexed += 1
+    elif outcome.status == "updated":
+        summary.updated += 1
+    elif outcome.status == "unchanged":
+        summary.unchanged += 1
+    elif outcome.status == "duplicate":
+        summary.duplicates += 1
+        logger.info("Duplicate instance %s at %s (%s)", outcome.sop_instance_uid, outcome.path, outcome.detail)
+    elif outcome.status == "relinked":
+        summary.relinked += 1
