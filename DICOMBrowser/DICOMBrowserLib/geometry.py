@@ -166,7 +166,11 @@ def sort_frames(records: Sequence[FrameGeometry]) -> list[FrameGeometry]:
     orientation = reference_orientation(records)
     if orientation is None:
         return sorted(records, key=lambda r: (r.instance_number is None, r.instance_number or 0))
-    distances = slice_distances(records, slice_normal(orientation))
+    try:
+        distances = slice_distances(records, slice_normal(orientation))
+    except ValueError:
+        logger.warning("Degenerate orientation %s: frames kept in InstanceNumber order", orientation)
+        return sorted(records, key=lambda r: (r.instance_number is None, r.instance_number or 0))
     placed = [(d, i) for i, d in enumerate(distances) if not math.isnan(d)]
     placed.sort()
     unplaced = sorted((i for i, d in enumerate(distances) if math.isnan(d)),
@@ -240,6 +244,8 @@ def check_geometry(sorted_records: Sequence[FrameGeometry], *,
         findings.append(Finding(INVALID_ORIENTATION,
                                 f"ImageOrientationPatient {reference.tolist()} is not two orthogonal unit vectors",
                                 [placed[0].label]))
+        if np.linalg.norm(np.cross(row, col)) < ORTHONORMAL_TOLERANCE:
+            return findings  # no slice normal: nothing below can be measured
 
     varying = [r.label for r in placed
                if np.max(np.abs(np.asarray(r.orientation, dtype=float) - reference)) > orientation_tolerance]
@@ -408,7 +414,8 @@ def regular_grid(sorted_records: Sequence[FrameGeometry], slice_spacing: float |
     offsets = np.array([np.asarray(r.position, dtype=float) - origin for r in records])
     distances = offsets @ normal
     shifts = np.stack([offsets @ row_step / (row_step @ row_step), offsets @ col_step / (col_step @ col_step)], axis=1)
-    count = int(math.floor((distances[-1] - distances[0]) / spacing + 0.5)) + 1
+    # whole steps only: the grid never reaches beyond the last acquired slice
+    count = int(math.floor((distances[-1] - distances[0] + SPACING_TOLERANCE_MM) / spacing)) + 1
     return RegularGrid(LPS_TO_RAS @ lps, float(spacing), count, distances, shifts)
 
 
