@@ -200,7 +200,8 @@ def read_frames(files: list[str], database: Any = None,
 def _read_native(location: PixelLocation, pixel_format: PixelFormat, frame_index: int, frame_count: int,
                  out: np.ndarray) -> bool:
     """Read one uncompressed frame straight from the file; False when the fast path does not apply."""
-    syntax = location.transfer_syntax
+    # no file meta (old ACR-NEMA style files): the DICOM default, implicit VR little endian
+    syntax = location.transfer_syntax or str(ImplicitVRLittleEndian)
     if syntax not in NATIVE_LITTLE and syntax not in NATIVE_BIG:
         return False
     if location.offset is None or location.length is None or pixel_format.bits_allocated not in (8, 16, 32, 64):
@@ -234,7 +235,12 @@ def _read_with_pydicom(path: str, frame_index: int, frame_count: int, out: np.nd
         if file_index not in decoded:
             decoded.clear()  # keep one multi-frame file in memory at a time
             # a whole dataset, not pixel_array(path): that route cannot read deflated files
-            decoded[file_index] = pydicom.dcmread(path, force=True).pixel_array
+            dataset = pydicom.dcmread(path, force=True)
+            if "TransferSyntaxUID" not in dataset.file_meta:  # no meta: say what the parser found
+                implicit, little = dataset.original_encoding
+                dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                                       ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+            decoded[file_index] = dataset.pixel_array
         frame = decoded[file_index] if frame_count == 1 else decoded[file_index][frame_index]
     except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, OSError,
             KeyError, IndexError) as error:
