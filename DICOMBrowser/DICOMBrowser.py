@@ -199,6 +199,31 @@ class DICOMBrowserLogic:
     # --- export (DICOMBrowserLib.export) -------------------------------------------------------
 
 
+    # --- gui helpers (DICOMBrowserLib.widgets; thin, so the browser needs no loading code) -------
+    _gui_scene = None
+
+    @property
+    def gui_scene(self):
+        """The MRML scene the browser loads into (created on first use, kept across databases)."""
+        if self._gui_scene is None:
+            from DICOMBrowser.DICOMBrowserLib import scene
+
+            self._gui_scene = scene.new_scene()
+        return self._gui_scene
+
+    def examine_uids(self, uids: list[str]) -> list:
+        """Loadables (defaults selected, examine cache used) for database UIDs of any level."""
+        from DICOMBrowser.DICOMBrowserLib import loading
+
+        return loading.examine_series(self.database, loading.file_lists_for(self.database, list(uids)))
+
+    def load_into_scene(self, loadables: list) -> list:
+        """Load loadables into `gui_scene`; returns the nodes (raises LoadError)."""
+        from DICOMBrowser.DICOMBrowserLib import loading
+
+        return loading.load_loadables(loadables, self.gui_scene, self.database)
+
+
 class DICOMBrowserWidget:
     """The Qt browser panel. Qt is imported here only, so the logic runs headless."""
 
