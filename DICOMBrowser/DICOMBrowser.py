@@ -133,6 +133,54 @@ class DICOMBrowserLogic:
         self.database.vacuum()
 
     # --- loading (DICOMBrowserLib.loading, DICOMPlugins) ---------------------------------------
+    # Targets are database UIDs of any level, or files/folders on disk ("load without the
+    # database": grouped by series from their headers; the database is not opened for them).
+    def _database_for(self, targets: list[str]):
+        return None if all(os.path.exists(t) for t in targets) else self.database
+
+    def examine(self, targets: list[str], plugins: list[str] | None = None,
+                progress: Callable[..., Any] | None = None):
+        """Every plugin examines the targets' series; an ExamineReport (loadables, plugin errors)."""
+        from DICOMBrowser.DICOMBrowserLib import loading
+
+        targets = [str(t) for t in targets]
+        database = self._database_for(targets)
+        return loading.examine(database, loading.file_lists_for(database, targets), plugins, progress)
+
+    def load(self, loadables: list, scene: Any = None) -> list:
+        """Load loadables (from `examine`) into `scene` (a new one if None); returns the nodes."""
+        from DICOMBrowser.DICOMBrowserLib import loading
+        from DICOMBrowser.DICOMBrowserLib import scene as scenes
+
+        scene = scene if scene is not None else scenes.new_scene()
+        # the database only if examine opened it: loadables of a folder load without one
+        return loading.load_loadables(loadables, scene, self._database)
+
+    def choose_loadables(self, loadables: list, index: int | None = None) -> list:
+        """The loadable at `index` (as listed by examine), else the selected defaults."""
+        from DICOMBrowser.DICOMBrowserLib.errors import NotFoundError
+
+        if index is not None:
+            if not 0 <= index < len(loadables):
+                raise NotFoundError(f"no loadable {index}: examine offered {len(loadables)} (0..{len(loadables) - 1})")
+            return [loadables[index]]
+        chosen = [l for l in loadables if l.selected]
+        if not chosen:
+            raise NotFoundError("no loadable selected by default (none offered, or all low confidence); pass an index")
+        return chosen
+
+    def save_volume(self, node: Any, path: str | os.PathLike) -> Path:
+        """Write a volume or 4D sequence as .nrrd, .nii/.nii.gz, or its scene as .mrml/.mrb."""
+        from DICOMBrowser.DICOMBrowserLib import scene as scenes
+
+        return scenes.save_volume(node, path)
+
+    def screenshot(self, node: Any, path: str | os.PathLike, size: tuple[int, int] = (900, 300)) -> Path:
+        """Axial/sagittal/coronal slices of a volume rendered off-screen to a PNG."""
+        from DICOMBrowser.DICOMBrowserLib import view
+
+        return view.screenshot(node, path, size=size)
+
 
     # --- networking (DICOMBrowserLib.networking) -----------------------------------------------
     # The listener lives as long as the logic (the GUI's "Start listener"); every other call opens
