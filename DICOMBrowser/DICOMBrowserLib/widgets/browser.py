@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..errors import DICOMBrowserError
 from .errorlog import ErrorLogPanel
+from .verdict import geometry_verdict
 from .models import UID_ROLE, LoadableModel, PatientModel, SeriesModel, StudyModel
 from .workers import JobRunner
 
@@ -111,6 +112,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._import_thread: ImportThread | None = None
         self._progress_dialog: QtWidgets.QProgressDialog | None = None
         self._data_version: int | None = None
+        self._counts: dict | None = None
         self._examined_key: str | None = None
         self.last_import_summary: Any = None
         self.last_nodes: list = []
@@ -273,7 +275,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     def _update_network_actions(self) -> None:
         """Disable what the logic cannot do yet, and say why in the tooltip."""
         wanted = {
-            self.query_action: ("query", "retrieve"),
+            self.query_action: ("find", "retrieve"),
             self.send_action: ("send",),
         }
         for action, names in wanted.items():
@@ -299,6 +301,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._update_database_combo()
         self._update_count()
         self._data_version = self._safe_data_version()
+        self._counts = self._safe_counts()
         if selected_patient:
             self.select_uid(self.patient_table, selected_patient)
         if selected_study:
@@ -314,11 +317,26 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             logger.debug("data_version unavailable: %s", error)
             return None
 
+    def _safe_counts(self) -> dict | None:
+        try:
+            return dict(self.logic.database.counts())
+        except (DICOMBrowserError, AttributeError) as error:
+            logger.debug("counts unavailable: %s", error)
+            return None
+
     def poll_database(self) -> None:
-        """Pick up changes made by other connections (the listener, the CLI) without a button."""
+        """Pick up changes made by other connections (the listener, the CLI) without a button.
+
+        Any commit changes the version (caching an examination too), so the tables are queried
+        again only when the counts of patients/studies/series/instances changed as well.
+        """
         version = self._safe_data_version()
-        if version is not None and self._data_version is not None and version != self._data_version:
-            logger.info("Database changed (version %s -> %s): refreshing", self._data_version, version)
+        if version is None or version == self._data_version:
+            return
+        self._data_version = version
+        counts = self._safe_counts()
+        if counts != self._counts:
+            logger.info("Database changed (%s -> %s): refreshing", self._counts, counts)
             self.refresh_all()
 
     def _update_count(self) -> None:
@@ -378,9 +396,9 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.series_model.set_source((lambda: database.series(uid)) if uid else None)
         self._fill_thumbnails()
         for series_uid in self.series_model.uids():
-            if series_uid not in self.series_model.verdicts and self._has_logic("series_geometry_verdict"):
+            if series_uid not in self.series_model.verdicts and self._has_logic("examine_uids"):
                 self.jobs.submit(f"verdict:{series_uid}",
-                                 lambda s=series_uid: self.logic.series_geometry_verdict(s))
+                                 lambda s=series_uid: geometry_verdict(self.logic.examine_uids([s])))
         if self.series_model.filtered_count >= 1 and not self.selected_series_uids():
             self.series_table.selectRow(0)
         else:
@@ -462,16 +480,16 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.load_status.setText("")
             self.loadablesChanged.emit()
             return
-        if not self._has_logic("examine"):
+        if not self._has_logic("examine_uids"):
             self.load_button.setEnabled(False)
-            self.load_status.setText("Loading is not available: DICOMBrowserLogic has no examine() yet")
+            self.load_status.setText("Loading is not available: DICOMBrowserLogic has no examine_uids() yet")
             self.loadablesChanged.emit()
             return
         key = "examine:" + ",".join(series_uids)
         self._examined_key = key
         self.load_status.setText("Examining…")
         self.load_button.setEnabled(False)
-        self.jobs.submit(key, lambda: self.logic.examine(series_uids))
+        self.jobs.submit(key, lambda: self.logic.examine_uids(series_uids))
 
     def _show_loadables(self, loadables: list) -> None:
         self.loadable_model.set_loadables(loadables)
@@ -490,7 +508,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         started = time.perf_counter()
         try:
-            nodes = list(self.logic.load(loadables) or [])
+            nodes = list(self.logic.load_into_scene(loadables) or [])
         except DICOMBrowserError as error:
             logger.error("Loading %s failed: %s", ", ".join(l.name for l in loadables), error)
             self.show_message("Load failed", str(error), error=True)
@@ -501,6 +519,32 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.load_status.setText(f"Loaded {len(nodes)} node(s) in {time.perf_counter() - started:.1f} s")
         self.nodesLoaded.emit(nodes)
         return nodes
+
+    def reveal_uid(self, uid: str) -> list[str]:
+        """Select the patient, study and series of a UID of any level; returns its series UIDs."""
+        database = self.logic.database
+        series_uids = database.series_for_uid(uid)
+        if not series_uids:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"{uid}: no such UID in the database {database.folder}")
+        rows = database.series(SeriesInstanceUID=series_uids[0])
+        if rows:
+            self.search.clear()
+            self.select_uid(self.patient_table, str(rows[0]["PatientUID"]))
+            self.select_uid(self.study_table, str(rows[0]["StudyInstanceUID"]))
+            self.series_table.clearSelection()
+            for number, series_uid in enumerate(series_uids):
+                self.select_uid(self.series_table, series_uid, add=number > 0)
+        return series_uids
+
+    def load_uid(self, uid: str) -> list:
+        """Examine a UID's series now (not in the background) and load the default loadables."""
+        series_uids = self.reveal_uid(uid)
+        self.jobs.wait()
+        self._examined_key = None
+        self._show_loadables(self.logic.examine_uids(series_uids))
+        return self.load_selected()
 
     # --- import ---------------------------------------------------------------------------------
     def import_folder(self, folder: str | None = None, copy: bool | None = None) -> ImportThread | None:
@@ -690,7 +734,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             return
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:
-            summary = self.logic.send(uids, node)
+            summary = self.logic.send(node, uids)
         except DICOMBrowserError as error:
             self.show_message("Send failed", f"to {node}: {error}", error=True)
             return

@@ -205,7 +205,7 @@ class QueryRetrieveDialog(QtWidgets.QDialog):
             return []
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:
-            result = self.logic.query(node, level="study", filters=self.filters())
+            result = self.logic.find(node, level="study", filters=self.filters())
         except DICOMBrowserError as error:
             self.message.setText(f"Query of {node} failed: {error}")
             logger.error("Query of %s failed: %s", node, error)
@@ -240,7 +240,7 @@ class QueryRetrieveDialog(QtWidgets.QDialog):
         try:
             for uid in uids:
                 try:
-                    summaries.append(self.logic.retrieve(node, uid))
+                    summaries.append(self.logic.retrieve(node, [uid], level="study"))
                 except DICOMBrowserError as error:
                     logger.error("Retrieve of study %s from %s failed: %s", uid, node, error)
                     self.message.setText(f"Retrieve of {uid} from {node} failed: {error}")

@@ -1,0 +1,164 @@
+"""The standalone host: the browser as a module panel, four views, and a data panel.
+
+`dicombrowser gui` opens this window. Under a real display (X, Xvfb) the view area holds VTK
+views; on Qt's offscreen platform (headless tests) it holds a placeholder, because VTK cannot
+render inside Qt there, and everything else works the same.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from .browser import DICOMBrowserPanel
+from .sliceviews import views_supported, volume_of
+
+logger = logging.getLogger(__name__)
+
+
+def describe_volume(node: Any) -> str:
+    """'name  (512x512x93, 0.49x0.49x1.25 mm)' for the data panel."""
+    try:
+        dims = node.GetImageData().GetDimensions()
+        spacing = node.GetSpacing()
+        return (f"{node.GetName()}  ({'x'.join(str(d) for d in dims)}, "
+                f"{'x'.join(f'{s:.3g}' for s in spacing)} mm)")
+    except AttributeError:
+        return str(node.GetName()) if hasattr(node, "GetName") else str(node)
+
+
+class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
+    """Module panel (left), views (centre), loaded data (right); Help > Run self-test."""
+
+    def __init__(self, logic: Any, with_views: bool | None = None, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("DICOMBrowserMainWindow")
+        self.setWindowTitle("DICOM Browser")
+        self.logic = logic
+        self.browser = DICOMBrowserPanel(logic)
+        self.browser.nodesLoaded.connect(self.show_nodes)
+        module_dock = QtWidgets.QDockWidget("DICOM", self)
+        module_dock.setObjectName("moduleDock")
+        module_dock.setWidget(self.browser)
+        module_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, module_dock)
+
+        self.with_views = views_supported() if with_views is None else with_views
+        if self.with_views:
+            from .sliceviews import ViewArea
+
+            self.views: Any = ViewArea()
+            self.setCentralWidget(self.views)
+        else:
+            self.views = None
+            placeholder = QtWidgets.QLabel("Slice views need a display (run under X or xvfb-run);\n"
+                                           "on Qt's offscreen platform VTK cannot render inside Qt.")
+            placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            self.setCentralWidget(placeholder)
+
+        self.data_list = QtWidgets.QListWidget()
+        self.data_list.setObjectName("dataList")
+        self.data_list.currentRowChanged.connect(self._data_selected)
+        self.data_list.setMaximumHeight(110)
+        data_dock = QtWidgets.QDockWidget("Data", self)
+        data_dock.setObjectName("dataDock")
+        data_dock.setWidget(self.data_list)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, data_dock)
+        self.nodes: list[Any] = []
+        self._build_menus()
+        self.statusBar().showMessage(f"Database: {logic.database.folder}")
+        self.resize(1280, 1000)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction("&Import DICOM folder…", lambda: self.browser.import_folder())
+        file_menu.addAction("&Open database…", lambda: self.browser.switch_database(None))
+        file_menu.addAction("Save &screenshot…", self._ask_screenshot)
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.self_test_action = help_menu.addAction("Run &self-test", self.run_self_test)
+        help_menu.addAction("&About", self._about)
+
+    # --- data ------------------------------------------------------------------------------------
+    def show_nodes(self, nodes: list) -> None:
+        """List loaded nodes and show the first volume in the views."""
+        scene = getattr(self.logic, "gui_scene", None)
+        for node in nodes:
+            self.nodes.append(node)
+            self.data_list.addItem(describe_volume(volume_of(node, scene) or node))
+        volume = next((volume_of(node, scene) for node in nodes if volume_of(node, scene) is not None), None)
+        if volume is not None:
+            self.show_volume(volume)
+            self.data_list.blockSignals(True)
+            self.data_list.setCurrentRow(len(self.nodes) - len(nodes))
+            self.data_list.blockSignals(False)
+
+    def show_volume(self, node: Any) -> None:
+        self.statusBar().showMessage(f"Showing {describe_volume(node)}")
+        if self.views is not None:
+            self.views.show_volume(node)
+
+    def _data_selected(self, row: int) -> None:
+        if 0 <= row < len(self.nodes):
+            volume = volume_of(self.nodes[row], getattr(self.logic, "gui_scene", None))
+            if volume is not None:
+                self.show_volume(volume)
+
+    # --- help -------------------------------------------------------------------------------------
+    def run_self_test(self) -> list[tuple[str, bool, str]]:
+        """Run DICOMBrowserTest (import sample data, load, check geometry) and show the results."""
+        from DICOMBrowser.DICOMBrowser import DICOMBrowserTest
+
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        try:
+            results = DICOMBrowserTest().runTest()
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self.self_test_results = results
+        passed = sum(1 for _, ok, _ in results if ok)
+        text = "\n".join(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + message if message else ''}"
+                         for name, ok, message in results)
+        for name, ok, message in results:
+            if not ok:
+                logger.error("Self-test %s failed: %s", name, message)
+        self.browser.show_message(f"Self-test: {passed} of {len(results)} passed", text, error=passed < len(results))
+        return results
+
+    def _about(self) -> None:
+        from DICOMBrowser.DICOMBrowser import DICOMBrowser
+
+        QtWidgets.QMessageBox.about(self, DICOMBrowser.title, f"{DICOMBrowser.helpText}\n\n{DICOMBrowser.acknowledgementText}")
+
+    # --- screenshot ---------------------------------------------------------------------------------
+    def _ask_screenshot(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", "screenshot.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    def save_screenshot(self, path: str | Path) -> Path:
+        """The whole window as PNG. With VTK views the screen is grabbed (widget.grab() misses GL content)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        QtWidgets.QApplication.processEvents()
+        if self.views is not None:
+            self.views.render()
+            QtWidgets.QApplication.processEvents()
+            screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+            pixmap = screen.grabWindow(self.winId())
+        else:
+            pixmap = self.grab()
+        if pixmap.isNull() or not pixmap.save(str(path), "PNG"):
+            from ..errors import DICOMBrowserError
+
+            raise DICOMBrowserError(f"{path}: could not save the screenshot")
+        logger.info("Screenshot saved to %s (%dx%d)", path, pixmap.width(), pixmap.height())
+        return path
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.browser.shutdown()
+        if self.views is not None:
+            self.views.close_vtk()
+        super().closeEvent(event)
