@@ -261,19 +261,19 @@ class DICOMBrowserLogic:
 
     def examine_uids(self, uids: list[str]) -> list:
         """Loadables (defaults selected, examine cache used) for database UIDs of any level."""
-        from DICOMBrowser.DICOMBrowserLib import loading
-
-        return loading.examine_series(self.database, loading.file_lists_for(self.database, list(uids)))
+        return self.examine(list(uids)).loadables
 
     def load_into_scene(self, loadables: list) -> list:
         """Load loadables into `gui_scene`; returns the nodes (raises LoadError)."""
-        from DICOMBrowser.DICOMBrowserLib import loading
-
-        return loading.load_loadables(loadables, self.gui_scene, self.database)
+        return self.load(loadables, self.gui_scene)
 
 
 class DICOMBrowserWidget:
-    """The Qt browser panel. Qt is imported here only, so the logic runs headless."""
+    """The Qt browser panel. Qt is imported here only, so the logic runs headless.
+
+    Thin: the panel and its dialogs live in DICOMBrowserLib/widgets; the standalone host window
+    (`dicombrowser gui`) is `widgets.mainwindow.DICOMBrowserMainWindow`.
+    """
 
     def __init__(self, logic: DICOMBrowserLogic | None = None, parent: Any = None):
         self.logic = logic or DICOMBrowserLogic()
@@ -281,13 +281,16 @@ class DICOMBrowserWidget:
         self.widget = None
 
     def setup(self):
-        """Build the Qt widget tree (placeholder until the browser lands)."""
-        from PySide6 import QtWidgets
+        """Build the browser panel (patients/studies/series, thumbnails, loadables, actions)."""
+        from DICOMBrowser.DICOMBrowserLib.widgets.browser import DICOMBrowserPanel
 
-        self.widget = QtWidgets.QWidget(self.parent)
-        layout = QtWidgets.QVBoxLayout(self.widget)
-        layout.addWidget(QtWidgets.QLabel(f"DICOM database: {self.logic.database_folder}"))
+        self.widget = DICOMBrowserPanel(self.logic, self.parent)
         return self.widget
+
+    def cleanup(self) -> None:
+        """Stop the panel's timers and workers (the host closes the module)."""
+        if self.widget is not None:
+            self.widget.shutdown()
 
 
 class DICOMBrowserTest:
@@ -298,10 +301,15 @@ class DICOMBrowserTest:
     """
 
     def setUp(self) -> None:
+        import tempfile
+
         self.logic = DICOMBrowserLogic(temporary=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix="dicombrowser-selftest-")
+        self.tmp = Path(self._tmp.name)
 
     def tearDown(self) -> None:
         self.logic.close()
+        self._tmp.cleanup()
 
     def runTest(self) -> list[tuple[str, bool, str]]:
         results = []
@@ -324,3 +332,38 @@ class DICOMBrowserTest:
         summary = self.logic.import_paths([folder])
         assert summary.indexed > 0, f"nothing indexed from {folder}"
         assert self.logic.database.patients(), "no patients after import"
+
+    def test_load_generated_ct(self) -> None:
+        """Import a generated CT with known geometry, load its default loadable, check the volume."""
+        import numpy as np
+
+        from DICOMBrowser.DICOMBrowserLib import sampledata, scene
+
+        files = sampledata.write_series(self.tmp / "ct", count=12, spacing=2.5, rows=24, columns=20,
+                                        patient_name="SelfTest^CT", patient_id="SELFTEST")
+        summary = self.logic.import_paths([self.tmp / "ct"])
+        assert summary.indexed == len(files), f"indexed {summary.indexed} of {len(files)} generated files"
+        series_uid = self.logic.database.series()[0]["SeriesInstanceUID"]
+        loadables = [l for l in self.logic.examine([series_uid]).loadables if l.selected]
+        assert len(loadables) == 1, f"expected one default loadable, got {[l.name for l in loadables]}"
+        assert not loadables[0].warning, f"regular series got a warning: {loadables[0].warning}"
+        nodes = self.logic.load(loadables)
+        voxels = scene.array_from_volume(nodes[0])
+        assert voxels.shape == (12, 24, 20), f"volume shape {voxels.shape} != (12, 24, 20) (k, j, i)"
+        ijk_to_ras = scene.ijk_to_ras_of(nodes[0])
+        spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+        assert np.allclose(spacing, [1.0, 1.0, 2.5], atol=1e-4), f"spacing {spacing} != [1, 1, 2.5] mm"
+        # the generator writes slice index * 100 (+ a ramp) and rescale -1024: slice order is checkable
+        assert [int(voxels[k, 0, 0]) for k in range(12)] == [k * 100 - 1024 for k in range(12)], "slices out of order"
+
+    def test_missing_slice_is_reported(self) -> None:
+        """A series with a gap gets a geometry warning that names the files around the gap."""
+        from DICOMBrowser.DICOMBrowserLib import sampledata
+
+        positions = [(0.0, 0.0, 2.0 * k) for k in range(10) if k != 5]
+        sampledata.write_series(self.tmp / "gap", positions=positions, patient_id="SELFTESTGAP")
+        self.logic.import_paths([self.tmp / "gap"])
+        series_uid = self.logic.database.series()[0]["SeriesInstanceUID"]
+        loadables = self.logic.examine([series_uid]).loadables
+        warnings = " ".join(l.warning for l in loadables)
+        assert "missing" in warnings, f"no missing-slice warning in {warnings!r}"
