@@ -85,63 +85,92 @@ class _Broken(Exception):
     """The file is DICOM but cannot be read to the end of its header (truncated, bad lengths)."""
 
 
-_NUMBER_FORMATS = {b"US": ("H", 2), b"SS": ("h", 2), b"UL": ("L", 4), b"SL": ("l", 4), b"FL": ("f", 4),
-                   b"FD": ("d", 8), b"SV": ("q", 8), b"UV": ("Q", 8)}
-_PADDED_VRS = frozenset((b"CS", b"AS", b"DA", b"TM", b"DT", b"UI"))
-_TEXT_VRS = frozenset((b"LO", b"SH", b"UC"))
-_SINGLE_TEXT_VRS = frozenset((b"LT", b"ST", b"UT"))
-_BINARY_VRS = frozenset((b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ"))
-
-
-def _fast_value(vr: bytes, value: bytes) -> str | None:
-    """The format_value string of a raw value for the plain cases, None where pydicom must decide.
-
-    Plain means: a VR whose pydicom conversion is a fixed rule, and for text, ASCII bytes without
-    ISO 2022 escapes (so the character set cannot change the result). The test suite checks this
-    against full pydicom reads of every corpus file.
-    """
-    if not value:
-        return ""
-    if vr in _NUMBER_FORMATS:
-        code, width = _NUMBER_FORMATS[vr]
+def _numbers(code: str, width: int):
+    def convert(value: bytes) -> str | None:
         count, rest = divmod(len(value), width)
         if rest:
-            return None
+            return None  # pydicom raises on a partial value; let it decide
         return "\\".join(str(v) for v in struct.unpack(f"<{count}{code}", value))
-    if vr in _BINARY_VRS:
-        return ""
+    return convert
+
+
+def _padded(value: bytes) -> str | None:  # CS AS DA TM DT UI: one rstrip of the whole value
+    return value.decode("ascii").rstrip(" \0") if value.isascii() else None
+
+
+def _text(value: bytes) -> str | None:  # LO SH UC: each value right-stripped
     if not value.isascii() or b"\x1b" in value:
         return None
-    text = value.decode("ascii")
-    if vr in _PADDED_VRS:
-        return text.rstrip(" \0")
-    if vr in _TEXT_VRS:
-        return "\\".join(v.rstrip("\0 ") for v in text.split("\\"))
-    if vr == b"PN":
-        return None if "=" in text else text.rstrip("\0 ")
-    if vr == b"DS":
-        items = [v.strip() for v in text.strip().rstrip(" \0").split("\\")]
-        try:
-            for v in items:
-                float(v)
-        except ValueError:
-            return None
-        return "\\".join(items)
-    if vr == b"IS":
-        items = [v.strip() for v in text.rstrip(" \0").split("\\")]
-        try:
-            for v in items:
-                int(v)
-        except ValueError:
-            return None
-        return "\\".join(items)
-    if vr in _SINGLE_TEXT_VRS:
-        return text.rstrip("\0 ")
-    if vr == b"AE":
-        return "\\".join(v.strip() for v in text.split("\\"))
-    if vr == b"UR":
-        return text.rstrip()
-    return None
+    return "\\".join(v.rstrip("\0 ") for v in value.decode("ascii").split("\\"))
+
+
+def _single_text(value: bytes) -> str | None:  # LT ST UT: no multiplicity
+    return value.decode("ascii").rstrip("\0 ") if value.isascii() and b"\x1b" not in value else None
+
+
+def _person_name(value: bytes) -> str | None:  # PN: '=' groups have their own rules in pydicom
+    if not value.isascii() or b"\x1b" in value or b"=" in value:
+        return None
+    return value.decode("ascii").rstrip("\0 ")
+
+
+def _decimal_string(value: bytes) -> str | None:  # DS: str(DSfloat) is the stripped original string
+    if not value.isascii():
+        return None
+    items = [v.strip() for v in value.decode("ascii").strip().rstrip(" \0").split("\\")]
+    try:
+        for v in items:
+            float(v)
+    except ValueError:
+        return None
+    return "\\".join(items)
+
+
+def _integer_string(value: bytes) -> str | None:  # IS: str(IS) is the stripped original string
+    if not value.isascii():
+        return None
+    items = [v.strip() for v in value.decode("ascii").rstrip(" \0").split("\\")]
+    try:
+        for v in items:
+            int(v)
+    except ValueError:
+        return None
+    return "\\".join(items)
+
+
+def _application_entity(value: bytes) -> str | None:
+    return "\\".join(v.strip() for v in value.decode("ascii").split("\\")) if value.isascii() else None
+
+
+def _uri(value: bytes) -> str | None:
+    return value.decode("ascii").rstrip() if value.isascii() else None
+
+
+def _binary(value: bytes) -> str:  # format_value caches no bytes and no sequences
+    return ""
+
+
+# VR -> converter of the raw little-endian value to the format_value string, or None where pydicom
+# must decide (non-ASCII text, ISO 2022 escapes, invalid numbers, PN groups). AT and UN are left
+# to pydicom: UN may become the dictionary VR. The test suite checks these rules against full
+# pydicom reads of every corpus file and every pydicom test file.
+_FAST_CONVERTERS = {
+    b"US": _numbers("H", 2), b"SS": _numbers("h", 2), b"UL": _numbers("L", 4), b"SL": _numbers("l", 4),
+    b"FL": _numbers("f", 4), b"FD": _numbers("d", 8), b"SV": _numbers("q", 8), b"UV": _numbers("Q", 8),
+    b"CS": _padded, b"AS": _padded, b"DA": _padded, b"TM": _padded, b"DT": _padded, b"UI": _padded,
+    b"LO": _text, b"SH": _text, b"UC": _text, b"LT": _single_text, b"ST": _single_text, b"UT": _single_text,
+    b"PN": _person_name, b"DS": _decimal_string, b"IS": _integer_string, b"AE": _application_entity,
+    b"UR": _uri, b"OB": _binary, b"OW": _binary, b"OF": _binary, b"OD": _binary, b"OL": _binary,
+    b"OV": _binary, b"SQ": _binary,
+}
+
+
+def _fast_value(vr: bytes | None, value: bytes) -> str | None:
+    """The format_value string of a raw value for the plain cases, None where pydicom must decide."""
+    convert = _FAST_CONVERTERS.get(vr)
+    if convert is None:
+        return None
+    return convert(value) if value else ""
 
 
 def _implicit_vr(tag: int) -> bytes | None:
@@ -266,9 +295,9 @@ def _encapsulated_length(f: _File, start: int) -> int:
             raise _Broken(f"encapsulated pixel data fragment at offset {pos - length} runs past the end of the file")
 
 
-def _read_meta(f: _File, pos: int) -> tuple[dict[int, RawDataElement], int]:
+def _read_meta(f: _File, pos: int) -> tuple[dict[int, tuple], int]:
     """The file meta group (explicit VR LE) from `pos`: raw elements and where the data set starts."""
-    meta: dict[int, RawDataElement] = {}
+    meta: dict[int, tuple] = {}
     while pos + 8 <= f.size:
         buf, i = f.window(pos, 8)
         if buf[i + 1] != 0 or buf[i] != 2:
@@ -277,13 +306,13 @@ def _read_meta(f: _File, pos: int) -> tuple[dict[int, RawDataElement], int]:
         if vr is None or length == UNDEFINED:
             raise _Fallback("unusual file meta element")
         buf, i = f.window(pos + hlen, length)
-        meta[tag] = RawDataElement(BaseTag(tag), vr.decode(), length, buf[i:i + length], pos + hlen, False, True)
+        meta[tag] = (vr, buf[i:i + length], pos + hlen)
         pos += hlen + length
     return meta, pos
 
 
-def _uid(raw: RawDataElement | None) -> str:
-    return raw.value.decode("ascii", "replace").rstrip("\0 ") if raw is not None and raw.value else ""
+def _uid(raw: tuple | None) -> str:
+    return raw[1].decode("ascii", "replace").rstrip("\0 ") if raw is not None and raw[1] else ""
 
 
 def reference_value(ds: Dataset, tag: int) -> str:
@@ -301,17 +330,19 @@ def reference_value(ds: Dataset, tag: int) -> str:
         return ""
 
 
-def _values(raw: dict[int, RawDataElement], tags: list[int], implicit: bool, implicit_vrs: dict) -> list[str]:
-    """Values of `tags` from raw elements: the fast rules, else pydicom's own conversion."""
+def _values(raw: dict[int, tuple], tags: list[int], implicit: bool, implicit_vrs: dict) -> list[str]:
+    """Values of `tags` from raw (VR, bytes, offset) tuples: the fast rules, else pydicom's conversion."""
     values: list[str] = []
     slow: list[int] = []
+    fast_converters = _FAST_CONVERTERS
     for tag in tags:
         elem = raw.get(tag)
         if elem is None:
             values.append("")
             continue
-        vr = implicit_vrs.get(tag) if implicit else (elem.VR.encode() if elem.VR else None)
-        text = _fast_value(vr, elem.value) if vr is not None else None
+        convert = fast_converters.get(implicit_vrs.get(tag) if implicit else elem[0])
+        value = elem[1]
+        text = (convert(value) if value else "") if convert is not None else None
         if text is None:
             slow.append(len(values))
         values.append(text or "")
@@ -322,9 +353,11 @@ def _values(raw: dict[int, RawDataElement], tags: list[int], implicit: bool, imp
     return values
 
 
-def _convert(raw: dict[int, RawDataElement], tags: list[int], implicit: bool) -> list[str]:
+def _convert(raw: dict[int, tuple], tags: list[int], implicit: bool) -> list[str]:
     """Values of `tags` from raw elements, through pydicom's own conversion (charset, VR rules)."""
-    ds = Dataset({BaseTag(t): e for t, e in raw.items()})
+    ds = Dataset({BaseTag(t): RawDataElement(BaseTag(t), vr.decode() if vr else None, len(value), value, offset,
+                                             implicit, True)
+                  for t, (vr, value, offset) in raw.items()})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns on invalid values; the full read would too
@@ -381,14 +414,39 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
         keep = plan.keep
         last_tag = plan.last_tag
         private_groups = plan.private_groups
-        raw: dict[int, RawDataElement] = {}
+        raw: dict[int, tuple] = {}  # tag -> (VR bytes or None, value bytes, value offset)
         pixel_offset = pixel_length = None
+        buf, base = f.buf, f.base
+        blen = len(buf)
+        # The hot loop: element headers parsed inline (no call per element), values sliced only
+        # for the requested tags, everything else skipped by its length.
         while pos < size:
-            if pos + 8 > size:
-                raise _Broken(f"truncated element header at offset {pos}")
-            tag, vr, length, hlen = _header(f, pos, implicit)
+            rel = pos - base
+            if rel < 0 or rel + 12 > blen:
+                if pos + 8 > size:
+                    raise _Broken(f"truncated element header at offset {pos}")
+                buf, rel = f.window(pos, 12 if pos + 12 <= size else 8)
+                base, blen = f.base, len(buf)
+            if implicit:
+                group, elem, length = _unpack_tag_len(buf, rel)
+                vr = None
+                hlen = 8
+            else:
+                group, elem, vr, length = _unpack_tag_vr_short(buf, rel)
+                if vr in SHORT_VRS:
+                    hlen = 8
+                elif vr in LONG_VRS:
+                    if rel + 12 > blen:
+                        raise _Broken(f"truncated element header at offset {pos}")
+                    length = _unpack_long_len(buf, rel + 8)[0]
+                    hlen = 12
+                elif group == 0xFFFE:
+                    raise _Fallback(f"item tag at top level at offset {pos}")
+                else:
+                    raise _Fallback(f"invalid VR {vr!r} at offset {pos}")
+            tag = (group << 16) | elem
             value_pos = pos + hlen
-            if tag in PIXEL_TAGS:
+            if group == 0x7FE0 and tag in PIXEL_TAGS:
                 if length == UNDEFINED:
                     pixel_offset, pixel_length = value_pos, _encapsulated_length(f, value_pos)
                     pos = value_pos + pixel_length + 8
@@ -399,23 +457,29 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                     pos = value_pos + length
                 if tag >= last_tag:
                     break
+                buf, base, blen = f.buf, f.base, len(f.buf)
                 continue
-            if tag >> 16 == 0xFFFE:
+            if group == 0xFFFE:
                 raise _Fallback(f"item tag at top level at offset {pos}")
             if length == UNDEFINED:
                 if implicit or vr == b"SQ" or vr == b"UN":
                     # a sequence; if requested, its value is '' (format_value caches no sequences)
                     pos = _skip_sequence(f, value_pos, implicit or vr == b"UN")
+                    buf, base, blen = f.buf, f.base, len(f.buf)
                     continue
                 raise _Fallback(f"undefined length for VR {vr!r} at offset {pos}")
             end = value_pos + length
             if end > size:
-                raise _Broken(f"element ({tag >> 16:04x},{tag & 0xFFFF:04x}) at offset {pos} has length {length}, "
+                raise _Broken(f"element ({group:04x},{elem:04x}) at offset {pos} has length {length}, "
                               f"past the end of the file ({size} bytes)")
-            if (tag in keep and vr != b"SQ") or (tag >> 16 in private_groups and 0x10 <= (tag & 0xFFFF) <= 0xFF):
-                buf, i = f.window(value_pos, length)
-                raw[tag] = RawDataElement(BaseTag(tag), vr.decode() if vr else None, length,
-                                          buf[i:i + length], value_pos, implicit, True)
+            if (tag in keep and vr != b"SQ") or (group in private_groups and 0x10 <= elem <= 0xFF):
+                vrel = value_pos - base
+                if vrel + length <= blen:
+                    raw[tag] = (vr, buf[vrel:vrel + length], value_pos)
+                else:
+                    vbuf, i = f.window(value_pos, length)
+                    raw[tag] = (vr, vbuf[i:i + length], value_pos)
+                    buf, base, blen = f.buf, f.base, len(f.buf)
             pos = end
         values = _values(raw, plan.data_tags, implicit, plan.implicit_vrs) if plan.data_tags else []
         meta_values = _values(meta, plan.meta_tags, False, {}) if plan.meta_tags else []
