@@ -36,6 +36,8 @@ NOT_SCALAR_VOLUMES = {
     "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
 }
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+#: direction cosine difference (unitless, about 3 degrees) beyond which frames are another plane
+ORIENTATION_SPLIT = 0.05
 
 #: time keys tried in order for single-frame series with repeated positions ("gggg,eeee")
 TIME_TAGS = ["0020,0100", "0018,1060", "0020,0012", "0008,0032", "0008,0033"]
@@ -142,7 +144,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         return record.attributes.get("frame_type") or record.attributes.get("image_type", "")
 
     def _split_stacks(self, records: list[FrameGeometry], values: dict[str, dict[str, str]]) -> list[_Stack]:
-        """Split by size, orientation (1e-3 apart: different planes) and image/frame type."""
+        """Split by size, orientation (components more than ORIENTATION_SPLIT apart: different
+        planes, e.g. a localizer) and image/frame type. Smaller orientation differences stay in one
+        stack, where `check_geometry` reports them (tolerance 1e-6)."""
         groups: "OrderedDict[tuple, list[FrameGeometry]]" = OrderedDict()
         orientations: list[np.ndarray] = []
         for record in records:
@@ -150,7 +154,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             if record.orientation is not None:
                 vector = np.asarray(record.orientation, dtype=float)
                 for index, known in enumerate(orientations):
-                    if np.max(np.abs(known - vector)) < 1e-3:
+                    if np.max(np.abs(known - vector)) <= ORIENTATION_SPLIT:
                         orientation_index = index
                         break
                 else:

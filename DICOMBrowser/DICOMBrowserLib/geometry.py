@@ -195,8 +195,9 @@ def nominal_slice_spacing(sorted_records: Sequence[FrameGeometry],
                           tolerance: float = SPACING_TOLERANCE_MM) -> float | None:
     """The usual distance (mm) between neighbouring distinct positions along the normal.
 
-    The median of the gaps larger than `tolerance`, so one missing slice or one odd gap does not
-    change it; None when fewer than two distinct positions.
+    The most common gap (the gap with the most others within `tolerance` of it; the smaller one
+    on a tie), so missing slices and odd gaps do not change it; None when fewer than two
+    distinct positions.
     """
     distances = slice_distances(sorted_records)
     distances = distances[~np.isnan(distances)]
@@ -204,8 +205,9 @@ def nominal_slice_spacing(sorted_records: Sequence[FrameGeometry],
     gaps = gaps[gaps > tolerance]
     if gaps.size == 0:
         return None
-    # among the gaps, the smallest cluster is the nominal spacing (missing slices make multiples)
-    return float(np.median(gaps[gaps <= np.min(gaps) * 1.5 + tolerance]))
+    neighbours = (np.abs(gaps[:, None] - gaps[None, :]) <= tolerance).sum(axis=1)
+    best = float(np.min(gaps[neighbours == neighbours.max()]))
+    return float(np.median(gaps[np.abs(gaps - best) <= tolerance]))
 
 
 # --- checks -----------------------------------------------------------------------------------

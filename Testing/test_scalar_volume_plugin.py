@@ -1,0 +1,232 @@
+"""The scalar volume plugin: given generated and real series, examine offers the loadables a user
+expects (with geometry warnings), and load puts every voxel where the scanner put it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from DICOMBrowser.DICOMBrowserLib import geometry, sampledata
+from DICOMBrowser.DICOMBrowserLib.errors import DICOMBrowserError
+from DICOMPlugins.DICOMScalarVolumePlugin import DICOMScalarVolumePlugin
+
+
+def examine(files, database=None):
+    return DICOMScalarVolumePlugin(database).examineFiles([str(f) for f in files])
+
+
+def ramp(positions):
+    """Pixels linear in LPS position (x + 2y + 10z - 1000 after rescale), exact under interpolation."""
+    def pixels(index: int, rows: int, columns: int) -> np.ndarray:
+        x0, y0, z0 = positions[index]
+        yy, xx = np.mgrid[0:rows, 0:columns]
+        return np.round(xx + x0 + 2 * (yy + y0) + 10 * z0).astype(np.int16)
+    return pixels
+
+
+def truth(positions, rows=16, columns=16, intercept=-1024.0):
+    return np.stack([ramp(positions)(i, rows, columns) for i in range(len(positions))]).astype(np.float32) + intercept
+
+
+# --- a plain series --------------------------------------------------------------------------------
+def test_plain_ct_series_examines_to_one_selected_volume(series_factory):
+    files = series_factory(count=12, spacing=2.5, shuffle_instance_numbers=True)
+    [loadable] = examine(reversed(files))
+    assert loadable.selected and loadable.confidence == pytest.approx(0.6)
+    assert loadable.warning == ""
+    assert loadable.files == [str(f) for f in files]  # slice order, not instance or argument order
+    assert loadable.plugin == "DICOMScalarVolumePlugin"
+    volume = DICOMScalarVolumePlugin().read_volume(loadable)
+    assert volume.voxels.dtype == np.int16  # slope 1, intercept -1024: no float copy
+    expected = np.stack([sampledata.default_pixels(i, 16, 16) for i in range(12)]).astype(np.int16) - 1024
+    assert np.array_equal(volume.voxels, expected)
+    assert np.allclose(volume.ijk_to_ras, np.diag([-1.0, -1.0, 2.5, 1.0]))
+    assert volume.window_level == (400.0, 40.0)
+
+
+def test_load_into_the_scene_and_round_trip_through_nrrd(series_factory, tmp_path):
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    sitk = pytest.importorskip("SimpleITK")
+    positions = [(-20.0, 30.0, 5.0 + 1.5 * k) for k in range(9)]
+    files = series_factory(positions=positions, pixel_spacing=(0.8, 0.6), pixels=ramp(positions))
+    [loadable] = examine(files)
+    scene = scene_module.new_scene()
+    node = DICOMScalarVolumePlugin().load(loadable, scene)
+    assert node.IsA("vtkMRMLScalarVolumeNode")
+    matrix = scene_module.ijk_to_ras_of(node)
+    assert np.allclose(matrix, [[-0.6, 0, 0, 20], [0, -0.8, 0, -30], [0, 0, 1.5, 5], [0, 0, 0, 1]])
+    assert np.array_equal(scene_module.array_from_volume(node), truth(positions))
+    assert len(node.GetAttribute("DICOM.instanceUIDs").split()) == 9
+    saved = scene_module.save_volume(node, tmp_path / "volume.nrrd")
+    image = sitk.ReadImage(str(saved))
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    assert geometry.affine_max_difference(geometry.LPS_TO_RAS @ lps, matrix) < 1e-4
+    assert np.array_equal(sitk.GetArrayFromImage(image), truth(positions))
+
+
+def test_the_registry_and_the_loading_logic_reach_the_plugin(series_factory):
+    from DICOMBrowser.DICOMBrowserLib import loading, scene as scene_module
+    from DICOMPlugins import allPlugins
+
+    assert allPlugins()["DICOMScalarVolumePlugin"] is DICOMScalarVolumePlugin
+    files = series_factory(count=5)
+    loadables = loading.examine_series(None, [[str(f) for f in files]], plugins=["DICOMScalarVolumePlugin"])
+    [node] = loading.load_loadables([l for l in loadables if l.selected], scene_module.new_scene())
+    assert scene_module.array_from_volume(node).shape == (5, 16, 16)
+
+
+# --- every geometry defect: the right warning, and a regularized loadable that matches the truth -----
+@pytest.mark.parametrize("kind, positions", [
+    (geometry.NONUNIFORM_SPACING, [(0.0, 0.0, z) for z in (0, 2, 4, 5, 7, 9, 12)]),
+    (geometry.MISSING_SLICES, [(0.0, 0.0, z) for z in (0, 2, 4, 8, 10, 12)]),
+    (geometry.GANTRY_TILT, [(0.0, 0.5 * k, 2.0 * k) for k in range(7)]),
+])
+def test_irregular_series_warn_and_regularize_to_the_truth(series_factory, kind, positions):
+    files = series_factory(positions=positions, pixels=ramp(positions), rows=20, columns=16)
+    as_acquired, regularized = examine(files)
+    assert [f["kind"] for f in as_acquired.extra["findings"]] == [kind]
+    assert as_acquired.warning and as_acquired.selected and not regularized.selected
+    assert regularized.extra["regularize"] and "regularized" in regularized.name
+    volume = DICOMScalarVolumePlugin().read_volume(regularized)
+    spacing = 2.0
+    grid = [(0.0, 0.0, spacing * k) for k in range(volume.voxels.shape[0])]
+    assert volume.voxels.shape[0] == int(positions[-1][2] / spacing) + 1
+    expected = truth(grid, rows=20)
+    covered = slice(3, None)  # tilt: the first 3 rows of the last slice (shifted 3 mm) were not acquired
+    assert np.allclose(volume.voxels[:, covered], expected[:, covered], atol=0.51)  # stored values are rounded
+    assert np.allclose(volume.ijk_to_ras[:3, 2], [0, 0, spacing])
+
+
+def test_other_defects_warn(series_factory, tmp_path):
+    import pydicom
+
+    orientations = [sampledata.AXIAL] * 6
+    orientations[2] = (1.0, 0.0, 0.0, 0.0, 0.99999, 0.0044721)
+    varying = examine(series_factory(count=6, orientations=orientations))
+    assert geometry.ORIENTATION_VARIES in [f["kind"] for f in varying[0].extra["findings"]]
+    duplicates = examine(series_factory(positions=[(0, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 2)]))
+    assert [f["kind"] for f in duplicates[0].extra["findings"]] == [geometry.DUPLICATE_POSITIONS]
+    assert len(duplicates) == 1  # no regularization of duplicates: nothing to interpolate between
+    [single] = examine(series_factory(count=1))
+    assert [f["kind"] for f in single.extra["findings"]] == [geometry.SINGLE_SLICE]
+    assert single.selected
+    files = series_factory(count=4)
+    ds = pydicom.dcmread(files[1])
+    del ds.ImagePositionPatient
+    ds.save_as(files[1])
+    [missing] = examine(files)
+    assert geometry.MISSING_GEOMETRY in [f["kind"] for f in missing.extra["findings"]]
+    assert str(files[1]) in missing.extra["findings"][0]["files"]
+
+
+# --- splitting and 4D -----------------------------------------------------------------------------------
+def write_repeated(folder: Path, key: str, values, count=5, **kwargs) -> list[Path]:
+    """One series whose positions repeat once per value of `key` (time points, echoes)."""
+    from pydicom.uid import generate_uid
+
+    study_uid, series_uid = generate_uid(), generate_uid()
+    files = []
+    for index, value in enumerate(values):
+        extra = dict(kwargs.pop("extra", {}) if index == 0 else {})
+        files += sampledata.write_series(folder, count=count, study_uid=study_uid, series_uid=series_uid,
+                                         file_name=f"T{index}_{{index:03d}}.dcm", extra={key: value, **extra},
+                                         pixels=lambda i, r, c, t=index: sampledata.default_pixels(i, r, c) + 1000 * t,
+                                         **kwargs)
+    return files
+
+
+def test_time_series_is_offered_as_4d_and_as_each_volume(tmp_path):
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    files = write_repeated(tmp_path / "dce", "TemporalPositionIdentifier", [1, 2, 3], modality="MR")
+    found = examine(files)
+    series = found[0]
+    assert series.extra["kind"] == "sequence" and series.selected
+    assert "3 volumes by TemporalPositionIdentifier" in series.name
+    assert [l.selected for l in found[1:]] == [False] * 3 and len(found) == 4
+    assert all(l.confidence < series.confidence for l in found[1:])
+    volume = DICOMScalarVolumePlugin().read_volume(series)
+    assert volume.voxels.shape == (3, 5, 16, 16)
+    assert np.array_equal(volume.voxels[2, 4] - volume.voxels[0, 4], np.full((16, 16), 2000))
+    scene = scene_module.new_scene()
+    sequence = DICOMScalarVolumePlugin().load(series, scene)
+    assert sequence.GetNumberOfDataNodes() == 3
+    voxels, matrix = scene_module.sequence_array(sequence)
+    assert np.array_equal(voxels, volume.voxels)
+    assert np.allclose(matrix, volume.ijk_to_ras)
+
+
+def test_trigger_time_and_acquisition_number_also_make_time_series(tmp_path):
+    for key, values in (("TriggerTime", ["0", "250.5", "501"]), ("AcquisitionNumber", [1, 2])):
+        found = examine(write_repeated(tmp_path / key, key, values))
+        assert found[0].extra["kind"] == "sequence", key
+        assert found[0].extra["index_values"] == [float(v) for v in values]
+
+
+def test_echoes_are_split_into_volumes(tmp_path):
+    files = write_repeated(tmp_path / "me", "EchoNumbers", [1, 2], modality="MR")
+    found = examine(files)
+    assert len(found) == 2 and all(l.selected for l in found)
+    assert [l.extra["kind"] for l in found] == ["volume", "volume"]
+    assert "echo 1" in found[0].name and "echo 2" in found[1].name
+
+
+def test_a_localizer_does_not_pollute_the_main_volume(tmp_path):
+    from pydicom.uid import generate_uid
+
+    study_uid, series_uid = generate_uid(), generate_uid()
+    axial = sampledata.write_series(tmp_path / "s", count=20, study_uid=study_uid, series_uid=series_uid)
+    sagittal = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+    scout = sampledata.write_series(tmp_path / "s", count=1, orientation=sagittal, study_uid=study_uid,
+                                    series_uid=series_uid, file_name="LOC{index}.dcm",
+                                    extra={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
+    found = examine(axial + scout)
+    main = [l for l in found if l.selected]
+    assert len(main) == 1 and len(main[0].files) == 20 and main[0].warning == ""
+    localizer = next(l for l in found if not l.selected)
+    assert localizer.confidence <= 0.3 and localizer.files == [str(scout[0])]
+
+
+# --- what other plugins read better, and what is not an image ------------------------------------------
+def test_mosaics_and_diffusion_score_low_and_seg_is_left_alone(corpus):
+    mosaic = corpus / "siemens_mosaic_orientation/In/Orientation/ax/axasc35"
+    found = examine(sorted(p for p in mosaic.iterdir() if p.suffix != ".nii"))
+    assert found and all(l.confidence <= 0.1 and not l.selected for l in found)
+    assert "mosaic" in found[0].warning
+    dwi = sorted((corpus / "ge_dwi/In").rglob("*"))
+    found = examine([p for p in dwi if p.is_file()])
+    assert found and all(l.confidence <= 0.3 and not l.selected for l in found)
+    assert examine([corpus / "dcmqi_seg/data/segmentations/liver.dcm"]) == []
+
+
+def test_examine_reads_no_pixel_data(series_factory):
+    files = series_factory(count=4)
+    data = files[2].read_bytes()
+    files[2].write_bytes(data[:-300])  # pixel data cut short: only load can notice
+    [loadable] = examine(files)
+    assert loadable.warning == "" and len(loadable.files) == 4
+    with pytest.raises(DICOMBrowserError):
+        DICOMScalarVolumePlugin().read_volume(loadable)
+
+
+# --- through the database -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_examine_600_files_through_the_database_is_fast(database, tmp_path):
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+    files = sampledata.write_series(tmp_path / "big", count=600, rows=8, columns=8, spacing=0.5)
+    import_paths(database, [tmp_path / "big"])
+    [series_uid] = [s["SeriesInstanceUID"] for s in database.series()]
+    paths = database.files_for_series(series_uid)
+    start = time.perf_counter()
+    [loadable] = examine(paths, database)
+    elapsed = time.perf_counter() - start
+    assert loadable.files == [str(f) for f in files] and loadable.warning == ""
+    assert elapsed < 3.0, f"examining 600 files took {elapsed:.2f} s"
+    without = examine(files)
+    assert without[0].files == loadable.files and without[0].extra == loadable.extra
