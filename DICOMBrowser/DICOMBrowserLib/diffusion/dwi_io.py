@@ -1,9 +1,9 @@
 """Writers for DWI volumes: Slicer-style NRRD DWI and FSL-style NIfTI + .bval + .bvec.
 
 NIfTI: laid out as dcm2niix lays it out, so files can be compared voxel for voxel: i along
-the DICOM row direction, j *against* the DICOM column direction (rows flipped), k along
-row x column (slices reversed when they were stored the other way, as mosaics can be); the 4th
-axis is the volume. qform = sform = the RAS affine (code 1, scanner). `.bvec` holds the
+the DICOM row direction, j *against* the DICOM column direction (rows flipped), k in our slice
+order (classic slices: ascending along row x column; mosaics: tile order, which follows the
+CSA SliceNormalVector and may point the other way); the 4th axis is the volume. qform = sform = the RAS affine (code 1, scanner). `.bvec` holds the
 gradients in the FSL convention for that affine (see gradients.fsl_bvecs), `.bval` the b-values;
 numbers are written with 6 significant digits, as dcm2niix does.
 
@@ -62,13 +62,6 @@ def nifti_layout(series: DWISeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     n_rows = series.voxels.shape[2]
     affine[:3, 3] = affine[:3, 3] + affine[:3, 1] * (n_rows - 1)
     affine[:3, 1] = -affine[:3, 1]
-    # dcm2niix orders slices along row x column; reverse when ours run the other way
-    cross_lps = np.cross(LPS_TO_RAS @ affine[:3, 0], -(LPS_TO_RAS @ affine[:3, 1]))
-    if series.voxels.shape[1] > 1 and np.dot(LPS_TO_RAS @ affine[:3, 2], cross_lps) < 0:
-        n_slices = series.voxels.shape[1]
-        voxels = voxels[:, ::-1]
-        affine[:3, 3] = affine[:3, 3] + affine[:3, 2] * (n_slices - 1)
-        affine[:3, 2] = -affine[:3, 2]
     array = np.transpose(voxels, (3, 2, 1, 0))  # (volume, k, j, i) -> (i, j, k, volume)
     return array, affine, fsl_bvecs(series.gradients_lps, affine)
 
@@ -141,7 +134,7 @@ def write_nrrd(series: DWISeries, path: str | os.PathLike, compress: bool = True
         "modality:=DWMRI",
         f"DWMRI_b-value:={_number(b_max)}",
     ]
-    lines += [f"DWMRI_gradient_{index:04d}:= {' '.join(_number(c) for c in v)}" for index, v in enumerate(scaled)]
+    lines += [f"DWMRI_gradient_{index:04d}:= {' '.join(f"{c:.10g}" for c in v)}" for index, v in enumerate(scaled)]
     data = np.ascontiguousarray(np.transpose(series.voxels, (1, 2, 3, 0))).astype(dtype.newbyteorder("<"), copy=False)
     payload = data.tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)

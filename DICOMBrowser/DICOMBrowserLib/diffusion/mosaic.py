@@ -71,8 +71,35 @@ def layout(ds: pydicom.Dataset, source: str, csa_image: dict | None = None, ascc
         normal_vector = np.array(csa_image["SliceNormalVector"], dtype=float)
         normal_vector /= np.linalg.norm(normal_vector)
     else:
+        # no CSA image header (anonymised): row x column, reversed when the protocol says the
+        # images were numbered against the slice normal (sSliceArray.ucImageNumbSag/Cor/Tra)
         normal_vector = cross / np.linalg.norm(cross)
+        reversed_numbering = any(_truthy(ascconv.get(f"sSliceArray.ucImageNumb{axis}", ""))
+                                 for axis in ("Sag", "Cor", "Tra"))
+        if reversed_numbering:
+            # tiles run against the normal and the corrected position is that of the last tile
+            # (checked against dcm2niix and dicom2nifti on dicom2nifti's Siemens DTI)
+            first = first + normal_vector * _slice_spacing(ds) * (count - 1)
+            normal_vector = -normal_vector
     return MosaicLayout(count, side, rows, columns, first, normal_vector)
+
+
+def _slice_spacing(ds: pydicom.Dataset) -> float:
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = float(ds.get(keyword) or 0)
+        except (TypeError, ValueError):
+            value = 0.0
+        if value > 0:
+            return value
+    return 1.0
+
+
+def _truthy(text: str) -> bool:
+    try:
+        return int(text, 0) != 0
+    except ValueError:
+        return False
 
 
 def unpack(mosaic: np.ndarray, mosaic_layout: MosaicLayout) -> np.ndarray:

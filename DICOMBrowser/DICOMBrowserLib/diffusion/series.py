@@ -161,24 +161,30 @@ def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[F
     return records
 
 
-def plan_dwi(files: Sequence[str]) -> DWIPlan:
+def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
     """Group the frames of `files` into diffusion volumes (headers only). Raises LoadError when no
-    diffusion volumes can be formed."""
+    diffusion volumes can be formed. With require_diffusion=False, frames without diffusion
+    information count as b = 0 (to read any mosaic or slice series as a 4D stack)."""
     files = [str(f) for f in files]
     records: list[FrameRecord] = []
     warnings: list[str] = []
     first_ds: pydicom.Dataset | None = None
     derived = 0
+    skipped: list[str] = []
     for file_index, path in enumerate(files):
         ds = _read_header(path)
         if ds is None or "Rows" not in ds:
             continue  # presentation states, raw data, DICOMDIR: not images
         if first_ds is None:
             first_ds = ds
-        if ds.get("PerFrameFunctionalGroupsSequence"):
-            file_records = _enhanced_records(ds, path, file_index)
-        else:
-            file_records = _classic_records(ds, path, file_index)
+        try:
+            if ds.get("PerFrameFunctionalGroupsSequence"):
+                file_records = _enhanced_records(ds, path, file_index)
+            else:
+                file_records = _classic_records(ds, path, file_index)
+        except DICOMFileError as error:
+            skipped.append(str(error))  # e.g. Philips raw-data objects that carry Rows but no plane
+            continue
         for record in file_records:
             if record.diffusion.derived:
                 derived += 1
@@ -186,9 +192,17 @@ def plan_dwi(files: Sequence[str]) -> DWIPlan:
                 records.append(record)
     if first_ds is None:
         raise LoadError(f"no image files among {len(files)} files (first: {files[0] if files else '-'})")
+    if skipped:
+        warnings.append(f"{len(skipped)} file(s) without image geometry skipped (first: {skipped[0]})")
+    if not records and not derived:
+        raise LoadError(f"no usable image among {len(files)} files (first: {files[0]})")
     if derived:
         warnings.append(f"{derived} derived image(s) (trace/ADC/isotropic) excluded")
     without = [r for r in records if r.diffusion.bvalue is None]
+    if without and not require_diffusion:
+        for record in without:
+            record.diffusion.bvalue = 0.0
+        without = []
     if without:
         if len(without) == len(records):
             raise LoadError(f"no diffusion information in {len(files)} files (first: {files[0]})")
@@ -304,16 +318,17 @@ def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnin
     if inconsistent:
         warnings.append(f"{inconsistent} volume(s) mix slices of different b-values or directions "
                         "(slices missing for some gradient?)")
-    if not np.any(bvalues > 0):
+    if volumes and not np.any(bvalues > 0):
         warnings.append("no diffusion-weighted volume (all b = 0)")
     return bvalues, gradients
 
 
-def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = None) -> DWISeries:
+def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = None,
+             require_diffusion: bool = True) -> DWISeries:
     """Read a DWI series: the plan, then the pixels, unpacked and rescaled."""
     from ..pixelreader import read_frames
 
-    plan = plan or plan_dwi(files)
+    plan = plan or plan_dwi(files, require_diffusion=require_diffusion)
     files = plan.files
     n_volumes = len(plan.volumes)
     records = [record for volume in plan.volumes for record in volume]

@@ -1,0 +1,94 @@
+"""The diffusion volume plugin: a DWI series -> one vtkMRMLDiffusionWeightedVolumeNode.
+
+Examine offers a diffusion loadable (confidence 0.8, above the scalar plugin's 0.5, which stays
+available) for a series whose files carry diffusion information: standard tags, Siemens CSA or
+mosaics, GE or Philips private tags, enhanced multi-frame functional groups. The work is in
+DICOMBrowser.DICOMBrowserLib.diffusion; this file only examines and loads.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from DICOMBrowser.DICOMBrowserLib.diffusion import vendors
+from DICOMBrowser.DICOMBrowserLib.errors import DICOMBrowserError, LoadError
+
+from .DICOMPlugin import DICOMLoadable, DICOMPlugin
+
+logger = logging.getLogger(__name__)
+
+ENHANCED_MR = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
+DIFFUSION_CONFIDENCE = 0.8
+
+
+class DICOMDiffusionVolumePlugin(DICOMPlugin):
+    """DWI series from any vendor as a diffusion-weighted volume node."""
+
+    loadType = "Diffusion Weighted Volume"
+    tags = dict(vendors.EXAMINE_TAGS)
+
+    def _maybe_diffusion(self, files: list[str]) -> bool:
+        """Cheap check on cached tags of a few files before any header is parsed in full."""
+        probes = {files[0], files[len(files) // 2], files[-1]}
+        for path in probes:
+            image_type = self.fileValue(path, "0008,0008").upper()
+            if "DIFFUSION" in image_type or "MOSAIC" in image_type:
+                return True
+            if any(self.fileValue(path, tag) for tag in ("0018,9087", "0019,100c", "0043,1039", "2001,1003")):
+                return True
+            if self.fileValue(path, "0008,0016") in ENHANCED_MR:
+                return True
+        return False
+
+    def examineFiles(self, files: list[str]) -> list[DICOMLoadable]:
+        from DICOMBrowser.DICOMBrowserLib.diffusion import plan_dwi
+
+        if not files or not self._maybe_diffusion(files):
+            return []
+        try:
+            plan = plan_dwi(files)
+        except DICOMBrowserError as error:
+            logger.debug("Not a DWI series (%s): %s", files[0], error)
+            return []
+        if len(plan.volumes) < 2 or not np.any(plan.bvalues > 0):
+            return []
+        shells = sorted({round(float(b)) for b in plan.bvalues})
+        directions = int(np.sum(plan.bvalues > 0))
+        loadable = DICOMLoadable(
+            name=f"{plan.name} (DWI)",
+            files=[plan.files[r.file_index] for r in _unique_files(plan)],
+            tooltip=(f"{plan.vendor} diffusion: {len(plan.volumes)} volumes, {directions} weighted, "
+                     f"b = {', '.join(str(b) for b in shells)} s/mm2; grid {plan.shape_kji[0]} slices"),
+            confidence=DIFFUSION_CONFIDENCE,
+            warning="; ".join(plan.warnings),
+            plugin="DICOMDiffusionVolumePlugin",
+            extra={"series_uid": plan.series_uid},
+        )
+        loadable.referencedSeriesUIDs = [plan.series_uid] if plan.series_uid else []
+        return [loadable]
+
+    def load(self, loadable: DICOMLoadable, scene: Any) -> Any:
+        from DICOMBrowser.DICOMBrowserLib.diffusion import read_dwi
+        from DICOMBrowser.DICOMBrowserLib.diffusion.node import add_dwi_node
+
+        try:
+            series = read_dwi(loadable.files, database=self.database)
+        except DICOMBrowserError:
+            raise
+        except (ValueError, KeyError, IndexError) as error:
+            raise LoadError(f"{loadable.name}: cannot read DWI from {loadable.files[0]}: {error}") from error
+        return add_dwi_node(scene, series, name=loadable.name)
+
+
+def _unique_files(plan) -> list:
+    """Records naming each file once, in load order (a multi-frame file appears once)."""
+    seen: set[int] = set()
+    out = []
+    for volume in plan.volumes:
+        for record in volume:
+            if record.file_index not in seen:
+                seen.add(record.file_index)
+                out.append(record)
+    return out
