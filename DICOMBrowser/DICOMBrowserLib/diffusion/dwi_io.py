@@ -134,7 +134,7 @@ def write_nrrd(series: DWISeries, path: str | os.PathLike, compress: bool = True
         "modality:=DWMRI",
         f"DWMRI_b-value:={_number(b_max)}",
     ]
-    lines += [f"DWMRI_gradient_{index:04d}:= {' '.join(f"{c:.10g}" for c in v)}" for index, v in enumerate(scaled)]
+    lines += [f"DWMRI_gradient_{index:04d}:= {' '.join(format(c, '.10g') for c in v)}" for index, v in enumerate(scaled)]
     data = np.ascontiguousarray(np.transpose(series.voxels, (1, 2, 3, 0))).astype(dtype.newbyteorder("<"), copy=False)
     payload = data.tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
