@@ -30,12 +30,18 @@ logger = logging.getLogger(__name__)
 # SOP classes that have Rows/Columns but are not a stack of scalar images (other plugins' job)
 NOT_SCALAR_VOLUMES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66": "Raw Data",
     "1.2.840.10008.5.1.4.1.1.30": "Parametric Map",
     "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
     "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
     "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
 }
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+#: private SOP classes without a pixel stack (Philips private MR series data, spectra, ...)
+NOT_SCALAR_PREFIXES = ("1.3.46.670589.11.0.0.12.",)
+#: modalities that are never a scalar image stack
+NOT_SCALAR_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "SR", "PR", "KO", "REG", "DOC"}
 #: direction cosine difference (unitless, about 3 degrees) beyond which frames are another plane
 ORIENTATION_SPLIT = 0.05
 
@@ -89,7 +95,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         skipped: list[str] = []
         for path in files:
             v = values[path]
-            if v.get("0008,0016", "") in NOT_SCALAR_VOLUMES or not v.get("0028,0010") or not v.get("0028,0011"):
+            sop_class = v.get("0008,0016", "")
+            if (sop_class in NOT_SCALAR_VOLUMES or sop_class.startswith(NOT_SCALAR_PREFIXES)
+                    or v.get("0008,0060", "") in NOT_SCALAR_MODALITIES or not v.get("0028,0010") or not v.get("0028,0011")):
                 skipped.append(path)
                 continue
             if v.get("0028,0002", "") not in ("", "1"):
@@ -165,6 +173,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         split_by = {name for name, index in (("size", 0), ("orientation", 1), ("image type", 2))
                     if len({k[index] for k in groups}) > 1}
         stacks = []
+        seen_labels: dict[str, int] = {}
         for (size, orientation_index, image_type), members in groups.items():
             parts = []
             if "size" in split_by:
@@ -173,7 +182,11 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 parts.append(_plane_name(orientations[orientation_index]))
             if "image type" in split_by:
                 parts.append(image_type.replace("\\", " ") or "no image type")
-            stacks.append(_Stack(members, label=", ".join(parts), image_type=image_type))
+            label = ", ".join(parts)
+            seen_labels[label] = seen_labels.get(label, 0) + 1
+            if seen_labels[label] > 1:  # e.g. radial planes: several "sagittal" orientations
+                label = f"{label} {seen_labels[label]}"
+            stacks.append(_Stack(members, label=label, image_type=image_type))
         return stacks
 
     def _loadables_for_stack(self, stack: _Stack, values: dict[str, dict[str, str]], series_name: str,
@@ -322,8 +335,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         files = list(loadable.files)
         volumes = loadable.extra.get("frames")
         records_by_frame = {}
+        values = self._values(files)
         for path in files:
-            for record in self._frame_records(path, self._values([path])[path]):
+            for record in self._frame_records(path, values[path]):
                 records_by_frame[(record.path, record.frame)] = record
         if not volumes:  # a loadable made elsewhere: every frame of every file, sorted
             volumes = [[[files.index(r.path), r.frame] for r in geometry.sort_frames(records_by_frame.values())]]
