@@ -15,6 +15,7 @@ database is an index that can always be rebuilt from them.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -158,6 +159,8 @@ class DICOMDatabase:
         self._write_lock = threading.RLock()
         self._closed = False
         self._patient_uids: dict[str, int] = {}  # PatientKey -> Patients.UID (write-side cache)
+        self._tag_sets_by_key: dict[str, int] = {}
+        self._tag_sets_by_id: dict[int, dict[str, int]] = {}
         if not (self.folder / DATABASE_FILE).exists():
             if not create:
                 raise DatabaseError(f"{self.folder}: no DICOM database here ({DATABASE_FILE} missing)")
@@ -219,6 +222,8 @@ class DICOMDatabase:
             except BaseException:
                 connection.execute("ROLLBACK")
                 self._patient_uids.clear()  # may hold UIDs of rolled-back rows
+                self._tag_sets_by_key.clear()
+                self._tag_sets_by_id.clear()
                 raise
 
     def _open(self) -> None:
@@ -255,7 +260,7 @@ class DICOMDatabase:
         text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
         if not tagcache_only:
             return text
-        statements = [s for s in text.split(";") if "tagcache." in s]
+        statements = [s for s in text.split(";") if "EXISTS tagcache." in s]
         return ";".join(statements) + ";"
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
@@ -401,22 +406,20 @@ class DICOMDatabase:
         is relinked.
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
-        replaced_any = False
         with self._write() as connection:
+            batch = _Batch(connection, records, self)
             for record in records:
                 try:
                     self._check_record(record)
-                    outcome, replaced = self._store_one(connection, record, copy=copy, copied=copied)
-                    replaced_any = replaced_any or replaced
+                    outcome = self._store_one(batch, record, copy=copy, copied=copied)
                 except DICOMFileError as error:
                     outcome = error
                 outcomes.append(outcome)
-            if replaced_any:
-                self._delete_orphans(connection)
+            batch.finish()
         return outcomes
 
-    def _store_one(self, connection: sqlite3.Connection, record: InstanceRecord, *, copy: bool,
-                   copied: bool) -> tuple[StoreOutcome, bool]:
+    def _store_one(self, batch: "_Batch", record: InstanceRecord, *, copy: bool, copied: bool) -> StoreOutcome:
+        connection = batch.connection
         sop = record.value("SOPInstanceUID")
         study = record.value("StudyInstanceUID")
         series = record.value("SeriesInstanceUID")
@@ -424,29 +427,33 @@ class DICOMDatabase:
         if copy or (copied and not Path(source).resolve().is_relative_to(self.folder)):
             target = self.copy_destination(study, series, sop)
             is_copied = True
-        else:
+            filename = self.stored_filename(target, True)
+        elif copied:
             target = Path(source)
-            is_copied = copied
-        filename = self.stored_filename(target, is_copied)
-        existing = connection.execute(
-            "SELECT Filename, FileSize, FileMTimeNs FROM Images WHERE SOPInstanceUID = ?", (sop,)).fetchone()
+            is_copied = True
+            filename = self.stored_filename(target, True)
+        else:
+            target = None
+            is_copied = False
+            filename = source if os.path.isabs(source) else os.path.abspath(source)
+        existing = batch.existing.get(sop)
         status = "indexed"
         replaced = False
-        if existing is not None and existing["Filename"] != filename:
-            old_path = self.absolute_path(existing["Filename"])
+        if existing is not None and existing[0] != filename:
+            old_path = self.absolute_path(existing[0])
             if os.path.exists(old_path):
-                return StoreOutcome("duplicate", sop, source, f"already indexed as {old_path}"), False
+                return StoreOutcome("duplicate", sop, source, f"already indexed as {old_path}")
             status = "relinked"
             replaced = True
         elif existing is not None:
-            if copy:
+            if copy and target is not None:
                 if target.exists() and target.stat().st_size == record.size:
-                    return StoreOutcome("duplicate", sop, source, f"already copied to {target}"), False
-            elif existing["FileSize"] == record.size and existing["FileMTimeNs"] == record.mtime_ns:
-                return StoreOutcome("unchanged", sop, source), False
+                    return StoreOutcome("duplicate", sop, source, f"already copied to {target}")
+            elif existing[1] == record.size and existing[2] == record.mtime_ns:
+                return StoreOutcome("unchanged", sop, source)
             status = "updated"
             replaced = True
-        if is_copied and os.path.abspath(source) != os.path.abspath(target):
+        if target is not None and is_copied and os.path.abspath(source) != os.path.abspath(target):
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(target.name + ".part")
@@ -459,26 +466,50 @@ class DICOMDatabase:
         else:
             size, mtime_ns = record.size, record.mtime_ns
         # A different instance previously stored at this very path (file overwritten): replace it.
-        other = connection.execute("SELECT SOPInstanceUID FROM Images WHERE Filename = ? AND SOPInstanceUID != ?",
-                                   (filename, sop)).fetchone()
-        if other is not None:
-            self._delete_instances(connection, [other[0]])
+        other = batch.owner.get(filename)
+        if other is not None and other != sop:
+            self._delete_instances(connection, [other])
+            batch.existing.pop(other, None)
             status = "updated"
             replaced = True
-        patient_uid = self._patient_uid(connection, record)
-        self._upsert_study_series(connection, record, patient_uid)
-        connection.execute(
-            "INSERT OR REPLACE INTO Images (SOPInstanceUID, Filename, SeriesInstanceUID, InsertTimestamp, SOPClassUID,"
-            " InstanceNumber, NumberOfFrames, Copied, FileSize, FileMTimeNs, TransferSyntaxUID, PixelDataOffset,"
-            " PixelDataLength) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (sop, filename, series, _now(), record.value("SOPClassUID"), _int_or_none(record.value("InstanceNumber")),
-             _int_or_none(record.value("NumberOfFrames")), int(is_copied), size, mtime_ns, record.transfer_syntax,
-             record.pixel_data_offset, record.pixel_data_length))
+        if series not in batch.upserted:
+            patient_uid = self._patient_uid(connection, record)
+            self._upsert_study_series(connection, record, patient_uid)
+            batch.upserted.add(series)
+        batch.images.append(
+            (sop, filename, series, batch.timestamp, record.value("SOPClassUID"),
+             _int_or_none(record.value("InstanceNumber")), _int_or_none(record.value("NumberOfFrames")),
+             int(is_copied), size, mtime_ns, record.transfer_syntax, record.pixel_data_offset,
+             record.pixel_data_length))
+        batch.existing[sop] = (filename, size, mtime_ns)
+        batch.owner[filename] = sop
         if replaced:
+            batch.replaced = True
             connection.execute("DELETE FROM tagcache.TagCache WHERE SOPInstanceUID = ?", (sop,))
-        connection.executemany("INSERT OR REPLACE INTO tagcache.TagCache VALUES (?,?,?)",
-                               ((sop, tag, value) for tag, value in record.values.items()))
-        return StoreOutcome(status, sop, source, filename if is_copied else ""), replaced
+        batch.add_tags(sop, record.values)
+        return StoreOutcome(status, sop, source, filename if is_copied else "")
+
+    def _tag_set_id(self, connection: sqlite3.Connection, tags: tuple[str, ...]) -> int:
+        """Id of a packed tag list (TagSets); an import stores one list for all its instances."""
+        key = "\\".join(tags)
+        cached = self._tag_sets_by_key.get(key)
+        if cached is not None:
+            return cached
+        row = connection.execute("SELECT Id FROM tagcache.TagSets WHERE Tags = ?", (key,)).fetchone()
+        if row is None:
+            row = (connection.execute("INSERT INTO tagcache.TagSets (Tags) VALUES (?)", (key,)).lastrowid,)
+        self._tag_sets_by_key[key] = row[0]
+        self._tag_sets_by_id[row[0]] = {tag: index for index, tag in enumerate(tags)}
+        return row[0]
+
+    def _tag_set(self, tag_set_id: int) -> dict[str, int]:
+        cached = self._tag_sets_by_id.get(tag_set_id)
+        if cached is None:
+            row = self._conn().execute("SELECT Tags FROM tagcache.TagSets WHERE Id = ?", (tag_set_id,)).fetchone()
+            tags = row[0].split("\\") if row else []
+            cached = {tag: index for index, tag in enumerate(tags)}
+            self._tag_sets_by_id[tag_set_id] = cached
+        return cached
 
     def index_file(self, path: str | os.PathLike, *, copied: bool) -> str:
         """Index one file now (the listener's entry point); returns its SOPInstanceUID.
@@ -502,6 +533,7 @@ class DICOMDatabase:
             marks = ",".join("?" * len(chunk))
             connection.execute(f"DELETE FROM Images WHERE SOPInstanceUID IN ({marks})", chunk)
             connection.execute(f"DELETE FROM tagcache.TagCache WHERE SOPInstanceUID IN ({marks})", chunk)
+            connection.execute(f"DELETE FROM tagcache.InstanceTags WHERE SOPInstanceUID IN ({marks})", chunk)
 
     def _delete_orphans(self, connection: sqlite3.Connection) -> None:
         """Series without images, studies without series, patients without studies go."""
@@ -710,9 +742,15 @@ class DICOMDatabase:
         return {"Level": level, **item}
 
     def cached_tags(self, sop_uid: str) -> dict[str, str]:
-        """Every tag value cached for one instance."""
-        rows = self._rows("SELECT Tag, Value FROM tagcache.TagCache WHERE SOPInstanceUID = ? ORDER BY Tag", (sop_uid,))
-        return {row[0]: row[1] for row in rows}
+        """Every tag value cached for one instance (import-time packed values and later TagCache rows)."""
+        tags: dict[str, str] = {}
+        packed = self._conn().execute("SELECT TagSetId, Packed FROM tagcache.InstanceTags WHERE SOPInstanceUID = ?",
+                                      (sop_uid,)).fetchone()
+        if packed is not None:
+            tags.update(zip(self._tag_set(packed[0]), json.loads(packed[1])))
+        rows = self._rows("SELECT Tag, Value FROM tagcache.TagCache WHERE SOPInstanceUID = ?", (sop_uid,))
+        tags.update({row[0]: row[1] for row in rows})
+        return dict(sorted(tags.items()))
 
     def counts(self) -> dict[str, int]:
         connection = self._conn()
@@ -726,6 +764,7 @@ class DICOMDatabase:
         copied = connection.execute("SELECT COUNT(*), COALESCE(SUM(FileSize), 0) FROM Images WHERE Copied = 1").fetchone()
         referenced = connection.execute("SELECT COUNT(*), COALESCE(SUM(FileSize), 0) FROM Images WHERE Copied = 0").fetchone()
         tags = connection.execute("SELECT COUNT(*) FROM tagcache.TagCache").fetchone()[0]
+        packed = connection.execute("SELECT COUNT(*) FROM tagcache.InstanceTags").fetchone()[0]
         sizes = {name: (self.folder / name).stat().st_size if (self.folder / name).exists() else 0
                  for name in (DATABASE_FILE, TAGCACHE_FILE)}
         return {
@@ -735,7 +774,7 @@ class DICOMDatabase:
             **self.counts(),
             "copied_instances": copied[0], "copied_bytes": copied[1],
             "referenced_instances": referenced[0], "referenced_bytes": referenced[1],
-            "tag_cache_entries": tags,
+            "tag_cache_entries": tags, "packed_tag_rows": packed,
             "database_file_bytes": sizes[DATABASE_FILE], "tag_cache_file_bytes": sizes[TAGCACHE_FILE],
             "data_version": self.data_version(),
         }
@@ -772,6 +811,17 @@ class DICOMDatabase:
         for path in paths:
             sop = sop_for_path.get(path)
             if sop is not None and tag_keys:
+                packed = connection.execute("SELECT TagSetId, Packed FROM tagcache.InstanceTags WHERE SOPInstanceUID = ?",
+                                            (sop,)).fetchone()
+                if packed is not None:
+                    positions = self._tag_set(packed[0])
+                    values = json.loads(packed[1])
+                    for tag in tag_keys:
+                        index = positions.get(tag)
+                        if index is not None and index < len(values):
+                            result[path][tag] = values[index]
+                if all(t in result[path] for t in tag_keys):
+                    continue
                 for tag, value in connection.execute(
                         f"SELECT Tag, Value FROM tagcache.TagCache WHERE SOPInstanceUID = ? AND Tag IN ({marks})",
                         [sop, *tag_keys]):
@@ -836,12 +886,61 @@ class DICOMDatabase:
         """Compact both SQLite files (and drop cached values of instances no longer indexed)."""
         with self._write() as connection:
             connection.execute("DELETE FROM tagcache.TagCache WHERE SOPInstanceUID NOT IN (SELECT SOPInstanceUID FROM Images)")
+            connection.execute("DELETE FROM tagcache.InstanceTags WHERE SOPInstanceUID NOT IN (SELECT SOPInstanceUID FROM Images)")
         with self._write_lock:
             connection = self._conn()
             connection.execute("VACUUM main")
             connection.execute("VACUUM tagcache")
             connection.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
             connection.execute("PRAGMA tagcache.wal_checkpoint(TRUNCATE)")
+
+
+class _Batch:
+    """Per-transaction state of store_instances: prefetched rows, so each file costs one INSERT."""
+
+    def __init__(self, connection: sqlite3.Connection, records: Sequence[InstanceRecord], database: DICOMDatabase):
+        self.connection = connection
+        self.database = database
+        self.timestamp = _now()
+        self.upserted: set[str] = set()
+        self.replaced = False
+        self.existing: dict[str, tuple[str, int | None, int | None]] = {}
+        self.owner: dict[str, str] = {}
+        self.packed: list[tuple[str, int, str]] = []
+        self.images: list[tuple] = []
+        sops = [r.values.get(DATABASE_TAGS["SOPInstanceUID"], "") for r in records]
+        names = [os.path.abspath(r.path) for r in records]
+        for chunk in _chunks(sops):
+            marks = ",".join("?" * len(chunk))
+            for row in connection.execute("SELECT SOPInstanceUID, Filename, FileSize, FileMTimeNs FROM Images"
+                                          f" WHERE SOPInstanceUID IN ({marks})", chunk):
+                self.existing[row[0]] = (row[1], row[2], row[3])
+        for chunk in _chunks(names):
+            marks = ",".join("?" * len(chunk))
+            for row in connection.execute(f"SELECT Filename, SOPInstanceUID FROM Images WHERE Filename IN ({marks})",
+                                          chunk):
+                self.owner[row[0]] = row[1]
+
+    def add_tags(self, sop: str, values: dict[str, str]) -> None:
+        tags = tuple(values)
+        self.packed.append((sop, self.database._tag_set_id(self.connection, tags), json.dumps(list(values.values()),
+                                                                                               ensure_ascii=False)))
+
+    def finish(self) -> None:
+        if self.images:
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO Images (SOPInstanceUID, Filename, SeriesInstanceUID, InsertTimestamp,"
+                " SOPClassUID, InstanceNumber, NumberOfFrames, Copied, FileSize, FileMTimeNs, TransferSyntaxUID,"
+                " PixelDataOffset, PixelDataLength) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", self.images)
+        if self.packed:
+            self.connection.executemany("INSERT OR REPLACE INTO tagcache.InstanceTags VALUES (?,?,?)", self.packed)
+        if self.replaced:
+            self.database._delete_orphans(self.connection)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
 
 
 _HIERARCHY = ("Series se JOIN Studies st ON st.StudyInstanceUID = se.StudyInstanceUID"
