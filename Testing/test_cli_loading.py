@@ -1,0 +1,122 @@
+"""`dicombrowser examine / load / view`: a user's story on the real CT head of the corpus.
+
+Given the CT head imported into a database (or read straight from its folder), the loadables
+come out as JSON, the default loads into a volume written as NRRD/NIfTI/MRB that SimpleITK and
+nibabel read with SimpleITK's own geometry, and an off-screen screenshot shows three views.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import nibabel
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+CT_HEAD = "slicer_ct_head/Testing/Data/Input/CTHeadAxialDicom"
+
+
+@pytest.fixture(scope="module")
+def ct_reference(corpus):
+    """SimpleITK's reading of the CT head, the independent peer."""
+    folder = corpus / CT_HEAD
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
+    return folder, reader.Execute()
+
+
+@pytest.fixture
+def imported(cli_runner, ct_reference):
+    folder, _ = ct_reference
+    result = cli_runner("import", str(folder))
+    assert result.exit_code == 0, result.output
+    listing = json.loads(cli_runner("ls", "--level", "series", "--json").output)
+    (series,) = listing
+    return series["SeriesInstanceUID"]
+
+
+def _same_geometry(image, reference):
+    assert image.GetSize() == reference.GetSize()
+    assert np.allclose(image.GetOrigin(), reference.GetOrigin(), atol=1e-2)
+    assert np.allclose(image.GetSpacing(), reference.GetSpacing(), atol=1e-3)
+    assert np.allclose(image.GetDirection(), reference.GetDirection(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_examine_json_then_load_nrrd_from_database(cli_runner, imported, ct_reference, tmp_path):
+    result = cli_runner("examine", imported, "--json")
+    assert result.exit_code == 0, result.output
+    loadables = json.loads(result.output)
+    assert {"name", "plugin", "confidence", "selected", "warning", "files"} <= set(loadables[0])
+    selected = [l for l in loadables if l["selected"]]
+    assert len(selected) == 1 and selected[0]["plugin"] == "DICOMScalarVolumePlugin"
+    assert len(selected[0]["files"]) == 93 and selected[0]["warning"] == ""
+    again = cli_runner("examine", imported, "--json")  # served from the examine cache
+    assert json.loads(again.output) == loadables
+
+    output = tmp_path / "ct.nrrd"
+    result = cli_runner("load", imported, "--output", str(output))
+    assert result.exit_code == 0, result.output
+    image = sitk.ReadImage(str(output))
+    _same_geometry(image, ct_reference[1])
+    assert np.array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(ct_reference[1]))
+
+
+@pytest.mark.slow
+def test_load_folder_without_database_to_nifti_and_mrb(cli_runner, ct_reference, tmp_path):
+    folder, reference = ct_reference
+    nifti = tmp_path / "ct.nii.gz"
+    result = cli_runner("load", str(folder), "--output", str(nifti), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["loaded"][0]["class"] == "vtkMRMLScalarVolumeNode"
+    assert not cli_runner.database_dir.exists(), "a folder is loaded without creating a database"
+    image = sitk.ReadImage(str(nifti))
+    _same_geometry(image, reference)
+    affine = nibabel.load(str(nifti)).affine  # RAS: SimpleITK's LPS origin with x, y negated
+    assert np.allclose(affine[:3, 3], np.array(reference.GetOrigin()) * [-1, -1, 1], atol=1e-2)
+
+    bundle = tmp_path / "ct.mrb"
+    result = cli_runner("load", str(folder), "--output", str(bundle))
+    assert result.exit_code == 0, result.output
+    names = zipfile.ZipFile(bundle).namelist()
+    assert any(n.endswith(".mrml") for n in names) and any(n.endswith(".nrrd") for n in names)
+
+
+@pytest.mark.slow
+def test_view_screenshot_shows_three_views(cli_runner, ct_reference, tmp_path):
+    png = tmp_path / "ct.png"
+    result = cli_runner("view", str(ct_reference[0]), "--screenshot", str(png), "--size", "600", "200")
+    assert result.exit_code == 0, result.output
+    pixels = np.asarray(Image.open(png).convert("L"))
+    assert pixels.shape == (200, 600)
+    for pane in range(3):  # head tissue (grey) in every pane, black background around it
+        view = pixels[:, pane * 200:(pane + 1) * 200]
+        assert (view > 60).mean() > 0.2, f"pane {pane} is nearly empty"
+        assert view[2, 100] < 20  # top centre of axial/sagittal/coronal is air
+
+
+def test_view_without_display_asks_for_screenshot(cli_runner, series_factory, monkeypatch):
+    files = series_factory(count=3)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = cli_runner("view", str(files[0].parent))
+    assert result.exit_code == 1 and "--screenshot" in result.output
+
+
+def test_choosing_loadables(cli_runner, series_factory, tmp_path):
+    a = series_factory("a", count=3, series_description="first")
+    series_factory("b", count=4, series_description="second")
+    result = cli_runner("load", str(tmp_path), "--output", str(tmp_path / "x.nrrd"))
+    assert result.exit_code == 1 and "--loadable" in result.output
+    result = cli_runner("examine", str(tmp_path), "--json")
+    loadables = json.loads(result.output)
+    index = next(i for i, l in enumerate(loadables) if l["selected"] and len(l["files"]) == 3)
+    result = cli_runner("load", str(tmp_path), "--loadable", str(index), "--output", str(tmp_path / "x.nrrd"))
+    assert result.exit_code == 0, result.output
+    assert sitk.ReadImage(str(tmp_path / "x.nrrd")).GetSize() == (16, 16, 3)
+    result = cli_runner("load", str(a[0].parent), "--loadable", "99", "--output", str(tmp_path / "y.nrrd"))
+    assert result.exit_code == 1 and "no loadable 99" in result.output
+    result = cli_runner("load", str(tmp_path), "--output", str(tmp_path / "x.tiff"), "--loadable", str(index))
+    assert result.exit_code == 1 and "unknown output format" in result.output
