@@ -526,7 +526,6 @@ def _scan_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
             ds = pydicom.dcmread(path, force=True, defer_size=1024)
         meta = ds.file_meta if hasattr(ds, "file_meta") else Dataset()
         ts = str(meta.get("TransferSyntaxUID", "") or "")
-        values = [reference_value(ds, t) for t in plan.tags]
         offset = length = None
         raw_pixels = None
         for tag in PIXEL_TAGS:
@@ -542,6 +541,8 @@ def _scan_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
                 length = raw_pixels.length
             if offset + length > st.st_size:
                 raise _Broken(f"pixel data truncated: {length} bytes at offset {offset}, file has {st.st_size}")
+        # pixel data is binary ('' in the cache): never load it just to format it
+        values = ["" if t in PIXEL_TAGS else reference_value(ds, t) for t in plan.tags]
     except _Broken as exc:
         return (path, st.st_size, st.st_mtime_ns, True, str(exc), None, "", None, None, "", "", False)
     except (InvalidDicomError, OSError, ValueError, KeyError, TypeError, struct.error,
@@ -571,8 +572,13 @@ def _scan_one(path: str, plan: _TagPlan) -> tuple:
         logger.debug("%s: full pydicom read (%s)", path, exc)
         return _scan_pydicom(path, plan, str(exc))
     except _Broken as exc:
-        # pydicom is more lenient than the walker on some damage; take its answer when it has one
-        return _scan_pydicom(path, plan, str(exc))
+        # Stricter than pydicom, which reads a truncated file with a warning: an index must not
+        # accept a file whose header or pixel data ends early, so this is an error, not a fallback.
+        try:
+            st = os.stat(path)
+        except OSError:
+            return (path, 0, 0, True, str(exc), None, "", None, None, "", "", True)
+        return (path, st.st_size, st.st_mtime_ns, True, str(exc), None, "", None, None, "", "", True)
     except struct.error as exc:
         return _scan_pydicom(path, plan, f"bad element header: {exc}")
     except OSError as exc:
