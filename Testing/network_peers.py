@@ -71,6 +71,14 @@ def storescu(port: int, called_ae: str, paths: Iterable[str | Path], calling_ae:
     return subprocess.run(command, env=dcmtk_env(), capture_output=True, text=True, timeout=timeout)
 
 
+# storescu proposes uncompressed syntaxes unless told which compressed one to propose (one per run)
+STORESCU_PROPOSE = {
+    "1.2.840.10008.1.2.4.50": "-xy", "1.2.840.10008.1.2.4.51": "-xx", "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt", "1.2.840.10008.1.2.4.81": "-xu", "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw", "1.2.840.10008.1.2.5": "-xr", "1.2.840.10008.1.2.1.99": "-xd",
+}
+
+
 @dataclass
 class StoreSCP:
     """DCMTK storescp writing every received instance, bit-preserving, into `folder`."""
@@ -85,9 +93,9 @@ class StoreSCP:
         self.port = self.port or free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log = open(self.folder.parent / f"storescp-{self.port}.log", "wb")
-        # +xa: accept all transfer syntaxes; +B: write datasets exactly as received
+        # +xa: accept all transfer syntaxes (written as DICOM files with meta header)
         self.process = subprocess.Popen(
-            ["storescp", "-aet", self.ae_title, "+xa", "+B", "-od", str(self.folder), *self.extra, str(self.port)],
+            ["storescp", "-aet", self.ae_title, "+xa", "-od", str(self.folder), *self.extra, str(self.port)],
             env=dcmtk_env(), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                          DeflatedExplicitVRLittleEndian)
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, _config, build_role, evt
@@ -389,28 +390,52 @@ def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: Receive
 
 
 def _store_contexts(files: list[tuple[str, str, str]]) -> list:
-    """For each SOP class: one context with the files' own transfer syntaxes, one uncompressed fallback."""
-    by_class: dict[str, list[str]] = {}
-    for _, sop_class, ts in files:
-        syntaxes = by_class.setdefault(sop_class, [])
-        if ts and ts not in syntaxes:
-            syntaxes.append(ts)
+    """One context per (SOP class, the files' own transfer syntax), plus one uncompressed fallback per class.
+
+    Separate contexts, not one context with several syntaxes: the peer accepts one syntax per
+    context, so a combined context would force a conversion on every file in the other syntaxes.
+    """
+    pairs = list(dict.fromkeys((sop_class, ts if ts in ALL_TRANSFER_SYNTAXES else "") for _, sop_class, ts in files))
     contexts = []
-    for sop_class, syntaxes in by_class.items():
-        own = [ts for ts in syntaxes if ts in ALL_TRANSFER_SYNTAXES] or list(UNCOMPRESSED)
-        contexts.append(build_context(sop_class, own))
-        if set(own) - set(UNCOMPRESSED) or own != list(UNCOMPRESSED):
-            contexts.append(build_context(sop_class, list(UNCOMPRESSED)))
+    for sop_class, ts in pairs:
+        # Deflated files are inflated and sent uncompressed: streaming them as stored hung storescp
+        if ts and ts not in UNCOMPRESSED and ts != DeflatedExplicitVRLittleEndian:
+            contexts.append(build_context(sop_class, [ts]))
+    for sop_class in dict.fromkeys(sop_class for sop_class, _ in pairs):
+        contexts.append(build_context(sop_class, list(UNCOMPRESSED)))
     return contexts
+
+
+def _context_groups(files: list[tuple[str, str, str]], limit: int = 120) -> list[list[tuple[str, str, str]]]:
+    """Split files so that each association needs at most `limit` presentation contexts."""
+    groups: list[list[tuple[str, str, str]]] = []
+    current: list[tuple[str, str, str]] = []
+    for sop_class in dict.fromkeys(f[1] for f in files):
+        members = [f for f in files if f[1] == sop_class]
+        if current and len(_store_contexts(current + members)) > limit:
+            groups.append(current)
+            current = []
+        current.extend(members)
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _fallback_dataset(path: str) -> Dataset:
     """Read a file and, if compressed, decompress it so it can go in an uncompressed context."""
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)  # files without a meta header are valid in a database too
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                          ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        meta_keyword = "MediaStorage" + keyword
+        if meta_keyword not in ds.file_meta and keyword in ds:
+            setattr(ds.file_meta, meta_keyword, getattr(ds, keyword))
     ts = ds.file_meta.TransferSyntaxUID
     if ts.is_compressed or ts in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian):
         if ts.is_compressed:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # same instance, other encoding
         else:
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
@@ -422,18 +447,15 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
 
     Each file goes in its own transfer syntax when the peer accepts it (sent as stored, streamed
     from disk, no decode); otherwise it is decompressed and sent uncompressed. Files of more SOP
-    classes than fit one association (64) are sent over several associations.
+    classes than fit one association (128 contexts) go over several associations.
     `progress(done, total, failed)` returns truthy to cancel.
     """
     summary = SendSummary(total=len(files))
     started = time.monotonic()
-    classes = list(dict.fromkeys(sop_class for _, sop_class, _ in files))
     # Send files as they are on disk, without decoding: pynetdicom's chunked mode streams the file
     # after its meta header (a process-wide switch; our sends always want it).
     _config.STORE_SEND_CHUNKED_DATASET = True
-    for start in range(0, len(classes), 60):
-        group = set(classes[start:start + 60])
-        batch = [f for f in files if f[1] in group]
+    for batch in _context_groups(files):
         ae = make_ae(calling_ae, timeout=timeout)
         ae.requested_contexts = _store_contexts(batch)
         assoc = associate(ae, node, timeout=timeout)
@@ -465,7 +487,7 @@ def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary) ->
         return "association lost"
     try:
         status = assoc.send_c_store(Path(path))
-    except ValueError:
+    except (ValueError, InvalidDicomError):
         # no context accepted in the file's own transfer syntax: decompress and go uncompressed
         try:
             status = assoc.send_c_store(_fallback_dataset(path))
