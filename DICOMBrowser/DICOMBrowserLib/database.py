@@ -194,7 +194,7 @@ class DICOMDatabase:
             connection.execute("PRAGMA main.synchronous = NORMAL")
             connection.execute("PRAGMA tagcache.synchronous = NORMAL")
         except sqlite3.DatabaseError as error:
-            raise DatabaseError(f"{self.folder}: cannot open database: {error}") from error
+            raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot open database: {error}") from error
         connection.row_factory = sqlite3.Row
         return connection
 
