@@ -145,15 +145,16 @@ def test_geometry_verdicts_name_the_offending_files(qtbot, panel, logic, corpus,
 
 
 def test_cancelled_import_reports_and_keeps_what_was_done(qtbot, panel, logic, corpus):
-    thread = panel.import_folder(str(corpus / CT_HEAD), copy=False)
-    thread.cancel_requested = True  # as if Cancel was pressed at once
+    total = sum(1 for p in corpus.rglob("*") if p.is_file())  # over a thousand files: cancel comes first
     with qtbot.waitSignal(panel.importFinished, timeout=120_000) as finished:
-        pass
+        thread = panel.import_folder(str(corpus), copy=False)
+        panel.cancel_import()  # as if Cancel was pressed at once
     summary = finished.args[0]
-    assert summary is not None
-    assert getattr(summary, "cancelled", True)
-    assert summary.indexed < 93
+    assert thread.cancel_requested and summary is not None
+    assert summary.cancelled
+    assert summary.indexed < total / 2
     assert panel.messages[-1][1].startswith("Cancelled")
+    assert panel.patient_model.total_count == len(logic.database.patients())  # what was done is shown
 
 
 def test_copy_import_and_error_log(qtbot, panel, logic, corpus, monkeypatch):
