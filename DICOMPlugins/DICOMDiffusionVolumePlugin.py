@@ -62,6 +62,7 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
             tooltip=(f"{plan.vendor} diffusion: {len(plan.volumes)} volumes, {directions} weighted, "
                      f"b = {', '.join(str(b) for b in shells)} s/mm2; grid {plan.shape_kji[0]} slices"),
             confidence=DIFFUSION_CONFIDENCE,
+            selected=True,
             warning="; ".join(plan.warnings),
             plugin="DICOMDiffusionVolumePlugin",
             extra={"series_uid": plan.series_uid},
