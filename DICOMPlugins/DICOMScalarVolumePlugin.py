@@ -118,11 +118,28 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         return loadables
 
     def _values(self, files: list[str]) -> dict[str, dict[str, str]]:
+        """The declared tags of each file: the database tag cache, else a header scan (kept)."""
         tags = sorted(set(self.tags.values()))
         if self.database is not None:
             found = self.database.file_values(files, tags)
             return {f: dict(found.get(f, {})) for f in files}
-        return {f: {t: self.fileValue(f, t) for t in tags} for f in files}
+        from DICOMBrowser.DICOMBrowserLib.headerscan import scan_files
+
+        scanned = self.__dict__.setdefault("_scanned", {})
+        missing = [f for f in files if f not in scanned]
+        # in-process (workers=1): a plugin must not fork a process that may hold VTK or Qt
+        for result in scan_files(missing, tags, workers=1):
+            if result.is_dicom and not result.error:
+                scanned[result.path] = result.values
+            elif result.is_dicom:  # e.g. truncated pixel data: the header may still be readable
+                try:
+                    scanned[result.path] = {t: self.fileValue(result.path, t) for t in tags}
+                except (OSError, ValueError, EOFError) as error:
+                    logger.warning("Scalar volume plugin skips %s: %s", result.path, error)
+                    scanned[result.path] = {t: "" for t in tags}
+            else:
+                scanned[result.path] = {t: "" for t in tags}
+        return {f: scanned[f] for f in files}
 
     def _frame_records(self, path: str, v: dict[str, str]) -> list[FrameGeometry]:
         """Per-frame geometry of one file: from the cached tags, or the functional groups."""

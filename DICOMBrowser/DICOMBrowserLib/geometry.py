@@ -471,15 +471,14 @@ def regularize(voxels_kji: np.ndarray, sorted_records: Sequence[FrameGeometry],
         d = distances[0] + k * grid.slice_spacing
         upper = int(np.searchsorted(distances, d - SPACING_TOLERANCE_MM, side="left"))
         upper = min(max(upper, 0), len(distances) - 1)
+        lower = max(upper - 1, 0)
+        for stale in [i for i in shifted if i < lower]:
+            del shifted[stale]  # keeps memory to two shifted planes beyond the output
         if abs(distances[upper] - d) <= SPACING_TOLERANCE_MM or upper == 0:
             out[k] = source(upper)
             continue
-        lower = upper - 1
         weight = np.float32((d - distances[lower]) / (distances[upper] - distances[lower]))
         out[k] = source(lower) * (1 - weight) + source(upper) * weight
-        # release slices no longer needed (keeps memory to a few planes beyond the output)
-        for stale in [i for i in shifted if i < lower]:
-            del shifted[stale]
     return out, grid.ijk_to_ras
 
 
