@@ -1,0 +1,175 @@
+"""Failure cases: peer not running, silent peer, association rejected, peer killed mid-transfer,
+port in use, hostile UIDs. Each gives a clear error naming the peer/port, and the database stays
+consistent (every file in the database folder indexed, no half-written instance)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
+from DICOMBrowser.DICOMBrowserLib.errors import NetworkError, NotFoundError
+from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu
+from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
+from DICOMBrowser.DICOMBrowserLib.networking.storage import ReceivedInstanceWriter, safe_uid_component
+from network_peers import StoreSCP, free_port, have_dcmtk
+
+pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
+
+AE = "DBTEST"
+needs_dcmtk = pytest.mark.skipif(not have_dcmtk(), reason="DCMTK tools (apt-get install dcmtk) not installed")
+
+
+def assert_consistent(database) -> int:
+    """Every instance file in the database folder is indexed and readable; no temporary files."""
+    files = {str(p) for p in database.images_folder.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith(".part")], "half-written files left"
+    indexed = {os.path.abspath(row["FilePath"]) for row in database.instances()}
+    assert files == indexed
+    for path in files:
+        pydicom.dcmread(path)  # complete, parseable
+    return len(files)
+
+
+def test_peer_not_running_cli(cli_runner):
+    port = free_port()
+    assert cli_runner("node", "add", "ghost", "--ae-title", "GHOST", "--host", "127.0.0.1",
+                      "--port", str(port)).exit_code == 0
+    for args in (("echo", "ghost"), ("find", "ghost", "--patient-name", "*"), ("retrieve", "ghost", "1.2.3")):
+        result = cli_runner(*args)
+        assert result.exit_code == 1, result.output
+        assert f"127.0.0.1:{port}" in result.output and "connection refused" in result.output, result.output
+    result = cli_runner("echo", "nosuchnode")
+    assert result.exit_code == 1 and "no node named 'nosuchnode'" in result.output
+
+
+def test_silent_peer_times_out():
+    """A peer that accepts TCP but never answers: a timeout error, not a hang."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        node = RemoteNode("silent", "SILENT", "127.0.0.1", server.getsockname()[1])
+        started = time.monotonic()
+        with pytest.raises(NetworkError, match="timed out|no answer|aborted"):
+            scu.echo(node, AE, timeout=2)
+        assert time.monotonic() - started < 15
+
+
+def test_wrong_called_ae_title_rejected(database):
+    with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+        node = RemoteNode("wrong", "NOTTHEAE", "127.0.0.1", listener.port)
+        with pytest.raises(NetworkError, match="rejected the association: .*Called AE title not recognised"):
+            scu.echo(node, "CALLER")
+        assert scu.echo(RemoteNode("right", AE, "127.0.0.1", listener.port), "CALLER") < 5
+    assert database.instances() == []
+
+
+def test_port_in_use_is_reported(database, cli_runner):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        listener = StorageListener(database, ae_title=AE, port=port, host="127.0.0.1")
+        with pytest.raises(NetworkError, match=f"port {port} on 127.0.0.1 is already in use"):
+            listener.start()
+        assert not listener.running
+        result = cli_runner("listen", "--port", str(port), "--host", "127.0.0.1")
+        assert result.exit_code == 1
+        assert f"port {port}" in result.output and "already in use" in result.output
+
+
+def test_hostile_uids_stay_inside_the_database(database):
+    for uid in ("../../../etc/passwd", "a/b", "..", "1.2..3", "/abs", "1.2.3\\4", ""):
+        component = safe_uid_component(uid)
+        assert "/" not in component and "\\" not in component and component not in ("", ".", "..")
+    writer = ReceivedInstanceWriter(database, index=False)
+    path = writer.path_for("../../x", "..", "../../../evil")
+    assert path.resolve().is_relative_to(database.images_folder.resolve())
+    assert safe_uid_component("1.2.840.10008.1.2") == "1.2.840.10008.1.2"
+
+
+def test_hostile_uid_over_the_network(database, series_factory):
+    """A peer sending a SOP Instance UID with '../' gets it stored inside the database folder."""
+    from pynetdicom import AE as PynetdicomAE
+    from pynetdicom.sop_class import CTImageStorage
+
+    [path] = series_factory(count=1)
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = "../../../../evil"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+        ae = PynetdicomAE(ae_title="HOSTILE")
+        ae.add_requested_context(CTImageStorage, ds.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", listener.port, ae_title=AE)
+        assert assoc.is_established
+        assoc.send_c_store(ds)
+        assoc.release()
+        listener.wait_for(1, timeout=20)
+        listener.wait_indexed(20)
+    assert not list(database.folder.parent.glob("evil*"))
+    written = [p for p in database.images_folder.rglob("*") if p.is_file()]
+    assert len(written) == 1 and written[0].resolve().is_relative_to(database.images_folder.resolve())
+
+
+@needs_dcmtk
+@pytest.mark.slow
+def test_storescu_killed_mid_transfer(database, series_factory):
+    """storescu is SIGKILLed while sending: what arrived is indexed, the cut instance is not half-written."""
+    files = series_factory(count=150, rows=256, columns=256)
+    with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+        process = subprocess.Popen(["storescu", "-aec", AE, "127.0.0.1", str(listener.port),
+                                    *[str(f) for f in files]], env=dcmtk_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert listener.wait_for(20, timeout=60)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+        time.sleep(0.5)
+        listener.wait_indexed(30)
+        status = listener.status()
+    assert 20 <= status.received < len(files), status
+    assert status.indexed == status.received and status.failed == 0
+    assert assert_consistent(database) == status.received
+
+
+@needs_dcmtk
+@pytest.mark.slow
+def test_send_to_storescp_killed_mid_transfer(database, series_factory, tmp_path):
+    """storescp dies while we send: a failure summary that names the peer, counts that add up, no hang."""
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
+    from DICOMBrowser.DICOMBrowserLib.networking import service
+
+    files = series_factory(count=150, rows=256, columns=256)
+    import_paths(database, [files[0].parent])
+    series_uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    peer = StoreSCP(tmp_path / "storescp").start()
+    node = RemoteNode("dcmtk", peer.ae_title, "127.0.0.1", peer.port)
+
+    def kill_after_some() -> None:
+        deadline = time.monotonic() + 60
+        while len(peer.files()) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        peer.process.send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_some)
+    killer.start()
+    try:
+        summary = service.send(database, DatabaseSettings(ae_title=AE), node, [series_uid], timeout=10)
+    finally:
+        killer.join()
+        peer.stop()
+    assert summary.total == 150
+    assert summary.sent + len(summary.failed) == 150
+    assert summary.failed and 1 <= summary.sent < 150
+    assert any("dcmtk" in reason or "association lost" in reason for _, reason in summary.failed)
+    assert len(database.instances()) == 150  # sending never changes our database
