@@ -19,6 +19,7 @@ if not os.environ.get("DISPLAY"):
 
 pytest.importorskip("pytestqt")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
+QtCore = pytest.importorskip("PySide6.QtCore")
 
 from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic, DICOMBrowserWidget  # noqa: E402
 from DICOMBrowser.DICOMBrowserLib.widgets import browser as browser_module  # noqa: E402
@@ -83,6 +84,13 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
     assert "1 of 2 patients" in panel.count_label.text()
     panel.search.clear()
     assert panel.patient_model.filtered_count == 2
+
+    # sortable: a click on the name header sorts ascending, a second click descending
+    panel.patient_table.sortByColumn(0, QtCore.Qt.SortOrder.AscendingOrder)
+    names = [panel.patient_model.row_dict(r)["PatientName"] for r in range(2)]
+    assert names == sorted(names, key=str.lower)
+    panel.patient_table.sortByColumn(0, QtCore.Qt.SortOrder.DescendingOrder)
+    assert [panel.patient_model.row_dict(r)["PatientName"] for r in range(2)] == names[::-1]
     qtbot.keyClicks(panel.search, "8775070")  # by patient ID
     assert panel.patient_model.filtered_count == 1
 
@@ -105,7 +113,7 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
 
     # Load: a volume node of the CT's size appears in the scene
     with qtbot.waitSignal(panel.nodesLoaded, timeout=60_000) as loaded:
-        qtbot.mouseClick(panel.load_button, browser_module.QtCore.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(panel.load_button, QtCore.Qt.MouseButton.LeftButton)
     nodes = loaded.args[0]
     assert len(nodes) == 1 and nodes[0].IsA("vtkMRMLScalarVolumeNode")
     assert nodes[0].GetImageData().GetDimensions() == (64, 64, 93)

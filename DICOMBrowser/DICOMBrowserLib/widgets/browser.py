@@ -330,6 +330,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         Any commit changes the version (caching an examination too), so the tables are queried
         again only when the counts of patients/studies/series/instances changed as well.
         """
+        if self.listener_button.isChecked() and self._has_logic("listener_status"):
+            self.listener_status.setText(self._listener_text(self.logic.listener_status(), True))
         version = self._safe_data_version()
         if version is None or version == self._data_version:
             return
