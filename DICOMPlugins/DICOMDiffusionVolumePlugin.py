@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 ENHANCED_MR = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
 DIFFUSION_CONFIDENCE = 0.8
+SEQUENCE_VENDORS = ("CANON", "TOSHIBA", "HITACHI", "FUJIFILM", "UIH")
 
 
 class DICOMDiffusionVolumePlugin(DICOMPlugin):
@@ -39,6 +40,11 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
             if any(self.fileValue(path, tag) for tag in ("0018,9087", "0019,100c", "0043,1039", "2001,1003")):
                 return True
             if self.fileValue(path, "0008,0016") in ENHANCED_MR:
+                return True
+            # Canon/Toshiba, Hitachi, UIH keep the standard macro inside sequences (0018,9117 or
+            # 5200,9229) that the tag cache does not hold: let the header plan decide
+            if any(name in self.fileValue(path, "0008,0070").upper() for name in SEQUENCE_VENDORS) \
+                    and self.fileValue(path, "0008,0060") == "MR":
                 return True
         return False
 

@@ -37,6 +37,7 @@ DERIVED_IMAGE_TYPES = {"ADC", "TRACEW", "TRACE", "ISOTROPIC", "FA", "EADC", "EXP
 EXAMINE_TAGS = {
     "0008,0008": "ImageType",
     "0008,0016": "SOPClassUID",
+    "0008,0060": "Modality",
     "0008,0070": "Manufacturer",
     "0018,9087": "DiffusionBValue",
     "0018,9075": "DiffusionDirectionality",
