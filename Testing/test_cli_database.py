@@ -1,0 +1,181 @@
+"""The database commands of `dicombrowser`: a user's session, from import to delete, through the CLI.
+
+In-process through click's runner (fixture `cli_runner`) for speed, plus one real subprocess run of
+the console script and of `python -m DICOMBrowser`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def two_patients(series_factory, tmp_path):
+    """Two generated patients: P1 with a CT and an MR series in one study, P2 with one CT series."""
+    study = pydicom.uid.generate_uid()
+    series_factory("data/p1ct", count=3, patient_id="P1", patient_name="Alpha^One", study_uid=study, modality="CT",
+                   series_number=1, study_date="20200105", series_description="Head CT")
+    series_factory("data/p1mr", count=2, patient_id="P1", patient_name="Alpha^One", study_uid=study, modality="MR",
+                   series_number=2, study_date="20200105")
+    series_factory("data/p2ct", count=4, patient_id="P2", patient_name="Beta^Two", modality="CT", study_date="20211231")
+    return tmp_path / "data"
+
+
+def run_json(cli_runner, *args):
+    result = cli_runner(*args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_import_and_ls_json_shapes(cli_runner, two_patients):
+    result = cli_runner("import", str(two_patients))
+    assert result.exit_code == 0, result.output
+    assert "9 files seen: 9 indexed" in result.output
+    patients = run_json(cli_runner, "ls", "--json")
+    assert [(p["PatientID"], p["PatientName"], p["NumberOfStudies"]) for p in patients] == [
+        ("P1", "Alpha^One", 1), ("P2", "Beta^Two", 1)]
+    studies = run_json(cli_runner, "ls", "--level", "studies", "--json")
+    assert {"StudyInstanceUID", "StudyDate", "NumberOfSeries", "NumberOfInstances", "PatientID"} <= set(studies[0])
+    series = run_json(cli_runner, "ls", "--level", "series", "--json")
+    assert len(series) == 3
+    assert {"SeriesInstanceUID", "SeriesNumber", "Modality", "NumberOfInstances", "StudyInstanceUID"} <= set(series[0])
+    instances = run_json(cli_runner, "ls", "--level", "instances", "--json")
+    assert len(instances) == 9
+    assert {"SOPInstanceUID", "SOPClassUID", "InstanceNumber", "FilePath", "SeriesInstanceUID"} <= set(instances[0])
+    assert all(Path(i["FilePath"]).is_file() for i in instances)
+
+
+def test_ls_filters(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    assert [p["PatientID"] for p in run_json(cli_runner, "ls", "--name", "beta", "--json")] == ["P2"]
+    assert [p["PatientID"] for p in run_json(cli_runner, "ls", "--patient-id", "P1", "--json")] == ["P1"]
+    assert len(run_json(cli_runner, "ls", "--level", "series", "--modality", "CT", "--json")) == 2
+    assert [s["PatientID"] for s in run_json(cli_runner, "ls", "--level", "studies", "--date-from", "20210101",
+                                             "--json")] == ["P2"]
+    assert [s["PatientID"] for s in run_json(cli_runner, "ls", "--level", "studies", "--date", "-20201231",
+                                             "--json")] == ["P1"]
+    [ct] = run_json(cli_runner, "ls", "--level", "series", "--description", "head", "--json")
+    instances = run_json(cli_runner, "ls", "--level", "instances", "--uid", ct["SeriesInstanceUID"], "--json")
+    assert [i["InstanceNumber"] for i in instances] == [1, 2, 3]
+    table = cli_runner("ls", "--level", "series")
+    assert table.exit_code == 0 and "3 series" in table.output
+
+
+def test_show_every_level(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    instance = run_json(cli_runner, "ls", "--level", "instances", "--json")[0]
+    shown = run_json(cli_runner, "show", instance["SOPInstanceUID"], "--json")
+    assert shown["Level"] == "instance" and shown["FilePath"] == instance["FilePath"]
+    assert shown["Tags"]["0010,0020"] in ("P1", "P2")
+    for uid, level in ((instance["SeriesInstanceUID"], "series"), (instance["StudyInstanceUID"], "study"),
+                       (instance["PatientUID"], "patient")):
+        assert run_json(cli_runner, "show", uid, "--json")["Level"] == level
+        text = cli_runner("show", uid)
+        assert text.exit_code == 0 and uid in text.output
+
+
+def test_delete_keeps_files_and_bad_uid_is_one_line_error(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    checksums = {p: sha1(p) for p in two_patients.rglob("*.dcm")}
+    [p2] = run_json(cli_runner, "ls", "--patient-id", "P2", "--json")
+    result = cli_runner("delete", p2["PatientUID"])
+    assert result.exit_code == 0 and "4 instances" in result.output
+    assert [p["PatientID"] for p in run_json(cli_runner, "ls", "--json")] == ["P1"]
+    assert {p: sha1(p) for p in two_patients.rglob("*.dcm")} == checksums
+    bad = cli_runner("delete", "1.2.3.4.5")
+    assert bad.exit_code != 0
+    assert len(bad.output.strip().splitlines()) == 1 and "1.2.3.4.5" in bad.output
+
+
+def test_copy_import_and_remove_copied_files(cli_runner, two_patients):
+    result = cli_runner("import", "--copy", str(two_patients))
+    assert result.exit_code == 0, result.output
+    instances = run_json(cli_runner, "ls", "--level", "instances", "--json")
+    copied = [Path(i["FilePath"]) for i in instances]
+    assert all(p.is_relative_to(cli_runner.database_dir.resolve() / "dicom") for p in copied)
+    study = instances[0]["StudyInstanceUID"]
+    gone = [Path(i["FilePath"]) for i in instances if i["StudyInstanceUID"] == study]
+    assert cli_runner("delete", study, "--remove-copied-files").exit_code == 0
+    assert not any(p.exists() for p in gone)
+    assert all(p.exists() for p in two_patients.rglob("*.dcm"))
+
+
+def test_db_info_verify_vacuum(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    info = run_json(cli_runner, "db", "info", "--json")
+    assert (info["patients"], info["studies"], info["series"], info["instances"]) == (2, 2, 3, 9)
+    assert info["folder"] == str(cli_runner.database_dir.resolve())
+    ok = cli_runner("db", "verify")
+    assert ok.exit_code == 0 and "0 missing" in ok.output
+    victim = next(two_patients.rglob("*.dcm"))
+    victim.unlink()
+    bad = cli_runner("db", "verify", "--json")
+    assert bad.exit_code == 1 and json.loads(bad.output)["missing"] == [str(victim)]
+    repaired = cli_runner("db", "verify", "--repair")
+    assert repaired.exit_code == 0 and "1 entries removed" in repaired.output
+    assert cli_runner("db", "vacuum").exit_code == 0
+    assert run_json(cli_runner, "db", "info", "--json")["instances"] == 8
+
+
+def test_import_json_summary_reports_broken_files(cli_runner, two_patients):
+    broken = two_patients / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f")
+    (two_patients / "notes.txt").write_text("hello")
+    summary = run_json(cli_runner, "import", "--json", str(two_patients))
+    assert summary["seen"] == 11 and summary["indexed"] == 9 and summary["skipped"] == 1
+    assert [Path(e[0]).name for e in summary["errors"]] == ["broken.dcm"]
+    again = run_json(cli_runner, "import", "--json", str(two_patients))
+    assert again["unchanged"] == 9
+
+
+def test_bad_input_exit_codes(cli_runner, tmp_path):
+    assert cli_runner("import", str(tmp_path / "does-not-exist")).exit_code != 0
+    assert cli_runner("ls", "--level", "nonsense").exit_code != 0
+    assert cli_runner("show", "9.9.9").exit_code == 1
+
+
+@pytest.mark.parametrize("args", [[], ["import"], ["ls"], ["show"], ["delete"], ["db"], ["db", "info"],
+                                  ["db", "verify"], ["db", "vacuum"]])
+def test_help_everywhere(cli_runner, args):
+    result = cli_runner(*args, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_console_script_and_module_with_environment_database(tmp_path, two_patients):
+    env = {**os.environ, "DICOMBROWSER_DATABASE": str(tmp_path / "envdb"), "QT_QPA_PLATFORM": "offscreen"}
+    script = Path(sys.executable).parent / "dicombrowser"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "DICOMBrowser"]
+    done = subprocess.run([*command, "import", str(two_patients)], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "envdb" / "ctkDICOM.sql").is_file()
+    listed = subprocess.run([sys.executable, "-m", "DICOMBrowser", "ls", "--level", "series", "--json"], env=env,
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 3
+
+
+def test_temporary_database_flag(tmp_path, two_patients):
+    from click.testing import CliRunner
+
+    from DICOMBrowser.DICOMBrowserLib.cli import cli
+
+    result = CliRunner().invoke(cli, ["--temporary", "import", "--json", str(two_patients)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["indexed"] == 9
+    assert not Path(summary["database"]).exists()  # deleted when the command ended
