@@ -264,10 +264,12 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         loadables = [main]
         if kinds & geometry.REGULARIZABLE_KINDS and not kinds & {geometry.MISSING_GEOMETRY, geometry.ORIENTATION_VARIES,
                                                                   geometry.DUPLICATE_POSITIONS, geometry.SIZE_VARIES}:
+            corrected = "; ".join(f.kind.replace("_", " ") for f in findings if f.kind in geometry.REGULARIZABLE_KINDS)
             fixed = self._loadable(f"{name} [regularized]", records, [records], confidence - penalty - 0.05,
-                                   notes + ["resampled onto a regular grid (slices interpolated along the normal, "
-                                            "tilt undone by in-plane shifts)"], [], kind="volume", regularize=True)
-            fixed.tooltip += " Regularized: " + geometry.findings_text(findings)
+                                   notes + [f"regularized ({corrected}): resampled onto a regular grid (slices "
+                                            "interpolated along the normal, tilt undone by in-plane shifts)"],
+                                   [], kind="volume", regularize=True)
+            fixed.tooltip += " Corrects: " + geometry.findings_text(findings)
             fixed.selected = False
             loadables.append(fixed)
         return loadables

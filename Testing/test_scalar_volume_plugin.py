@@ -230,3 +230,51 @@ def test_examine_600_files_through_the_database_is_fast(database, tmp_path):
     assert elapsed < 3.0, f"examining 600 files took {elapsed:.2f} s"
     without = examine(files)
     assert without[0].files == loadable.files and without[0].extra == loadable.extra
+
+
+# --- multi-frame geometry defects, 4D files ---------------------------------------------------------------
+def test_enhanced_multiframe_frame_defect_is_warned_per_frame_and_regularized(corpus, tmp_path):
+    """A real enhanced MR file with one frame moved 1.5 mm along the normal (variable spacing)."""
+    import pydicom
+
+    dataset = pydicom.dcmread(corpus / "enhanced_multiframe/In/Philips/IM_0027_fMAP.dcm")
+    frames = dataset.PerFrameFunctionalGroupsSequence
+    magnitude = [i for i, f in enumerate(frames) if f.MRImageFrameTypeSequence[0].FrameType[3] == "M"]
+    moved = magnitude[10]
+    position = [float(v) for v in frames[moved].PlanePositionSequence[0].ImagePositionPatient]
+    frames[moved].PlanePositionSequence[0].ImagePositionPatient = [position[0], position[1], position[2] + 1.5]
+    path = tmp_path / "moved.dcm"
+    dataset.save_as(path)
+    found = examine([path])
+    as_acquired = next(l for l in found if "[ORIGINAL PRIMARY T1 M]" in l.name)
+    field_map = next(l for l in found if "FIELD_MAP" in l.name and "regularized" not in l.name)
+    assert field_map.warning == ""
+    [finding] = as_acquired.extra["findings"]
+    assert finding["kind"] == geometry.NONUNIFORM_SPACING
+    assert f"{path}#frame{moved + 1}" in finding["files"]
+    regularized = next(l for l in found if l.name.endswith("M] [regularized]"))
+    volume = DICOMScalarVolumePlugin().read_volume(regularized)
+    assert volume.voxels.shape == (32, 64, 64)  # back on the 4 mm grid
+
+
+def test_time_series_saves_as_4d_nifti(tmp_path):
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    nibabel = pytest.importorskip("nibabel")
+    files = write_repeated(tmp_path / "fmri", "AcquisitionNumber", [1, 2, 3, 4], modality="MR")
+    series = examine(files)[0]
+    volume = DICOMScalarVolumePlugin().read_volume(series)
+    sequence = DICOMScalarVolumePlugin().load(series, scene_module.new_scene())
+    saved = scene_module.save_volume(sequence, tmp_path / "fmri.nii.gz")
+    image = nibabel.load(saved)
+    assert image.shape == (16, 16, 5, 4)
+    # the same grid: every corner of ours lands on a whole voxel of the NIfTI (RAS on both sides)
+    corners = np.linalg.inv(image.affine) @ np.vstack([geometry.corner_points(volume.ijk_to_ras, (5, 16, 16)).T,
+                                                       np.ones(8)])
+    assert np.allclose(corners, np.round(corners), atol=1e-3)
+    assert corners[:3].min() > -1e-3 and np.all(corners[:3].max(axis=1) < np.array(image.shape[:3]) - 1 + 1e-3)
+    data = np.asarray(image.dataobj)
+    # NIfTI (x, y, z, t): compare through the affine, voxel (i, j, k) of ours at the same RAS point
+    ours_ras = volume.ijk_to_ras @ [3, 5, 2, 1]
+    x, y, z, _ = np.round(np.linalg.inv(image.affine) @ ours_ras).astype(int)
+    assert [data[x, y, z, t] for t in range(4)] == [volume.voxels[t, 2, 5, 3] for t in range(4)]
