@@ -277,3 +277,12 @@ def test_workers_1_runs_in_this_process(tmp_path):
     for result in scan_files(paths * 200, [SOP_UID], workers=1, chunk_size=10):
         assert not multiprocessing.active_children()
         assert result.is_dicom
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_or_folder_does_not_block_the_scan(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        result = scan_file(path, [SOP_UID])
+        assert not result.is_dicom and "not a regular file" in result.error

@@ -235,8 +235,11 @@ def generated_set(args: argparse.Namespace) -> Path:
     folder = Path(args.data or Path(tempfile.gettempdir()) / f"dicombrowser-bench-many-{patients}")
     expected = patients * 2 * 5 * 10
     marker = folder.parent / (folder.name + ".complete")
+    if args.data and folder.is_dir() and any(folder.iterdir()) and not marker.exists():
+        print(f"using the existing files in {folder} as the generated set")
+        return folder
     if not marker.exists():
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # our own cache folder, left half-written by a killed run
         print(f"generating {expected} files in {folder} (once; reused by later runs) ...", flush=True)
         start = time.perf_counter()
         sampledata.write_many(folder, patients=patients)
@@ -248,7 +251,8 @@ def generated_set(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2,000 generated files instead of 20,000")
-    parser.add_argument("--data", help="folder for the generated set (default: a cached folder in the temp dir)")
+    parser.add_argument("--data", help="folder of the generated set: used as it is when it holds files, else "
+                                       "generated there (default: a cached folder in the temp dir)")
     parser.add_argument("--series", help="a real series folder (default: the corpus's ge_t1)")
     parser.add_argument("--workers", type=int, help="worker processes for (d) and (e) (default: all cores)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement; the best is kept")

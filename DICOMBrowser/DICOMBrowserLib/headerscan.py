@@ -14,10 +14,12 @@ Work is split in chunks of paths over a fork-started process pool; ``workers=1``
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import multiprocessing
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -372,9 +374,13 @@ def _convert(raw: dict[int, tuple], tags: list[int], implicit: bool) -> list[str
 
 
 def _open_stat(path: str) -> tuple[int, int, int]:
-    fd = os.open(path, os.O_RDONLY)
+    # O_NONBLOCK: a FIFO met in a folder walk must not block the scan (no effect on regular files)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                                    "not a regular file", path)
     except OSError:
         os.close(fd)
         raise
