@@ -100,14 +100,99 @@ class DICOMPlugin:
         return "Export not implemented by this plugin"
 
     # --- tag access ----------------------------------------------------------------------
+    @classmethod
+    def declaredTags(cls) -> list[str]:
+        """The "gggg,eeee" tags of `tags` (Slicer's name -> tag; tag -> name is accepted too)."""
+        found = []
+        for key, value in cls.tags.items():
+            for candidate in (value, key):
+                text = str(candidate).strip("()")
+                if len(text) == 9 and text[4] == "," and all(c in "0123456789abcdefABCDEF" for c in text[:4] + text[5:]):
+                    found.append(text.lower())
+                    break
+        return found
+
     def fileValue(self, path: str, tag: str) -> str:
         """The value of `tag` ("gggg,eeee") in `path` as CTK gives it ('' if absent).
 
         Goes through the database tag cache when there is a database, so a file is parsed at
-        most once; without a database (loading a folder directly) through a per-process cache.
+        most once; without a database (loading a folder directly) through a per-process cache
+        filled by the fast header scanner (`prefetch` fills it for many files at once).
         """
         if self.database is not None:
             return self.database.file_value(path, tag)
-        from DICOMBrowser.DICOMBrowserLib.tagreader import file_value
+        from DICOMBrowser.DICOMBrowserLib.tagreader import tag_string
 
-        return file_value(path, tag)
+        key = tag_string(tag)
+        values = _header_values(str(path))
+        if values is None or key not in values:
+            self.prefetch([str(path)], [key])
+            values = _header_values(str(path)) or {}
+        return values.get(key, "")
+
+    def prefetch(self, paths: Sequence[str], extra_tags: Sequence[str] = ()) -> None:
+        """Read this plugin's `tags`, the common identity tags and `extra_tags` of many files in one
+        header scan, so `fileValue` on them needs no further parsing (no-database loading only)."""
+        if self.database is not None or not paths:
+            return
+        from DICOMBrowser.DICOMBrowserLib.tagreader import tag_string
+
+        tags = sorted({tag_string(t) for t in (*COMMON_TAGS, *self.declaredTags(), *extra_tags)})
+        _scan_into_cache([str(p) for p in paths], tags)
+
+
+#: tags every plugin needs when loading (identity, UIDs), fetched with any other
+COMMON_TAGS = ("0008,0016", "0008,0018", "0008,0060", "0010,0010", "0010,0020", "0010,0030", "0010,0040",
+               "0020,000d", "0020,000e", "0020,0011", "0020,0052", "0008,0020", "0008,0030", "0008,1030",
+               "0008,103e", "0020,0010")
+#: path -> (size, mtime_ns, values): header values of files read without a database
+_HEADER_CACHE: dict[str, tuple[int, int, dict[str, str]]] = {}
+_HEADER_CACHE_LIMIT = 200_000
+
+
+def _header_values(path: str) -> dict[str, str] | None:
+    """Cached values of a file, or None when absent or the file changed since it was scanned."""
+    import os
+
+    entry = _HEADER_CACHE.get(path)
+    if entry is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    if (stat.st_size, stat.st_mtime_ns) != entry[:2]:
+        del _HEADER_CACHE[path]
+        return None
+    return entry[2]
+
+
+def _scan_into_cache(paths: list[str], tags: list[str]) -> None:
+    import os
+
+    from DICOMBrowser.DICOMBrowserLib.headerscan import scan_files
+    from DICOMBrowser.DICOMBrowserLib.tagreader import file_value
+
+    if len(_HEADER_CACHE) + len(paths) > _HEADER_CACHE_LIMIT:
+        _HEADER_CACHE.clear()  # a crude bound: a long session browsing many folders starts over
+    # in-process (workers=1): a plugin must not fork a process that may hold VTK or Qt
+    for result in scan_files(paths, tags, workers=1):
+        values = dict(result.values) if result.is_dicom and not result.error else {}
+        if result.is_dicom and result.error:  # e.g. truncated pixel data: pydicom may still read the header
+            for tag in tags:
+                try:
+                    values[tag] = file_value(result.path, tag)
+                except (OSError, ValueError, EOFError) as error:
+                    logger.debug("No header values from %s: %s", result.path, error)
+                    break
+        for tag in tags:
+            values.setdefault(tag, "")
+        previous = _header_values(result.path)
+        if previous is not None:
+            previous.update(values)
+            continue
+        try:
+            stat = os.stat(result.path)
+        except OSError:
+            continue
+        _HEADER_CACHE[result.path] = (stat.st_size, stat.st_mtime_ns, values)

@@ -189,6 +189,7 @@ def load_loadables(loadables: Sequence[DICOMLoadable], scene: Any, database: Any
         if plugin_class is None:
             raise LoadError(f"loadable {loadable.name!r}: plugin {loadable.plugin!r} is not registered")
         plugin = plugin_class(database)
+        plugin.prefetch(loadable.files)  # without a database: one header scan, not one parse per file
         try:
             node = plugin.load(loadable, scene)
         except LoadError:

@@ -90,12 +90,23 @@ def ijk_to_ras_of(node: Any) -> np.ndarray:
     return matrix_to_array(matrix)
 
 
-def image_data_from_array(voxels_kji: np.ndarray) -> Any:
-    """vtkImageData (origin 0, spacing 1) holding a copy of a (k, j, i) or (k, j, i, c) array."""
+def image_data_from_array(voxels_kji: np.ndarray, copy: bool = False) -> Any:
+    """vtkImageData (origin 0, spacing 1) over a (k, j, i) or (k, j, i, c) array.
+
+    Without `copy` the image shares the array's memory (no second copy of a large volume; the
+    VTK array keeps the numpy array alive): the caller must not modify the array afterwards.
+    Non-contiguous or byte-swapped arrays are always copied.
+    """
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonDataModel import vtkImageData
 
-    voxels = np.ascontiguousarray(voxels_kji)
+    voxels = np.asarray(voxels_kji)
+    if not voxels.dtype.isnative:
+        voxels = voxels.astype(voxels.dtype.newbyteorder("="))
+    if not voxels.flags.c_contiguous:
+        voxels = np.ascontiguousarray(voxels)
+    elif copy:
+        voxels = voxels.copy()
     if voxels.ndim == 3:
         components = 1
     elif voxels.ndim == 4:
@@ -104,8 +115,8 @@ def image_data_from_array(voxels_kji: np.ndarray) -> Any:
         raise LoadError(f"voxel array must be 3D (k, j, i) or 4D (k, j, i, c), got shape {voxels.shape}")
     image = vtkImageData()
     image.SetDimensions(voxels.shape[2], voxels.shape[1], voxels.shape[0])
-    vtk_array = numpy_support.numpy_to_vtk(voxels.reshape(-1, components) if components > 1 else voxels.ravel(),
-                                           deep=True)
+    flat = voxels.reshape(-1, components) if components > 1 else voxels.reshape(-1)
+    vtk_array = numpy_support.numpy_to_vtk(flat, deep=False)  # keeps a reference to `flat`
     vtk_array.SetName("ImageScalars")
     image.GetPointData().SetScalars(vtk_array)
     return image
