@@ -274,3 +274,20 @@ def test_vacuum_keeps_data(database, series_factory):
     database.vacuum()
     assert database.counts()["instances"] == 2
     assert len(database.cached_tags(database.instances()[0]["SOPInstanceUID"])) > 30
+
+
+def test_two_writers_never_leave_invisible_rows(tmp_path, series_factory):
+    """A writer's cached patient ids must not survive another writer's delete (listener + CLI)."""
+    first = series_factory("one", count=2, patient_id="SAME")
+    second = series_factory("two", count=3, patient_id="SAME")
+    a = DICOMDatabase(tmp_path / "db")
+    b = DICOMDatabase(tmp_path / "db")
+    try:
+        import_paths(a, first)
+        b.delete(b.patients()[0]["PatientUID"])
+        import_paths(a, second)
+        assert [p["NumberOfInstances"] for p in b.patients()] == [3]
+        assert b.counts() == {"patients": 1, "studies": 1, "series": 1, "instances": 3}
+    finally:
+        a.close()
+        b.close()

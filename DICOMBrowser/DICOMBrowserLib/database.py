@@ -159,6 +159,7 @@ class DICOMDatabase:
         self._write_lock = threading.RLock()
         self._closed = False
         self._patient_uids: dict[str, int] = {}  # PatientKey -> Patients.UID (write-side cache)
+        self._generation = -1  # Generation value after our last commit
         self._tag_sets_by_key: dict[str, int] = {}
         self._tag_sets_by_id: dict[int, dict[str, int]] = {}
         if not (self.folder / DATABASE_FILE).exists():
@@ -216,15 +217,22 @@ class DICOMDatabase:
             connection = self._conn()
             connection.execute("BEGIN IMMEDIATE")
             try:
+                generation = connection.execute("SELECT Value FROM Generation WHERE Id = 0").fetchone()[0]
+                if generation != self._generation:
+                    self._clear_write_caches()  # another process wrote (and may have deleted) since our last write
                 yield connection
                 connection.execute("UPDATE Generation SET Value = Value + 1 WHERE Id = 0")
                 connection.execute("COMMIT")
+                self._generation = generation + 1
             except BaseException:
                 connection.execute("ROLLBACK")
-                self._patient_uids.clear()  # may hold UIDs of rolled-back rows
-                self._tag_sets_by_key.clear()
-                self._tag_sets_by_id.clear()
+                self._clear_write_caches()  # they may hold ids of rolled-back rows
                 raise
+
+    def _clear_write_caches(self) -> None:
+        self._patient_uids.clear()
+        self._tag_sets_by_key.clear()
+        self._tag_sets_by_id.clear()
 
     def _open(self) -> None:
         connection = self._conn()

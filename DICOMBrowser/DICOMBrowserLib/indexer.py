@@ -63,12 +63,25 @@ class ImportSummary:
                 "cancelled": self.cancelled}
 
 
-def _plugin_tags() -> set[str]:
-    """Tags every registered plugin declared (`tags`: name -> "gggg,eeee", either way round)."""
-    from DICOMPlugins import allPlugins
+_plugins_loaded = False
+_required_cache: tuple[tuple, list[str]] | None = None
 
+
+def _registered_plugins() -> dict:
+    """The plugin registry; built-in and entry-point plugins are discovered once per process."""
+    global _plugins_loaded
+    import DICOMPlugins
+
+    if not _plugins_loaded:
+        DICOMPlugins.allPlugins()
+        _plugins_loaded = True
+    return dict(DICOMPlugins.dicomPlugins)
+
+
+def _plugin_tags(plugins: dict) -> set[str]:
+    """Tags every registered plugin declared (`tags`: name -> "gggg,eeee", either way round)."""
     tags: set[str] = set()
-    for name, plugin_class in allPlugins().items():
+    for name, plugin_class in plugins.items():
         declared = getattr(plugin_class, "tags", {}) or {}
         items = declared.items() if isinstance(declared, dict) else ((t, t) for t in declared)
         for key, value in items:
@@ -85,10 +98,16 @@ def _plugin_tags() -> set[str]:
 
 def required_tags() -> list[str]:
     """The database's own columns + every plugin's declared tags + the common geometry tags."""
+    global _required_cache
+    plugins = _registered_plugins()
+    key = tuple(sorted((name, id(cls), id(getattr(cls, "tags", None))) for name, cls in plugins.items()))
+    if _required_cache is not None and _required_cache[0] == key:
+        return list(_required_cache[1])
     tags = set(DATABASE_TAGS.values())
     tags.update(tag_string(k) for k in GEOMETRY_KEYWORDS)
-    tags.update(_plugin_tags())
-    return sorted(tags)
+    tags.update(_plugin_tags(plugins))
+    _required_cache = (key, sorted(tags))
+    return list(_required_cache[1])
 
 
 def _record(result: headerscan.ScanResult) -> InstanceRecord:
