@@ -40,11 +40,28 @@ _BUILTIN_PLUGINS: dict[str, str] = {
 
 
 def registerPlugin(plugin_class: type[DICOMPlugin], name: str | None = None) -> None:
+    """Add a plugin class to the registry (under its class name unless `name` is given)."""
+    if not (isinstance(plugin_class, type) and issubclass(plugin_class, DICOMPlugin)):
+        raise TypeError(f"{plugin_class!r} is not a DICOMPlugin subclass; cannot register it as a DICOM plugin")
     dicomPlugins[name or plugin_class.__name__] = plugin_class
 
 
+def _builtin_modules() -> dict[str, str]:
+    """The listed built-ins first (their order breaks confidence ties), then any other
+    `DICOMPlugins/DICOM*Plugin.py` whose class has the module's name, so a new built-in plugin
+    needs no edit here."""
+    from pathlib import Path
+
+    modules = dict(_BUILTIN_PLUGINS)
+    for path in sorted(Path(__file__).parent.glob("DICOM*Plugin.py")):
+        if path.stem != "DICOMPlugin" and path.stem not in modules:
+            modules[path.stem] = f"{__name__}.{path.stem}"
+    return modules
+
+
 def loadBuiltinPlugins() -> None:
-    for name, module_name in _BUILTIN_PLUGINS.items():
+    """Import the built-in plugins; one whose dependency is missing is recorded, not fatal."""
+    for name, module_name in _builtin_modules().items():
         if name in dicomPlugins:
             continue
         try:
@@ -55,10 +72,21 @@ def loadBuiltinPlugins() -> None:
             unavailablePlugins[name] = f"missing dependency: {error.name}"
             logger.warning("Plugin %s unavailable: %s", name, unavailablePlugins[name])
             continue
-        dicomPlugins[name] = getattr(module, name)
+        except Exception as error:  # a broken plugin module must not hide the others
+            unavailablePlugins[name] = f"{type(error).__name__}: {error}"
+            logger.exception("Plugin %s could not be imported", name)
+            continue
+        plugin_class = getattr(module, name, None)
+        if plugin_class is None:
+            unavailablePlugins[name] = f"module {module_name} defines no class {name}"
+            logger.warning("Plugin %s unavailable: %s", name, unavailablePlugins[name])
+            continue
+        unavailablePlugins.pop(name, None)
+        dicomPlugins[name] = plugin_class
 
 
 def loadEntryPointPlugins() -> None:
+    """Import the plugins that installed packages declare in the `dicombrowser.plugins` group."""
     from importlib.metadata import entry_points
 
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):

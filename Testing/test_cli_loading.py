@@ -120,3 +120,30 @@ def test_choosing_loadables(cli_runner, series_factory, tmp_path):
     assert result.exit_code == 1 and "no loadable 99" in result.output
     result = cli_runner("load", str(tmp_path), "--output", str(tmp_path / "x.tiff"), "--loadable", str(index))
     assert result.exit_code == 1 and "unknown output format" in result.output
+
+
+def test_screenshot_orientation_follows_slicer_views(tmp_path):
+    """Radiological convention: patient right on the screen's left (axial, coronal), anterior up
+    in axial, anterior to the right in sagittal, superior up in sagittal/coronal."""
+    from DICOMBrowser.DICOMBrowserLib import scene as scenes
+    from DICOMBrowser.DICOMBrowserLib import view
+
+    scene = scenes.new_scene()
+    voxels = np.zeros((40, 50, 60), np.int16)
+    # LPS-ordered axial acquisition: i -> left, j -> posterior, k -> superior (1 mm voxels)
+    ijk_to_ras = np.array([[-1, 0, 0, 30], [0, -1, 0, 25], [0, 0, 1, -20], [0, 0, 0, 1]], float)
+    voxels[:, 20:30, 2:10] = 1000  # at the patient's right, through the centre front-back, all heights
+    voxels[25:38, 2:10, 28:32] = 1000  # centre left-right, anterior, superior
+    node = scenes.add_scalar_volume(scene, voxels, ijk_to_ras, "phantom", series_uid="1", instance_uids=["1"],
+                                    window_level=(1000.0, 500.0))
+    png = view.screenshot(node, tmp_path / "phantom.png", size=(900, 300))
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    bright = (rgb[..., 0] > 128) & (abs(rgb[..., 0] - rgb[..., 2]) < 10)  # grey, not the yellow labels
+    axial, sagittal, coronal = (bright[:, i * 300:(i + 1) * 300] for i in range(3))
+    ys, xs = np.nonzero(axial)
+    assert xs.max() < 150 and 100 < ys.mean() < 200  # right block on the left, centred front-back
+    ys, xs = np.nonzero(sagittal)
+    assert xs.min() > 150 and ys.max() < 150  # anterior-superior block: right and up
+    ys, xs = np.nonzero(coronal)
+    assert xs.max() < 150 and ys.max() - ys.min() > 150  # right block on the left, full height
+    scenes.close_scene(scene)

@@ -198,3 +198,48 @@ def test_in_code_registration_and_load_into_scene(clean_registry, two_series):
 def test_load_with_unknown_plugin_raises():
     with pytest.raises(LoadError, match="not registered"):
         loading.load_loadables([DICOMLoadable(name="x", plugin="NoSuchPlugin", files=["/nowhere"])], None)
+
+
+def test_register_plugin_refuses_non_plugins(clean_registry):
+    with pytest.raises(TypeError, match="not a DICOMPlugin"):
+        DICOMPlugins.registerPlugin(object)  # type: ignore[arg-type]
+    DICOMPlugins.registerPlugin(HighPlugin, "Renamed")
+    assert DICOMPlugins.allPlugins()["Renamed"] is HighPlugin
+
+
+def test_builtin_plugins_are_registered():
+    plugins = DICOMPlugins.allPlugins()
+    assert "DICOMScalarVolumePlugin" in plugins
+    assert list(plugins).index("DICOMScalarVolumePlugin") < list(plugins).index("DICOMDiffusionVolumePlugin")
+
+
+def test_declared_tags_accept_both_dictionary_directions():
+    class NameToTag(DICOMPlugin):
+        tags = {"seriesDescription": "0008,103E", "rows": "0028,0010"}
+
+    class TagToName(DICOMPlugin):
+        tags = {"0008,103e": "SeriesDescription", "(0028,0010)": "Rows"}
+
+    assert NameToTag.declaredTags() == ["0008,103e", "0028,0010"]
+    assert TagToName.declaredTags() == ["0008,103e", "0028,0010"]
+
+
+def test_file_values_without_database_come_from_one_header_scan(series_factory):
+    """Loading a folder: one prefetch, then every fileValue is served from the cache; a
+    rewritten file is read again."""
+    import pydicom
+
+    files = [str(p) for p in series_factory(count=4, series_description="before")]
+    plugin = HighPlugin(None)
+    plugin.prefetch(files)
+    plugin_module = sys.modules["DICOMPlugins.DICOMPlugin"]
+
+    assert all(path in plugin_module._HEADER_CACHE for path in files)
+    uids = [plugin.fileValue(path, "0008,0018") for path in files]
+    assert uids == [str(pydicom.dcmread(path).SOPInstanceUID) for path in files]
+    assert plugin.fileValue(files[0], "0008,103e") == "before"
+    ds = pydicom.dcmread(files[0])
+    ds.SeriesDescription = "after, longer text"
+    ds.save_as(files[0])
+    assert plugin.fileValue(files[0], "0008,103e") == "after, longer text"
+    assert plugin.fileValue(files[0], "0018,0050") == "1"  # a tag outside the prefetched set
