@@ -179,3 +179,16 @@ def test_temporary_database_flag(tmp_path, two_patients):
     summary = json.loads(result.output)
     assert summary["indexed"] == 9
     assert not Path(summary["database"]).exists()  # deleted when the command ended
+
+
+def test_db_rebuild_after_corruption(cli_runner, two_patients):
+    assert cli_runner("import", "--copy", str(two_patients)).exit_code == 0
+    main = cli_runner.database_dir / "ctkDICOM.sql"
+    assert cli_runner("db", "vacuum").exit_code == 0
+    main.write_bytes(b"not a database" * 500)
+    broken = cli_runner("ls")
+    assert broken.exit_code == 1 and "db rebuild" in broken.output
+    rebuilt = cli_runner("db", "rebuild", "--json")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert json.loads(rebuilt.output)["indexed"] == 9
+    assert len(run_json(cli_runner, "ls", "--level", "instances", "--json")) == 9

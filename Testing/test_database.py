@@ -291,3 +291,47 @@ def test_two_writers_never_leave_invisible_rows(tmp_path, series_factory):
     finally:
         a.close()
         b.close()
+
+
+def _counts_after_rebuild(folder: Path):
+    from DICOMBrowser.DICOMBrowserLib.indexer import rebuild
+
+    db, summary, moved = rebuild(folder)
+    try:
+        return db.counts(), summary, moved
+    finally:
+        db.close()
+
+
+def test_rebuild_unknown_version_keeps_old_index_and_restores_all(tmp_path, series_factory):
+    copied = series_factory("c", count=3, patient_id="COPIED")
+    referenced = series_factory("r", count=2, patient_id="REFERENCED")
+    with DICOMDatabase(tmp_path / "db") as db:
+        import_paths(db, copied, copy=True)
+        import_paths(db, referenced)
+        expected = db.counts()
+    connection = sqlite3.connect(tmp_path / "db" / "ctkDICOM.sql")
+    connection.execute("UPDATE SchemaInfo SET Version = '0.8.1'")  # as a 3D Slicer database would say
+    connection.commit()
+    connection.close()
+    with pytest.raises(SchemaVersionError, match="db rebuild"):
+        DICOMDatabase(tmp_path / "db")
+    counts, summary, moved = _counts_after_rebuild(tmp_path / "db")
+    assert counts == expected and summary.indexed == 5 and not summary.errors
+    assert any(p.name.startswith("ctkDICOM.sql.") and p.name.endswith(".bak") for p in moved)
+    assert all(p.exists() for p in moved)
+    with DICOMDatabase(tmp_path / "db") as db:
+        assert sorted(i["Copied"] for i in db.instances()) == [False, False, True, True, True]
+
+
+def test_rebuild_corrupt_database_from_copied_files(tmp_path, series_factory):
+    files = series_factory("c", count=4)
+    with DICOMDatabase(tmp_path / "db") as db:
+        import_paths(db, files, copy=True)
+        db.vacuum()
+    main = tmp_path / "db" / "ctkDICOM.sql"
+    main.write_bytes(b"garbage" * 1000)
+    with pytest.raises(DatabaseError):
+        DICOMDatabase(tmp_path / "db")
+    counts, summary, _ = _counts_after_rebuild(tmp_path / "db")
+    assert counts["instances"] == 4 and summary.indexed == 4

@@ -57,6 +57,7 @@ DATABASE_KEYWORDS = (
 )
 DATABASE_TAGS: dict[str, str] = {keyword: tag_string(keyword) for keyword in DATABASE_KEYWORDS}
 
+REBUILD_HINT = "`dicombrowser --database <folder> db rebuild` re-indexes its files and keeps the old index aside"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -195,7 +196,7 @@ class DICOMDatabase:
             connection.execute("PRAGMA main.synchronous = NORMAL")
             connection.execute("PRAGMA tagcache.synchronous = NORMAL")
         except sqlite3.DatabaseError as error:
-            raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot open database: {error}") from error
+            raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot open database: {error}. {REBUILD_HINT}") from error
         connection.row_factory = sqlite3.Row
         return connection
 
@@ -240,12 +241,14 @@ class DICOMDatabase:
             tables = {row[0] for row in connection.execute("SELECT name FROM main.sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as error:
             self.close()
-            raise DatabaseError(f"{self.folder / DATABASE_FILE}: not a readable SQLite database: {error}") from error
+            raise DatabaseError(f"{self.folder / DATABASE_FILE}: not a readable SQLite database: {error}. "
+                                f"{REBUILD_HINT}") from error
         if not tables:
             self._create_schema(connection)
         elif "SchemaInfo" not in tables:
             self.close()
-            raise SchemaVersionError(f"{self.folder / DATABASE_FILE}: no SchemaInfo table; not a DICOM database we know")
+            raise SchemaVersionError(f"{self.folder / DATABASE_FILE}: no SchemaInfo table; not a DICOM database we "
+                                     f"know. {REBUILD_HINT}")
         else:
             row = connection.execute("SELECT Version FROM SchemaInfo").fetchone()
             version = row[0] if row else ""
@@ -254,11 +257,10 @@ class DICOMDatabase:
                     self._upgrade(connection, version)
                 else:
                     self.close()
-                    hint = (" (a 3D Slicer/CTK database: import its files into a new DICOMBrowser database)"
-                            if version and "+dicombrowser" not in version else "")
+                    kind = "a 3D Slicer/CTK database" if version and "+dicombrowser" not in version else "unknown"
                     raise SchemaVersionError(
-                        f"{self.folder / DATABASE_FILE}: schema version {version!r} is not {SCHEMA_VERSION!r}; "
-                        f"refusing to open it so nothing is damaged{hint}")
+                        f"{self.folder / DATABASE_FILE}: schema version {version!r} ({kind}) is not "
+                        f"{SCHEMA_VERSION!r}; refusing to open it so nothing is damaged. {REBUILD_HINT}")
             # The tag cache is only a cache: make sure its tables exist (it may have been deleted).
             connection.executescript(self._schema_sql(tagcache_only=True))
         self._quick_check(connection)
@@ -289,7 +291,8 @@ class DICOMDatabase:
                 result = [str(error)]
             if result != ["ok"]:
                 self.close()
-                raise DatabaseError(f"{self.folder / file_name}: integrity check failed: {'; '.join(result[:3])}")
+                raise DatabaseError(f"{self.folder / file_name}: integrity check failed: {'; '.join(result[:3])}. "
+                                    f"{REBUILD_HINT}")
 
     def close(self) -> None:
         """Close every thread's connection; a temporary database's folder is deleted."""

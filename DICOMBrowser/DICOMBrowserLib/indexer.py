@@ -171,8 +171,19 @@ def import_paths(database: DICOMDatabase, paths: Iterable[str | os.PathLike], co
     (what was stored so far stays). Never raises for a single bad file: those are in `errors`.
     """
     started = time.perf_counter()
-    summary = ImportSummary()
     files = list(dict.fromkeys(find_files(paths, exclude=database.folder)))
+    return index_files(database, files, copy=copy, progress=progress, workers=workers, started=started)
+
+
+def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False, copied: bool = False,
+                progress: Progress | None = None, workers: int | None = None,
+                started: float | None = None) -> ImportSummary:
+    """Index a list of absolute file paths (import_paths after the folder walk; also `rebuild`).
+
+    `copied=True`: the files already belong to the database folder (stored relative, Copied=1).
+    """
+    started = time.perf_counter() if started is None else started
+    summary = ImportSummary()
     total = len(files)
     summary.seen = total
     known = database.indexed_files() if not copy else {}
@@ -197,7 +208,7 @@ def import_paths(database: DICOMDatabase, paths: Iterable[str | os.PathLike], co
     def flush() -> None:
         if not batch:
             return
-        for outcome in database.store_instances(batch, copy=copy):
+        for outcome in database.store_instances(batch, copy=copy, copied=copied):
             _count(summary, outcome)
         batch.clear()
 
@@ -244,3 +255,67 @@ def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> No
         logger.info("Duplicate instance %s at %s (%s)", outcome.sop_instance_uid, outcome.path, outcome.detail)
     elif outcome.status == "relinked":
         summary.relinked += 1
+
+
+def rebuild(folder: str | os.PathLike, progress: Progress | None = None,
+            workers: int | None = None) -> tuple[DICOMDatabase, ImportSummary, list[Path]]:
+    """Rebuild a database folder's index from its files, which are the truth.
+
+    For a corrupt database, one of an unknown schema version, or a 3D Slicer/CTK database folder:
+    the old SQLite files are renamed aside (never deleted), the list of files they reference is
+    salvaged as far as it can be read, and a new index is built from those files plus everything
+    under `<folder>/dicom` (kept in place as copied files). Returns the open database, the import
+    summary and the paths of the files moved aside.
+    """
+    from .database import DATABASE_FILE, IMAGES_FOLDER, TAGCACHE_FILE
+
+    started = time.perf_counter()
+    folder = Path(folder).expanduser().resolve()
+    referenced = _salvage_filenames(folder / DATABASE_FILE)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved: list[Path] = []
+    for name in (DATABASE_FILE, TAGCACHE_FILE):
+        for suffix in ("", "-wal", "-shm"):
+            old = folder / f"{name}{suffix}"
+            if old.exists():
+                aside = folder / f"{name}{suffix}.{stamp}.bak"
+                os.replace(old, aside)
+                moved.append(aside)
+    database = DICOMDatabase(folder)
+    images = folder / IMAGES_FOLDER
+    inside = [os.path.join(root, name) for root, _, names in os.walk(images) for name in sorted(names)
+              if not name.endswith(".part")] if images.is_dir() else []
+    inside_set = set(inside)
+    outside = [p for p in referenced if p not in inside_set and os.path.isfile(p)]
+    summary = index_files(database, inside, copied=True, progress=progress, workers=workers, started=started)
+    rest = index_files(database, outside, progress=progress, workers=workers)
+    for name in ("seen", "indexed", "updated", "unchanged", "duplicates", "relinked", "skipped"):
+        setattr(summary, name, getattr(summary, name) + getattr(rest, name))
+    summary.errors.extend(rest.errors)
+    summary.elapsed = time.perf_counter() - started
+    logger.warning("Rebuilt %s from %d files (old index kept as %s)", folder, summary.seen,
+                   ", ".join(p.name for p in moved) or "nothing")
+    return database, summary, moved
+
+
+def _salvage_filenames(main_file: Path) -> list[str]:
+    """Absolute paths an old (possibly damaged or CTK) index lists; what cannot be read is skipped."""
+    import sqlite3
+
+    if not main_file.exists():
+        return []
+    paths: list[str] = []
+    try:
+        connection = sqlite3.connect(f"file:{main_file}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as error:
+        logger.warning("Cannot open %s to salvage file names: %s", main_file, error)
+        return []
+    try:
+        for (filename,) in connection.execute("SELECT Filename FROM Images"):
+            if filename:
+                paths.append(filename if os.path.isabs(filename) else str(main_file.parent / filename))
+    except sqlite3.Error as error:
+        logger.warning("Salvaged %d file names from %s before: %s", len(paths), main_file, error)
+    finally:
+        connection.close()
+    return paths

@@ -157,7 +157,7 @@ def delete_command(state: CLIContext, uid: str, remove_copied_files: bool) -> No
 
 @click.group("db")
 def db_group() -> None:
-    """Database maintenance: info, verify, vacuum."""
+    """Database maintenance: info, verify, vacuum, rebuild."""
 
 
 @db_group.command("info")
@@ -201,6 +201,35 @@ def db_vacuum(state: CLIContext) -> None:
     logic = state.logic()
     logic.vacuum()
     click.echo(f"vacuumed {logic.database.folder}")
+
+
+@db_group.command("rebuild")
+@click.option("--json", "as_json", is_flag=True, help="Print the import summary as one JSON object.")
+@pass_cli
+def db_rebuild(state: CLIContext, as_json: bool) -> None:
+    """Re-index a database folder from its files (corrupt, unknown version, or a 3D Slicer/CTK database).
+
+    The old SQLite files are renamed to *.bak, never deleted; files under <folder>/dicom and the
+    files the old index referenced (as far as it can be read) are indexed again.
+    """
+    from ..config import resolve_database_folder
+    from ..indexer import rebuild
+
+    if state.temporary:
+        raise click.UsageError("db rebuild needs a database folder, not --temporary")
+    folder = resolve_database_folder(state.database_dir)
+    if not folder.is_dir():
+        raise click.ClickException(f"{folder}: no such database folder")
+    state.close()
+    database, summary, moved = rebuild(folder)
+    database.close()
+    if as_json:
+        _print_json({**summary.as_dict(), "database": str(folder), "moved_aside": [str(p) for p in moved]})
+        return
+    for path in moved:
+        click.echo(f"kept old index as {path}")
+    click.echo(f"rebuilt {folder}: {summary.seen} files seen, {summary.indexed} indexed, "
+               f"{summary.duplicates} duplicates, {len(summary.errors)} errors")
 
 
 def register(cli: click.Group) -> None:
