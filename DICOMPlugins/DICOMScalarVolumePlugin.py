@@ -227,7 +227,32 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                                       require_all_positions=True)
             if time_key is not None:
                 return self._time_series_loadables(sorted_records, time_key, name, base_confidence, notes)
-        return self._volume_loadables(sorted_records, name, base_confidence, notes)
+        loadables = self._volume_loadables(sorted_records, name, base_confidence, notes)
+        return loadables + self._sub_series_loadables(sorted_records, name, base_confidence, notes)
+
+    def _sub_series_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
+                              notes: list[str]) -> list[DICOMLoadable]:
+        """Where acquisition, echo or temporal values differ along a stack, also offer each part.
+
+        Like Slicer's sub-series split, but only when every part has at least two slices, so a
+        scanner that numbers each slice's acquisition does not flood the list. Not selected.
+        """
+        loadables: list[DICOMLoadable] = []
+        for key in ("0020,0012", "0018,0086", "0020,0100", "temporal_position"):
+            values = [r.attributes.get(key, "") for r in records]
+            distinct = _sorted_values(set(values))
+            if "" in distinct or len(distinct) < 2 or len(records) < 2 * len(distinct):
+                continue
+            key_name = TIME_TAG_NAMES.get(key, {"0018,0086": "EchoNumbers"}.get(key, key))
+            for value in distinct:
+                part = [r for r in records if r.attributes.get(key, "") == value]
+                if len(part) < 2:
+                    break
+                for loadable in self._volume_loadables(part, f"{name} [{key_name} {value}]",
+                                                       min(confidence, 0.4), notes):
+                    loadable.selected = False
+                    loadables.append(loadable)
+        return loadables
 
     def _confidence(self, records: list[FrameGeometry], stack: _Stack, values: dict[str, dict[str, str]],
                     biggest: int) -> tuple[float, list[str]]:

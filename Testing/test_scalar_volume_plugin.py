@@ -278,3 +278,17 @@ def test_time_series_saves_as_4d_nifti(tmp_path):
     ours_ras = volume.ijk_to_ras @ [3, 5, 2, 1]
     x, y, z, _ = np.round(np.linalg.inv(image.affine) @ ours_ras).astype(int)
     assert [data[x, y, z, t] for t in range(4)] == [volume.voxels[t, 2, 5, 3] for t in range(4)]
+
+
+def test_two_acquisitions_along_one_stack_are_also_offered_apart(tmp_path):
+    from pydicom.uid import generate_uid
+
+    study_uid, series_uid = generate_uid(), generate_uid()
+    upper = sampledata.write_series(tmp_path / "s", positions=[(0, 0, z) for z in range(0, 6)], study_uid=study_uid,
+                                    series_uid=series_uid, file_name="A{index}.dcm", extra={"AcquisitionNumber": 1})
+    lower = sampledata.write_series(tmp_path / "s", positions=[(0, 0, z) for z in range(6, 12)], study_uid=study_uid,
+                                    series_uid=series_uid, file_name="B{index}.dcm", extra={"AcquisitionNumber": 2})
+    found = examine(upper + lower)
+    assert [len(l.files) for l in found] == [12, 6, 6]
+    assert [l.selected for l in found] == [True, False, False]
+    assert "AcquisitionNumber 2" in found[2].name and found[2].files == [str(f) for f in lower]
