@@ -301,9 +301,11 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
 
     def _time_series_loadables(self, records: list[FrameGeometry], time_key: str, name: str, confidence: float,
                                notes: list[str]) -> list[DICOMLoadable]:
-        times = _sorted_values({r.attributes.get(time_key, "") if time_key != "file" else r.path for r in records})
-        volumes = [[r for r in records if (r.attributes.get(time_key, "") if time_key != "file" else r.path) == t]
-                   for t in times]
+        by_time: dict[str, list[FrameGeometry]] = {}
+        for record in records:  # records are sorted along the normal, so each list is too
+            by_time.setdefault(record.attributes.get(time_key, "") if time_key != "file" else record.path, []).append(record)
+        times = _sorted_values(set(by_time))
+        volumes = [by_time[t] for t in times]
         findings = geometry.check_geometry(volumes[0])
         for finding in findings:
             logger.warning("%s: %s", name, finding.message)

@@ -254,3 +254,12 @@ def test_real_mosaic_files_each_hold_one_position(corpus):
         assert [len(g) for g in geometry.position_groups(records)] == [len(records)], folder
         findings = geometry.check_geometry(records, expect_repeats=len(records))
         assert kinds(findings) in ([], [geometry.SINGLE_SLICE]), (folder, findings)
+
+
+def test_tilt_and_a_missing_slice_together_are_both_reported_and_regularized():
+    positions = [(0, 0.5 * k, 2.0 * k) for k in (0, 1, 2, 3, 5, 6, 7)]  # slice 4 missing, and tilted
+    records = stack(positions, rows=24, columns=8)
+    assert kinds(geometry.check_geometry(records)) == [geometry.GANTRY_TILT, geometry.MISSING_SLICES]
+    voxels, _ = geometry.regularize(world_ramp(records, 24, 8), records)
+    truth = world_ramp(stack([(0, 0, 2.0 * k) for k in range(8)], rows=24, columns=8), 24, 8)
+    assert np.allclose(voxels[:, 4:], truth[:, 4:], atol=1e-3)
