@@ -94,6 +94,75 @@ def _floats(values: Any) -> np.ndarray | None:
         return None
 
 
+#: tags (and their VRs) the fast header scan reads; enough for GE, Philips and standard-tag
+#: classic images. Siemens (CSA), multi-frame and sequence-only encodings get a full parse.
+_SCAN_TAGS: dict[str, str] = {
+    "0008,0008": "CS", "0008,0016": "UI", "0008,0060": "CS", "0008,0070": "LO", "0008,103e": "LO",
+    "0018,0050": "DS", "0018,0088": "DS", "0018,1312": "CS", "0018,9075": "CS", "0018,9087": "FD",
+    "0018,9089": "FD", "0020,000e": "UI", "0020,0011": "IS", "0020,0013": "IS", "0020,0032": "DS",
+    "0020,0037": "DS", "0028,0008": "IS", "0028,0010": "US", "0028,0011": "US", "0028,0030": "DS",
+    "0028,1052": "DS", "0028,1053": "DS",
+    "0043,1039": "IS", "0019,10bb": "DS", "0019,10bc": "DS", "0019,10bd": "DS",
+    "2001,1003": "FL", "2001,1004": "CS", "2005,10b0": "FL", "2005,10b1": "FL", "2005,10b2": "FL",
+    "2005,1412": "IS", "2005,1413": "IS", "2005,1596": "IS",
+}
+_ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
+
+
+def _dataset_from_scan(values: dict[str, str]) -> pydicom.Dataset:
+    """A small pydicom Dataset of the scanned string values, so the vendor readers serve both paths."""
+    ds = pydicom.Dataset()
+    for tag, vr in _SCAN_TAGS.items():
+        text = values.get(tag, "")
+        if not text:
+            continue
+        parts = text.split("\\")
+        if vr in ("FL", "FD"):
+            value: Any = [float(p) for p in parts]
+        elif vr == "US":
+            value = [int(p) for p in parts]
+        else:
+            value = parts
+        group, element = (int(x, 16) for x in tag.split(","))
+        ds.add_new((group << 16) | element, vr, value if len(value) > 1 else value[0])
+    return ds
+
+
+def _needs_full_header(ds: pydicom.Dataset) -> bool:
+    """Whether the scanned strings could miss what this file holds (binary CSA, sequences, frames)."""
+    if vendors.manufacturer(ds) == "Siemens" or "MOSAIC" in [str(v).upper() for v in (ds.get("ImageType") or [])]:
+        return True
+    if str(ds.get("SOPClassUID", "")) in _ENHANCED_SOP_CLASSES or _number(ds, "NumberOfFrames", 1) > 1:
+        return True
+    has_b = any(tag in ds for tag in ((0x0018, 0x9087), (0x0043, 0x1039), (0x2001, 0x1003)))
+    if not has_b:
+        return True  # maybe inside an MR Diffusion Sequence (Canon, Hitachi) or not diffusion at all
+    if vendors.manufacturer(ds) not in ("GE", "Philips") and (0x0018, 0x9089) not in ds:
+        return True  # the direction may sit in 0018,9076
+    return False
+
+
+def _headers(files: list[str]) -> list[pydicom.Dataset | None]:
+    """Headers of all files: a fast string scan, and a full pydicom parse only where needed."""
+    from ..headerscan import scan_files
+
+    headers: list[pydicom.Dataset | None] = []
+    for path, result in zip(files, scan_files(files, list(_SCAN_TAGS), workers=1)):
+        if not result.is_dicom:
+            headers.append(None)
+            continue
+        ds = None
+        if result.error is None:
+            try:
+                ds = _dataset_from_scan(result.values)
+            except (ValueError, TypeError) as error:
+                logger.debug("%s: scanned values unusable (%s); parsing fully", path, error)
+        if ds is None or _needs_full_header(ds):
+            ds = _read_header(path)
+        headers.append(ds)
+    return headers
+
+
 def _read_header(path: str) -> pydicom.Dataset | None:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, force=True)
@@ -171,8 +240,7 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
     first_ds: pydicom.Dataset | None = None
     derived = 0
     skipped: list[str] = []
-    for file_index, path in enumerate(files):
-        ds = _read_header(path)
+    for file_index, (path, ds) in enumerate(zip(files, _headers(files))):
         if ds is None or "Rows" not in ds:
             continue  # presentation states, raw data, DICOMDIR: not images
         if first_ds is None:

@@ -1,0 +1,95 @@
+"""Load a DWI series with our diffusion reader and, side by side in the same run, convert the
+same files with dcm2niix; print times and ratios.
+
+    .venv/bin/python benchmarks/bench_diffusion.py            # largest DWI series of the corpus (Philips, 547 files)
+    .venv/bin/python benchmarks/bench_diffusion.py --quick    # the GE series (14 files)
+
+Ours is timed three ways: header plan + pixels (read_dwi), plus writing NIfTI + bval/bvec
+(the same job as dcm2niix), and the full plugin path into a vtkMRMLDiffusionWeightedVolumeNode.
+Each figure is the median of --repeat runs; the first (cold cache) run is discarded. The machine
+is shared, so figures are noisy: compare ratios from one run, not absolute times across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "Testing"))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def timed(function, repeat: int) -> float:
+    function()  # warm the page cache and imports
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small GE series instead of the 547-file Philips one")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    from conftest import corpus_root
+    from DICOMBrowser.DICOMBrowserLib.diffusion import read_dwi, write_fsl
+    from DICOMBrowser.DICOMBrowserLib.diffusion.node import new_scene
+    from DICOMPlugins.DICOMDiffusionVolumePlugin import DICOMDiffusionVolumePlugin
+
+    root = corpus_root()
+    if root is None:
+        print("corpus not found (../shared/corpus or $DICOMBROWSER_CORPUS)")
+        return 1
+    folder = root / ("ge_dwi/In/01_Ax_DWI_TENSOR_R2" if args.quick else "philips_dwi/In/cl/DICOM")
+    files = sorted(str(p) for p in folder.iterdir() if p.is_file())
+    dcm2niix = shutil.which("dcm2niix")
+    work = Path(tempfile.mkdtemp(prefix="bench_diffusion_"))
+    try:
+        series = read_dwi(files)
+        print(f"series: {folder.relative_to(root)}  {len(files)} files -> {series.voxels.shape[0]} volumes x "
+              f"{series.voxels.shape[1:]} ({series.voxels.nbytes / 1e6:.1f} MB in memory); repeat={args.repeat}")
+
+        def ours_read():
+            read_dwi(files)
+
+        def ours_nifti():
+            write_fsl(read_dwi(files), work / "ours.nii")
+
+        def ours_node():
+            plugin = DICOMDiffusionVolumePlugin()
+            plugin.load(plugin.examine([files])[0], new_scene())
+
+        def peer():
+            subprocess.run([dcm2niix, "-o", str(work), "-f", "peer", "-z", "n", str(folder)], check=True,
+                           capture_output=True, timeout=300)
+
+        rows = [("ours: read_dwi (plan + pixels)", timed(ours_read, args.repeat)),
+                ("ours: read_dwi + NIfTI/bval/bvec", timed(ours_nifti, args.repeat)),
+                ("ours: examine + load into DWI node", timed(ours_node, args.repeat))]
+        peer_time = timed(peer, args.repeat) if dcm2niix else None
+        for label, seconds in rows:
+            ratio = f"{seconds / peer_time:6.2f}x dcm2niix" if peer_time else ""
+            print(f"{label:40s} {seconds:8.3f} s  {ratio}")
+        if peer_time:
+            print(f"{'dcm2niix (Debian) -> NIfTI/bval/bvec':40s} {peer_time:8.3f} s")
+        else:
+            print("dcm2niix not installed: no peer figure")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
