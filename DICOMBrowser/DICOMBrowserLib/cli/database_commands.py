@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
@@ -65,9 +66,13 @@ def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, worker
     with Progress(TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                   TimeRemainingColumn(), console=console, disable=not show_bar, transient=True) as bar:
         task = bar.add_task("import", total=None)
+        last = [0.0]
 
         def progress(done: int, total: int | None, current: str) -> bool:
-            bar.update(task, completed=done, total=total)
+            now = time.monotonic()
+            if show_bar and (now - last[0] > 0.1 or done == total):  # redraws cost more than indexing a file
+                last[0] = now
+                bar.update(task, completed=done, total=total)
             return False
 
         summary = import_paths(logic.database, list(paths), copy=copy, progress=progress, workers=workers)
