@@ -136,3 +136,13 @@ def test_rescale_to_float32_when_needed_never_float64():
     assert fractional.tolist() == [[[0.75, 1.25]], [[5.0, 7.0]]]
     overflow = pixelreader.apply_rescale(np.array([[[32000]]], dtype=np.int16), 1, 1000)
     assert overflow.dtype == np.float32 and overflow[0, 0, 0] == 33000
+
+
+def test_header_promising_more_pixels_than_the_file_holds(corpus):
+    """Orthanc's malformed files: Rows/Columns far beyond the pixel data; refused, nothing allocated."""
+    folder = corpus / "orthanc_tests" / "Database"
+    files = sorted(folder.glob("2026-05-26-oob-monochrome-*.dcm"))
+    assert files, "the corpus' out-of-bounds monochrome files are missing"
+    for path in files:
+        with pytest.raises(DICOMFileError, match="header promises"):
+            pixelreader.read_frames([str(path)])

@@ -167,3 +167,18 @@ def test_round_trip_real_series_nrrd_matches_simpleitk_series_reader(corpus, tmp
     assert np.allclose(ours.GetDirection(), theirs.GetDirection(), atol=1e-6)
     assert np.array_equal(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(theirs))
     scenes.close_scene(scene)
+
+
+def test_multicomponent_volume_to_4d_nifti(tmp_path):
+    """A diffusion/vector volume's components become NIfTI's 4th dimension (as dcm2niix writes DWI)."""
+    scene = scenes.new_scene()
+    voxels = np.stack([np.full((3, 4, 5), c, dtype=np.int16) for c in range(6)], axis=-1)  # (k, j, i, c)
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "vectors")
+    scenes.set_geometry(node, oblique_ijk_to_ras())
+    node.SetAndObserveImageData(scenes.image_data_from_array(voxels))
+    assert scenes.array_from_volume(node).shape == (3, 4, 5, 6)
+    nifti = nibabel.load(str(scenes.save_volume(node, tmp_path / "vectors.nii.gz")))
+    assert nifti.shape == (5, 4, 3, 6)
+    assert np.allclose(nifti.affine, oblique_ijk_to_ras(), atol=1e-4)
+    assert np.asarray(nifti.dataobj)[1, 2, 0, 4] == 4
+    scenes.close_scene(scene)

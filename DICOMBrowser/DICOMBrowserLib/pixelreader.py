@@ -185,7 +185,17 @@ def read_frames(files: list[str], database: Any = None,
         dtype = np.dtype(np.uint8)  # pydicom unpacks bits to bytes
     else:
         dtype = pixel_format.dtype
-    stack = np.empty((len(frames), *pixel_format.frame_shape), dtype=dtype)
+    total_bytes = len(frames) * pixel_format.frame_bytes
+    for location, count in zip(locations, counts):
+        if location.length is not None and location.transfer_syntax in NATIVE_LITTLE | NATIVE_BIG | {""} \
+                and location.length < pixel_format.frame_bytes * count // 2:
+            raise DICOMFileError(location.path, f"pixel data holds {location.length} bytes, the header promises "
+                                                f"{count} frame(s) of {pixel_format.frame_bytes} bytes")
+    try:
+        stack = np.empty((len(frames), *pixel_format.frame_shape), dtype=dtype)
+    except MemoryError as error:
+        raise LoadError(f"{files[0]}: {len(frames)} frames of {pixel_format.frame_shape} need "
+                        f"{total_bytes / 2**30:.1f} GiB, more than is available") from error
     decoded: dict[int, np.ndarray] = {}
     for out_index, (file_index, frame_index) in enumerate(frames):
         location = locations[file_index]

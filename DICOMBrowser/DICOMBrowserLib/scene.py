@@ -383,7 +383,10 @@ def _sitk_image(voxels: np.ndarray, ijk_to_ras: np.ndarray) -> Any:
 def _save_nifti(node: Any, path: Path) -> Path:
     import SimpleITK as sitk
 
-    sitk.WriteImage(_sitk_image(array_from_volume(node), ijk_to_ras_of(node)), str(path), useCompression=True)
+    voxels = array_from_volume(node)
+    if voxels.ndim == 4:  # components (e.g. diffusion gradients) become NIfTI's 4th dimension
+        voxels = np.moveaxis(voxels, 3, 0)
+    sitk.WriteImage(_sitk_image(voxels, ijk_to_ras_of(node)), str(path), useCompression=True)
     return path
 
 
