@@ -281,7 +281,7 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
     if records[0].mosaic_layout is not None:
         volumes, ijk_to_lps, shape = _mosaic_volumes(records, warnings)
     else:
-        volumes, ijk_to_lps, shape = _slice_volumes(records, warnings)
+        volumes, ijk_to_lps, shape = _slice_volumes(records, files, warnings)
     bvalues, gradients = _volume_encodings(volumes, files, warnings)
     plan = DWIPlan(files=files, volumes=volumes, bvalues=bvalues, gradients_lps=gradients, ijk_to_lps=ijk_to_lps,
                    shape_kji=shape, warnings=warnings, vendor=vendors.manufacturer(first_ds),
@@ -327,7 +327,7 @@ def _mosaic_volumes(records: list[FrameRecord], warnings: list[str]):
     return [[r] for r in records], ijk_to_lps, (layout.count, layout.rows, layout.columns)
 
 
-def _slice_volumes(records: list[FrameRecord], warnings: list[str]):
+def _slice_volumes(records: list[FrameRecord], files: list[str], warnings: list[str]):
     first = records[0]
     normal = np.cross(first.row_direction, first.column_direction)
     distances = np.array([float(np.dot(r.position_lps, normal)) for r in records])
@@ -350,19 +350,26 @@ def _slice_volumes(records: list[FrameRecord], warnings: list[str]):
         warnings.append(f"missing slices: {short} of {len(locations)} slice locations have fewer images "
                         f"({n_volumes}) than others ({max(counts)}); {max(counts) - n_volumes} incomplete volume(s) dropped")
     volumes = [[location[m] for location in locations] for m in range(n_volumes)]
-    ijk_to_lps = np.eye(4)
-    ijk_to_lps[:3, 0] = first.row_direction * first.pixel_spacing[1]
-    ijk_to_lps[:3, 1] = first.column_direction * first.pixel_spacing[0]
-    first_position = locations[0][0].position_lps
-    if len(locations) > 1:
-        ijk_to_lps[:3, 2] = (locations[-1][0].position_lps - first_position) / (len(locations) - 1)
-        gaps = np.diff(location_distances)
-        if np.ptp(gaps) > 0.01 * max(abs(float(np.mean(gaps))), 1e-6):
-            warnings.append(f"irregular slice spacing ({gaps.min():.3f} to {gaps.max():.3f} mm); geometry uses the mean")
-    else:
-        ijk_to_lps[:3, 2] = normal / np.linalg.norm(normal) * first.slice_spacing
-    ijk_to_lps[:3, 3] = first_position
+    ijk_to_lps = _stack_geometry(volumes[0], files, warnings)
     return volumes, ijk_to_lps, (len(locations), None, None)
+
+
+def _stack_geometry(volume: list[FrameRecord], files: list[str], warnings: list[str]) -> np.ndarray:
+    """IJK-to-LPS of one volume's slices (sorted along the normal) and its geometry findings,
+    through the project's geometry module (the same checks and matrix as the scalar plugin)."""
+    from .. import geometry
+
+    frames = [geometry.FrameGeometry(path=files[r.file_index], frame=r.frame_index,
+                                     position=tuple(float(v) for v in r.position_lps),
+                                     orientation=tuple(float(v) for v in np.concatenate([r.row_direction, r.column_direction])),
+                                     pixel_spacing=(float(r.pixel_spacing[0]), float(r.pixel_spacing[1])),
+                                     slice_thickness=r.slice_spacing)
+              for r in volume]
+    frames = geometry.sort_frames(frames)
+    findings = [f for f in geometry.check_geometry(frames) if f.kind != "single_slice"]
+    if findings:
+        warnings.append(geometry.findings_text(findings))
+    return geometry.ijk_to_lps(frames)
 
 
 def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnings: list[str]):
