@@ -182,6 +182,13 @@ class DICOMBrowserLogic:
         return view.screenshot(node, path, size=size)
 
 
+    # --- diffusion (DICOMBrowserLib.diffusion) -------------------------------------------------
+    def save_dwi(self, node: Any, path: str | os.PathLike) -> list[Path]:
+        """Write a diffusion node: .nrrd (Slicer NRRD DWI) or .nii/.nii.gz plus .bval/.bvec beside it."""
+        from DICOMBrowser.DICOMBrowserLib.diffusion import save_dwi
+
+        return save_dwi(node, path)
+
     # --- networking (DICOMBrowserLib.networking) -----------------------------------------------
     # The listener lives as long as the logic (the GUI's "Start listener"); every other call opens
     # one association and returns plain results (summaries with counts, lists of dicts).
