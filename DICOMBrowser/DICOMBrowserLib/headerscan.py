@@ -199,6 +199,8 @@ class _TagPlan:
         self.keep = frozenset(self.data_tags) | frozenset(CONTEXT_TAGS)
         self.private_groups = frozenset(private_groups)
         self.implicit_vrs = {t: _implicit_vr(t) for t in self.data_tags}
+        self.data_index = {t: i for i, t in enumerate(self.data_tags)}
+        self.meta_index = {t: i for i, t in enumerate(self.meta_tags)}
         self.last_tag = max([PIXEL_DATA, *self.data_tags])  # the walk stops at pixel data unless asked for more
 
 
@@ -332,25 +334,30 @@ def reference_value(ds: Dataset, tag: int) -> str:
         return ""
 
 
-def _values(raw: dict[int, tuple], tags: list[int], implicit: bool, implicit_vrs: dict) -> list[str]:
-    """Values of `tags` from raw (VR, bytes, offset) tuples: the fast rules, else pydicom's conversion."""
-    values: list[str] = []
+def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], implicit: bool,
+            implicit_vrs: dict) -> list[str]:
+    """Values of `tags` from raw (VR, bytes, offset) tuples: the fast rules, else pydicom's conversion.
+
+    Only the elements present are visited (most requested tags are absent from most files).
+    """
+    values = [""] * len(tags)
     slow: list[int] = []
     fast_converters = _FAST_CONVERTERS
-    for tag in tags:
-        elem = raw.get(tag)
-        if elem is None:
-            values.append("")
+    for tag, elem in raw.items():
+        i = index.get(tag)
+        if i is None:  # context element (character set, private creator) that was not asked for
+            continue
+        value = elem[1]
+        if not value:
             continue
         convert = fast_converters.get(implicit_vrs.get(tag) if implicit else elem[0])
-        value = elem[1]
-        text = (convert(value) if value else "") if convert is not None else None
+        text = convert(value) if convert is not None else None
         if text is None:
-            slow.append(len(values))
-        values.append(text or "")
+            slow.append(i)
+        else:
+            values[i] = text
     if slow:
-        converted = _convert(raw, [tags[i] for i in slow], implicit)
-        for i, text in zip(slow, converted):
+        for i, text in zip(slow, _convert(raw, [tags[i] for i in slow], implicit)):
             values[i] = text
     return values
 
@@ -487,8 +494,8 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                     raw[tag] = (vr, vbuf[i:i + length], value_pos)
                     buf, base, blen = f.buf, f.base, len(f.buf)
             pos = end
-        values = _values(raw, plan.data_tags, implicit, plan.implicit_vrs) if plan.data_tags else []
-        meta_values = _values(meta, plan.meta_tags, False, {}) if plan.meta_tags else []
+        values = _values(raw, plan.data_tags, plan.data_index, implicit, plan.implicit_vrs) if plan.data_tags else []
+        meta_values = _values(meta, plan.meta_tags, plan.meta_index, False, {}) if plan.meta_tags else []
         return (path, size, mtime, True, None, _merge(plan, values, meta_values), ts, pixel_offset, pixel_length,
                 _uid(meta.get(0x00020002)), _uid(meta.get(0x00020003)), True)
     finally:
