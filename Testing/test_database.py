@@ -265,7 +265,10 @@ def test_verify_and_repair(database, series_factory):
     report = database.verify()
     assert report.checked == 3 and report.missing == [str(files[0])] and report.changed == [str(files[1])]
     repaired = database.verify(repair=True)
-    assert repaired.removed == 1 and database.counts()["instances"] == 2
+    assert repaired.removed == 1 and repaired.reindexed == 1 and database.counts()["instances"] == 2
+    assert database.verify().missing == [] and database.verify().changed == []
+    files[2].write_text("no longer DICOM")
+    assert database.verify(repair=True).removed == 1 and database.counts()["instances"] == 1
 
 
 def test_vacuum_keeps_data(database, series_factory):

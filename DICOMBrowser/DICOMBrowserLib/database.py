@@ -145,6 +145,7 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)   # absolute paths
     changed: list[str] = field(default_factory=list)
     removed: int = 0                                   # entries removed by repair
+    reindexed: int = 0                                 # changed files indexed again by repair
 
 
 class DICOMDatabase:
@@ -886,12 +887,32 @@ class DICOMDatabase:
                 continue
             if stat.st_size != size or stat.st_mtime_ns != mtime_ns:
                 report.changed.append(path)
+        if repair and report.changed:
+            gone.extend(self._reindex_changed(report))
         if repair and gone:
             with self._write() as connection:
                 self._delete_instances(connection, gone)
                 self._delete_orphans(connection)
             report.removed = len(gone)
         return report
+
+    def _reindex_changed(self, report: VerifyReport) -> list[str]:
+        """Index changed files again; returns SOP UIDs of entries whose file is no longer a readable instance."""
+        from .indexer import index_files
+
+        copied = {self.absolute_path(row[0]) for row in self._rows("SELECT Filename FROM Images WHERE Copied = 1")}
+        unusable: list[str] = []
+        for flag in (False, True):
+            paths = [p for p in report.changed if (p in copied) == flag]
+            if not paths:
+                continue
+            summary = index_files(self, paths, copied=flag)
+            report.reindexed += summary.indexed + summary.updated + summary.relinked
+            bad = {p for p, _ in summary.errors}
+            if summary.skipped:
+                bad.update(p for p in paths if self.instance_for_file(p) is not None and not _is_dicom_now(p))
+            unusable.extend(sop for p in bad if (sop := self.instance_for_file(p)) is not None)
+        return unusable
 
     def vacuum(self) -> None:
         """Compact both SQLite files (and drop cached values of instances no longer indexed)."""
@@ -904,6 +925,12 @@ class DICOMDatabase:
             connection.execute("VACUUM tagcache")
             connection.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
             connection.execute("PRAGMA tagcache.wal_checkpoint(TRUNCATE)")
+
+
+def _is_dicom_now(path: str) -> bool:
+    from .indexer import scan_values
+
+    return bool(scan_values([path], [DATABASE_TAGS["SOPInstanceUID"]]))
 
 
 class _Batch:

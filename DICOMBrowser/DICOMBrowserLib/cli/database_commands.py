@@ -179,23 +179,23 @@ def db_info(state: CLIContext, as_json: bool) -> None:
 
 
 @db_group.command("verify")
-@click.option("--repair", is_flag=True, help="Remove entries whose files are gone.")
+@click.option("--repair", is_flag=True, help="Remove entries whose files are gone; re-index changed files.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def db_verify(state: CLIContext, repair: bool, as_json: bool) -> None:
-    """Report indexed files that are missing or changed since import (exit code 1 if any, unless repaired)."""
+    """Report indexed files that are missing or changed since import (exit code 1 if any, unless --repair)."""
     report = state.logic().verify(repair=repair)
     if as_json:
         _print_json({"checked": report.checked, "missing": report.missing, "changed": report.changed,
-                     "removed": report.removed})
+                     "removed": report.removed, "reindexed": report.reindexed})
     else:
         for path in report.missing:
             click.echo(f"missing: {path}")
         for path in report.changed:
             click.echo(f"changed: {path}")
         click.echo(f"{report.checked} files checked: {len(report.missing)} missing, {len(report.changed)} changed"
-                   + (f", {report.removed} entries removed" if repair else ""))
-    if (report.missing and not repair) or report.changed:
+                   + (f", {report.removed} entries removed, {report.reindexed} re-indexed" if repair else ""))
+    if (report.missing or report.changed) and not repair:
         sys.exit(1)
 
 
