@@ -257,3 +257,18 @@ def test_philips_private_tags_isotropic_image_and_order(ge_copy, ge_files):
     np.testing.assert_array_equal(series.bvalues, truth.bvalues[expected])
     np.testing.assert_allclose(series.gradients_lps, truth.gradients_lps[expected], atol=1e-6)
     np.testing.assert_array_equal(series.voxels, truth.voxels[expected])
+
+
+@pytest.mark.timeout(300)
+def test_cli_load_writes_dwi_nrrd(cli_runner, ge_files, tmp_path):
+    """`dicombrowser load FOLDER --output dwi.nrrd` picks the diffusion loadable by default."""
+    output = tmp_path / "dwi.nrrd"
+    result = cli_runner("load", str(ge_files[0].parent), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert "DICOMDiffusionVolumePlugin" in result.output
+    back = read_nrrd(output)
+    truth = read_dwi(ge_files)
+    np.testing.assert_array_equal(back.voxels, truth.voxels)
+    np.testing.assert_allclose(back.gradients_lps, truth.gradients_lps, atol=1e-6)
+    np.testing.assert_allclose(back.bvalues, truth.bvalues, atol=1e-3)
+    np.testing.assert_allclose(back.ijk_to_ras, truth.ijk_to_ras, atol=1e-6)
