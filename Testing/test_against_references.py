@@ -191,3 +191,26 @@ def test_same_geometry_and_voxels_as_simpleitk(corpus, folder):
     volume = DICOMScalarVolumePlugin().read_volume(loadable)
     assert geometry.affine_max_difference(geometry.LPS_TO_RAS @ lps, volume.ijk_to_ras) < AFFINE_TOLERANCE_MM
     assert np.array_equal(sitk.GetArrayFromImage(image).astype(np.float32), volume.voxels.astype(np.float32))
+
+
+# --- the same series as an enhanced multi-frame object (highdicom's legacy converter) ------------------
+@pytest.mark.filterwarnings("ignore:The string:UserWarning")  # the corpus' single-component PatientName
+def test_enhanced_conversion_of_the_ct_head_loads_like_the_single_frame_series(corpus, tmp_path):
+    """highdicom turns the 93 CT slices into one Legacy Converted Enhanced CT object; the
+    per-frame functional group path must give the same voxels and matrix as the slice path."""
+    import pydicom
+
+    highdicom = pytest.importorskip("highdicom")
+    files = dicom_files(corpus / "slicer_ct_head")
+    enhanced = highdicom.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=[pydicom.dcmread(f) for f in files], series_instance_uid=highdicom.UID(),
+        series_number=99, sop_instance_uid=highdicom.UID(), instance_number=1)
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path)
+    plugin = DICOMScalarVolumePlugin()
+    [single] = plugin.examineFiles(files)
+    [multi] = plugin.examineFiles([str(path)])
+    assert multi.warning == "" and multi.selected and multi.files == [str(path)]
+    single_volume, multi_volume = plugin.read_volume(single), plugin.read_volume(multi)
+    assert np.array_equal(single_volume.voxels, multi_volume.voxels)
+    assert geometry.affine_max_difference(single_volume.ijk_to_ras, multi_volume.ijk_to_ras) < 1e-6

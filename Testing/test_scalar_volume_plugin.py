@@ -292,3 +292,26 @@ def test_two_acquisitions_along_one_stack_are_also_offered_apart(tmp_path):
     assert [len(l.files) for l in found] == [12, 6, 6]
     assert [l.selected for l in found] == [True, False, False]
     assert "AcquisitionNumber 2" in found[2].name and found[2].files == [str(f) for f in lower]
+
+
+def test_tilt_in_an_enhanced_object_is_found_per_frame(series_factory, tmp_path):
+    """A generated tilted CT converted to one enhanced object by highdicom: same warning, per frame,
+    and the same regularized volume as from the single-frame files."""
+    import pydicom
+
+    highdicom = pytest.importorskip("highdicom")
+    positions = [(0.0, 0.5 * k, 2.0 * k) for k in range(6)]
+    # a short study UID, so the generator gives every file the same FrameOfReferenceUID (study + ".1")
+    files = series_factory(positions=positions, pixels=ramp(positions), rows=20, columns=16,
+                           study_uid="1.2.826.0.1.3680043.8.498.4242")
+    enhanced = highdicom.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=[pydicom.dcmread(f) for f in files], series_instance_uid=highdicom.UID(),
+        series_number=7, sop_instance_uid=highdicom.UID(), instance_number=1)
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path)
+    single = examine(files)
+    multi = examine([path])
+    assert [f["kind"] for f in multi[0].extra["findings"]] == [geometry.GANTRY_TILT]
+    assert multi[0].extra["findings"][0]["files"] == [f"{path}#frame{k}" for k in range(2, 7)]
+    plugin = DICOMScalarVolumePlugin()
+    assert np.array_equal(plugin.read_volume(single[1]).voxels, plugin.read_volume(multi[1]).voxels)
