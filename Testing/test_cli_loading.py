@@ -147,3 +147,40 @@ def test_screenshot_orientation_follows_slicer_views(tmp_path):
     ys, xs = np.nonzero(coronal)
     assert xs.max() < 150 and ys.max() - ys.min() > 150  # right block on the left, full height
     scenes.close_scene(scene)
+
+
+def test_time_series_loads_as_4d_by_default(cli_runner, tmp_path):
+    """Repeated positions over temporal positions: one 4D loadable selected, written as 4D NIfTI,
+    a Slicer volume sequence (.seq.nrrd) or a bundle; the screenshot shows its first volume."""
+    from pydicom.uid import generate_uid
+
+    from DICOMBrowser.DICOMBrowserLib import sampledata
+
+    folder = tmp_path / "fmri"
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for t in range(3):
+        sampledata.write_series(folder, count=5, rows=8, columns=10, spacing=2.0, study_uid=study_uid,
+                                series_uid=series_uid, file_name=f"T{t}_{{index:02d}}.dcm", modality="MR",
+                                rescale=None, pixels=lambda i, r, c, t=t: np.full((r, c), 10 * t + i, np.int16),
+                                extra={"TemporalPositionIdentifier": t + 1, "NumberOfTemporalPositions": 3})
+    loadables = json.loads(cli_runner("examine", str(folder), "--json").output)
+    (default,) = [l for l in loadables if l["selected"]]
+    assert len(default["files"]) == 15 and "4D" in default["name"]
+
+    nifti = tmp_path / "fmri.nii.gz"
+    result = cli_runner("load", str(folder), "--output", str(nifti), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["loaded"][0]["class"] == "vtkMRMLSequenceNode"
+    image = nibabel.load(str(nifti))
+    assert image.shape == (10, 8, 5, 3)
+    assert np.allclose(np.diag(image.affine), [-1, -1, 2, 1])
+    assert np.asarray(image.dataobj)[0, 0, :, :].tolist() == [[10 * t + k for t in range(3)] for k in range(5)]
+
+    for name in ("fmri.seq.nrrd", "fmri.mrb"):
+        result = cli_runner("load", str(folder), "--output", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name).stat().st_size > 0
+    png = tmp_path / "fmri.png"
+    result = cli_runner("view", str(folder), "--screenshot", str(png))
+    assert result.exit_code == 0, result.output
+    assert Image.open(png).size == (900, 300)
