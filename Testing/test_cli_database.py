@@ -192,3 +192,15 @@ def test_db_rebuild_after_corruption(cli_runner, two_patients):
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads(rebuilt.output)["indexed"] == 9
     assert len(run_json(cli_runner, "ls", "--level", "instances", "--json")) == 9
+
+
+def test_tree(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    text = cli_runner("tree")
+    assert text.exit_code == 0, text.output
+    assert "Alpha^One" in text.output and "Beta^Two" in text.output and "[CT\\MR]" in text.output
+    nested = run_json(cli_runner, "tree", "--json")
+    assert [len(p["Studies"]) for p in nested] == [1, 1]
+    assert [len(s["Series"]) for p in nested for s in p["Studies"]] == [2, 1]
+    only = run_json(cli_runner, "tree", "--name", "beta", "--json")
+    assert [p["PatientID"] for p in only] == ["P2"]

@@ -125,6 +125,50 @@ def ls_command(state: CLIContext, level: str, name: str | None, patient_id: str 
     _console().print(_table(rows, COLUMNS[level], f"{len(rows)} {level}"))
 
 
+@click.command("tree")
+@click.option("--uid", help="Only this patient key / study / series.")
+@click.option("--name", help="Patient name: case-insensitive substring, or wildcards.")
+@click.option("--json", "as_json", is_flag=True, help="Print nested JSON (patients > studies > series).")
+@pass_cli
+def tree_command(state: CLIContext, uid: str | None, name: str | None, as_json: bool) -> None:
+    """Print the Patient / Study / Series tree with instance counts."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    logic = state.logic()
+    filters: dict[str, Any] = {"PatientName": name}
+    if uid:
+        uid_level = logic.level_of(uid)
+        if uid_level is None:
+            raise click.ClickException(f"{uid}: not in the database {logic.database.folder}")
+        filters[LEVEL_FILTER[uid_level]] = uid
+    patients = logic.patients(**filters)
+    nested = []
+    for patient in patients:
+        studies = logic.studies(patient["PatientUID"], **filters)
+        nested.append({**patient, "Studies": [{**study, "Series": logic.series(study["StudyInstanceUID"], **filters)}
+                                              for study in studies]})
+    if as_json:
+        _print_json(nested)
+        return
+    def e(value: Any, empty: str = "") -> str:  # file contents are text, never rich markup
+        return escape(str(value)) if value not in (None, "") else empty
+
+    root = Tree(f"[bold]{e(logic.database.folder)}[/] ({len(patients)} patients)")
+    for patient in nested:
+        p_node = root.add(f"[bold]{e(patient['PatientName'], '(no name)')}[/] ID {e(patient['PatientID'], '(none)')}"
+                          f"  {patient['NumberOfStudies']} studies, {patient['NumberOfInstances']} instances"
+                          f"  [dim]{e(patient['PatientUID'])}[/]")
+        for study in patient["Studies"]:
+            s_node = p_node.add(f"{e(study['StudyDate'], '(no date)')} {e(study['StudyDescription'], '(no description)')}"
+                                f"  {e('[' + study['ModalitiesInStudy'] + ']')}  [dim]{e(study['StudyInstanceUID'])}[/]")
+            for series in study["Series"]:
+                s_node.add(f"#{e(series['SeriesNumber'], '-')} {e(series['Modality'])} "
+                           f"{e(series['SeriesDescription'], '(no description)')}"
+                           f"  {series['NumberOfInstances']} instances  [dim]{e(series['SeriesInstanceUID'])}[/]")
+    Console(highlight=False, width=max(120, Console().width)).print(root)
+
+
 @click.command("show")
 @click.argument("uid")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -239,5 +283,5 @@ def db_rebuild(state: CLIContext, as_json: bool) -> None:
 
 def register(cli: click.Group) -> None:
     """Add the database commands to the `dicombrowser` group."""
-    for command in (import_command, ls_command, show_command, delete_command, db_group):
+    for command in (import_command, ls_command, tree_command, show_command, delete_command, db_group):
         cli.add_command(command)
