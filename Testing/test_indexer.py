@@ -327,3 +327,25 @@ def test_killed_import_then_reimport_is_correct(tmp_path):
         assert summary.unchanged == partial["instances"]
         assert summary.indexed == written - partial["instances"]
         assert db.counts() == expected
+
+
+def test_logic_imports_pydicom_samples_like_the_truth():
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic, DICOMBrowserTest
+
+    folder = sampledata.pydicom_sample_folder()
+    logic = DICOMBrowserLogic(temporary=True)
+    try:
+        summary = logic.import_paths([folder])
+        assert logic.database.counts() == truth(folder)
+        assert summary.errors and all(Path(p).is_file() and reason for p, reason in summary.errors)
+        assert len(logic.patients()) == truth(folder)["patients"]
+        uid = logic.series(Modality="CT")[0]["SeriesInstanceUID"]
+        assert logic.show(uid)["Level"] == "series" and logic.files_for_uid(uid)
+    finally:
+        logic.close()
+    self_test = DICOMBrowserTest()
+    self_test.setUp()
+    try:
+        self_test.test_import_sample_data()
+    finally:
+        self_test.tearDown()
