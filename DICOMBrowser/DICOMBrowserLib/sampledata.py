@@ -49,6 +49,7 @@ def make_dataset(*, patient_name: str = "Sample^Patient", patient_id: str = "SAM
                  pixels: np.ndarray | None = None, rescale: tuple[float, float] | None = (1.0, -1024.0),
                  study_date: str = "20260101", study_description: str = "Generated study",
                  series_description: str = "Generated series", specific_character_set: str | None = None,
+                 frame_of_reference_uid: str | None = None,
                  extra: dict | None = None) -> Dataset:
     """One single-frame image instance with the attributes the database and plugins need."""
     pixels = default_pixels(instance_number - 1, 16, 16) if pixels is None else pixels
@@ -80,7 +81,8 @@ def make_dataset(*, patient_name: str = "Sample^Patient", patient_id: str = "SAM
     ds.SeriesDescription = series_description
     ds.Modality = modality
     ds.BodyPartExamined = "HEAD"
-    ds.FrameOfReferenceUID = pydicom.uid.UID(study_uid + ".1") if len(study_uid) < 62 else generate_uid()
+    # One frame of reference per study unless given: slices of a series must share it.
+    ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid(entropy_srcs=[study_uid, "frame-of-reference"])
     ds.InstanceNumber = instance_number
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.ImagePositionPatient = [f"{v:.6g}" for v in position]
