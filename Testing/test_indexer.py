@@ -349,3 +349,21 @@ def test_logic_imports_pydicom_samples_like_the_truth():
         self_test.test_import_sample_data()
     finally:
         self_test.tearDown()
+
+
+@pytest.mark.slow
+def test_two_processes_import_into_one_database(tmp_path):
+    """Two `dicombrowser import` processes at once (e.g. a CLI import while the listener stores)."""
+    sampledata.write_many(tmp_path / "a", patients=3, studies=1, series=4, instances=25)
+    sampledata.write_many(tmp_path / "b", patients=3, studies=1, series=4, instances=25)
+    # the same patient IDs in both sets: the processes race to create the same patients
+    db_dir = tmp_path / "db"
+    command = [sys.executable, "-m", "DICOMBrowser", "--database", str(db_dir), "import", "--workers", "1"]
+    processes = [subprocess.Popen([*command, str(tmp_path / name)], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for process in processes:
+        out, err = process.communicate(timeout=240)
+        assert process.returncode == 0, err
+    with DICOMDatabase(db_dir) as db:
+        assert db.counts() == truth(tmp_path)
+        assert [p["NumberOfStudies"] for p in db.patients()] == [2, 2, 2]
