@@ -71,7 +71,7 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
             selected=True,
             warning="; ".join(plan.warnings),
             plugin="DICOMDiffusionVolumePlugin",
-            extra={"series_uid": plan.series_uid},
+            extra={"series_uid": plan.series_uid, "plan": plan},  # load reuses the header plan
         )
         loadable.referencedSeriesUIDs = [plan.series_uid] if plan.series_uid else []
         return [loadable]
@@ -81,7 +81,12 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
         from DICOMBrowser.DICOMBrowserLib.diffusion.node import add_dwi_node
 
         try:
-            series = read_dwi(loadable.files, database=self.database)
+            plan = loadable.extra.get("plan")
+            used = {plan.files[r.file_index] for volume in plan.volumes for r in volume} if plan else set()
+            if plan is not None and used == set(loadable.files):  # the user did not edit the file list
+                series = read_dwi(plan.files, database=self.database, plan=plan)
+            else:
+                series = read_dwi(loadable.files, database=self.database)
         except DICOMBrowserError:
             raise
         except (ValueError, KeyError, IndexError) as error:
