@@ -599,7 +599,11 @@ def _scan_one(path: str, plan: _TagPlan) -> tuple:
 
 
 def _to_result(t: tuple, keys: list[str]) -> ScanResult:
-    values = dict(zip(keys, t[5])) if t[5] is not None else {k: "" for k in keys}
+    values = t[5]
+    if values is None:
+        values = dict.fromkeys(keys, "")
+    elif type(values) is list:
+        values = dict(zip(keys, values))
     return ScanResult(t[0], t[1], t[2], t[3], t[4], values, t[6], t[7], t[8], t[9], t[10], t[11])
 
 
@@ -619,9 +623,19 @@ def _init_worker(tags: list[int]) -> None:
 
 
 def _scan_chunk(paths: list[str]) -> list[tuple]:
+    """A worker's task. Values go back as dicts: pickle writes each key string once per chunk
+    (memo), and unpickling a dict is cheaper for the main process, the import's bottleneck,
+    than building it there."""
     plan = _worker_plan
     assert plan is not None, "worker not initialised"
-    return [_scan_one(p, plan) for p in paths]
+    keys = plan.keys
+    results = []
+    for path in paths:
+        t = _scan_one(path, plan)
+        if t[5] is not None:
+            t = t[:5] + (dict(zip(keys, t[5])),) + t[6:]
+        results.append(t)
+    return results
 
 
 def default_workers() -> int:
