@@ -272,3 +272,17 @@ def test_cli_load_writes_dwi_nrrd(cli_runner, ge_files, tmp_path):
     np.testing.assert_allclose(back.gradients_lps, truth.gradients_lps, atol=1e-6)
     np.testing.assert_allclose(back.bvalues, truth.bvalues, atol=1e-3)
     np.testing.assert_allclose(back.ijk_to_ras, truth.ijk_to_ras, atol=1e-6)
+
+
+@pytest.mark.timeout(300)
+def test_cli_import_then_load_series_uid(cli_runner, ge_files, tmp_path):
+    """Through the database: import the folder, then load the series by its UID."""
+    assert cli_runner("import", str(ge_files[0].parent)).exit_code == 0
+    series_uid = str(pydicom.dcmread(str(ge_files[0]), stop_before_pixels=True).SeriesInstanceUID)
+    output = tmp_path / "by-uid.nrrd"
+    result = cli_runner("load", series_uid, "--output", str(output))
+    assert result.exit_code == 0, result.output
+    back = read_nrrd(output)
+    truth = read_dwi(ge_files)
+    np.testing.assert_array_equal(back.voxels, truth.voxels)
+    np.testing.assert_allclose(back.gradients_lps, truth.gradients_lps, atol=1e-6)
