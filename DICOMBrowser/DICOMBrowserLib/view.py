@@ -156,9 +156,6 @@ def screenshot(node: Any, path: str | os.PathLike, size: tuple[int, int] = (900,
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("DISPLAY") == "":
-        # an empty DISPLAY makes VTK try X first and log "bad X server connection" before EGL
-        del os.environ["DISPLAY"]
     render_window = build_render_window(node, size=size, offscreen=True)
     try:
         render_window.Render()
