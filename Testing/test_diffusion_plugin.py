@@ -49,6 +49,16 @@ def test_plugin_offers_dwi_above_scalar_and_loads_node(ge_files):
     assert node.IsA("vtkMRMLDiffusionWeightedVolumeNode") and node.GetNumberOfGradients() == 7
     assert node.GetImageData().GetDimensions() == (256, 256, 2)
     assert node.GetImageData().GetNumberOfScalarComponents() == 7
+    header = pydicom.dcmread(str(ge_files[0]), stop_before_pixels=True)
+    assert node.GetAttribute("DICOM.seriesInstanceUID") == header.SeriesInstanceUID
+    assert len(node.GetAttribute("DICOM.instanceUIDs").split()) == 14
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    item = hierarchy.GetItemByDataNode(node)
+    study = hierarchy.GetItemParent(item)
+    assert hierarchy.GetItemUID(study, "DICOM") == header.StudyInstanceUID
+    assert hierarchy.GetItemUID(hierarchy.GetItemParent(study), "DICOM") == header.PatientID
     series = series_from_node(node)
     direct = read_dwi(ge_files)
     np.testing.assert_array_equal(series.voxels, direct.voxels)

@@ -71,11 +71,22 @@ def add_dwi_node(scene: Any, series: DWISeries, name: str | None = None) -> Any:
     frame = np.eye(4)
     frame[:3, :3] = LPS_TO_RAS
     node.SetMeasurementFrameMatrix(_matrix4(frame))
+    # the same DICOM attributes and subject hierarchy place as the scalar volumes (scene module)
     if series.series_uid:
-        node.SetAttribute("DICOM.SeriesInstanceUID", series.series_uid)
+        node.SetAttribute("DICOM.seriesInstanceUID", series.series_uid)
+    if series.instance_uids:
+        node.SetAttribute("DICOM.instanceUIDs", " ".join(series.instance_uids))
+    for key, attribute in (("StudyInstanceUID", "DICOM.studyInstanceUID"), ("PatientID", "DICOM.patientID"),
+                           ("Modality", "DICOM.Modality"), ("FrameOfReferenceUID", "DICOM.FrameOfReferenceUID")):
+        if series.identity.get(key):
+            node.SetAttribute(attribute, series.identity[key])
     if series.warnings:
         node.SetAttribute("DICOM.DiffusionWarnings", "; ".join(series.warnings))
     scene.AddNode(node)
+    if series.series_uid:
+        from ..scene import add_to_subject_hierarchy
+
+        add_to_subject_hierarchy(scene, node, series.series_uid, series.identity)
     try:
         display = slicer.vtkMRMLDiffusionWeightedVolumeDisplayNode()
         scene.AddNode(display)
@@ -109,4 +120,4 @@ def series_from_node(node: Any) -> DWISeries:
     warnings = node.GetAttribute("DICOM.DiffusionWarnings")
     return DWISeries(voxels=voxels, ijk_to_ras=ijk_to_ras, bvalues=bvalues, gradients_lps=gradients_lps,
                      warnings=warnings.split("; ") if warnings else [], files=[], name=node.GetName() or "DWI",
-                     series_uid=node.GetAttribute("DICOM.SeriesInstanceUID") or "")
+                     series_uid=node.GetAttribute("DICOM.seriesInstanceUID") or "")

@@ -57,6 +57,8 @@ class DWIPlan:
     series_description: str = ""
     series_number: str = ""
     derived_excluded: int = 0
+    identity: dict[str, str] = field(default_factory=dict)  # DICOM keyword -> value of the first image
+    instance_uids: dict[int, str] = field(default_factory=dict)  # file index -> SOPInstanceUID
 
     @property
     def ijk_to_ras(self) -> np.ndarray:
@@ -83,6 +85,8 @@ class DWISeries:
     name: str = "DWI"
     series_uid: str = ""
     vendor: str = ""
+    identity: dict[str, str] = field(default_factory=dict)
+    instance_uids: list[str] = field(default_factory=list)
 
 
 def _floats(values: Any) -> np.ndarray | None:
@@ -105,7 +109,15 @@ _SCAN_TAGS: dict[str, str] = {
     "0043,1039": "IS", "0019,10bb": "DS", "0019,10bc": "DS", "0019,10bd": "DS",
     "2001,1003": "FL", "2001,1004": "CS", "2005,10b0": "FL", "2005,10b1": "FL", "2005,10b2": "FL",
     "2005,1412": "IS", "2005,1413": "IS", "2005,1596": "IS",
+    # identity, for node attributes and the subject hierarchy
+    "0008,0018": "UI", "0010,0010": "PN", "0010,0020": "LO", "0010,0030": "DA", "0010,0040": "CS",
+    "0020,000d": "UI", "0008,1030": "LO", "0008,0020": "DA", "0008,0030": "TM", "0020,0010": "SH",
+    "0020,0052": "UI",
 }
+#: DICOM keywords copied into `DWIPlan.identity` (scene.IDENTITY_KEYS without PatientComments)
+IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientSex", "PatientBirthDate", "StudyInstanceUID",
+                     "StudyDescription", "StudyDate", "StudyTime", "StudyID", "SeriesInstanceUID",
+                     "SeriesNumber", "SeriesDescription", "Modality", "FrameOfReferenceUID")
 _ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
 
 
@@ -240,9 +252,11 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
     first_ds: pydicom.Dataset | None = None
     derived = 0
     skipped: list[str] = []
+    instance_uids: dict[int, str] = {}
     for file_index, (path, ds) in enumerate(zip(files, _headers(files))):
         if ds is None or "Rows" not in ds:
             continue  # presentation states, raw data, DICOMDIR: not images
+        instance_uids[file_index] = str(ds.get("SOPInstanceUID", "") or "")
         if first_ds is None:
             first_ds = ds
         try:
@@ -287,7 +301,9 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
                    shape_kji=shape, warnings=warnings, vendor=vendors.manufacturer(first_ds),
                    series_uid=str(first_ds.get("SeriesInstanceUID", "")),
                    series_description=str(first_ds.get("SeriesDescription", "")),
-                   series_number=str(first_ds.get("SeriesNumber", "") or ""), derived_excluded=derived)
+                   series_number=str(first_ds.get("SeriesNumber", "") or ""), derived_excluded=derived,
+                   identity={k: str(first_ds.get(k, "") or "") for k in IDENTITY_KEYWORDS if first_ds.get(k, "")},
+                   instance_uids=instance_uids)
     for warning in warnings:
         logger.warning("%s: %s", plan.series_uid or files[0], warning)
     return plan
@@ -434,4 +450,5 @@ def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = 
                 voxels[index, k] = frame * np.float32(record.slope) + np.float32(record.intercept) if rescale else frame
     return DWISeries(voxels=voxels, ijk_to_ras=plan.ijk_to_ras, bvalues=plan.bvalues.copy(),
                      gradients_lps=plan.gradients_lps.copy(), warnings=list(plan.warnings), files=list(files),
-                     name=plan.name, series_uid=plan.series_uid, vendor=plan.vendor)
+                     name=plan.name, series_uid=plan.series_uid, vendor=plan.vendor, identity=dict(plan.identity),
+                     instance_uids=[plan.instance_uids[f] for f in used_files if plan.instance_uids.get(f)])
