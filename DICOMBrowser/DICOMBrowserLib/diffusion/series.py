@@ -112,7 +112,7 @@ _SCAN_TAGS: dict[str, str] = {
     # identity, for node attributes and the subject hierarchy
     "0008,0018": "UI", "0010,0010": "PN", "0010,0020": "LO", "0010,0030": "DA", "0010,0040": "CS",
     "0020,000d": "UI", "0008,1030": "LO", "0008,0020": "DA", "0008,0030": "TM", "0020,0010": "SH",
-    "0020,0052": "UI",
+    "0020,0052": "UI", "0018,5100": "CS",
 }
 #: DICOM keywords copied into `DWIPlan.identity` (scene.IDENTITY_KEYS without PatientComments)
 IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientSex", "PatientBirthDate", "StudyInstanceUID",
@@ -297,6 +297,9 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
     else:
         volumes, ijk_to_lps, shape = _slice_volumes(records, files, warnings)
     bvalues, gradients = _volume_encodings(volumes, files, warnings)
+    position = str(first_ds.get("PatientPosition", "") or "").upper()
+    if vendors.manufacturer(first_ds) == "GE" and position and position != "HFS":
+        warnings.append(f"GE gradient directions assume a head-first supine patient; PatientPosition is {position}")
     plan = DWIPlan(files=files, volumes=volumes, bvalues=bvalues, gradients_lps=gradients, ijk_to_lps=ijk_to_lps,
                    shape_kji=shape, warnings=warnings, vendor=vendors.manufacturer(first_ds),
                    series_uid=str(first_ds.get("SeriesInstanceUID", "")),

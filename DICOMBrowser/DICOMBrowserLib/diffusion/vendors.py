@@ -160,11 +160,22 @@ def _siemens(ds: pydicom.Dataset, source: str) -> FrameDiffusion | None:
         origin = "Siemens (0019,100c/100e)"
     if bvalue is None:
         return None
+    if vector is None and bvalue and bvalue > 0 and len(header.get("B_matrix", [])) == 6:
+        vector = bmatrix_direction(header["B_matrix"])
+        origin += " (direction from B_matrix)"
     directionality = str(csa.first(header, "DiffusionDirectionality", "") or "").upper()
     derived = bool(_image_type(ds) & DERIVED_IMAGE_TYPES) or (bvalue > 0 and vector is None and
                                                                 directionality not in ("", "DIRECTIONAL"))
     return FrameDiffusion(bvalue=bvalue, gradient_lps=_unit(vector), directionality=directionality,
                           derived=derived, source=origin)
+
+
+def bmatrix_direction(bmatrix: list[float]) -> np.ndarray:
+    """Unit principal axis (LPS) of a Siemens B_matrix (bxx, bxy, bxz, byy, byz, bzz); its sign is
+    arbitrary, as for any diffusion direction."""
+    bxx, bxy, bxz, byy, byz, bzz = (float(v) for v in bmatrix)
+    _values, vectors = np.linalg.eigh(np.array([[bxx, bxy, bxz], [bxy, byy, byz], [bxz, byz, bzz]]))
+    return vectors[:, -1]
 
 
 def ge_bvalue(raw: float) -> float:
