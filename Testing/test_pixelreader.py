@@ -146,3 +146,11 @@ def test_header_promising_more_pixels_than_the_file_holds(corpus):
     for path in files:
         with pytest.raises(DICOMFileError, match="header promises"):
             pixelreader.read_frames([str(path)])
+
+
+def test_rescale_overflow_in_a_late_frame_falls_back_to_exact_float32():
+    """Frames shifted in place before the overflowing one are restored before the float path."""
+    stack = np.array([[[0, 10]], [[-5, 7]], [[32000, 1]]], dtype=np.int16)
+    out = pixelreader.apply_rescale(stack, 1.0, [1000, -1000, 1000])
+    assert out.dtype == np.float32
+    assert out.tolist() == [[[1000, 1010]], [[-1005, -993]], [[33000, 1001]]]

@@ -6,6 +6,7 @@ fresh Python process (so imports and peak memory do not mix), after one untimed 
 of the files (warm page cache, as the figures in issue 3):
 
   floor          numpy reads the raw pixel bytes of every file into one preallocated array
+  ours-read      pixelreader.read_frames + apply_rescale alone, pixel offsets from the index
   ours-db        DICOMBrowser: examine + load into a vtkMRMLScalarVolumeNode, pixel offsets
                  and transfer syntaxes from the database index (files imported beforehand)
   ours-folder    the same without a database (group by series, header scan, examine, load)
@@ -36,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CASES = ("floor", "ours-db", "ours-folder", "pydicom-stack", "simpleitk", "dcm2niix")
+CASES = ("floor", "ours-read", "ours-db", "ours-folder", "pydicom-stack", "simpleitk", "dcm2niix")
 
 
 # --- the measured work: each function runs in a child process --------------------------------
@@ -68,6 +69,19 @@ def child_floor(folder: str, database: str) -> dict:
             handle.readinto(memoryview(volume[index].reshape(-1).view(np.uint8)))
     elapsed = time.perf_counter() - started
     return {"seconds": elapsed, "baseline_mb": baseline, "shape": list(volume.shape), "checksum": int(volume[::37, ::53, ::59].sum())}
+
+
+def child_ours_read(folder: str, database_folder: str) -> dict:
+    from DICOMBrowser.DICOMBrowserLib import pixelreader
+    from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+
+    database = DICOMDatabase(database_folder, create=False)
+    files = sorted(str(p) for p in Path(folder).glob("*.dcm"))
+    baseline = _rss_mb()
+    started = time.perf_counter()
+    voxels = pixelreader.apply_rescale(pixelreader.read_frames(files, database), 1.0, -1024.0)
+    elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "baseline_mb": baseline, "shape": list(voxels.shape), "dtype": str(voxels.dtype)}
 
 
 def _ours(folder: str, database_folder: str | None) -> dict:
@@ -148,7 +162,7 @@ def child_dcm2niix(folder: str, database: str) -> dict:
     return {"seconds": elapsed, "baseline_mb": 0.0, "peak_mb": peak, "nifti_bytes": size}
 
 
-CHILDREN = {"floor": child_floor, "ours-db": child_ours_db, "ours-folder": child_ours_folder,
+CHILDREN = {"floor": child_floor, "ours-read": child_ours_read, "ours-db": child_ours_db, "ours-folder": child_ours_folder,
             "pydicom-stack": child_pydicom_stack, "simpleitk": child_simpleitk, "dcm2niix": child_dcm2niix}
 
 

@@ -270,6 +270,26 @@ def _fix_stored_bits(stack: np.ndarray, pixel_format: PixelFormat) -> None:
     np.right_shift(stack, shift, out=stack)
 
 
+def _integer_rescale(stack: np.ndarray, intercepts: np.ndarray) -> np.ndarray | None:
+    """stored + intercept as int16, frame by frame (each frame's range checked while it is in
+    the CPU cache, then added: one pass over memory); None when a frame would not fit int16."""
+    info = np.iinfo(np.int16)
+    out = stack if stack.dtype == np.int16 else np.empty(stack.shape, dtype=np.int16)
+    done = 0
+    for index in range(stack.shape[0]):
+        frame = stack[index]
+        intercept = int(intercepts[index])
+        if frame.size and (int(frame.min()) + intercept < info.min or int(frame.max()) + intercept > info.max):
+            if out is stack:  # undo the frames already shifted: integer adds are exact
+                for undo in range(done):
+                    np.subtract(stack[undo], np.int16(intercepts[undo]), out=stack[undo])
+            return None
+        if intercept or out is not stack:
+            np.add(frame, np.int32(intercept), out=out[index], casting="unsafe")
+        done += 1
+    return out
+
+
 def apply_rescale(stack: np.ndarray, slopes: Sequence[float] | float,
                   intercepts: Sequence[float] | float) -> np.ndarray:
     """Modality values from stored values: slope * stored + intercept, per frame or for all.
@@ -284,16 +304,8 @@ def apply_rescale(stack: np.ndarray, slopes: Sequence[float] | float,
     if integer_rescale and stack.dtype.kind in "iu" and stack.dtype.itemsize <= 2:
         if np.all(intercepts_array == 0) and stack.dtype == np.int16:
             return stack
-        info = np.iinfo(np.int16)
-        low, high = (int(stack.min()), int(stack.max())) if stack.size else (0, 0)
-        if low + intercepts_array.min() >= info.min and high + intercepts_array.max() <= info.max:
-            # in place for int16; for other integer types the ufunc computes in buffered chunks
-            out = stack if stack.dtype == np.int16 else np.empty(stack.shape, dtype=np.int16)
-            if np.all(intercepts_array == intercepts_array[0]):
-                np.add(stack, np.int32(intercepts_array[0]), out=out, casting="unsafe")
-            else:
-                for index in range(n):
-                    np.add(stack[index], np.int32(intercepts_array[index]), out=out[index], casting="unsafe")
+        out = _integer_rescale(stack, intercepts_array)
+        if out is not None:
             return out
     out = stack.astype(np.float32)
     if np.all(slopes_array == slopes_array[0]) and np.all(intercepts_array == intercepts_array[0]):
