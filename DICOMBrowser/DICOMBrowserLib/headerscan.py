@@ -167,6 +167,13 @@ _FAST_CONVERTERS = {
 }
 
 
+# VR + raw bytes -> string, for the fast rules only (which do not depend on the character set).
+# Most values repeat from file to file of a series (names, dates, UIDs of the study and series,
+# geometry), so a lookup replaces most conversions; cleared when full.
+_MEMO: dict[bytes, str] = {}
+_MEMO_SIZE = 50_000
+
+
 def _fast_value(vr: bytes | None, value: bytes) -> str | None:
     """The format_value string of a raw value for the plain cases, None where pydicom must decide."""
     convert = _FAST_CONVERTERS.get(vr)
@@ -302,15 +309,33 @@ def _encapsulated_length(f: _File, start: int) -> int:
 def _read_meta(f: _File, pos: int) -> tuple[dict[int, tuple], int]:
     """The file meta group (explicit VR LE) from `pos`: raw elements and where the data set starts."""
     meta: dict[int, tuple] = {}
-    while pos + 8 <= f.size:
-        buf, i = f.window(pos, 8)
-        if buf[i + 1] != 0 or buf[i] != 2:
+    size = f.size
+    buf, base = f.buf, f.base
+    while pos + 8 <= size:
+        rel = pos - base
+        if rel < 0 or rel + 12 > len(buf):
+            buf, rel = f.window(pos, 12 if pos + 12 <= size else 8)
+            base = f.base
+        if buf[rel] != 2 or buf[rel + 1] != 0:  # group 0002 ends the meta
             break
-        tag, vr, length, hlen = _header(f, pos, False)
-        if vr is None or length == UNDEFINED:
-            raise _Fallback("unusual file meta element")
-        buf, i = f.window(pos + hlen, length)
-        meta[tag] = (vr, buf[i:i + length], pos + hlen)
+        group, elem, vr, length = _unpack_tag_vr_short(buf, rel)
+        if vr in SHORT_VRS:
+            hlen = 8
+        elif vr in LONG_VRS and rel + 12 <= len(buf):
+            length = _unpack_long_len(buf, rel + 8)[0]
+            hlen = 12
+        else:
+            raise _Fallback(f"unusual file meta element at offset {pos}")
+        if length == UNDEFINED:
+            raise _Fallback(f"undefined length in the file meta at offset {pos}")
+        start = rel + hlen
+        if start + length <= len(buf):
+            value = buf[start:start + length]
+        else:
+            vbuf, i = f.window(pos + hlen, length)
+            value = vbuf[i:i + length]
+            buf, base = f.buf, f.base
+        meta[(group << 16) | elem] = (vr, value, pos + hlen)
         pos += hlen + length
     return meta, pos
 
@@ -343,6 +368,7 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
     values = [""] * len(tags)
     slow: list[int] = []
     fast_converters = _FAST_CONVERTERS
+    memo = _MEMO
     for tag, elem in raw.items():
         i = index.get(tag)
         if i is None:  # context element (character set, private creator) that was not asked for
@@ -350,12 +376,22 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
         value = elem[1]
         if not value:
             continue
-        convert = fast_converters.get(implicit_vrs.get(tag) if implicit else elem[0])
-        text = convert(value) if convert is not None else None
-        if text is None:
+        vr = implicit_vrs.get(tag) if implicit else elem[0]
+        if vr is None:
             slow.append(i)
-        else:
-            values[i] = text
+            continue
+        key = vr + value
+        text = memo.get(key)
+        if text is None:
+            convert = fast_converters.get(vr)
+            text = convert(value) if convert is not None else None
+            if text is None:
+                slow.append(i)
+                continue
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = text
+        values[i] = text
     if slow:
         for i, text in zip(slow, _convert(raw, [tags[i] for i in slow], implicit)):
             values[i] = text
