@@ -184,3 +184,20 @@ def test_time_series_loads_as_4d_by_default(cli_runner, tmp_path):
     result = cli_runner("view", str(folder), "--screenshot", str(png))
     assert result.exit_code == 0, result.output
     assert Image.open(png).size == (900, 300)
+
+
+@pytest.mark.x11
+@pytest.mark.timeout(120)
+def test_view_opens_an_interactive_window(series_factory, tmp_path):
+    """Under a real X display (Xvfb in CI): the window opens, renders and closes."""
+    import os
+    import subprocess
+    import sys
+
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs an X display (run under xvfb-run)")
+    files = series_factory(count=4, rows=32, columns=32)
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    completed = subprocess.run([sys.executable, "-m", "DICOMBrowser", "--temporary", "view", str(files[0].parent),
+                                "--close-after", "1"], capture_output=True, text=True, timeout=90, env=env)
+    assert completed.returncode == 0, completed.stderr

@@ -174,8 +174,10 @@ def screenshot(node: Any, path: str | os.PathLike, size: tuple[int, int] = (900,
     return path
 
 
-def show(node: Any, size: tuple[int, int] = (1200, 400)) -> None:
-    """Open an interactive window (needs a display); returns when the user closes it."""
+def show(node: Any, size: tuple[int, int] = (1200, 400), close_after: float | None = None) -> None:
+    """Open an interactive window (needs a display); returns when the user closes it, or after
+    `close_after` seconds (for scripted demos and tests)."""
+    from vtkmodules.vtkCommonCore import vtkCommand
     from vtkmodules.vtkInteractionStyle import vtkInteractorStyleImage
     from vtkmodules.vtkRenderingCore import vtkRenderWindowInteractor
 
@@ -184,6 +186,9 @@ def show(node: Any, size: tuple[int, int] = (1200, 400)) -> None:
     interactor.SetRenderWindow(render_window)
     interactor.SetInteractorStyle(vtkInteractorStyleImage())
     interactor.Initialize()
+    if close_after is not None:
+        interactor.AddObserver(vtkCommand.TimerEvent, lambda caller, event: caller.TerminateApp())
+        interactor.CreateOneShotTimer(max(1, int(close_after * 1000)))
     render_window.Render()
     interactor.Start()
     render_window.Finalize()

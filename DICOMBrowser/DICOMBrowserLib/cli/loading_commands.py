@@ -104,9 +104,10 @@ def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
               help="Render off-screen to this PNG instead of opening a window (no display needed).")
 @click.option("--size", nargs=2, type=int, default=None, help="Window/picture size in pixels (width height).")
+@click.option("--close-after", type=float, default=None, hidden=True, help="Close the window after N seconds.")
 @pass_cli
 def view_command(state: CLIContext, targets: tuple[str, ...], index: int | None, screenshot: str | None,
-                 size: tuple[int, int] | None) -> None:
+                 size: tuple[int, int] | None, close_after: float | None) -> None:
     """Show axial, sagittal and coronal slices of a loaded volume in a VTK window (or a PNG).
 
     TARGETS are database UIDs (patient key, study, series, instance) or files/folders read
@@ -125,7 +126,7 @@ def view_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
         raise click.ClickException("no display to open a window on; use --screenshot FILE.png")
     from ..view import show
 
-    show(nodes[0], size=tuple(size) if size else (1200, 400))
+    show(nodes[0], size=tuple(size) if size else (1200, 400), close_after=close_after)
 
 
 def register(cli: click.Group) -> None:
