@@ -286,3 +286,12 @@ def test_a_fifo_or_folder_does_not_block_the_scan(tmp_path):
     for path in (fifo, tmp_path):
         result = scan_file(path, [SOP_UID])
         assert not result.is_dicom and "not a regular file" in result.error
+
+
+@pytest.mark.timeout(120)
+def test_forkserver_workers_give_the_same_results(tmp_path, monkeypatch):
+    paths = write_series(tmp_path / "s", count=30, rows=4, columns=4)
+    monkeypatch.setenv("DICOMBROWSER_SCAN_START_METHOD", "forkserver")
+    assert headerscan.start_method() == "forkserver"
+    parallel = list(scan_files(paths * 4, TAGS, workers=2, chunk_size=10))
+    assert parallel == list(scan_files(paths * 4, TAGS, workers=1))

@@ -682,6 +682,18 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def start_method() -> str:
+    """How worker processes start: fork (cheap: nothing to import, the tag plan inherited) unless
+    $DICOMBROWSER_SCAN_START_METHOD says otherwise, e.g. "forkserver" for a caller with many
+    threads of its own (a GUI) that would rather not fork them; "spawn" where fork is missing."""
+    methods = multiprocessing.get_all_start_methods()
+    wanted = os.environ.get("DICOMBROWSER_SCAN_START_METHOD", "fork")
+    if wanted in methods:
+        return wanted
+    logger.warning("Start method %r not available here; using %s", wanted, methods[0])
+    return "fork" if "fork" in methods else methods[0]
+
+
 def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
     while True:
         chunk = list(itertools.islice(paths, size))
@@ -708,8 +720,7 @@ def scan_files(paths: Iterable[str | Path], tags: Iterable[str | int], workers: 
         for path in itertools.chain(head, iterator):
             yield _to_result(_scan_one(path, plan), keys)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = multiprocessing.get_context(start_method())
     pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.tags,))
     try:
         for chunk_results in pool.imap(_scan_chunk, _chunks(itertools.chain(head, iterator), chunk_size)):
