@@ -338,3 +338,8 @@ def test_rebuild_corrupt_database_from_copied_files(tmp_path, series_factory):
         DICOMDatabase(tmp_path / "db")
     counts, summary, _ = _counts_after_rebuild(tmp_path / "db")
     assert counts["instances"] == 4 and summary.indexed == 4
+
+
+@pytest.mark.parametrize("values", [[], [""], ["a", "", "b\\c"], ["has \x1e separator", "x"], ["[json-looking]"]])
+def test_packed_tag_values_round_trip(values):
+    assert dbmod.unpack_values(dbmod.pack_values(values)) == values

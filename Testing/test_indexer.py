@@ -294,7 +294,7 @@ print("finished", flush=True)
 @pytest.mark.slow
 def test_killed_import_then_reimport_is_correct(tmp_path):
     source = tmp_path / "many"
-    written = sampledata.write_many(source, patients=10, studies=2, series=5, instances=20)  # 2000 files
+    written = sampledata.write_many(source, patients=12, studies=2, series=5, instances=20)  # 2400 files: bulk mode
     expected = truth(source)
     assert expected["instances"] == written
     db_dir = tmp_path / "db"

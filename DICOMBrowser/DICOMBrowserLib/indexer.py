@@ -10,6 +10,7 @@ killed import is finished by importing the same paths again.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -111,13 +112,14 @@ def required_tags() -> list[str]:
 
 
 def _record(result: headerscan.ScanResult) -> InstanceRecord:
-    return InstanceRecord(path=os.path.abspath(result.path), size=result.size, mtime_ns=result.mtime,
+    return InstanceRecord(path=result.path, size=result.size, mtime_ns=result.mtime,
                           values=result.values, transfer_syntax=result.transfer_syntax,
                           pixel_data_offset=result.pixel_data_offset, pixel_data_length=result.pixel_data_length)
 
 
 def scan_for_database(path: str) -> InstanceRecord:
     """Scan one file for the database (listener / index_file); raises DICOMFileError if unusable."""
+    path = os.path.abspath(path)
     result = headerscan.scan_file(path, required_tags())
     if result.error:
         raise DICOMFileError(path, result.error)
@@ -183,6 +185,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     `copied=True`: the files already belong to the database folder (stored relative, Copied=1).
     """
     started = time.perf_counter() if started is None else started
+    files = [f if os.path.isabs(f) else os.path.abspath(f) for f in map(os.fspath, files)]
     summary = ImportSummary()
     total = len(files)
     summary.seen = total
@@ -213,8 +216,11 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
         batch.clear()
 
     if not summary.cancelled and to_scan:
-        results = headerscan.scan_files(to_scan, required_tags(), workers=workers)
-        try:
+        with contextlib.ExitStack() as stack:
+            if len(to_scan) > 4 * BATCH_SIZE:
+                stack.enter_context(database.bulk_writes())
+            results = headerscan.scan_files(to_scan, required_tags(), workers=workers)
+            stack.callback(getattr(results, "close", lambda: None))  # stops the worker pool on cancel/error
             for result in results:
                 done += 1
                 if result.error:
@@ -229,11 +235,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
                 if progress is not None and progress(done, total, result.path):
                     summary.cancelled = True
                     break
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-        flush()
+            flush()
     summary.elapsed = time.perf_counter() - started
     logger.info("Import: %s", summary.as_dict())
     return summary
