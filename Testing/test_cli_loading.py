@@ -201,3 +201,23 @@ def test_view_opens_an_interactive_window(series_factory, tmp_path):
     completed = subprocess.run([sys.executable, "-m", "DICOMBrowser", "--temporary", "view", str(files[0].parent),
                                 "--close-after", "1"], capture_output=True, text=True, timeout=90, env=env)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_screenshot_of_a_multicomponent_volume_shows_its_first_component(tmp_path):
+    from DICOMBrowser.DICOMBrowserLib import scene as scenes
+    from DICOMBrowser.DICOMBrowserLib import view
+
+    scene = scenes.new_scene()
+    voxels = np.zeros((20, 30, 30, 4), np.int16)
+    voxels[:, 10:20, 10:20, 0] = 1000  # a centred block in the first component only
+    voxels[:, :, :, 1:] = 500
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "dwi-like")
+    scenes.set_geometry(node, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    node.SetAndObserveImageData(scenes.image_data_from_array(voxels))
+    png = view.screenshot(node, tmp_path / "vector.png", size=(600, 200))
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    axial = rgb[:, :200]
+    grey = (axial[..., 0] > 128) & (abs(axial[..., 0] - axial[..., 2]) < 10)
+    ys, xs = np.nonzero(grey)
+    assert len(xs) > 100 and abs(xs.mean() - 100) < 10 and abs(ys.mean() - 100) < 10
+    scenes.close_scene(scene)

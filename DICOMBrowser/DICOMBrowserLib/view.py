@@ -86,16 +86,29 @@ def reslice(node: Any, view: str, center_ras: np.ndarray | None = None, spacing:
             axes.SetElement(r, c, float(plane_to_ijk[r, c]))
     # the plane matrix contains the mm step: output voxel (u, v) -> plane (u*step, v*step)
     filt = vtkImageReslice()
-    filt.SetInputData(image)
+    filt.SetInputData(_first_component(image))
     filt.SetResliceAxes(axes)
     filt.SetOutputDimensionality(2)
     filt.SetOutputSpacing(step, step, 1.0)
     filt.SetOutputOrigin(0.0, 0.0, 0.0)
     filt.SetOutputExtent(0, nx - 1, 0, ny - 1, 0, 0)
     filt.SetInterpolationModeToLinear()
-    filt.SetBackgroundLevel(float(np.min(_scalars(image))) if image.GetNumberOfPoints() else 0.0)
+    filt.SetBackgroundLevel(float(np.min(_scalars(filt.GetInput()))) if image.GetNumberOfPoints() else 0.0)
     filt.Update()
     return filt.GetOutput()
+
+
+def _first_component(image: Any) -> Any:
+    """The image itself, or its first component (a diffusion or vector volume shows its first volume)."""
+    if image.GetNumberOfScalarComponents() == 1:
+        return image
+    from vtkmodules.vtkImagingCore import vtkImageExtractComponents
+
+    extract = vtkImageExtractComponents()
+    extract.SetInputData(image)
+    extract.SetComponents(0)
+    extract.Update()
+    return extract.GetOutput()
 
 
 def _scalars(image: Any) -> np.ndarray:
@@ -112,7 +125,7 @@ def build_render_window(node: Any, size: tuple[int, int] = (900, 300), offscreen
     import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text)
 
     volume = _volume_node(node)
-    window, level = _window_level(volume, _scalars(volume.GetImageData()))
+    window, level = _window_level(volume, _scalars(_first_component(volume.GetImageData())))
     render_window = vtkRenderWindow()
     if offscreen:
         render_window.SetOffScreenRendering(1)
