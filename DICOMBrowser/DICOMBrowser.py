@@ -80,11 +80,15 @@ class DICOMBrowserLogic:
 
     # --- import and browse (DICOMBrowserLib.indexer / database) --------------------------------
     def import_paths(self, paths: list[str | os.PathLike], copy: bool = False,
-                     progress: Callable[..., Any] | None = None):
-        """Index files and folders (recursively) into the database; returns an ImportSummary."""
+                     progress: Callable[..., Any] | None = None, workers: int | None = None):
+        """Index files and folders (recursively) into the database; returns an ImportSummary.
+
+        `progress(done, total, path)` returning a truthy value cancels; `workers` header-scanning
+        processes (default: all cores).
+        """
         from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
 
-        return import_paths(self.database, [Path(p) for p in paths], copy=copy, progress=progress)
+        return import_paths(self.database, [Path(p) for p in paths], copy=copy, progress=progress, workers=workers)
 
     def delete(self, uid: str, remove_copied_files: bool = False):
         """Remove a patient/study/series/instance from the database; referenced files are never touched."""
@@ -131,6 +135,18 @@ class DICOMBrowserLogic:
 
     def vacuum(self) -> None:
         self.database.vacuum()
+
+    def rebuild_database(self, progress: Callable[..., Any] | None = None):
+        """Re-index the current database folder from its files (after a corrupt or unknown-version
+        error); the old SQLite files are kept aside. Returns the ImportSummary."""
+        from DICOMBrowser.DICOMBrowserLib.indexer import rebuild
+
+        if self._temporary:
+            raise ValueError("a temporary database has nothing to rebuild")
+        self.close()
+        database, summary, _ = rebuild(self._database_dir, progress=progress)
+        self._database = database
+        return summary
 
     # --- loading (DICOMBrowserLib.loading, DICOMPlugins) ---------------------------------------
     # Targets are database UIDs of any level, or files/folders on disk ("load without the

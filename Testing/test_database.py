@@ -343,3 +343,15 @@ def test_rebuild_corrupt_database_from_copied_files(tmp_path, series_factory):
 @pytest.mark.parametrize("values", [[], [""], ["a", "", "b\\c"], ["has \x1e separator", "x"], ["[json-looking]"]])
 def test_packed_tag_values_round_trip(values):
     assert dbmod.unpack_values(dbmod.pack_values(values)) == values
+
+
+def test_logic_rebuild_database(tmp_path, series_factory):
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+    logic = DICOMBrowserLogic(tmp_path / "db")
+    try:
+        logic.import_paths(series_factory(count=3), copy=True)
+        summary = logic.rebuild_database()
+        assert summary.indexed == 3 and logic.database.counts()["instances"] == 3
+    finally:
+        logic.close()
