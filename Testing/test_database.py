@@ -345,8 +345,10 @@ def test_packed_tag_values_round_trip(values):
     assert dbmod.unpack_values(dbmod.pack_values(values)) == values
 
 
-def test_logic_rebuild_database(tmp_path, series_factory):
+def test_logic_rebuild_database(tmp_path, series_factory, monkeypatch):
     from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # recent-databases list stays in the test
 
     logic = DICOMBrowserLogic(tmp_path / "db")
     try:
