@@ -23,6 +23,12 @@ def sha1(path: Path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def private_config(tmp_path, monkeypatch):
+    """The CLI remembers databases in the user's recent list: keep that inside the test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 @pytest.fixture
 def two_patients(series_factory, tmp_path):
     """Two generated patients: P1 with a CT and an MR series in one study, P2 with one CT series."""
