@@ -221,3 +221,20 @@ def test_screenshot_of_a_multicomponent_volume_shows_its_first_component(tmp_pat
     ys, xs = np.nonzero(grey)
     assert len(xs) > 100 and abs(xs.mean() - 100) < 10 and abs(ys.mean() - 100) < 10
     scenes.close_scene(scene)
+
+
+def test_dwi_to_nifti_writes_fsl_sidecars_like_dcm2niix(cli_runner, corpus, tmp_path):
+    """The default loadable of the GE DWI series is a diffusion node; NIfTI output brings .bval/.bvec."""
+    output = tmp_path / "dwi.nii.gz"
+    result = cli_runner("load", str(corpus / "ge_dwi" / "In"), "--output", str(output), "--json")
+    if "--loadable" in result.output:  # more than one default (e.g. a localizer): take the DWI one
+        loadables = json.loads(cli_runner("examine", str(corpus / "ge_dwi" / "In"), "--json").output)
+        index = next(i for i, l in enumerate(loadables) if l["selected"] and "Diffusion" in l["plugin"])
+        result = cli_runner("load", str(corpus / "ge_dwi" / "In"), "--loadable", str(index), "--output",
+                            str(output), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["loaded"][0]["class"] == "vtkMRMLDiffusionWeightedVolumeNode"
+    reference = corpus / "ge_dwi" / "Ref" / "Ax_DWI_TENSOR_R2_1.bval"
+    ours = np.loadtxt(tmp_path / "dwi.bval")
+    assert np.allclose(ours, np.loadtxt(reference))
+    assert nibabel.load(str(output)).shape[3] == len(ours)

@@ -325,6 +325,10 @@ def save_volume(node: Any, path: str | os.PathLike) -> Path:
             return _save_sequence_nrrd(node, path)
     elif suffix in (".nrrd", ".nhdr"):
         return _save_with_storage_node(node, path)
+    elif suffix in (".nii", ".nii.gz") and node.IsA("vtkMRMLDiffusionWeightedVolumeNode"):
+        from .diffusion.dwi_io import save_dwi  # NIfTI + .bval/.bvec, FSL's layout as dcm2niix writes it
+
+        return save_dwi(node, path)[0]
     elif suffix in (".nii", ".nii.gz"):
         return _save_nifti(node, path)
     if suffix == ".mrml":
