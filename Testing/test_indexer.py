@@ -367,3 +367,17 @@ def test_two_processes_import_into_one_database(tmp_path):
     with DICOMDatabase(db_dir) as db:
         assert db.counts() == truth(tmp_path)
         assert [p["NumberOfStudies"] for p in db.patients()] == [2, 2, 2]
+
+
+def test_corpus_copy_mode_byte_identical(corpus, database):
+    source = corpus / "slicer_ct_head"
+    summary = import_paths(database, [source], copy=True)
+    assert database.counts() == truth(source) and summary.indexed == 93
+    by_sop = {}
+    for path in source.rglob("*"):
+        if path.is_file() and path.name != "License.txt":
+            by_sop[str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
+    for instance in database.instances():
+        copy = Path(instance["FilePath"])
+        assert copy.is_relative_to(database.images_folder)
+        assert sha1(copy) == sha1(by_sop[instance["SOPInstanceUID"]])
