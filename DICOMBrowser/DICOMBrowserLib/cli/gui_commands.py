@@ -44,7 +44,10 @@ def gui(state: CLIContext, load_uid: str | None, screenshot: str | None, size: s
             raise click.ClickException("no display: run under X, or `xvfb-run -a dicombrowser gui ...`")
         logger.warning("No display: screenshot without slice views (Qt offscreen platform)")
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6 import QtWidgets
+    try:
+        from PySide6 import QtWidgets
+    except ImportError as error:
+        raise click.ClickException(f"the GUI needs PySide6 ({error}): pip install 'dicombrowser[gui]'") from error
 
     from ..widgets.mainwindow import DICOMBrowserMainWindow
 

@@ -432,7 +432,9 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
                 item.setIcon(QtGui.QIcon(str(cached)))
             else:
                 database = self.logic.database
-                self.jobs.submit(f"thumb:{uid}", lambda u=uid, d=database: thumbnails.series_thumbnail(d, u, THUMBNAIL_SIZE))
+                # a series without pixels (SR, RTSTRUCT) has no thumbnail: a fact, not an error
+                self.jobs.submit(f"thumb:{uid}", lambda u=uid, d=database: thumbnails.series_thumbnail(d, u, THUMBNAIL_SIZE),
+                                 failure_level=logging.INFO)
 
     def _thumbnail_clicked(self, item: QtWidgets.QListWidgetItem) -> None:
         self.select_uid(self.series_table, item.data(UID_ROLE))
