@@ -149,7 +149,9 @@ def test_import_json_summary_reports_broken_files(cli_runner, two_patients):
 
 
 def test_bad_input_exit_codes(cli_runner, tmp_path):
-    assert cli_runner("import", str(tmp_path / "does-not-exist")).exit_code != 0
+    missing = cli_runner("import", str(tmp_path / "does-not-exist"))
+    assert missing.exit_code == 1 and missing.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'does-not-exist'}: no such file or folder"]
     assert cli_runner("ls", "--level", "nonsense").exit_code != 0
     assert cli_runner("show", "9.9.9").exit_code == 1
 

@@ -6,6 +6,7 @@ keys); tables and the progress bar are for people and go through rich.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -49,7 +50,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
 
 
 @click.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--copy", is_flag=True, help="Copy files into the database folder (default: reference them in place).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Header-scanning processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
@@ -60,6 +61,9 @@ def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, worker
     """Import files, folders (recursively) and DICOMDIR media into the database."""
     from ..indexer import import_paths
 
+    for path in paths:
+        if not os.path.exists(path):
+            raise click.ClickException(f"{path}: no such file or folder")
     logic = state.logic()
     console = _console(stderr=True)
     show_bar = console.is_terminal and not no_progress
