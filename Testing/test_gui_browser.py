@@ -258,3 +258,45 @@ def test_self_test_from_help_menu(qtbot, logic):
     assert results and all(ok for _, ok, _ in results), results
     assert shown[-1][0].startswith(f"Self-test: {len(results)} of {len(results)} passed")
     window.close()
+
+
+def test_models_keep_python_references(qtbot):
+    """Qt calling our models must not lose references (PySide6 6.12.0 did, and the interpreter aborted)."""
+    import gc
+    import sys
+
+    from DICOMBrowser.DICOMBrowserLib.widgets.models import PatientModel
+
+    model = PatientModel()
+    rows = [{"PatientUID": str(i), "PatientName": f"Doe^{i}", "PatientID": str(i)} for i in range(10)]
+    model.set_source(lambda: rows)
+    proxy = QtCore.QIdentityProxyModel()  # C++ calls our Python overrides, as a view does
+    proxy.setSourceModel(model)
+    gc.collect()
+    before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(2000):
+        proxy.data(proxy.index(0, 0), QtCore.Qt.ItemDataRole.DecorationRole)  # returns None
+        proxy.headerData(0, QtCore.Qt.Orientation.Vertical)  # returns None
+        proxy.canFetchMore(QtCore.QModelIndex())  # returns a bool
+    gc.collect()
+    after = sys.getrefcount(None), sys.getrefcount(True)
+    assert after[0] >= before[0] - 50 and after[1] >= before[1] - 50, (before, after)
+
+
+def test_host_window_lists_loaded_volumes_without_views(qtbot, logic, series_factory, tmp_path):
+    """Offscreen Qt: no VTK views (a placeholder), but loading fills the data panel."""
+    from DICOMBrowser.DICOMBrowserLib.widgets.mainwindow import DICOMBrowserMainWindow
+
+    series_factory("ct", count=6, rows=16, columns=12, patient_name="Host^Window", patient_id="HOST1")
+    logic.import_paths([tmp_path / "ct"])
+    window = DICOMBrowserMainWindow(logic)
+    qtbot.addWidget(window)
+    assert window.views is None  # never a QVTKRenderWindowInteractor under offscreen Qt
+    window.browser.show_message = lambda *args, **kwargs: None
+    series_uid = logic.database.series()[0]["SeriesInstanceUID"]
+    nodes = window.browser.load_uid(series_uid)
+    assert len(nodes) == 1 and window.data_list.count() == 1
+    assert "(12x16x6," in window.data_list.item(0).text()
+    shot = window.save_screenshot(tmp_path / "offscreen.png")
+    assert shot.stat().st_size > 1000
+    window.close()
