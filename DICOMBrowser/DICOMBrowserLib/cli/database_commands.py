@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import CLIContext, pass_cli
 
@@ -32,8 +33,20 @@ LEVEL_FILTER = {"patient": "PatientUID", "study": "StudyInstanceUID", "series": 
                 "instance": "SOPInstanceUID"}
 
 
+HEADERS = {"PatientName": "Patient", "PatientID": "ID", "PatientBirthDate": "Birth", "PatientSex": "Sex",
+           "NumberOfStudies": "Studies", "NumberOfSeries": "Series", "NumberOfInstances": "Instances",
+           "PatientUID": "Patient key", "StudyDate": "Date", "StudyDescription": "Description",
+           "ModalitiesInStudy": "Modalities", "StudyInstanceUID": "Study UID", "SeriesNumber": "#",
+           "SeriesDescription": "Description", "SeriesInstanceUID": "Series UID", "InstanceNumber": "#",
+           "SOPClassUID": "SOP Class", "TransferSyntaxUID": "Transfer Syntax", "SOPInstanceUID": "SOP Instance UID",
+           "FilePath": "File"}
+
+
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # piped: do not squeeze UIDs into 80 columns
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=200)
+    return console
 
 
 def _print_json(data: Any) -> None:
@@ -43,9 +56,9 @@ def _print_json(data: Any) -> None:
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(HEADERS.get(column, column), overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))  # never markup
     return table
 
 
@@ -170,7 +183,7 @@ def tree_command(state: CLIContext, uid: str | None, name: str | None, as_json: 
                 s_node.add(f"#{e(series['SeriesNumber'], '-')} {e(series['Modality'])} "
                            f"{e(series['SeriesDescription'], '(no description)')}"
                            f"  {series['NumberOfInstances']} instances  [dim]{e(series['SeriesInstanceUID'])}[/]")
-    Console(highlight=False, width=max(120, Console().width)).print(root)
+    _console().print(root)
 
 
 @click.command("show")
@@ -183,15 +196,15 @@ def show_command(state: CLIContext, uid: str, as_json: bool) -> None:
     if as_json:
         _print_json(item)
         return
-    table = Table(title=f"{item['Level']} {uid}", show_header=False)
+    table = Table(title=Text(f"{item['Level']} {uid}"), show_header=False)
     table.add_column("attribute", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in item.items():
         if key == "Tags":
             continue
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, Text("" if value is None else str(value)))
     for tag, value in (item.get("Tags") or {}).items():
-        table.add_row(f"({tag})", value)
+        table.add_row(f"({tag})", Text(value))
     _console().print(table)
 
 
