@@ -4,13 +4,17 @@ Why not plain ``pydicom.dcmread``: it builds every element of every file (~1 ms 
 makes it the bottleneck of an import. Here a small element walker reads the first few KiB of a
 file (explicit or implicit VR little endian, with or without the 128-byte preamble), keeps the raw
 bytes of the requested tags only, skips everything else by length, and stops at the Pixel Data
-element, whose offset and length it records. The kept raw elements are then converted by pydicom
-itself (``Dataset`` of ``RawDataElement``), so the values are exactly those of a full parse
-(Specific Character Set, ambiguous VRs, private creators) formatted by ``tagreader.format_value``.
-Anything the walker does not handle (big endian, deflate, odd encodings) falls back to a full
-pydicom read of that file; files pydicom cannot read either are reported with the reason.
+element, whose offset and length it records.
+
+Values must be exactly those of a full pydicom read formatted by ``tagreader.format_value``. Plain
+cases (numbers, ASCII text, DS/IS that parse) follow a fixed rule per VR, memoised because values
+repeat across a series; everything else (Specific Character Set, PN groups, UN, ambiguous VRs,
+private tags in implicit VR) is converted by pydicom itself from a small ``Dataset`` of
+``RawDataElement``. Files the walker does not handle (big endian, deflate, odd encodings) fall
+back to a full pydicom read; truncated or corrupt files are reported with the reason.
 
 Work is split in chunks of paths over a fork-started process pool; ``workers=1`` runs in-process.
+See docs/headerscan.md.
 """
 from __future__ import annotations
 
@@ -532,7 +536,8 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
             pos = end
         values = _values(raw, plan.data_tags, plan.data_index, implicit, plan.implicit_vrs) if plan.data_tags else []
         meta_values = _values(meta, plan.meta_tags, plan.meta_index, False, {}) if plan.meta_tags else []
-        return (path, size, mtime, True, None, _merge(plan, values, meta_values), ts, pixel_offset, pixel_length,
+        # meta tags sort first (group 0002), so meta values + data set values is plan.tags order
+        return (path, size, mtime, True, None, meta_values + values, ts, pixel_offset, pixel_length,
                 _uid(meta.get(0x00020002)), _uid(meta.get(0x00020003)), True)
     finally:
         os.close(fd)
@@ -556,11 +561,6 @@ def _looks_like_dicom(buf: bytes) -> bool:
         return buf[4:6] in SHORT_VRS or buf[4:6] in LONG_VRS
     length = struct.unpack_from("<L", buf, 4)[0]
     return length < 0x10000
-
-
-def _merge(plan: _TagPlan, values: list[str], meta_values: list[str]) -> list[str]:
-    """Values in plan.tags order (meta tags come first since group 0002 sorts first)."""
-    return meta_values + values
 
 
 def _scan_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
@@ -614,6 +614,8 @@ def _uid_str(value) -> str:
     return str(value) if value else ""
 
 
+# The result tuple that crosses process boundaries (cheaper to pickle than a dataclass): the
+# ScanResult fields in order, with values as a list in plan order, a dict, or None (all '').
 def _scan_one(path: str, plan: _TagPlan) -> tuple:
     try:
         return _scan_fast(path, plan)
