@@ -61,12 +61,28 @@ def ijk_axis_for(ijk_to_ras: np.ndarray, ras_axis: int) -> int:
     return int(np.argmax(np.abs(directions[ras_axis, :])))
 
 
+def display_image(node: Any) -> Any:
+    """The node's image as one grey component: a DWI (one component per gradient) shows its first,
+    usually the b=0 baseline; colour images keep their components."""
+    image = node.GetImageData()
+    components = image.GetNumberOfScalarComponents()
+    if components in (1, 3, 4) and not node.IsA("vtkMRMLDiffusionWeightedVolumeNode"):
+        return image
+    import vtkmodules.vtkImagingCore as vtk_imaging
+
+    extract = vtk_imaging.vtkImageExtractComponents()
+    extract.SetInputData(image)
+    extract.SetComponents(0)
+    extract.Update()
+    return extract.GetOutput()
+
+
 def window_level_of(node: Any) -> tuple[float, float]:
     """(window, level) of the node's display node; the scalar range when it has none."""
     display = node.GetDisplayNode() if hasattr(node, "GetDisplayNode") else None
     if display is not None and hasattr(display, "GetWindow") and display.GetWindow() > 0:
         return float(display.GetWindow()), float(display.GetLevel())
-    low, high = node.GetImageData().GetScalarRange()
+    low, high = display_image(node).GetScalarRange()
     return max(high - low, 1.0), (high + low) / 2.0
 
 
@@ -119,7 +135,7 @@ class SliceView(QtWidgets.QWidget):
         import vtkmodules.vtkCommonMath as vtk_math
 
         self.node = node
-        image = node.GetImageData()
+        image = display_image(node)
         ijk_to_ras = ijk_to_ras_array(node)
         self.ijk_axis = ijk_axis_for(ijk_to_ras, self.ras_axis)
         self.extent = tuple(image.GetExtent())
@@ -221,7 +237,7 @@ class ThreeDView(QtWidgets.QWidget):
         import vtkmodules.vtkRenderingCore as vtk_rendering
 
         self.node = node
-        image = node.GetImageData()
+        image = display_image(node)
         matrix = vtk_math.vtkMatrix4x4()
         node.GetIJKToRASMatrix(matrix)
         window, level = window_level_of(node)
