@@ -381,3 +381,14 @@ def test_corpus_copy_mode_byte_identical(corpus, database):
         copy = Path(instance["FilePath"])
         assert copy.is_relative_to(database.images_folder)
         assert sha1(copy) == sha1(by_sop[instance["SOPInstanceUID"]])
+
+
+def test_file_name_with_invalid_utf8_is_reported_not_fatal(database, tmp_path, pydicom_file):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    shutil.copyfile(pydicom_file("CT_small.dcm"), os.fsencode(folder) + b"/bad\xff\xfename.dcm")
+    shutil.copyfile(pydicom_file("MR_small.dcm"), folder / "ok-ünï.dcm")
+    summary = import_paths(database, [folder])
+    assert summary.indexed == 1 and len(summary.errors) == 1
+    assert "UTF-8" in summary.errors[0][1] and "\\xff" in summary.errors[0][0]
+    assert database.instances()[0]["FilePath"].endswith("ok-ünï.dcm")

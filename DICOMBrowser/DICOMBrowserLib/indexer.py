@@ -189,6 +189,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     summary = ImportSummary()
     total = len(files)
     summary.seen = total
+    files = _storable_paths(files, summary)
     known = database.indexed_files() if not copy else {}
     to_scan: list[str] = []
     done = 0
@@ -257,6 +258,21 @@ def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> No
         logger.info("Duplicate instance %s at %s (%s)", outcome.sop_instance_uid, outcome.path, outcome.detail)
     elif outcome.status == "relinked":
         summary.relinked += 1
+
+
+def _storable_paths(files: list[str], summary: ImportSummary) -> list[str]:
+    """Paths SQLite can store (UTF-8); a name with undecodable bytes is reported, not fatal."""
+    storable = []
+    for path in files:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            summary.errors.append((shown, "file name is not valid UTF-8 (rename the file to import it)"))
+            logger.warning("Skipping %s: file name is not valid UTF-8", shown)
+            continue
+        storable.append(path)
+    return storable
 
 
 def rebuild(folder: str | os.PathLike, progress: Progress | None = None,
