@@ -163,14 +163,15 @@ class DICOMBrowserLogic:
         database = self._database_for(targets)
         return loading.examine(database, loading.file_lists_for(database, targets), plugins, progress)
 
-    def load(self, loadables: list, scene: Any = None) -> list:
-        """Load loadables (from `examine`) into `scene` (a new one if None); returns the nodes."""
+    def load(self, loadables: list, scene: Any = None, report: Any = None) -> list:
+        """Load loadables (from `examine`; pass its report to reuse what the plugins read) into
+        `scene` (a new one if None); returns the nodes."""
         from DICOMBrowser.DICOMBrowserLib import loading
         from DICOMBrowser.DICOMBrowserLib import scene as scenes
 
         scene = scene if scene is not None else scenes.new_scene()
         # the database only if examine opened it: loadables of a folder load without one
-        return loading.load_loadables(loadables, scene, self._database)
+        return loading.load_loadables(loadables, scene, self._database, report=report)
 
     def choose_loadables(self, loadables: list, index: int | None = None) -> list:
         """The loadable at `index` (as listed by examine), else the selected defaults."""

@@ -106,7 +106,7 @@ def _ours(folder: str, database_folder: str | None) -> dict:
     report = loading.examine(database, file_lists, use_cache=False)
     chosen = [l for l in report.loadables if l.selected]
     examined = time.perf_counter() - started
-    (node,) = loading.load_loadables(chosen, scene, database)
+    (node,) = loading.load_loadables(chosen, scene, database, report=report)
     elapsed = time.perf_counter() - started
     voxels = scenes.array_from_volume(node)
     return {"seconds": elapsed, "examine_seconds": examined, "baseline_mb": baseline, "shape": list(voxels.shape),

@@ -40,6 +40,8 @@ class ExamineReport:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (plugin name, reason)
     cached: int = 0  # (plugin, series) examinations served from the cache
     cancelled: bool = False
+    #: the plugin objects that examined, by name: loading through them reuses what they read
+    plugins: dict[str, DICOMPlugin] = field(default_factory=dict, repr=False)
 
 
 def resolve_plugins(plugins: Iterable[str | type[DICOMPlugin]] | None = None) -> dict[str, type[DICOMPlugin]]:
@@ -111,6 +113,7 @@ def examine(database: Any, file_lists: Sequence[Sequence[str]],
             report.errors.append((plugin_name, f"{type(error).__name__}: {error}"))
             done += len(file_lists)
             continue
+        report.plugins[plugin_name] = plugin
         for files in file_lists:
             if progress is not None and progress(done, total, f"{plugin_name}: {Path(files[0]).parent}"):
                 report.cancelled = True
@@ -180,15 +183,22 @@ def select_highest_confidence(loadables: list[DICOMLoadable]) -> None:
                 break
 
 
-def load_loadables(loadables: Sequence[DICOMLoadable], scene: Any, database: Any = None) -> list[Any]:
-    """Each loadable through its plugin's `load`; returns the nodes in order. Raises LoadError."""
+def load_loadables(loadables: Sequence[DICOMLoadable], scene: Any, database: Any = None,
+                   report: ExamineReport | None = None) -> list[Any]:
+    """Each loadable through its plugin's `load`; returns the nodes in order. Raises LoadError.
+
+    With the `report` of the examination, the plugin objects that examined load too, so headers
+    they read without a database are not read again (load soon after examining).
+    """
     registry = allPlugins()
     nodes = []
     for loadable in loadables:
-        plugin_class = registry.get(loadable.plugin)
-        if plugin_class is None:
-            raise LoadError(f"loadable {loadable.name!r}: plugin {loadable.plugin!r} is not registered")
-        plugin = plugin_class(database)
+        plugin = report.plugins.get(loadable.plugin) if report is not None else None
+        if plugin is None or plugin.database is not database:
+            plugin_class = registry.get(loadable.plugin)
+            if plugin_class is None:
+                raise LoadError(f"loadable {loadable.name!r}: plugin {loadable.plugin!r} is not registered")
+            plugin = plugin_class(database)
         plugin.prefetch(loadable.files)  # without a database: one header scan, not one parse per file
         try:
             node = plugin.load(loadable, scene)

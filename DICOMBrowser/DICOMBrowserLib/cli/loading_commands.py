@@ -34,7 +34,7 @@ def _load(state: CLIContext, targets: tuple[str, ...], index: int | None, single
     for loadable in chosen:
         if loadable.warning:
             click.echo(f"warning: {loadable.name}: {loadable.warning}", err=True)
-    return chosen, logic.load(chosen)
+    return chosen, logic.load(chosen, report=report)
 
 
 @click.command("examine")
