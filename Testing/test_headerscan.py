@@ -190,10 +190,17 @@ def test_files_without_preamble_or_meta_are_read(series_factory, tmp_path):
 
 
 def test_dicomdir_is_recognised(pydicom_file):
-    result = scan_file(pydicom_file("DICOMDIR"), ["0004,1130", SOP_UID])
-    assert result.is_dicom and result.error is None
-    assert result.media_storage_sop_class_uid == "1.2.840.10008.1.3.10"
+    result = scan_file(pydicom_file("DICOMDIR"), ["0002,0002", "0004,1130", SOP_UID])
+    assert result.is_dicom and result.error is None and result.fast
+    assert result.media_storage_sop_class_uid == "1.2.840.10008.1.3.10" == result.values["0002,0002"]
     assert result.values[SOP_UID] == ""  # a media index, not an instance
+
+
+def test_tags_may_be_given_in_any_form_and_come_back_as_gggg_eeee(series_factory):
+    path = series_factory(count=1, patient_name="Doe^Jane")[0]
+    result = scan_file(path, ["PatientName", "(0020,000D)", "0020000E", 0x00080060])
+    assert set(result.values) == {"0010,0010", "0020,000d", "0020,000e", "0008,0060"}
+    assert result.values["0010,0010"] == "Doe^Jane" and result.values["0008,0060"] == "CT"
 
 
 def test_non_dicom_files_are_skipped_silently(tmp_path):
