@@ -278,3 +278,23 @@ def dataclasses_asdict(loadable):
     import json
 
     return json.loads(json.dumps(dataclasses.asdict(loadable)))
+
+
+class RememberingPlugin(CountingPlugin):
+    """Loads by returning itself, so the test can see which plugin object loaded."""
+
+    confidence = 0.7
+    calls = 0
+
+    def load(self, loadable, scene):
+        return self
+
+
+def test_loading_with_the_report_reuses_the_examining_plugin(clean_registry, two_series):
+    report = loading.examine(None, list(two_series), plugins=[RememberingPlugin])
+    chosen = [l for l in report.loadables if l.selected]
+    (same,) = loading.load_loadables(chosen[:1], None, None, report=report)
+    assert same is report.plugins["RememberingPlugin"]
+    DICOMPlugins.registerPlugin(RememberingPlugin)
+    (fresh,) = loading.load_loadables(chosen[:1], None, None)
+    assert isinstance(fresh, RememberingPlugin) and fresh is not same

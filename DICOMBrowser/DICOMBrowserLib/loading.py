@@ -195,7 +195,7 @@ def load_loadables(loadables: Sequence[DICOMLoadable], scene: Any, database: Any
     for loadable in loadables:
         plugin = report.plugins.get(loadable.plugin) if report is not None else None
         if plugin is None or plugin.database is not database:
-            plugin_class = registry.get(loadable.plugin)
+            plugin_class = registry.get(loadable.plugin) or (type(plugin) if plugin is not None else None)
             if plugin_class is None:
                 raise LoadError(f"loadable {loadable.name!r}: plugin {loadable.plugin!r} is not registered")
             plugin = plugin_class(database)
