@@ -357,3 +357,18 @@ def test_logic_rebuild_database(tmp_path, series_factory, monkeypatch):
         assert summary.indexed == 3 and logic.database.counts()["instances"] == 3
     finally:
         logic.close()
+
+
+def test_values_sqlite_cannot_encode_are_escaped_not_fatal(database, series_factory):
+    from DICOMBrowser.DICOMBrowserLib.database import DATABASE_TAGS, InstanceRecord
+
+    path = series_factory(count=1)[0]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    values = {tag: "" for tag in DATABASE_TAGS.values()}
+    for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID"):
+        values[DATABASE_TAGS[keyword]] = str(ds.get(keyword))
+    values[DATABASE_TAGS["PatientName"]] = "Bad\udcffName"
+    record = InstanceRecord(str(path), path.stat().st_size, path.stat().st_mtime_ns, values)
+    [outcome] = database.store_instances([record])
+    assert outcome.status == "indexed"
+    assert database.patients()[0]["PatientName"] == "Bad\\udcffName"

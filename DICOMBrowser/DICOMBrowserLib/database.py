@@ -428,6 +428,11 @@ class DICOMDatabase:
         for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
             if not record.value(keyword):
                 raise DICOMFileError(record.path, f"missing {keyword}")
+        try:
+            "".join(record.values.values()).encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates from odd decoding: SQLite stores UTF-8 only
+            record.values = {tag: value.encode("utf-8", "backslashreplace").decode("utf-8")
+                             for tag, value in record.values.items()}
 
     def store_instances(self, records: Sequence[InstanceRecord], *, copy: bool = False,
                         copied: bool = False) -> list[StoreOutcome | DICOMFileError]:
@@ -439,16 +444,20 @@ class DICOMDatabase:
         is relinked.
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
-        with self._write() as connection:
-            batch = _Batch(connection, records, self)
-            for record in records:
-                try:
-                    self._check_record(record)
-                    outcome = self._store_one(batch, record, copy=copy, copied=copied)
-                except DICOMFileError as error:
-                    outcome = error
-                outcomes.append(outcome)
-            batch.finish()
+        try:
+            with self._write() as connection:
+                batch = _Batch(connection, records, self)
+                for record in records:
+                    try:
+                        self._check_record(record)
+                        outcome = self._store_one(batch, record, copy=copy, copied=copied)
+                    except DICOMFileError as error:
+                        outcome = error
+                    outcomes.append(outcome)
+                batch.finish()
+        except sqlite3.Error as error:  # disk full, locked for 30 s, read-only folder...
+            raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot store {len(records)} instances "
+                                f"(first {records[0].path if records else '-'}): {error}") from error
         return outcomes
 
     def _store_one(self, batch: "_Batch", record: InstanceRecord, *, copy: bool, copied: bool) -> StoreOutcome:
