@@ -460,18 +460,22 @@ def load_scene(path: str | os.PathLike) -> Any:
     """Read a `.mrml` scene (or a `.mrb` bundle, unzipped to a temporary folder) into a new scene."""
     path = Path(path)
     scene = new_scene()
-    if path.suffix.lower() == ".mrb":
-        work = Path(tempfile.mkdtemp(prefix="dicombrowser-mrb-"))
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(work)
-        mrml = next(work.rglob("*.mrml"), None)
-        if mrml is None:
+    work = None
+    try:
+        if path.suffix.lower() == ".mrb":
+            work = Path(tempfile.mkdtemp(prefix="dicombrowser-mrb-"))
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(work)
+            mrml = next(work.rglob("*.mrml"), None)
+            if mrml is None:
+                raise LoadError(f"{path}: no .mrml scene inside the bundle")
+            path = mrml
+        scene.SetURL(str(path))
+        if not scene.Import():
+            raise LoadError(f"{path}: could not read the MRML scene")
+    finally:
+        if work is not None:  # the storage nodes have read their files into memory by now
             shutil.rmtree(work, ignore_errors=True)
-            raise LoadError(f"{path}: no .mrml scene inside the bundle")
-        path = mrml
-    scene.SetURL(str(path))
-    if not scene.Import():
-        raise LoadError(f"{path}: could not read the MRML scene")
     return scene
 
 
