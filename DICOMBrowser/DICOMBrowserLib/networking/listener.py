@@ -18,7 +18,7 @@ from pynetdicom.sop_class import Verification
 
 from ..errors import NetworkError
 from .nodes import validate_ae_title, validate_port
-from .sockets import NAGLE_OFF
+from .sockets import LISTENER_CONN_OPEN
 from .storage import ReceivedInstanceWriter, store_handler
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class StorageListener:
             return self.status()
         ae = self._make_ae()
         handlers = [
-            NAGLE_OFF,
+            LISTENER_CONN_OPEN,
             (evt.EVT_C_STORE, store_handler(self.writer)),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_REJECTED, self._on_rejected),
