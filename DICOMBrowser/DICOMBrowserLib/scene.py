@@ -42,28 +42,28 @@ def new_scene() -> Any:
     """An empty vtkMRMLScene with Slicer's default colour tables (needed by volume display nodes)."""
     slicer = _slicer()
     scene = slicer.vtkMRMLScene()
-    color_logic = slicer.vtkMRMLColorLogic()
-    color_logic.SetMRMLScene(scene)
-    # the Sequences logic registers the sequence browser node class and keeps proxies in sync
-    sequences_logic = slicer.vtkSlicerSequencesLogic()
-    sequences_logic.SetMRMLScene(scene)
-    # keep the logics alive as long as the scene wrapper: they observe it
-    _LOGICS[scene.GetAddressAsString("vtkMRMLScene")] = (color_logic, sequences_logic)
+    # The logics add Slicer's colour tables and register the sequence browser node class; they
+    # are detached at once so no logic keeps the scene alive (a scene is freed with its last
+    # Python reference; logics needed later are made for the moment, see _SequencesLogic).
+    for logic in (slicer.vtkMRMLColorLogic(), slicer.vtkSlicerSequencesLogic()):
+        logic.SetMRMLScene(scene)
+        logic.SetMRMLScene(None)
     return scene
 
 
-#: logics that must live as long as their scene, keyed by the scene's address
-_LOGICS: dict[str, tuple[Any, Any]] = {}
+class _SequencesLogic:
+    """A Sequences logic attached to `scene` for the duration of a `with` block."""
 
+    def __init__(self, scene: Any):
+        self.scene = scene
+        self.logic = _slicer().vtkSlicerSequencesLogic()
 
-def _sequences_logic(scene: Any) -> Any:
-    logics = _LOGICS.get(scene.GetAddressAsString("vtkMRMLScene"))
-    if logics is None:
-        slicer = _slicer()
-        logic = slicer.vtkSlicerSequencesLogic()
-        logic.SetMRMLScene(scene)
-        return logic
-    return logics[1]
+    def __enter__(self) -> Any:
+        self.logic.SetMRMLScene(self.scene)
+        return self.logic
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logic.SetMRMLScene(None)
 
 
 def _vtk_matrix(array: np.ndarray) -> Any:
@@ -281,7 +281,8 @@ def add_volume_sequence(scene: Any, volumes_tkji: np.ndarray, ijk_to_ras: np.nda
     sequence.SetAttribute("DICOM.seriesInstanceUID", series_uid)
     browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(f"{name} browser"))
     browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
-    _sequences_logic(scene).UpdateProxyNodesFromSequences(browser)
+    with _SequencesLogic(scene) as logic:
+        logic.UpdateProxyNodesFromSequences(browser)
     proxy = browser.GetProxyNode(sequence)
     if proxy is not None:
         proxy.SetName(scene.GenerateUniqueName(name))
@@ -480,6 +481,5 @@ def load_scene(path: str | os.PathLike) -> Any:
 
 
 def close_scene(scene: Any) -> None:
-    """Clear a scene and drop the logics kept alive for it."""
+    """Remove every node of a scene now (dropping the last reference frees it too)."""
     scene.Clear(1)
-    _LOGICS.pop(scene.GetAddressAsString("vtkMRMLScene"), None)
