@@ -217,7 +217,10 @@ class DICOMDatabase:
         """One write transaction; bumps the generation counter so pollers see the change."""
         with self._write_lock:
             connection = self._conn()
-            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:  # locked by another process for longer than the busy timeout
+                raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot start a write: {error}") from error
             try:
                 generation = connection.execute("SELECT Value FROM Generation WHERE Id = 0").fetchone()[0]
                 if generation != self._generation:
@@ -226,9 +229,12 @@ class DICOMDatabase:
                 connection.execute("UPDATE Generation SET Value = Value + 1 WHERE Id = 0")
                 connection.execute("COMMIT")
                 self._generation = generation + 1
-            except BaseException:
-                connection.execute("ROLLBACK")
+            except BaseException as error:
+                if connection.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                    connection.execute("ROLLBACK")
                 self._clear_write_caches()  # they may hold ids of rolled-back rows
+                if isinstance(error, sqlite3.Error):  # disk full, read-only folder, corruption...
+                    raise DatabaseError(f"{self.folder / DATABASE_FILE}: write failed: {error}") from error
                 raise
 
     @contextmanager
@@ -297,7 +303,9 @@ class DICOMDatabase:
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
         script = self._schema_sql()
-        connection.executescript(f"BEGIN;\n{script}\nINSERT INTO SchemaInfo VALUES ('{SCHEMA_VERSION}');\nCOMMIT;")
+        # IMMEDIATE and "WHERE NOT EXISTS": two processes creating the same new database at once agree.
+        connection.executescript(f"BEGIN IMMEDIATE;\n{script}\nINSERT INTO SchemaInfo SELECT '{SCHEMA_VERSION}'"
+                                 " WHERE NOT EXISTS (SELECT 1 FROM SchemaInfo);\nCOMMIT;")
         logger.info("Created DICOM database in %s", self.folder)
 
     def _upgrade(self, connection: sqlite3.Connection, version: str) -> None:
@@ -444,20 +452,16 @@ class DICOMDatabase:
         is relinked.
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
-        try:
-            with self._write() as connection:
-                batch = _Batch(connection, records, self)
-                for record in records:
-                    try:
-                        self._check_record(record)
-                        outcome = self._store_one(batch, record, copy=copy, copied=copied)
-                    except DICOMFileError as error:
-                        outcome = error
-                    outcomes.append(outcome)
-                batch.finish()
-        except sqlite3.Error as error:  # disk full, locked for 30 s, read-only folder...
-            raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot store {len(records)} instances "
-                                f"(first {records[0].path if records else '-'}): {error}") from error
+        with self._write() as connection:  # SQLite failures (disk full...) become one DatabaseError
+            batch = _Batch(connection, records, self)
+            for record in records:
+                try:
+                    self._check_record(record)
+                    outcome = self._store_one(batch, record, copy=copy, copied=copied)
+                except DICOMFileError as error:
+                    outcome = error
+                outcomes.append(outcome)
+            batch.finish()
         return outcomes
 
     def _store_one(self, batch: "_Batch", record: InstanceRecord, *, copy: bool, copied: bool) -> StoreOutcome:
