@@ -163,13 +163,24 @@ class DICOMBrowserLogic:
         database = self._database_for(targets)
         return loading.examine(database, loading.file_lists_for(database, targets), plugins, progress)
 
+    _loading_scene = None
+
+    @property
+    def loading_scene(self):
+        """The scene `load` fills when given none (created on first use). The logic holds it:
+        MRML nodes do not keep their scene alive, and saving needs the scene."""
+        if self._loading_scene is None:
+            from DICOMBrowser.DICOMBrowserLib import scene as scenes
+
+            self._loading_scene = scenes.new_scene()
+        return self._loading_scene
+
     def load(self, loadables: list, scene: Any = None, report: Any = None) -> list:
         """Load loadables (from `examine`; pass its report to reuse what the plugins read) into
-        `scene` (a new one if None); returns the nodes."""
+        `scene` (default: `loading_scene`); returns the nodes."""
         from DICOMBrowser.DICOMBrowserLib import loading
-        from DICOMBrowser.DICOMBrowserLib import scene as scenes
 
-        scene = scene if scene is not None else scenes.new_scene()
+        scene = scene if scene is not None else self.loading_scene
         # the database only if examine opened it: loadables of a folder load without one
         return loading.load_loadables(loadables, scene, self._database, report=report)
 

@@ -332,6 +332,8 @@ def save_volume(node: Any, path: str | os.PathLike) -> Path:
         return save_dwi(node, path)[0]
     elif suffix in (".nii", ".nii.gz"):
         return _save_nifti(node, path)
+    if suffix in (".mrml", ".mrb") and node.GetScene() is None:
+        raise LoadError(f"{path}: node {node.GetName()} is in no scene (keep a reference to the scene it was loaded into)")
     if suffix == ".mrml":
         return save_scene(node.GetScene(), path)
     if suffix == ".mrb":
@@ -343,8 +345,9 @@ def _save_with_storage_node(node: Any, path: Path) -> Path:
     storage = node.GetStorageNode()
     if storage is None:
         storage = node.CreateDefaultStorageNode()
-        node.GetScene().AddNode(storage)
-        node.SetAndObserveStorageNodeID(storage.GetID())
+        if node.GetScene() is not None:  # a node whose scene is gone can still be written
+            node.GetScene().AddNode(storage)
+            node.SetAndObserveStorageNodeID(storage.GetID())
     storage.SetFileName(str(path))
     storage.SetUseCompression(True)
     if not storage.WriteData(node):
@@ -355,8 +358,9 @@ def _save_with_storage_node(node: Any, path: Path) -> Path:
 def _save_sequence_nrrd(sequence: Any, path: Path) -> Path:
     slicer = _slicer()
     storage = slicer.vtkMRMLVolumeSequenceStorageNode()
-    sequence.GetScene().AddNode(storage)
-    sequence.SetAndObserveStorageNodeID(storage.GetID())
+    if sequence.GetScene() is not None:
+        sequence.GetScene().AddNode(storage)
+        sequence.SetAndObserveStorageNodeID(storage.GetID())
     storage.SetFileName(str(path))
     if not storage.WriteData(sequence):
         raise LoadError(f"{path}: Slicer's volume sequence storage node could not write {sequence.GetName()}")
