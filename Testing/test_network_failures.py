@@ -173,3 +173,24 @@ def test_send_to_storescp_killed_mid_transfer(database, series_factory, tmp_path
     assert summary.failed and 1 <= summary.sent < 150
     assert any("dcmtk" in reason or "association lost" in reason for _, reason in summary.failed)
     assert len(database.instances()) == 150  # sending never changes our database
+
+
+def test_node_configuration_cli(cli_runner):
+    """Settings round-trip through settings.json; bad values are refused with the value named."""
+    assert cli_runner("config", "set", "ae-title", "MYAE").exit_code == 0
+    assert cli_runner("config", "set", "port", "11113").exit_code == 0
+    assert cli_runner("node", "add", "pacs", "--ae-title", "PACS", "--host", "127.0.0.1", "--port", "4242",
+                      "--retrieve", "get").exit_code == 0
+    import json
+
+    nodes = json.loads(cli_runner("node", "ls", "--json").stdout)
+    assert nodes == [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 4242, "retrieve": "get"}]
+    shown = json.loads(cli_runner("config", "show", "--json").stdout)
+    assert shown["ae_title"] == "MYAE" and shown["port"] == 11113 and "pacs" in shown["nodes"]
+    too_long = cli_runner("config", "set", "ae-title", "A" * 17)
+    assert too_long.exit_code == 1 and "1 to 16 characters" in too_long.output
+    bad_port = cli_runner("node", "add", "x", "--ae-title", "X", "--host", "h", "--port", "70000")
+    assert bad_port.exit_code == 1 and "70000" in bad_port.output
+    assert cli_runner("node", "rm", "pacs").exit_code == 0
+    missing = cli_runner("node", "rm", "pacs")
+    assert missing.exit_code == 1 and "no node named 'pacs'" in missing.output
