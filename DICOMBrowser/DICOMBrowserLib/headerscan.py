@@ -34,7 +34,6 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from .tagreader import format_value, parse_tag, tag_string
@@ -100,8 +99,14 @@ def _numbers(code: str, width: int):
     return convert
 
 
-def _padded(value: bytes) -> str | None:  # CS AS DA TM DT UI: one rstrip of the whole value
+def _padded(value: bytes) -> str | None:  # CS AS DA TM DT: one rstrip of the whole value
     return value.decode("ascii").rstrip(" \0") if value.isascii() else None
+
+
+def _unique_identifier(value: bytes) -> str | None:  # UI: pydicom's UID() also strips each value's whitespace
+    if not value.isascii():
+        return None
+    return "\\".join(v.strip() for v in value.decode("ascii").rstrip(" \0").split("\\"))
 
 
 def _text(value: bytes) -> str | None:  # LO SH UC: each value right-stripped
@@ -163,7 +168,7 @@ def _binary(value: bytes) -> str:  # format_value caches no bytes and no sequenc
 _FAST_CONVERTERS = {
     b"US": _numbers("H", 2), b"SS": _numbers("h", 2), b"UL": _numbers("L", 4), b"SL": _numbers("l", 4),
     b"FL": _numbers("f", 4), b"FD": _numbers("d", 8), b"SV": _numbers("q", 8), b"UV": _numbers("Q", 8),
-    b"CS": _padded, b"AS": _padded, b"DA": _padded, b"TM": _padded, b"DT": _padded, b"UI": _padded,
+    b"CS": _padded, b"AS": _padded, b"DA": _padded, b"TM": _padded, b"DT": _padded, b"UI": _unique_identifier,
     b"LO": _text, b"SH": _text, b"UC": _text, b"LT": _single_text, b"ST": _single_text, b"UT": _single_text,
     b"PN": _person_name, b"DS": _decimal_string, b"IS": _integer_string, b"AE": _application_entity,
     b"UR": _uri, b"OB": _binary, b"OW": _binary, b"OF": _binary, b"OD": _binary, b"OL": _binary,
@@ -345,7 +350,7 @@ def _read_meta(f: _File, pos: int) -> tuple[dict[int, tuple], int]:
 
 
 def _uid(raw: tuple | None) -> str:
-    return raw[1].decode("ascii", "replace").rstrip("\0 ") if raw is not None and raw[1] else ""
+    return raw[1].decode("ascii", "replace").rstrip("\0 ").strip() if raw is not None and raw[1] else ""
 
 
 def reference_value(ds: Dataset, tag: int) -> str:
@@ -358,8 +363,8 @@ def reference_value(ds: Dataset, tag: int) -> str:
         if tag >> 16 == 0x0002 and getattr(ds, "file_meta", None) is not None:
             return format_value(ds.file_meta.get(tag))
         return format_value(ds.get(tag))
-    except (ValueError, TypeError, OverflowError, LookupError, AttributeError, struct.error) as exc:
-        logger.debug("value of %s cannot be converted: %s", tag_string(tag), exc)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types (BytesLengthException is a bare Exception)
+        logger.debug("value of %s cannot be converted: %s: %s", tag_string(tag), type(exc).__name__, exc)
         return ""
 
 
@@ -416,8 +421,8 @@ def _convert(raw: dict[int, tuple], tags: list[int], implicit: bool) -> list[str
                 encoding = pydicom.charset.default_encoding
             ds.set_original_encoding(implicit, True, encoding)
             return [reference_value(ds, t) if t in raw else "" for t in tags]
-    except (ValueError, LookupError, TypeError, AttributeError) as exc:
-        raise _Fallback(f"character set: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any pydicom failure here means: let the full read decide
+        raise _Fallback(f"character set: {type(exc).__name__}: {exc}") from exc
 
 
 def _open_stat(path: str) -> tuple[int, int, int]:
@@ -565,14 +570,19 @@ def _looks_like_dicom(buf: bytes) -> bool:
 
 def _scan_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
     """Full pydicom read for the files the walker leaves; the reference behaviour."""
+    with warnings.catch_warnings():
+        # pydicom warns on every invalid value it meets; the scan reports files, not values
+        warnings.simplefilter("ignore")
+        return _read_with_pydicom(path, plan, reason)
+
+
+def _read_with_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
     try:
         st = os.stat(path)
     except OSError as exc:
         return (path, 0, 0, False, f"cannot stat: {exc.strerror}", None, "", None, None, "", "", False)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, defer_size=1024)
+        ds = pydicom.dcmread(path, force=True, defer_size=1024)
         meta = ds.file_meta if hasattr(ds, "file_meta") else Dataset()
         ts = str(meta.get("TransferSyntaxUID", "") or "")
         offset = length = None
@@ -592,14 +602,14 @@ def _scan_pydicom(path: str, plan: _TagPlan, reason: str) -> tuple:
                 raise _Broken(f"pixel data truncated: {length} bytes at offset {offset}, file has {st.st_size}")
         # pixel data is binary ('' in the cache): never load it just to format it
         values = ["" if t in PIXEL_TAGS else reference_value(ds, t) for t in plan.tags]
+        media_class, media_instance = reference_value(ds, 0x00020002), reference_value(ds, 0x00020003)
     except _Broken as exc:
         return (path, st.st_size, st.st_mtime_ns, True, str(exc), None, "", None, None, "", "", False)
-    except (InvalidDicomError, OSError, ValueError, KeyError, TypeError, struct.error,
-            EOFError, NotImplementedError, OverflowError, LookupError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom on corrupt input raises many types; one file must not stop a scan
         return (path, st.st_size, st.st_mtime_ns, True, f"{reason}; pydicom: {type(exc).__name__}: {exc}",
                 None, "", None, None, "", "", False)
-    return (path, st.st_size, st.st_mtime_ns, True, None, values, ts, offset, length,
-            _uid_str(meta.get("MediaStorageSOPClassUID")), _uid_str(meta.get("MediaStorageSOPInstanceUID")), False)
+    return (path, st.st_size, st.st_mtime_ns, True, None, values, ts, offset, length, media_class, media_instance,
+            False)
 
 
 def _file_encapsulated_length(path: str, offset: int) -> int:
@@ -610,12 +620,6 @@ def _file_encapsulated_length(path: str, offset: int) -> int:
         os.close(fd)
 
 
-def _uid_str(value) -> str:
-    return str(value) if value else ""
-
-
-# The result tuple that crosses process boundaries (cheaper to pickle than a dataclass): the
-# ScanResult fields in order, with values as a list in plan order, a dict, or None (all '').
 def _scan_one(path: str, plan: _TagPlan) -> tuple:
     try:
         return _scan_fast(path, plan)
@@ -634,6 +638,9 @@ def _scan_one(path: str, plan: _TagPlan) -> tuple:
         return _scan_pydicom(path, plan, f"bad element header: {exc}")
     except OSError as exc:
         return (path, 0, 0, False, f"cannot read: {exc.strerror or exc}", None, "", None, None, "", "", False)
+    except Exception as exc:  # noqa: BLE001 - a walker bug on odd input must cost one file, not the import
+        logger.exception("Header walker failed on %s; reading it with pydicom", path)
+        return _scan_pydicom(path, plan, f"walker: {type(exc).__name__}: {exc}")
 
 
 def _to_result(t: tuple, keys: list[str]) -> ScanResult:
