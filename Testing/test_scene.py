@@ -182,3 +182,22 @@ def test_multicomponent_volume_to_4d_nifti(tmp_path):
     assert np.allclose(nifti.affine, oblique_ijk_to_ras(), atol=1e-4)
     assert np.asarray(nifti.dataobj)[1, 2, 0, 4] == 4
     scenes.close_scene(scene)
+
+
+def test_scene_is_freed_with_its_last_reference_and_orphan_nodes_still_save(tmp_path):
+    """No logic keeps a scene (and its volumes) alive; a node that outlived its scene writes NRRD,
+    and asking for a scene file says why it cannot."""
+    import gc
+
+    from DICOMBrowser.DICOMBrowserLib.errors import LoadError
+
+    scene = scenes.new_scene()
+    voxels = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    node = scenes.add_scalar_volume(scene, voxels, oblique_ijk_to_ras(), "orphan", series_uid="5", instance_uids=["1"])
+    del scene
+    gc.collect()
+    assert node.GetScene() is None
+    image = sitk.ReadImage(str(scenes.save_volume(node, tmp_path / "orphan.nrrd")))
+    assert np.array_equal(sitk.GetArrayFromImage(image), voxels)
+    with pytest.raises(LoadError, match="in no scene"):
+        scenes.save_volume(node, tmp_path / "orphan.mrb")

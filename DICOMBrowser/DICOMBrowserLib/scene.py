@@ -345,6 +345,10 @@ def _save_with_storage_node(node: Any, path: Path) -> Path:
     storage = node.GetStorageNode()
     if storage is None:
         storage = node.CreateDefaultStorageNode()
+        if storage is None:  # the factory needs a scene: make the class Slicer would choose
+            slicer = _slicer()
+            diffusion = node.IsA("vtkMRMLDiffusionWeightedVolumeNode") or node.IsA("vtkMRMLDiffusionTensorVolumeNode")
+            storage = slicer.vtkMRMLNRRDStorageNode() if diffusion else slicer.vtkMRMLVolumeArchetypeStorageNode()
         if node.GetScene() is not None:  # a node whose scene is gone can still be written
             node.GetScene().AddNode(storage)
             node.SetAndObserveStorageNodeID(storage.GetID())
