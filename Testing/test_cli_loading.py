@@ -238,3 +238,18 @@ def test_dwi_to_nifti_writes_fsl_sidecars_like_dcm2niix(cli_runner, corpus, tmp_
     ours = np.loadtxt(tmp_path / "dwi.bval")
     assert np.allclose(ours, np.loadtxt(reference))
     assert nibabel.load(str(output)).shape[3] == len(ours)
+
+
+def test_relative_output_paths(cli_runner, series_factory, tmp_path, monkeypatch):
+    """Outputs named relative to the working directory land there (MRML resolves names against
+    the scene's root directory, so a relative path must not be doubled)."""
+    files = series_factory("series", count=3)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for output in ("ct.nrrd", "out/ct.nii.gz", "scene/ct.mrml", "bundle/ct.mrb"):
+        result = cli_runner("load", str(files[0].parent), "--output", output, "--screenshot", "shots/ct.png")
+        assert result.exit_code == 0, (output, result.output)
+        assert (work / output).is_file(), output
+    assert (work / "shots" / "ct.png").is_file()
+    assert list((work / "scene").glob("*.nrrd")) and not (work / "scene" / "scene").exists()

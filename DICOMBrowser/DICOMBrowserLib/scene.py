@@ -316,7 +316,7 @@ def sequence_array(sequence: Any) -> tuple[np.ndarray, np.ndarray]:
 def save_volume(node: Any, path: str | os.PathLike) -> Path:
     """Write a volume (or a volume sequence) as NRRD (.nrrd/.nhdr, Slicer's storage node),
     NIfTI (.nii/.nii.gz, via SimpleITK), or a whole-scene `.mrml` / `.mrb` around it."""
-    path = Path(path)
+    path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if node.IsA("vtkMRMLSequenceNode"):
@@ -413,7 +413,7 @@ def _save_sequence_nifti(sequence: Any, path: Path) -> Path:
 
 def save_scene(scene: Any, path: str | os.PathLike) -> Path:
     """Write every storable node next to `path` (NRRD) and the scene as a `.mrml` file."""
-    path = Path(path)
+    path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     path.parent.mkdir(parents=True, exist_ok=True)
     scene.SetRootDirectory(str(path.parent))
     nodes = scene.GetNodesByClass("vtkMRMLStorableNode")
@@ -450,7 +450,7 @@ def _safe_file_name(name: str) -> str:
 def save_bundle(scene: Any, path: str | os.PathLike) -> Path:
     """A Slicer data bundle (`.mrb`): the scene and its data saved by Slicer's application logic, zipped."""
     slicer = _slicer()
-    path = Path(path)
+    path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dicombrowser-mrb-") as work:
         bundle_dir = Path(work) / path.stem
@@ -467,7 +467,7 @@ def save_bundle(scene: Any, path: str | os.PathLike) -> Path:
 
 def load_scene(path: str | os.PathLike) -> Any:
     """Read a `.mrml` scene (or a `.mrb` bundle, unzipped to a temporary folder) into a new scene."""
-    path = Path(path)
+    path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     scene = new_scene()
     work = None
     try:

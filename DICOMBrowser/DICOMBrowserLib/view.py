@@ -167,7 +167,7 @@ def screenshot(node: Any, path: str | os.PathLike, size: tuple[int, int] = (900,
     from vtkmodules.vtkIOImage import vtkPNGWriter
     from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
 
-    path = Path(path)
+    path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     path.parent.mkdir(parents=True, exist_ok=True)
     render_window = build_render_window(node, size=size, offscreen=True)
     try:
