@@ -135,7 +135,7 @@ def examine(database: Any, file_lists: Sequence[Sequence[str]],
                 report.errors.append((plugin_name, f"{type(error).__name__}: {error} (files in {Path(files[0]).parent})"))
                 continue
             for loadable in found:
-                loadable.plugin = loadable.plugin or plugin_name
+                loadable.plugin = plugin_name  # the registry name loads it, whatever the class calls itself
             if key is not None:
                 text = _to_cache(found)
                 if text is not None:
