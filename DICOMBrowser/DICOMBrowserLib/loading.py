@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -238,7 +239,9 @@ def group_files_by_series(paths: Iterable[str | os.PathLike]) -> dict[str, list[
 
     files = expand_paths(paths)
     groups: dict[str, list[str]] = {}
-    for result in scan_files(files, [SERIES_TAG]):
+    # a process pool forks this process: not once Qt (threads, a display connection) is loaded
+    workers = 1 if "PySide6" in sys.modules else None
+    for result in scan_files(files, [SERIES_TAG], workers=workers):
         if not result.is_dicom or result.error:
             if result.error:
                 logger.warning("Skipping %s: %s", result.path, result.error)
