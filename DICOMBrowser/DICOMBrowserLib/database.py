@@ -373,11 +373,12 @@ class DICOMDatabase:
 
     def copy_destination(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         """Where a copied file goes: dicom/<study>/<series>/<sop>.dcm, names made safe."""
-        destination = self.images_folder / safe_name(study_uid) / safe_name(series_uid) / f"{safe_name(sop_uid)}.dcm"
-        resolved = destination.resolve()
-        if not resolved.is_relative_to(self.images_folder.resolve()):
+        root = str(self.images_folder)
+        destination = os.path.join(root, safe_name(study_uid), safe_name(series_uid), f"{safe_name(sop_uid)}.dcm")
+        # A lexical check (no resolve()): `dicom/` may legitimately be a symlink to a bigger disk.
+        if os.path.normpath(destination) != destination or not destination.startswith(root + os.sep):
             raise DatabaseError(f"{self.folder}: refusing to write outside the database: {destination}")
-        return destination
+        return Path(destination)
 
     # --- writing ----------------------------------------------------------------------------
     def _patient_uid(self, connection: sqlite3.Connection, record: InstanceRecord) -> int:
@@ -500,10 +501,15 @@ class DICOMDatabase:
             status = "updated"
             replaced = True
         if target is not None and is_copied and os.path.abspath(source) != os.path.abspath(target):
+            tmp = target.with_name(target.name + ".part")
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                shutil.copyfile(source, tmp)
+                try:
+                    shutil.copyfile(source, tmp)
+                except FileNotFoundError:  # first file of its series: make the folder (once, not per file)
+                    if not os.path.exists(source):
+                        raise
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, tmp)
                 os.replace(tmp, target)
             except OSError as error:
                 raise DICOMFileError(source, f"cannot copy into {target}: {error}") from error
