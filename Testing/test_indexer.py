@@ -392,3 +392,17 @@ def test_file_name_with_invalid_utf8_is_reported_not_fatal(database, tmp_path, p
     assert summary.indexed == 1 and len(summary.errors) == 1
     assert "UTF-8" in summary.errors[0][1] and "\\xff" in summary.errors[0][0]
     assert database.instances()[0]["FilePath"].endswith("ok-ünï.dcm")
+
+
+def test_copy_into_symlinked_images_folder(tmp_path, series_factory):
+    """`dicom/` may be a symlink to a bigger disk: copies go there and are found again."""
+    big_disk = tmp_path / "big-disk"
+    big_disk.mkdir()
+    db_dir = tmp_path / "db"
+    db_dir.mkdir()
+    (db_dir / "dicom").symlink_to(big_disk)
+    with DICOMDatabase(db_dir) as db:
+        summary = import_paths(db, series_factory(count=3), copy=True)
+        assert summary.indexed == 3 and not summary.errors
+        assert len(list(big_disk.rglob("*.dcm"))) == 3
+        assert all(Path(i["FilePath"]).exists() for i in db.instances())
