@@ -725,12 +725,20 @@ def scan_files(paths: Iterable[str | Path], tags: Iterable[str | int], workers: 
     workers = default_workers() if workers is None else max(1, int(workers))
     iterator = (os.fspath(p) for p in paths)
     head = list(itertools.islice(iterator, 2 * chunk_size))
-    if workers == 1 or len(head) < 2 * chunk_size:
+    pool = None
+    if workers > 1 and len(head) >= 2 * chunk_size:
+        if multiprocessing.current_process().daemon:
+            logger.info("Scanning in-process: a daemonic process cannot start workers")
+        else:
+            try:
+                context = multiprocessing.get_context(start_method())
+                pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.tags,))
+            except OSError as exc:  # e.g. no /dev/shm for the pool's semaphores in a container
+                logger.warning("Cannot start %d scan workers (%s); scanning in-process", workers, exc)
+    if pool is None:
         for path in itertools.chain(head, iterator):
             yield _to_result(_scan_one(path, plan), keys)
         return
-    context = multiprocessing.get_context(start_method())
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.tags,))
     try:
         for chunk_results in pool.imap(_scan_chunk, _chunks(itertools.chain(head, iterator), chunk_size)):
             for t in chunk_results:
