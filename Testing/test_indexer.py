@@ -406,3 +406,15 @@ def test_copy_into_symlinked_images_folder(tmp_path, series_factory):
         assert summary.indexed == 3 and not summary.errors
         assert len(list(big_disk.rglob("*.dcm"))) == 3
         assert all(Path(i["FilePath"]).exists() for i in db.instances())
+
+
+def test_broken_dicomdir_and_missing_path(database, tmp_path):
+    from DICOMBrowser.DICOMBrowserLib.errors import NotFoundError
+
+    broken = tmp_path / "DICOMDIR"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f")
+    summary = import_paths(database, [broken])
+    assert summary.seen == 1 and summary.indexed == 0
+    assert summary.skipped + len(summary.errors) == 1
+    with pytest.raises(NotFoundError, match="no-such-folder"):
+        import_paths(database, [tmp_path / "no-such-folder"])

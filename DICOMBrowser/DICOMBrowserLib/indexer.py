@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from . import headerscan
 from .database import DATABASE_TAGS, DICOMDatabase, InstanceRecord, StoreOutcome
-from .errors import DICOMFileError
+from .errors import DICOMFileError, NotFoundError
 from .tagreader import parse_tag, tag_string
 
 logger = logging.getLogger(__name__)
@@ -158,11 +158,20 @@ def find_files(paths: Iterable[str | os.PathLike], exclude: Path | None = None) 
                 for name in sorted(files):
                     yield os.path.join(root, name)
         elif os.path.isfile(path) and dicomdir.is_dicomdir(path):
-            yield from (os.fspath(p) for p in dicomdir.referenced_files(path))
+            try:
+                referenced = dicomdir.referenced_files(path)
+            except DICOMFileError as error:
+                logger.warning("%s", error)
+                yield path  # scanned like any file: reported as broken (or skipped) with its reason
+                continue
+            if not referenced:
+                logger.warning("%s: a DICOMDIR that lists no existing files", path)
+                yield path  # so the summary shows it (skipped, or broken with the reason)
+            yield from (os.fspath(p) for p in referenced)
         elif os.path.exists(path):
             yield path
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
+            raise NotFoundError(f"{path}: no such file or folder")
 
 
 def import_paths(database: DICOMDatabase, paths: Iterable[str | os.PathLike], copy: bool = False,
