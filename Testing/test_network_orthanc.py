@@ -139,3 +139,28 @@ def test_send_series_arrives_in_orthanc(cli, orthanc, series_factory):
     [orthanc_series] = orthanc.find_series(series_uid)
     instances = orthanc.rest(f"/series/{orthanc_series}/instances")
     assert {i["MainDicomTags"]["SOPInstanceUID"] for i in instances} == sops
+
+
+def test_logic_background_listener_receives_a_move(tmp_path, corpus, orthanc):
+    """The GUI path: start the listener from the logic, C-MOVE into it while it runs, read its status."""
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+    from DICOMBrowser.DICOMBrowserLib.networking import nodes
+
+    logic = DICOMBrowserLogic(database_dir=tmp_path / "gui-db")
+    try:
+        folder = logic.database_folder
+        nodes.set_ae_title(folder, AE)
+        nodes.add_node(folder, "orthanc", orthanc.ae_title, "127.0.0.1", orthanc.dicom_port)
+        status = logic.start_listener(port=orthanc.listener_port, host="127.0.0.1")
+        assert status.running and status.port == orthanc.listener_port
+        two = _sop_uids(corpus / "orthanc_tests/Database/PatientWith2studies")
+        study = sorted(set(two.values()))[-1]
+        summary = logic.retrieve("orthanc", [study], level="study", method="move")
+        assert summary.ok and summary.received == summary.completed == sum(1 for s in two.values() if s == study)
+        assert logic.listener_status().running
+        assert {r["SOPInstanceUID"] for r in logic.database.instances()} == {s for s, st in two.items() if st == study}
+        final = logic.stop_listener()
+        assert not final.running and final.indexed == summary.received
+    finally:
+        logic.stop_listener()
+        logic.close()
