@@ -281,3 +281,27 @@ def test_4d_enhanced_multiframe_nifti_matches_dcm2niix(cli_runner, corpus, tmp_p
     reference = nibabel.load(str(corpus / "enhanced_multiframe" / "Ref" / "Siemens_REST1_w_SMS_PF7-8_6.nii"))
     assert ours.shape == reference.shape == (64, 64, 6, 4)
     _same_voxels_in_world(ours, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("series", [CT_HEAD, "ge_t1/In/05_3D_Ax_T1_MP_RAGE_R22"])
+def test_nifti_of_real_series_matches_dcm2niix_run_live(cli_runner, corpus, tmp_path, series):
+    """No stored reference for these: dcm2niix (Debian) converts the same files in the test."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dcm2niix") is None:
+        pytest.skip("dcm2niix not installed (apt-get install dcm2niix)")
+    folder = corpus / series
+    peer = tmp_path / "dcm2niix"
+    peer.mkdir()
+    subprocess.run(["dcm2niix", "-z", "n", "-b", "n", "-f", "volume", "-o", str(peer), str(folder)], check=True,
+                   capture_output=True, timeout=240)
+    (reference_path,) = peer.glob("volume*.nii")
+    output = tmp_path / "ours.nii.gz"
+    result = cli_runner("load", str(folder), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    ours, reference = nibabel.load(str(output)), nibabel.load(str(reference_path))
+    assert ours.shape == reference.shape
+    _same_voxels_in_world(ours, reference)
