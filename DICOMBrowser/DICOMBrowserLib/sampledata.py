@@ -41,6 +41,30 @@ def default_pixels(index: int, rows: int, columns: int) -> np.ndarray:
     return (index * 100 + (xx + 2 * yy) % 97).astype(np.int16)
 
 
+def head_phantom(count: int) -> Callable[[int, int, int], np.ndarray]:
+    """Stored values (HU + 1024) of an ellipsoid 'head': skull, brain, ventricles and a lesion.
+
+    Asymmetric on purpose (the lesion is on the patient's left, anterior), so a flipped axis
+    shows in a screenshot.
+    """
+    def pixels(index: int, rows: int, columns: int) -> np.ndarray:
+        z = (index + 0.5) / count * 2 - 1
+        y, x = np.mgrid[0:rows, 0:columns]
+        x = (x + 0.5) / columns * 2 - 1  # +x: patient left (LPS)
+        y = (y + 0.5) / rows * 2 - 1     # +y: patient posterior
+        hu = np.full((rows, columns), -1000.0)
+        outer = (x / 0.8) ** 2 + (y / 0.95) ** 2 + (z / 0.95) ** 2
+        inner = (x / 0.72) ** 2 + (y / 0.87) ** 2 + (z / 0.87) ** 2
+        hu[outer <= 1] = 1000.0
+        hu[inner <= 1] = 35.0
+        hu[((x - 0.12) / 0.08) ** 2 + (y / 0.3) ** 2 + (z / 0.3) ** 2 <= 1] = 5.0
+        hu[((x + 0.12) / 0.08) ** 2 + (y / 0.3) ** 2 + (z / 0.3) ** 2 <= 1] = 5.0
+        hu[((x - 0.35) / 0.12) ** 2 + ((y + 0.4) / 0.12) ** 2 + (z / 0.2) ** 2 <= 1] = 80.0
+        return (hu + 1024).astype(np.int16)
+
+    return pixels
+
+
 def make_dataset(*, patient_name: str = "Sample^Patient", patient_id: str = "SAMPLE1",
                  study_uid: str, series_uid: str, sop_uid: str | None = None,
                  modality: str = "CT", series_number: int = 1, instance_number: int = 1,
