@@ -1,7 +1,6 @@
 """The listener and our SCU against DCMTK's storescu, storescp and echoscu (real peers, 127.0.0.1)."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
 from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
 from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
-from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu, service
+from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, service
 from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
 from network_peers import STORESCU_PROPOSE, StoreSCP, echoscu, free_port, have_dcmtk, storescu
 

@@ -9,14 +9,12 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
 from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
-from DICOMBrowser.DICOMBrowserLib.errors import NetworkError, NotFoundError
+from DICOMBrowser.DICOMBrowserLib.errors import NetworkError
 from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu
 from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
 from DICOMBrowser.DICOMBrowserLib.networking.storage import ReceivedInstanceWriter, safe_uid_component
