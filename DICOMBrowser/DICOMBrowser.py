@@ -148,6 +148,14 @@ class DICOMBrowserLogic:
         self._database = database
         return summary
 
+    def open_folder_without_database(self, paths: list[str | os.PathLike],
+                                     progress: Callable[..., Any] | None = None):
+        """Browse files without touching any database: switch to a throw-away database (deleted on
+        close or on the next switch) and import `paths` in reference mode. Returns the ImportSummary."""
+        self.close()
+        self._temporary = True
+        return self.import_paths(paths, progress=progress)
+
     # --- loading (DICOMBrowserLib.loading, DICOMPlugins) ---------------------------------------
     # Targets are database UIDs of any level, or files/folders on disk ("load without the
     # database": grouped by series from their headers; the database is not opened for them).

@@ -372,3 +372,20 @@ def test_values_sqlite_cannot_encode_are_escaped_not_fatal(database, series_fact
     [outcome] = database.store_instances([record])
     assert outcome.status == "indexed"
     assert database.patients()[0]["PatientName"] == "Bad\\udcffName"
+
+
+def test_logic_open_folder_without_database(tmp_path, series_factory, monkeypatch):
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    logic = DICOMBrowserLogic(tmp_path / "persistent")
+    try:
+        logic.import_paths(series_factory("kept", count=2))
+        summary = logic.open_folder_without_database([series_factory("oneoff", count=3)[0].parent])
+        temporary = logic.database.folder
+        assert summary.indexed == 3 and logic.database.is_temporary and logic.database.counts()["instances"] == 3
+        logic.switch_database(tmp_path / "persistent")
+        assert not temporary.exists()
+        assert logic.database.counts()["instances"] == 2
+    finally:
+        logic.close()
