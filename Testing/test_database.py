@@ -389,3 +389,25 @@ def test_logic_open_folder_without_database(tmp_path, series_factory, monkeypatc
         assert logic.database.counts()["instances"] == 2
     finally:
         logic.close()
+
+
+def test_older_own_schema_is_rebuilt_from_the_files_on_open(tmp_path, series_factory):
+    files = series_factory("c", count=3)
+    with DICOMDatabase(tmp_path / "db") as db:
+        import_paths(db, files, copy=True)
+        import_paths(db, series_factory("r", count=2, patient_id="REF"))
+        expected = db.counts()
+    connection = sqlite3.connect(tmp_path / "db" / "ctkDICOM.sql")
+    connection.execute("UPDATE SchemaInfo SET Version = '0.8.1+dicombrowser.0'")
+    connection.commit()
+    connection.close()
+    with DICOMDatabase(tmp_path / "db") as db:
+        assert db.counts() == expected
+    assert list((tmp_path / "db").glob("ctkDICOM.sql.*.bak"))
+    # a newer schema (written by a newer DICOMBrowser) is refused, not rebuilt
+    connection = sqlite3.connect(tmp_path / "db" / "ctkDICOM.sql")
+    connection.execute("UPDATE SchemaInfo SET Version = '0.8.1+dicombrowser.99'")
+    connection.commit()
+    connection.close()
+    with pytest.raises(SchemaVersionError, match="dicombrowser.99"):
+        DICOMDatabase(tmp_path / "db")

@@ -57,6 +57,17 @@ DATABASE_KEYWORDS = (
 )
 DATABASE_TAGS: dict[str, str] = {keyword: tag_string(keyword) for keyword in DATABASE_KEYWORDS}
 
+class _OlderSchema(Exception):
+    """Internal: an older DICOMBrowser schema that SCHEMA_UPGRADES cannot upgrade in place."""
+
+
+def _older_own_schema(version: str) -> bool:
+    """True for '0.8.1+dicombrowser.N' with N below ours (ours to rebuild); newer or foreign: False."""
+    prefix, _, number = version.rpartition("+dicombrowser.")
+    current = SCHEMA_VERSION.rpartition("+dicombrowser.")[2]
+    return bool(prefix) and number.isdigit() and int(number) < int(current)
+
+
 REBUILD_HINT = "`dicombrowser --database <folder> db rebuild` re-indexes its files and keeps the old index aside"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -171,6 +182,24 @@ class DICOMDatabase:
                 self.folder.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise DatabaseError(f"{self.folder}: cannot create database folder: {error}") from error
+        try:
+            self._open()
+        except _OlderSchema as older:
+            self._rebuild_older(str(older))
+
+    def _rebuild_older(self, version: str) -> None:
+        """An index written by an older DICOMBrowser without an in-place upgrade: rebuild it from the
+        files (the old index is kept aside as *.bak), then open the new one."""
+        from .indexer import rebuild
+
+        logger.warning("%s: schema %s is older than %s; rebuilding the index from the files",
+                       self.folder, version, SCHEMA_VERSION)
+        rebuilt, summary, moved = rebuild(self.folder)
+        rebuilt.close()
+        logger.warning("%s: rebuilt, %d instances; old index kept as %s", self.folder, summary.indexed,
+                       ", ".join(p.name for p in moved))
+        self._closed = False
+        self._local = threading.local()
         self._open()
 
     @classmethod
@@ -283,6 +312,9 @@ class DICOMDatabase:
             if version != SCHEMA_VERSION:
                 if version in SCHEMA_UPGRADES:
                     self._upgrade(connection, version)
+                elif _older_own_schema(version):
+                    self.close()
+                    raise _OlderSchema(version)
                 else:
                     self.close()
                     kind = "a 3D Slicer/CTK database" if version and "+dicombrowser" not in version else "unknown"
