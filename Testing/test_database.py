@@ -411,3 +411,17 @@ def test_older_own_schema_is_rebuilt_from_the_files_on_open(tmp_path, series_fac
     connection.close()
     with pytest.raises(SchemaVersionError, match="dicombrowser.99"):
         DICOMDatabase(tmp_path / "db")
+
+
+def test_listener_file_overwritten_by_another_instance(database, series_factory):
+    """The listener stores by its own names; a path re-used for another instance replaces the old one."""
+    first, second = series_factory("a", count=1, patient_id="A")[0], series_factory("b", count=1, patient_id="B")[0]
+    received = database.images_folder / "in" / "x.dcm"
+    received.parent.mkdir(parents=True)
+    shutil.copyfile(first, received)
+    old_sop = database.index_file(received, copied=True)
+    shutil.copyfile(second, received)
+    new_sop = database.index_file(received, copied=True)
+    assert database.level_of(old_sop) is None and database.level_of(new_sop) == "instance"
+    assert [p["PatientID"] for p in database.patients()] == ["B"]
+    assert database.cached_tags(old_sop) == {}

@@ -221,14 +221,28 @@ class DICOMDatabase:
                                          check_same_thread=False)
             connection.execute("PRAGMA busy_timeout = 30000")
             connection.execute("ATTACH DATABASE ? AS tagcache", (str(self.folder / TAGCACHE_FILE),))
-            connection.execute("PRAGMA main.journal_mode = WAL")
-            connection.execute("PRAGMA tagcache.journal_mode = WAL")
+            for schema in ("main", "tagcache"):
+                self._enable_wal(connection, schema)
             connection.execute("PRAGMA main.synchronous = NORMAL")
             connection.execute("PRAGMA tagcache.synchronous = NORMAL")
         except sqlite3.DatabaseError as error:
             raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot open database: {error}. {REBUILD_HINT}") from error
         connection.row_factory = sqlite3.Row
         return connection
+
+    def _enable_wal(self, connection: sqlite3.Connection, schema: str) -> None:
+        """WAL mode (persistent in the file). Switching needs an exclusive lock and SQLite does not
+        wait for it, so two processes creating a database at once retry here."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                if connection.execute(f"PRAGMA {schema}.journal_mode").fetchone()[0].lower() != "wal":
+                    connection.execute(f"PRAGMA {schema}.journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -403,6 +417,10 @@ class DICOMDatabase:
             return text
         return self.stored_filename(text, copied=True)
 
+    def _inside(self, path: str) -> bool:
+        """Lexically inside the database folder (no resolve(): `dicom/` may be a symlink)."""
+        return os.path.normpath(os.path.abspath(path)).startswith(str(self.folder) + os.sep)
+
     def copy_destination(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         """Where a copied file goes: dicom/<study>/<series>/<sop>.dcm, names made safe."""
         root = str(self.images_folder)
@@ -486,7 +504,7 @@ class DICOMDatabase:
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
         with self._write() as connection:  # SQLite failures (disk full...) become one DatabaseError
-            batch = _Batch(connection, records, self)
+            batch = _Batch(connection, records, self, copied=copied)
             for record in records:
                 try:
                     self._check_record(record)
@@ -503,7 +521,7 @@ class DICOMDatabase:
         study = record.value("StudyInstanceUID")
         series = record.value("SeriesInstanceUID")
         source = record.path
-        if copy or (copied and not Path(source).resolve().is_relative_to(self.folder)):
+        if copy or (copied and not self._inside(source)):
             target = self.copy_destination(study, series, sop)
             is_copied = True
             filename = self.stored_filename(target, True)
@@ -1025,7 +1043,8 @@ def unpack_values(packed: str) -> list[str]:
 class _Batch:
     """Per-transaction state of store_instances: prefetched rows, so each file costs one INSERT."""
 
-    def __init__(self, connection: sqlite3.Connection, records: Sequence[InstanceRecord], database: DICOMDatabase):
+    def __init__(self, connection: sqlite3.Connection, records: Sequence[InstanceRecord], database: DICOMDatabase,
+                 copied: bool = False):
         self.connection = connection
         self.database = database
         self.timestamp = _now()
@@ -1037,6 +1056,8 @@ class _Batch:
         self.images: list[tuple] = []
         sops = [r.values.get(DATABASE_TAGS["SOPInstanceUID"], "") for r in records]
         names = [r.path for r in records]
+        if copied:  # files of the database folder are stored by relative path
+            names += [database.stored_filename(r.path, True) for r in records]
         for chunk in _chunks(sops):
             marks = ",".join("?" * len(chunk))
             for row in connection.execute("SELECT SOPInstanceUID, Filename, FileSize, FileMTimeNs FROM Images"
