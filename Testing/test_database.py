@@ -425,3 +425,15 @@ def test_listener_file_overwritten_by_another_instance(database, series_factory)
     assert database.level_of(old_sop) is None and database.level_of(new_sop) == "instance"
     assert [p["PatientID"] for p in database.patients()] == ["B"]
     assert database.cached_tags(old_sop) == {}
+
+
+def test_damaged_tag_cache_is_set_aside_and_values_read_again(tmp_path, series_factory):
+    files = series_factory(count=2, series_description="Cached")
+    with DICOMDatabase(tmp_path / "db") as db:
+        import_paths(db, files)
+        db.vacuum()
+    (tmp_path / "db" / "ctkDICOMTagCache.sql").write_bytes(b"garbage" * 2000)
+    with DICOMDatabase(tmp_path / "db") as db:
+        assert db.counts()["instances"] == 2
+        assert db.file_value(files[0], "SeriesDescription") == "Cached"  # parsed again from the file
+    assert list((tmp_path / "db").glob("ctkDICOMTagCache.sql.*.bak"))

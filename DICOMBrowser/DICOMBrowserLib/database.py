@@ -186,6 +186,37 @@ class DICOMDatabase:
             self._open()
         except _OlderSchema as older:
             self._rebuild_older(str(older))
+        except DatabaseError:
+            if not self._tag_cache_damaged():
+                raise
+            self._set_tag_cache_aside()
+            self._open()
+
+    def _tag_cache_damaged(self) -> bool:
+        """True when ctkDICOMTagCache.sql itself is unreadable or fails its integrity check."""
+        path = self.folder / TAGCACHE_FILE
+        if not path.exists():
+            return False
+        try:
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            try:
+                return [row[0] for row in connection.execute("PRAGMA quick_check")] != ["ok"]
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError:
+            return True
+
+    def _set_tag_cache_aside(self) -> None:
+        """The tag cache is only a cache: keep the damaged file as *.bak and start an empty one.
+        Values are then read from the files again (and cached again) when asked for."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = self.folder / f"{TAGCACHE_FILE}{suffix}"
+            if old.exists():
+                os.replace(old, self.folder / f"{TAGCACHE_FILE}{suffix}.{stamp}.bak")
+        logger.warning("%s: damaged tag cache set aside; starting an empty one", self.folder / TAGCACHE_FILE)
+        self._closed = False
+        self._local = threading.local()
 
     def _rebuild_older(self, version: str) -> None:
         """An index written by an older DICOMBrowser without an in-place upgrade: rebuild it from the
