@@ -235,7 +235,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
                 done += 1
                 if result.error:
                     summary.errors.append((result.path, result.error))
-                    logger.warning("Skipping broken DICOM file %s: %s", result.path, result.error)
+                    logger.info("Skipping broken DICOM file %s: %s", result.path, result.error)  # in summary.errors
                 elif not result.is_dicom or result.media_storage_sop_class_uid == MEDIA_STORAGE_DIRECTORY:
                     summary.skipped += 1
                 else:
@@ -254,7 +254,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
 def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> None:
     if isinstance(outcome, DICOMFileError):
         summary.errors.append((outcome.path, outcome.reason))
-        logger.warning("Skipping %s", outcome)
+        logger.info("Skipping %s", outcome)  # in summary.errors
         return
     if outcome.status == "indexed":
         summary.indexed += 1
@@ -278,7 +278,7 @@ def _storable_paths(files: list[str], summary: ImportSummary) -> list[str]:
         except UnicodeEncodeError:
             shown = os.fsencode(path).decode("utf-8", "backslashreplace")
             summary.errors.append((shown, "file name is not valid UTF-8 (rename the file to import it)"))
-            logger.warning("Skipping %s: file name is not valid UTF-8", shown)
+            logger.info("Skipping %s: file name is not valid UTF-8", shown)  # in summary.errors
             continue
         storable.append(path)
     return storable
