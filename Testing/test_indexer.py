@@ -419,3 +419,12 @@ def test_broken_dicomdir_and_missing_path(database, tmp_path):
     assert summary.skipped + len(summary.errors) == 1
     with pytest.raises(NotFoundError, match="no-such-folder"):
         import_paths(database, [tmp_path / "no-such-folder"])
+
+
+def test_database_folder_is_never_imported_into_itself(tmp_path, series_factory):
+    files = series_factory("src", count=3)
+    with DICOMDatabase(tmp_path / "db") as db:
+        import_paths(db, files, copy=True)
+        summary = import_paths(db, [tmp_path])  # the parent holds both the sources and the database
+        assert summary.seen == 3 and summary.indexed == 0 and summary.duplicates == 3
+        assert db.counts()["instances"] == 3
