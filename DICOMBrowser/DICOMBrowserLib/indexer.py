@@ -201,7 +201,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     files = _storable_paths(files, summary)
     known = database.indexed_files() if not copy else {}
     to_scan: list[str] = []
-    done = 0
+    done = total - len(files)  # names SQLite cannot store are already reported
     for path in files:
         entry = known.get(path)
         if entry is not None:
