@@ -66,7 +66,8 @@ class _SequencesLogic:
         self.logic.SetMRMLScene(None)
 
 
-def _vtk_matrix(array: np.ndarray) -> Any:
+def vtk_matrix(array: np.ndarray) -> Any:
+    """A 4x4 numpy array as a vtkMatrix4x4."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     matrix = vtkMatrix4x4()
@@ -144,7 +145,7 @@ def set_geometry(node: Any, ijk_to_ras: np.ndarray) -> None:
     spacing = np.linalg.norm(matrix[:3, :3], axis=0)
     if np.any(spacing <= 0):
         raise LoadError(f"IJK-to-RAS has a zero-length axis: {matrix[:3, :3].tolist()}")
-    node.SetIJKToRASMatrix(_vtk_matrix(matrix))
+    node.SetIJKToRASMatrix(vtk_matrix(matrix))
 
 
 def _display_volume(scene: Any, node: Any, voxels: np.ndarray, window_level: tuple[float, float] | None) -> None:

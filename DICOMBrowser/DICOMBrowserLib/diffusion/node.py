@@ -13,30 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..scene import matrix_to_array, new_scene, vtk_matrix  # noqa: F401  (new_scene: re-exported)
 from .gradients import LPS_TO_RAS
 from .series import DWISeries
 
 logger = logging.getLogger(__name__)
-
-
-def _matrix4(array: np.ndarray) -> Any:
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    matrix = vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(array[r, c]))
-    return matrix
-
-
-def _array4(matrix: Any) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
-def new_scene() -> Any:
-    import slicer
-
-    return slicer.vtkMRMLScene()
 
 
 def add_dwi_node(scene: Any, series: DWISeries, name: str | None = None) -> Any:
@@ -56,7 +37,7 @@ def add_dwi_node(scene: Any, series: DWISeries, name: str | None = None) -> Any:
 
     node = slicer.vtkMRMLDiffusionWeightedVolumeNode()
     node.SetName(name or series.name)
-    node.SetIJKToRASMatrix(_matrix4(series.ijk_to_ras))
+    node.SetIJKToRASMatrix(vtk_matrix(series.ijk_to_ras))
     node.SetAndObserveImageData(image)
     gradients = vtkDoubleArray()
     gradients.SetNumberOfComponents(3)
@@ -70,7 +51,7 @@ def add_dwi_node(scene: Any, series: DWISeries, name: str | None = None) -> Any:
     node.SetBValues(bvalues)
     frame = np.eye(4)
     frame[:3, :3] = LPS_TO_RAS
-    node.SetMeasurementFrameMatrix(_matrix4(frame))
+    node.SetMeasurementFrameMatrix(vtk_matrix(frame))
     # the same DICOM attributes and subject hierarchy place as the scalar volumes (scene module)
     if series.series_uid:
         node.SetAttribute("DICOM.seriesInstanceUID", series.series_uid)
@@ -110,10 +91,10 @@ def series_from_node(node: Any) -> DWISeries:
 
     matrix = vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
-    ijk_to_ras = _array4(matrix)
+    ijk_to_ras = matrix_to_array(matrix)
     frame = vtkMatrix4x4()
     node.GetMeasurementFrameMatrix(frame)
-    to_ras = _array4(frame)[:3, :3]
+    to_ras = matrix_to_array(frame)[:3, :3]
     gradients = np.array([node.GetDiffusionGradient(i) for i in range(n_volumes)], dtype=float).reshape(n_volumes, 3)
     gradients_lps = (LPS_TO_RAS @ to_ras @ gradients.T).T
     bvalues = np.array([node.GetBValue(i) for i in range(n_volumes)], dtype=float)
