@@ -124,7 +124,15 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
     study_uid = panel.current_study_uid()
     questions = []
     panel.ask_confirmation = lambda title, text: questions.append(text) or True
-    assert panel.delete_uids([study_uid])
+
+    def choose_delete(menu, position):  # the context menu, answered with its Delete entry
+        next(a for a in menu.actions() if a.text().startswith("Delete")).trigger()
+
+    panel.exec_menu = choose_delete
+    row = panel.study_model.row_of_uid(study_uid)
+    panel.study_table.customContextMenuRequested.emit(
+        panel.study_table.visualRect(panel.study_model.index(row, 0)).center())
+    assert len(questions) == 1
     assert "files on disk are kept" in questions[0]
     assert logic.database.level_of(study_uid) is None
     assert all(Path(f).exists() for f in files)

@@ -618,7 +618,11 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         menu.addAction("Delete from database…", lambda: self.delete_uids([uid]))
         if table is self.series_table:
             menu.addAction("Load", self.load_selected)
-        menu.exec(table.viewport().mapToGlobal(position))
+        self.exec_menu(menu, table.viewport().mapToGlobal(position))
+
+    def exec_menu(self, menu: QtWidgets.QMenu, position: QtCore.QPoint) -> None:
+        """Show a context menu and run the chosen action (tests replace this method)."""
+        menu.exec(position)
 
     def delete_selected(self) -> None:
         """Delete the most specific selection: series if any, else the study, else the patient."""
