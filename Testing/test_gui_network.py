@@ -112,3 +112,14 @@ def test_failed_query_goes_to_the_dialog_and_error_log(qtbot, logic, orthanc):
         assert any("dead" in message for message in log.messages())
     finally:
         log.uninstall()
+
+
+def test_settings_dialog_verifies_a_node_with_c_echo(qtbot, logic, orthanc):
+    from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import SettingsDialog
+
+    dialog = SettingsDialog(logic)
+    qtbot.addWidget(dialog)
+    assert dialog.echo_button.isEnabled()
+    dialog.nodes.setCurrentCell(0, 0)
+    dialog.echo_current()
+    assert "C-ECHO to orthanc: OK" in dialog.message.text()
