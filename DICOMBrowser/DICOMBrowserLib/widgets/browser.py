@@ -351,6 +351,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._update_count()
         if self.patient_model.filtered_count == 1:
             self.patient_table.selectRow(0)
+        else:  # the reset model dropped the selection: do not keep showing a hidden patient's studies
+            self._patient_selected()
 
     # --- selection -------------------------------------------------------------------------------
     @staticmethod
