@@ -67,6 +67,10 @@ class DICOMBrowserLogic:
         self._database_dir = Path(folder).expanduser().resolve()
 
     def close(self) -> None:
+        """Stop the listener (it writes into this database), then close the database."""
+        if self._listener is not None:
+            self.stop_listener()
+            self._listener = None
         if self._database is not None:
             self._database.close()
             self._database = None
