@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 
 from ..errors import DICOMFileError, LoadError
 from . import mosaic, vendors
@@ -59,6 +60,9 @@ class DWIPlan:
     derived_excluded: int = 0
     identity: dict[str, str] = field(default_factory=dict)  # DICOM keyword -> value of the first image
     instance_uids: dict[int, str] = field(default_factory=dict)  # file index -> SOPInstanceUID
+    #: path -> (transfer syntax, pixel data offset, length, scanned values), from the plan's header
+    #: scan (empty when the values came from a database, which records these itself)
+    pixel_locations: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     @property
     def ijk_to_ras(self) -> np.ndarray:
@@ -98,9 +102,11 @@ def _floats(values: Any) -> np.ndarray | None:
         return None
 
 
-#: tags (and their VRs) the fast header scan reads; enough for GE, Philips and standard-tag
-#: classic images. Siemens (CSA), multi-frame and sequence-only encodings get a full parse.
-_SCAN_TAGS: dict[str, str] = {
+#: tags (and their VRs) read for every file, from the tag cache (database) or the fast header scan:
+#: everything GE, Philips and standard-tag classic images need, plus the pixel module for reading
+#: voxels straight from the recorded pixel data offsets. The plugin declares all of them, so the
+#: indexer caches them at import and examining with a database opens no file.
+SCAN_TAGS: dict[str, str] = {
     "0008,0008": "CS", "0008,0016": "UI", "0008,0060": "CS", "0008,0070": "LO", "0008,103e": "LO",
     "0018,0050": "DS", "0018,0088": "DS", "0018,1312": "CS", "0018,9075": "CS", "0018,9087": "FD",
     "0018,9089": "FD", "0020,000e": "UI", "0020,0011": "IS", "0020,0013": "IS", "0020,0032": "DS",
@@ -113,74 +119,204 @@ _SCAN_TAGS: dict[str, str] = {
     "0008,0018": "UI", "0010,0010": "PN", "0010,0020": "LO", "0010,0030": "DA", "0010,0040": "CS",
     "0020,000d": "UI", "0008,1030": "LO", "0008,0020": "DA", "0008,0030": "TM", "0020,0010": "SH",
     "0020,0052": "UI", "0018,5100": "CS",
+    # pixel module (pixelreader), values not interpreted here
+    "0028,0002": "US", "0028,0006": "US", "0028,0100": "US", "0028,0101": "US", "0028,0103": "US",
+}
+#: names of the private tags of SCAN_TAGS (standard ones are named by their DICOM keyword)
+PRIVATE_TAG_NAMES = {
+    "0043,1039": "GEDiffusionBValue", "0019,10bb": "GEDiffusionGradientX", "0019,10bc": "GEDiffusionGradientY",
+    "0019,10bd": "GEDiffusionGradientZ", "2001,1003": "PhilipsDiffusionBValue",
+    "2001,1004": "PhilipsDiffusionDirection", "2005,10b0": "PhilipsDiffusionGradientRL",
+    "2005,10b1": "PhilipsDiffusionGradientAP", "2005,10b2": "PhilipsDiffusionGradientFH",
+    "2005,1412": "PhilipsDiffusionBValueNumber", "2005,1413": "PhilipsGradientOrientationNumber",
+    "2005,1596": "PhilipsAcquisitionOrderNumber",
 }
 #: DICOM keywords copied into `DWIPlan.identity` (scene.IDENTITY_KEYS without PatientComments)
 IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientSex", "PatientBirthDate", "StudyInstanceUID",
                      "StudyDescription", "StudyDate", "StudyTime", "StudyID", "SeriesInstanceUID",
                      "SeriesNumber", "SeriesDescription", "Modality", "FrameOfReferenceUID")
 _ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
+#: what a partial pydicom read fetches when the scanned strings cannot hold it
+#: standard diffusion macro inside sequences (Canon/Toshiba, Hitachi, UIH, some classic objects)
+_SEQUENCE_TAGS = (0x00189117, 0x52009229, 0x00189076)
+#: Siemens: CSA image/series headers (0029,xx10/xx20 of any private block) and (0019,100a/c/e)
+_SIEMENS_TAGS = (*_SEQUENCE_TAGS,
+                 *(0x00290000 | block for block in range(0x10, 0x100)),
+                 *(0x00290000 | (block << 8) | element for block in range(0x10, 0x100) for element in (0x10, 0x20)),
+                 *(0x00190000 | block for block in range(0x10, 0x100)), 0x0019100A, 0x0019100C, 0x0019100E)
+_FULL = None  # marker: the whole header is needed (enhanced multi-frame functional groups)
+_KEYWORD_TAGS: dict[str, int | None] = {}
 
 
-def _dataset_from_scan(values: dict[str, str]) -> pydicom.Dataset:
-    """A small pydicom Dataset of the scanned string values, so the vendor readers serve both paths."""
-    ds = pydicom.Dataset()
-    for tag, vr in _SCAN_TAGS.items():
-        text = values.get(tag, "")
-        if not text:
-            continue
-        parts = text.split("\\")
-        if vr in ("FL", "FD"):
-            value: Any = [float(p) for p in parts]
-        elif vr == "US":
-            value = [int(p) for p in parts]
-        else:
-            value = parts
-        group, element = (int(x, 16) for x in tag.split(","))
-        ds.add_new((group << 16) | element, vr, value if len(value) > 1 else value[0])
-    return ds
+class _Element:
+    """What `Dataset.get(tag)` gives: an object with a `.value`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
 
 
-def _needs_full_header(ds: pydicom.Dataset) -> bool:
-    """Whether the scanned strings could miss what this file holds (binary CSA, sequences, frames)."""
-    if vendors.manufacturer(ds) == "Siemens" or "MOSAIC" in [str(v).upper() for v in (ds.get("ImageType") or [])]:
-        return True
-    if str(ds.get("SOPClassUID", "")) in _ENHANCED_SOP_CLASSES or _number(ds, "NumberOfFrames", 1) > 1:
-        return True
-    has_b = any(tag in ds for tag in ((0x0018, 0x9087), (0x0043, 0x1039), (0x2001, 0x1003)))
+def _tag_of(key: Any) -> int | None:
+    if isinstance(key, int):
+        return key
+    if isinstance(key, tuple):
+        return (key[0] << 16) | key[1]
+    tag = _KEYWORD_TAGS.get(key, -1)
+    if tag == -1:
+        tag = tag_for_keyword(key)
+        _KEYWORD_TAGS[key] = tag
+    return tag
+
+
+class ScanHeader:
+    """The cached or scanned values of one file, answering the few `pydicom.Dataset` calls the
+    vendor readers make (`get` by keyword or tag, `in`, `[tag].value`, `.Keyword`), so one code
+    path serves both; `extra` is a partial pydicom read for what strings cannot hold (sequences,
+    CSA bytes), consulted for anything the scan did not give."""
+
+    __slots__ = ("values", "extra")
+
+    def __init__(self, values: dict[int, Any], extra: pydicom.Dataset | None = None):
+        self.values = values
+        self.extra = extra
+
+    @classmethod
+    def from_strings(cls, strings: dict[str, str]) -> "ScanHeader":
+        """From "gggg,eeee" -> format_value strings; raises ValueError for numbers that do not parse."""
+        values: dict[int, Any] = {}
+        for tag, vr in SCAN_TAGS.items():
+            text = strings.get(tag, "")
+            if not text:
+                continue
+            parts = text.split("\\")
+            if vr in ("FL", "FD"):
+                value: Any = [float(p) for p in parts]
+            elif vr == "US":
+                value = [int(p) for p in parts]
+            else:
+                value = parts
+            key = (int(tag[:4], 16) << 16) | int(tag[5:], 16)
+            values[key] = value if len(value) > 1 or key == 0x00080008 else value[0]  # ImageType: a list
+        return cls(values)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        tag = _tag_of(key)
+        if tag in self.values:
+            value = self.values[tag]
+            return value if isinstance(key, str) else _Element(value)
+        if self.extra is not None:
+            return self.extra.get(key, default)
+        return default
+
+    def __contains__(self, key: Any) -> bool:
+        return _tag_of(key) in self.values or (self.extra is not None and key in self.extra)
+
+    def __getitem__(self, key: Any) -> Any:
+        tag = _tag_of(key)
+        if tag in self.values:
+            return _Element(self.values[tag])
+        if self.extra is not None:
+            return self.extra[key]
+        raise KeyError(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:1].isupper():
+            tag = _tag_of(name)
+            if tag is not None and tag in self.values:
+                return self.values[tag]
+            if self.extra is not None and name in self.extra:
+                return getattr(self.extra, name)
+        raise AttributeError(name)
+
+
+def _more_tags(header: ScanHeader) -> tuple | None:
+    """What the scanned strings may miss for this file: () nothing, a tag tuple for a partial
+    read, or _FULL (None) for the whole header."""
+    if "Rows" not in header:
+        return ()  # not an image (presentation state, raw data): nothing to look for
+    if str(header.get("SOPClassUID", "")) in _ENHANCED_SOP_CLASSES or _number(header, "NumberOfFrames", 1) > 1:
+        return _FULL
+    if vendors.manufacturer(header) == "Siemens" or "MOSAIC" in [str(v).upper() for v in (header.get("ImageType") or [])]:
+        return _SIEMENS_TAGS
+    has_b = any(tag in header.values for tag in (0x00189087, 0x00431039, 0x20011003))
     if not has_b:
-        return True  # maybe inside an MR Diffusion Sequence (Canon, Hitachi) or not diffusion at all
-    if vendors.manufacturer(ds) not in ("GE", "Philips") and (0x0018, 0x9089) not in ds:
-        return True  # the direction may sit in 0018,9076
-    return False
+        return _SEQUENCE_TAGS  # maybe inside an MR Diffusion Sequence (Canon, Hitachi) or not diffusion at all
+    if vendors.manufacturer(header) not in ("GE", "Philips") and 0x00189089 not in header.values:
+        return _SEQUENCE_TAGS  # the direction may sit in 0018,9076
+    return ()
 
 
-def _headers(files: list[str]) -> list[pydicom.Dataset | None]:
-    """Headers of all files: a fast string scan, and a full pydicom parse only where needed."""
-    from ..headerscan import scan_files
+def _headers(files: list[str], database: Any = None) -> tuple[list[Any], dict[str, tuple]]:
+    """Headers of all files and, without a database, where each file's pixel data is.
 
-    headers: list[pydicom.Dataset | None] = []
-    for path, result in zip(files, scan_files(files, list(_SCAN_TAGS), workers=1)):
-        if not result.is_dicom:
+    Values come from the database's tag cache (no file opened when the plugin's tags were cached at
+    import), else from one fast header scan; a partial pydicom read adds only what strings cannot
+    hold (CSA bytes, diffusion sequences), and enhanced multi-frame files get a full parse.
+    """
+    locations: dict[str, tuple] = {}
+    rows: list[tuple[str, bool, str | None, dict[str, str]]] = []
+    if database is not None:
+        cached = database.file_values(files, list(SCAN_TAGS))
+        rows = [(path, True, None, cached.get(path, {})) for path in files]
+    else:
+        from ..headerscan import scan_files
+
+        for path, result in zip(files, scan_files(files, list(SCAN_TAGS), workers=1)):
+            rows.append((path, result.is_dicom, result.error, result.values))
+            if result.is_dicom and result.error is None:
+                locations[path] = (result.transfer_syntax, result.pixel_data_offset, result.pixel_data_length,
+                                   result.values)
+    headers: list[Any] = []
+    partial = 0
+    for path, is_dicom, error, strings in rows:
+        if not is_dicom:
             headers.append(None)
             continue
-        ds = None
-        if result.error is None:
+        header = None
+        if error is None:
             try:
-                ds = _dataset_from_scan(result.values)
-            except (ValueError, TypeError) as error:
-                logger.debug("%s: scanned values unusable (%s); parsing fully", path, error)
-        if ds is None or _needs_full_header(ds):
-            ds = _read_header(path)
-        headers.append(ds)
-    return headers
+                header = ScanHeader.from_strings(strings)
+            except (ValueError, TypeError) as problem:
+                logger.debug("%s: scanned values unusable (%s); parsing fully", path, problem)
+        more = _more_tags(header) if header is not None else _FULL
+        if more is _FULL:
+            headers.append(_read_header(path))
+            continue
+        if more:
+            header.extra = _read_header(path, more)
+            partial += 1
+        headers.append(header)
+    if partial:
+        logger.debug("%d of %d file(s) needed a partial header read", partial, len(files))
+    return headers, locations
 
 
-def _read_header(path: str) -> pydicom.Dataset | None:
+def _read_header(path: str, tags: Sequence[int] | None = None) -> pydicom.Dataset | None:
+    """A full header parse, or only `tags` (pydicom skips the other values by length)."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                               specific_tags=list(tags) if tags else None)
     except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as error:
         logger.warning("Skipping %s: %s", path, error)
         return None
+
+
+class _ScanIndex:
+    """The two database calls `pixelreader.read_frames` makes (file_values, instances), answered
+    from the header scan the plan already did, so pixels are read at the recorded offsets without
+    scanning every file a second time."""
+
+    def __init__(self, locations: dict[str, tuple]):
+        self.locations = locations
+
+    def file_values(self, paths: Sequence[str], tags: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {path: {tag: self.locations[path][3].get(tag, "") for tag in tags} for path in paths}
+
+    def instances(self, series_uid: str) -> list[dict[str, Any]]:
+        return [{"FilePath": path, "TransferSyntaxUID": syntax, "PixelDataOffset": offset, "PixelDataLength": length}
+                for path, (syntax, offset, length, values) in self.locations.items()
+                if values.get("0020,000e", "") == series_uid]
 
 
 def _number(ds: pydicom.Dataset, keyword: str, default: float = 0.0) -> float:
@@ -242,18 +378,20 @@ def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[F
     return records
 
 
-def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
+def plan_dwi(files: Sequence[str], require_diffusion: bool = True, database: Any = None) -> DWIPlan:
     """Group the frames of `files` into diffusion volumes (headers only). Raises LoadError when no
     diffusion volumes can be formed. With require_diffusion=False, frames without diffusion
-    information count as b = 0 (to read any mosaic or slice series as a 4D stack)."""
+    information count as b = 0 (to read any mosaic or slice series as a 4D stack). With a
+    `database`, header values come from its tag cache."""
     files = [str(f) for f in files]
+    headers, locations = _headers(files, database)
     records: list[FrameRecord] = []
     warnings: list[str] = []
     first_ds: pydicom.Dataset | None = None
     derived = 0
     skipped: list[str] = []
     instance_uids: dict[int, str] = {}
-    for file_index, (path, ds) in enumerate(zip(files, _headers(files))):
+    for file_index, (path, ds) in enumerate(zip(files, headers)):
         if ds is None or "Rows" not in ds:
             continue  # presentation states, raw data, DICOMDIR: not images
         instance_uids[file_index] = str(ds.get("SOPInstanceUID", "") or "")
@@ -306,7 +444,7 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True) -> DWIPlan:
                    series_description=str(first_ds.get("SeriesDescription", "")),
                    series_number=str(first_ds.get("SeriesNumber", "") or ""), derived_excluded=derived,
                    identity={k: str(first_ds.get(k, "") or "") for k in IDENTITY_KEYWORDS if first_ds.get(k, "")},
-                   instance_uids=instance_uids)
+                   instance_uids=instance_uids, pixel_locations=locations)
     for warning in warnings:
         logger.warning("%s: %s", plan.series_uid or files[0], warning)
     return plan
@@ -419,39 +557,46 @@ def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnin
 
 def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = None,
              require_diffusion: bool = True) -> DWISeries:
-    """Read a DWI series: the plan, then the pixels, unpacked and rescaled."""
+    """Read a DWI series: the plan, then the pixels (one batched read at the recorded pixel data
+    offsets, already in volume/slice order), unpacked and rescaled to float32 when needed."""
     from ..pixelreader import read_frames
 
-    plan = plan or plan_dwi(files, require_diffusion=require_diffusion)
+    plan = plan or plan_dwi(files, require_diffusion=require_diffusion, database=database)
     files = plan.files
     n_volumes = len(plan.volumes)
     records = [record for volume in plan.volumes for record in volume]
-    frame_list = [(r.file_index, r.frame_index) for r in records]
-    # read each distinct frame once (a mosaic file is one frame for all its slices)
-    unique = sorted(set(frame_list))
-    used_files = sorted({f for f, _ in unique})
+    used_files = sorted({r.file_index for r in records})
     file_position = {f: i for i, f in enumerate(used_files)}
-    stack = read_frames([files[f] for f in used_files], database=database,
-                        frames=[(file_position[f], k) for f, k in unique])
-    where = {key: i for i, key in enumerate(unique)}
-    rescale = any(r.slope != 1.0 or r.intercept != 0.0 for r in records)
+    paths = [files[f] for f in used_files]
+    index = database
+    if index is None and plan.pixel_locations and all(path in plan.pixel_locations for path in paths):
+        index = _ScanIndex({path: plan.pixel_locations[path] for path in paths})
+    # every record is a distinct frame (a mosaic is one frame per volume): read in output order
+    stack = read_frames(paths, database=index, frames=[(file_position[r.file_index], r.frame_index) for r in records])
+    if any(r.slope != 1.0 or r.intercept != 0.0 for r in records):
+        stack = _rescaled(stack, np.array([r.slope for r in records], dtype=np.float32),
+                          np.array([r.intercept for r in records], dtype=np.float32))
     if records[0].mosaic_layout is not None:
         layout = records[0].mosaic_layout
-        dtype = np.float32 if rescale else stack.dtype
-        voxels = np.empty((n_volumes, layout.count, layout.rows, layout.columns), dtype=dtype)
-        for index, volume in enumerate(plan.volumes):
-            record = volume[0]
-            slices = mosaic.unpack(stack[where[(record.file_index, record.frame_index)]], record.mosaic_layout)
-            voxels[index] = slices * record.slope + record.intercept if rescale else slices
+        voxels = np.empty((n_volumes, layout.count, layout.rows, layout.columns), dtype=stack.dtype)
+        for index_volume, volume in enumerate(plan.volumes):
+            voxels[index_volume] = mosaic.unpack(stack[index_volume], volume[0].mosaic_layout)
     else:
-        rows, columns = stack.shape[1:3]
-        dtype = np.float32 if rescale else stack.dtype
-        voxels = np.empty((n_volumes, plan.shape_kji[0], rows, columns), dtype=dtype)
-        for index, volume in enumerate(plan.volumes):
-            for k, record in enumerate(volume):
-                frame = stack[where[(record.file_index, record.frame_index)]]
-                voxels[index, k] = frame * np.float32(record.slope) + np.float32(record.intercept) if rescale else frame
+        voxels = stack.reshape(n_volumes, plan.shape_kji[0], *stack.shape[1:3])  # a view, no copy
     return DWISeries(voxels=voxels, ijk_to_ras=plan.ijk_to_ras, bvalues=plan.bvalues.copy(),
                      gradients_lps=plan.gradients_lps.copy(), warnings=list(plan.warnings), files=list(files),
                      name=plan.name, series_uid=plan.series_uid, vendor=plan.vendor, identity=dict(plan.identity),
                      instance_uids=[plan.instance_uids[f] for f in used_files if plan.instance_uids.get(f)])
+
+
+def _rescaled(stack: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    """slope * stored + intercept per frame, in float32: one float32 copy of the stack, no float64."""
+    out = stack.astype(np.float32)
+    if np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]):
+        out *= slopes[0]
+        out += intercepts[0]
+    else:
+        for frame, slope, intercept in zip(out, slopes, intercepts):
+            frame *= slope
+            frame += intercept
+    return out
