@@ -1,12 +1,18 @@
-"""Query/retrieve and send from the browser against a real Orthanc on 127.0.0.1.
+"""Query/retrieve, send and C-ECHO from the browser against a real Orthanc on 127.0.0.1.
 
 Orthanc (Debian package `orthanc`) holds the real CT head; the query dialog finds it by a
 wildcard name, "Retrieve selected" fetches it by C-GET into our database, and the browser's
 Send puts a generated series into Orthanc, checked through Orthanc's REST API.
+
+Every network operation runs on a NetworkTask thread: a QTimer ticking in the GUI thread must
+keep firing while the 93-slice CT is retrieved and while a silent peer lets a C-ECHO time out,
+which it cannot when the call blocks the GUI thread (the timer then fires zero times).
 """
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import pytest
 
@@ -15,6 +21,8 @@ if not os.environ.get("DISPLAY"):
 
 pytest.importorskip("pytestqt")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
+
+QtCore = pytest.importorskip("PySide6.QtCore")
 
 from network_peers import OrthancPeer, free_port, have_orthanc  # noqa: E402
 
@@ -49,7 +57,39 @@ def logic(tmp_path, monkeypatch, orthanc):
     logic.close()
 
 
-def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus):
+class TickRecorder:
+    """A QTimer in the GUI thread; records when it fired and whether `busy()` was true then."""
+
+    def __init__(self, busy, interval_ms: int = 20):
+        self.busy = busy
+        self.ticks: list[tuple[float, bool]] = []
+        self.timer = QtCore.QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(lambda: self.ticks.append((time.monotonic(), bool(self.busy()))))
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def busy_ticks(self) -> int:
+        return sum(1 for _, busy in self.ticks if busy)
+
+    def longest_gap(self) -> float:
+        times = [when for when, _ in self.ticks]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+@pytest.fixture
+def no_tasks_left():
+    """After the test no network thread may still run (a QThread deleted while running aborts)."""
+    yield
+    from DICOMBrowser.DICOMBrowserLib.widgets.workers import running_tasks, stop_tasks
+
+    assert stop_tasks(60_000)
+    assert running_tasks() == []
+
+
+def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus, no_tasks_left):
     from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import QueryRetrieveDialog
 
     assert orthanc.upload([corpus / CT_HEAD]) == 93
@@ -57,23 +97,64 @@ def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus):
     qtbot.addWidget(dialog)
     assert dialog.node_combo.currentText() == "orthanc"
     dialog.filter_edits["PatientName"].setText("Austr*")
-    matches = dialog.run_query()
-    assert len(matches) == 1 and dialog.results.rowCount() == 1
+    with qtbot.waitSignal(dialog.queryFinished, timeout=60_000) as finished:
+        assert dialog.run_query() is not None
+        assert not dialog.query_button.isEnabled()  # no second query while one runs
+    assert finished.args == [1] and dialog.results.rowCount() == 1 and len(dialog.matches) == 1
     assert dialog.results.item(0, 0).text() == "Austrialian"
+    assert dialog.query_button.isEnabled() and dialog.retrieve_button.isEnabled()
     dialog.filter_edits["PatientName"].setText("Nobody*")
-    assert dialog.run_query() == [] and dialog.results.rowCount() == 0
+    with qtbot.waitSignal(dialog.queryFinished, timeout=60_000) as finished:
+        dialog.run_query()
+    assert finished.args == [0] and dialog.matches == [] and dialog.results.rowCount() == 0
 
     dialog.filter_edits["PatientName"].setText("")
-    dialog.run_query()
+    with qtbot.waitSignal(dialog.queryFinished, timeout=60_000):
+        dialog.run_query()
     dialog.results.selectRow(0)
-    with qtbot.waitSignal(dialog.retrieved, timeout=120_000):
-        summaries = dialog.retrieve_selected()
-    assert summaries and summaries[0].ok, summaries
+
+    # Cancel after 10 instances: the retrieve stops, what arrived stays, the dialog says so
+    def cancel_after_ten(completed, remaining, failed, warning):
+        if completed >= 10:
+            dialog.cancel()
+
+    with qtbot.waitSignal(dialog.retrieveFinished, timeout=120_000):
+        task = dialog.retrieve_selected()
+        assert task is not None and dialog.cancel_button.isEnabled()
+        task.progressed.connect(cancel_after_ten)
+    assert dialog.message.text().startswith("Cancelled."), dialog.message.text()
+    assert 10 <= len(logic.database.instances()) < 93
+    assert not dialog.cancel_button.isEnabled() and dialog.retrieve_button.isEnabled()
+
+    # The whole study, with a timer ticking in the GUI thread all along
+    retrieved = []
+    dialog.retrieved.connect(retrieved.append)
+    ticks = TickRecorder(dialog.busy)
+    started = time.monotonic()
+    with qtbot.waitSignal(dialog.retrieveFinished, timeout=120_000) as finished:
+        assert dialog.retrieve_selected() is not None
+        assert not dialog.query_button.isEnabled() and not dialog.retrieve_button.isEnabled()
+        assert not dialog.node_combo.isEnabled() and dialog.cancel_button.isEnabled()
+    elapsed = time.monotonic() - started
+    ticks.stop()
+    print(f"retrieve of 93 instances: {elapsed:.2f} s, {ticks.busy_ticks()} GUI timer ticks while busy, "
+          f"longest gap {ticks.longest_gap() * 1000:.0f} ms")
+    assert finished.args == [1], dialog.message.text()
+    assert ticks.busy_ticks() >= 3, "the GUI thread was blocked during the retrieve"
+    assert ticks.longest_gap() < 2.0
+    assert dialog.last_progress is not None
+    completed, remaining, failed, warning = dialog.last_progress
+    assert completed + warning == 93 and remaining == 0 and failed == 0, dialog.last_progress
+    assert dialog.progress.maximum() == 93 and dialog.progress.value() == 93
     assert len(logic.database.instances()) == 93
-    assert "Retrieved 1 of 1" in dialog.message.text()
+    assert dialog.summaries and dialog.summaries[0].ok, dialog.summaries
+    assert retrieved and retrieved[0] is not None
+    assert "Retrieved 1 of 1" in dialog.message.text() and "93 instances" in dialog.message.text()
+    assert dialog.query_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
 
-def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, tmp_path, monkeypatch):
+def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, tmp_path, monkeypatch,
+                                         no_tasks_left):
     from DICOMBrowser.DICOMBrowserLib.widgets.browser import DICOMBrowserPanel
 
     series_factory("send", count=4, patient_name="Send^Test", patient_id="SEND1")
@@ -86,13 +167,20 @@ def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, 
     series_uid = panel.selected_series_uids()[0]
     assert panel.send_action.isEnabled()
     monkeypatch.setattr(QtWidgets.QInputDialog, "getItem", lambda *args, **kwargs: ("orthanc", True))
-    panel.send_action.trigger()
+    with qtbot.waitSignal(panel.sendFinished, timeout=60_000) as finished:
+        panel.send_action.trigger()
+        assert not panel.send_action.isEnabled() and not panel.query_action.isEnabled()
+    assert finished.args == [True]
     assert messages and not messages[-1][2], messages
+    assert "4 of 4 instances sent" in messages[-1][1]
+    assert panel.last_send_progress == (4, 0, 0, 0)
+    assert panel.last_send_summary.ok
+    assert panel.send_action.isEnabled() and panel.query_action.isEnabled()
     assert len(orthanc.find_series(series_uid)) == 1
     panel.shutdown()
 
 
-def test_failed_query_goes_to_the_dialog_and_error_log(qtbot, logic, orthanc):
+def test_failed_query_and_retrieve_go_to_the_dialog_and_error_log(qtbot, logic, orthanc, no_tasks_left):
     from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import QueryRetrieveDialog
     from DICOMBrowser.DICOMBrowserLib.widgets.errorlog import ErrorLogPanel
 
@@ -106,20 +194,70 @@ def test_failed_query_goes_to_the_dialog_and_error_log(qtbot, logic, orthanc):
         dialog = QueryRetrieveDialog(logic)
         qtbot.addWidget(dialog)
         dialog.node_combo.setCurrentText("dead")
-        assert dialog.run_query() == []
-        assert "failed" in dialog.message.text()
-        qtbot.waitUntil(lambda: log.table.rowCount() > 0, timeout=5000)
-        assert any("dead" in message for message in log.messages())
+        with qtbot.waitSignal(dialog.queryFinished, timeout=60_000) as finished:
+            dialog.run_query()
+        assert finished.args == [-1] and dialog.matches == []
+        assert "Query of dead failed" in dialog.message.text() and "refused" in dialog.message.text()
+        qtbot.waitUntil(lambda: any("dead" in message for message in log.messages()), timeout=5000)
+
+        # a study row as if an earlier query had listed it; the node is dead
+        dialog.results.setRowCount(1)
+        column = dialog.RESULT_COLUMNS.index("StudyInstanceUID")
+        dialog.results.setItem(0, column, QtWidgets.QTableWidgetItem("1.2.3.4.5"))
+        dialog.results.selectRow(0)
+        with qtbot.waitSignal(dialog.retrieveFinished, timeout=60_000) as finished:
+            dialog.retrieve_selected()
+        assert finished.args == [0]
+        assert "Retrieve of 1.2.3.4.5 from dead failed" in dialog.message.text()
+        qtbot.waitUntil(lambda: any("1.2.3.4.5" in m and "dead" in m for m in log.messages()), timeout=5000)
+        assert len(logic.database.instances()) == 0
     finally:
         log.uninstall()
 
 
-def test_settings_dialog_verifies_a_node_with_c_echo(qtbot, logic, orthanc):
+def test_settings_dialog_verifies_a_node_with_c_echo(qtbot, logic, orthanc, no_tasks_left):
     from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import SettingsDialog
 
     dialog = SettingsDialog(logic)
     qtbot.addWidget(dialog)
     assert dialog.echo_button.isEnabled()
     dialog.nodes.setCurrentCell(0, 0)
-    dialog.echo_current()
+    with qtbot.waitSignal(dialog.echoFinished, timeout=30_000) as finished:
+        dialog.echo_current()
+        assert not dialog.echo_button.isEnabled()
+    assert finished.args == [True]
     assert "C-ECHO to orthanc: OK" in dialog.message.text()
+    assert dialog.echo_button.isEnabled()
+
+
+def test_c_echo_to_a_silent_peer_times_out_without_freezing(qtbot, logic, no_tasks_left):
+    """A peer that accepts TCP but never answers: the 10 s association timeout passes in a thread."""
+    from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import SettingsDialog
+    from DICOMBrowser.DICOMBrowserLib.widgets.errorlog import ErrorLogPanel
+
+    log = ErrorLogPanel()
+    qtbot.addWidget(log)
+    log.install()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # the kernel completes the handshake; nobody ever reads or answers
+        settings = logic.settings
+        settings.nodes = {"silent": RemoteNode("silent", "SILENT", "127.0.0.1", silent.getsockname()[1], "get")}
+        logic.save_settings(settings)
+        try:
+            dialog = SettingsDialog(logic)
+            qtbot.addWidget(dialog)
+            dialog.nodes.setCurrentCell(0, 0)
+            ticks = TickRecorder(lambda: dialog.echo_task is not None and dialog.echo_task.isRunning(), 50)
+            with qtbot.waitSignal(dialog.echoFinished, timeout=60_000) as finished:
+                dialog.echo_current()
+                assert "C-ECHO to silent…" in dialog.message.text()
+            ticks.stop()
+            assert finished.args == [False]
+            assert "C-ECHO to silent failed" in dialog.message.text()
+            assert "timed out" in dialog.message.text() or "no answer" in dialog.message.text(), dialog.message.text()
+            assert ticks.busy_ticks() >= 50, "the GUI thread was blocked during the C-ECHO"
+            assert ticks.longest_gap() < 2.0
+            qtbot.waitUntil(lambda: any("C-ECHO to silent failed" in m for m in log.messages()), timeout=5000)
+        finally:
+            log.uninstall()

@@ -18,7 +18,7 @@ from ..errors import DICOMBrowserError
 from .errorlog import ErrorLogPanel
 from .verdict import geometry_verdict
 from .models import UID_ROLE, LoadableModel, PatientModel, SeriesModel, StudyModel
-from .workers import JobRunner
+from .workers import JobRunner, NetworkTask, start_task, stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     nodesLoaded = QtCore.Signal(list)
     thumbnailReady = QtCore.Signal(str)  # series UID
     verdictReady = QtCore.Signal(str)  # series UID
+    sendFinished = QtCore.Signal(bool)  # True when every instance was sent
 
     def __init__(self, logic: Any, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -116,6 +117,12 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._examined_key: str | None = None
         self.last_import_summary: Any = None
         self.last_nodes: list = []
+        self._send_task: NetworkTask | None = None
+        self._send_node = ""
+        self._send_progress_dialog: QtWidgets.QProgressDialog | None = None
+        self.last_send_summary: Any = None
+        self.last_send_progress: tuple[int, int, int, int] | None = None
+        self.network_busy = False
         self._build()
         self.error_log.install()
         self.refresh_all()
@@ -280,7 +287,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         }
         for action, names in wanted.items():
             available = self._has_logic(*names)
-            action.setEnabled(available)
+            action.setEnabled(available and not self.network_busy)  # a send is running
             if not available:
                 action.setToolTip(f"Not available: DICOMBrowserLogic has no {', '.join(names)} yet")
         listener = self._has_logic("start_listener", "stop_listener")
@@ -731,26 +738,101 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         dialog.retrieved.connect(lambda *_: self.refresh_all())
         dialog.exec()
 
-    def send_selected(self) -> None:
-        """Send the selected series (or study, or patient) to a configured node."""
+    def send_selected(self) -> NetworkTask | None:
+        """Send the selected series (or study, or patient) to a configured node, on a thread.
+
+        A progress dialog counts the instances (sent / remaining / failed) and its Cancel stops
+        the send after the current file; Send and Query/Retrieve stay disabled until it ends.
+        `sendFinished(ok)` says when; the summary is in `last_send_summary`.
+        """
         from .dialogs import choose_node
 
+        if self._send_task is not None and self._send_task.isRunning():
+            self.show_message("Send", "A send is already running.")
+            return None
         uids = self.selected_series_uids() or [u for u in (self.current_study_uid(), self.current_patient_uid()) if u][:1]
         if not uids:
             self.show_message("Send", "Select a patient, study or series first.")
-            return
+            return None
         node = choose_node(self.logic, self, "Send to")
         if node is None:
+            return None
+        logic = self.logic
+
+        def work(task: NetworkTask) -> Any:
+            return logic.send(node, uids, progress=lambda done, total, failed: task.report(
+                done - failed, total - done, failed))
+
+        task = NetworkTask(f"Send to {node}", work, cancellable=True, log_failures=False)
+        progress = QtWidgets.QProgressDialog(f"Sending to {node}…", "Cancel", 0, 0, self)
+        progress.setObjectName("sendProgress")
+        progress.setWindowTitle("Send")
+        progress.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
+        progress.setMinimumDuration(300)
+        progress.canceled.connect(task.cancel)
+        task.progressed.connect(self._send_progress)
+        task.succeeded.connect(self._send_done)
+        task.failed.connect(self._send_failed)
+        self._send_task, self._send_node, self._send_progress_dialog = task, node, progress
+        self.last_send_progress = None
+        self._set_network_busy(True)
+        return start_task(task)
+
+    def _set_network_busy(self, busy: bool) -> None:
+        """No second send or query while a send runs (the listener and browsing stay usable)."""
+        self.network_busy = busy
+        if busy:
+            self.send_action.setEnabled(False)
+            self.query_action.setEnabled(False)
+        else:
+            self._update_network_actions()
+
+    def _send_progress(self, completed: int, remaining: int, failed: int, warning: int) -> None:
+        self.last_send_progress = (completed, remaining, failed, warning)
+        progress = self._send_progress_dialog
+        if progress is None:
             return
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
-        try:
-            summary = self.logic.send(node, uids)
-        except DICOMBrowserError as error:
-            self.show_message("Send failed", f"to {node}: {error}", error=True)
-            return
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.show_message("Send", f"to {node}: {summary}")
+        total = completed + failed + remaining
+        progress.setMaximum(max(total, 1))
+        progress.setValue(completed + failed)
+        progress.setLabelText(f"Sending to {self._send_node}: {completed} sent, {remaining} remaining, {failed} failed")
+
+    def _send_finished(self) -> None:
+        if self._send_progress_dialog is not None:
+            self._send_progress_dialog.canceled.disconnect()
+            self._send_progress_dialog.reset()
+            self._send_progress_dialog.deleteLater()
+            self._send_progress_dialog = None
+        self._set_network_busy(False)
+
+    def _send_done(self) -> None:
+        task, node = self._send_task, self._send_node
+        summary = task.result if task is not None else None
+        cancelled = bool(task is not None and task.cancel_requested)
+        self._send_finished()
+        self.last_send_summary = summary
+        failures = list(getattr(summary, "failed", []) or [])
+        text = (f"to {node}: {getattr(summary, 'sent', 0)} of {getattr(summary, 'total', 0)} instances sent"
+                + (f", {len(failures)} failed" if failures else "")
+                + (f" ({summary.elapsed:.1f} s)" if getattr(summary, "elapsed", None) else ""))
+        real_failures = [(path, reason) for path, reason in failures if reason != "cancelled"]
+        for path, reason in real_failures[:20]:
+            logger.warning("Send to %s: %s: %s", node, path, reason)
+        if real_failures:
+            text += "\n" + "\n".join(f"{path}: {reason}" for path, reason in real_failures[:5])
+        if cancelled:
+            self.show_message("Send cancelled", text)
+        else:
+            self.show_message("Send" if not real_failures else "Send failed", text, error=bool(real_failures))
+        self.sendFinished.emit(not real_failures and not cancelled)
+
+    def _send_failed(self, message: str) -> None:
+        self._send_finished()
+        self.last_send_summary = None
+        self.show_message("Send failed", f"to {self._send_node}: {message}", error=True)
+        self.sendFinished.emit(False)
 
     def _error_logged(self, when: str, level: str, source: str, message: str) -> None:
         index = self.bottom_tabs.indexOf(self.error_log)
@@ -765,6 +847,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self._import_thread.wait(30000)
         self.jobs.clear()
         self.jobs.wait(30000)
+        if not stop_tasks(30000):
+            logger.warning("A network operation did not end within 30 s of closing the browser")
         self.error_log.uninstall()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:

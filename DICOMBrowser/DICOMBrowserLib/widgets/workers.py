@@ -96,3 +96,112 @@ class JobRunner(QtCore.QObject):
 
     def wait(self, msecs: int = 10000) -> bool:
         return self.pool.waitForDone(msecs)
+
+
+class NetworkTask(QtCore.QThread):
+    """One network operation (C-ECHO, C-FIND, retrieve, send) on its own thread, so the window never freezes.
+
+    `work(task)` runs in the thread and calls the same DICOMBrowserLogic method the GUI called
+    before; the logic's progress callback is `task.report`, whose return value (the cancel flag)
+    is what the logic reads to stop. The result or the error message waits in `result`/`error`
+    (set before the signal is emitted); the signals carry only ints and strings, no Python objects
+    (see the module docstring). A failure is logged here once, with the operation's name (the
+    error log shows it) unless `log_failures` is False, and sent as `failed(message)`.
+    """
+
+    progressed = QtCore.Signal(int, int, int, int)  # completed, remaining, failed, warning
+    noted = QtCore.Signal(str)  # a status line from the work ("study 2 of 3")
+    succeeded = QtCore.Signal()
+    failed = QtCore.Signal(str)
+
+    def __init__(self, name: str, work: Callable[["NetworkTask"], Any], cancellable: bool = False,
+                 log_failures: bool = True):
+        super().__init__()
+        self.setObjectName(name)
+        self.name = name
+        self.work = work
+        self.cancellable = cancellable
+        self.log_failures = log_failures  # False when the receiver logs the failure itself
+        self.result: Any = None
+        self.error: str | None = None
+        self._cancel = threading.Event()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next progress callback (only work whose logic call supports it)."""
+        self._cancel.set()
+
+    def report(self, completed: int, remaining: int, failed: int = 0, warning: int = 0) -> bool:
+        """The progress callback handed to the logic; returns True when the user cancelled."""
+        self.progressed.emit(int(completed or 0), int(remaining or 0), int(failed or 0), int(warning or 0))
+        return self._cancel.is_set()
+
+    def note(self, text: str) -> None:
+        self.noted.emit(str(text))
+
+    def run(self) -> None:
+        try:
+            self.result = self.work(self)
+        except (DICOMBrowserError, OSError, ValueError, RuntimeError, KeyError) as error:
+            self.error = str(error) or type(error).__name__
+            if self.log_failures:
+                logger.error("%s failed: %s", self.name, self.error)
+            self.failed.emit(self.error)
+            return
+        except Exception as error:  # noqa: BLE001 - the thread's edge: an unexpected bug is reported, not lost
+            self.error = f"{type(error).__name__}: {error}"
+            logger.exception("%s failed unexpectedly", self.name)
+            self.failed.emit(self.error)
+            return
+        self.succeeded.emit()
+
+
+class _TaskKeeper(QtCore.QObject):
+    """Keeps running tasks alive until their thread has ended, then lets them go (in the GUI thread).
+
+    A QThread deleted while it runs aborts the process, and a dialog closed during a slow C-FIND
+    must not wait for its timeout; so nobody but the keeper has to hold a task.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: set[NetworkTask] = set()
+
+    def add(self, task: NetworkTask) -> None:
+        self.tasks.add(task)
+        task.finished.connect(self.forget)
+
+    def forget(self) -> None:
+        task = self.sender()
+        if isinstance(task, NetworkTask):
+            task.wait(5000)  # `finished` is sent just before the thread really ends
+            self.tasks.discard(task)
+
+
+_keeper: _TaskKeeper | None = None
+
+
+def start_task(task: NetworkTask) -> NetworkTask:
+    """Start a task (from the GUI thread); it stays alive until its thread ended, whoever started it."""
+    global _keeper
+    if _keeper is None:
+        _keeper = _TaskKeeper()
+    _keeper.add(task)
+    task.start()
+    return task
+
+
+def running_tasks() -> list[NetworkTask]:
+    return [task for task in (_keeper.tasks if _keeper else ()) if task.isRunning()]
+
+
+def stop_tasks(msecs: int = 30000) -> bool:
+    """Cancel every running network task and wait for them (the application is closing); True if all ended."""
+    tasks = running_tasks()
+    for task in tasks:
+        task.cancel()
+    deadline = QtCore.QDeadlineTimer(msecs)
+    return all(task.wait(deadline) for task in tasks)
