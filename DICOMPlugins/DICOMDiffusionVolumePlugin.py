@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from DICOMBrowser.DICOMBrowserLib.diffusion import series as dwi_series
 from DICOMBrowser.DICOMBrowserLib.diffusion import vendors
 from DICOMBrowser.DICOMBrowserLib.errors import DICOMBrowserError, LoadError
 
@@ -28,7 +29,10 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
     """DWI series from any vendor as a diffusion-weighted volume node."""
 
     loadType = "Diffusion Weighted Volume"
-    tags = dict(vendors.EXAMINE_TAGS)
+    #: name -> tag (Slicer's convention): everything the header plan reads, so the indexer caches
+    #: it at import and examining a series in the database opens no file (GE, Philips, standard tags)
+    tags = {**dwi_series.cached_tag_names(),
+            **{name: tag for tag, name in vendors.EXAMINE_TAGS.items() if tag not in dwi_series.SCAN_TAGS}}
 
     def _maybe_diffusion(self, files: list[str]) -> bool:
         """Cheap check on cached tags of a few files before any header is parsed in full."""
@@ -41,10 +45,11 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
                 return True
             if self.fileValue(path, "0008,0016") in ENHANCED_MR:
                 return True
-            # Canon/Toshiba, Hitachi, UIH keep the standard macro inside sequences (0018,9117 or
-            # 5200,9229) that the tag cache does not hold: let the header plan decide
+        # Canon/Toshiba, Hitachi, UIH keep the standard macro inside sequences (0018,9117 or
+        # 5200,9229) that the tag cache does not hold: read only those sequences of the probes
+        for path in probes:
             if any(name in self.fileValue(path, "0008,0070").upper() for name in SEQUENCE_VENDORS) \
-                    and self.fileValue(path, "0008,0060") == "MR":
+                    and self.fileValue(path, "0008,0060") == "MR" and dwi_series.has_diffusion_sequence(path):
                 return True
         return False
 
@@ -54,7 +59,7 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
         if not files or not self._maybe_diffusion(files):
             return []
         try:
-            plan = plan_dwi(files)
+            plan = plan_dwi(files, database=self.database)
         except DICOMBrowserError as error:
             logger.debug("Not a DWI series (%s): %s", files[0], error)
             return []

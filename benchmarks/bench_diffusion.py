@@ -4,10 +4,13 @@ same files with dcm2niix; print times and ratios.
     .venv/bin/python benchmarks/bench_diffusion.py            # largest DWI series of the corpus (Philips, 547 files)
     .venv/bin/python benchmarks/bench_diffusion.py --quick    # the GE series (14 files)
 
-Ours is timed three ways: header plan + pixels (read_dwi), plus writing NIfTI + bval/bvec
-(the same job as dcm2niix), and the full plugin path into a vtkMRMLDiffusionWeightedVolumeNode.
-Each figure is the median of --repeat runs; the first (cold cache) run is discarded. The machine
-is shared, so figures are noisy: compare ratios from one run, not absolute times across runs.
+Ours is timed straight from the files (no database): header plan + pixels (read_dwi), plus
+writing NIfTI + bval/bvec (the same job as dcm2niix), and the full plugin path into a
+vtkMRMLDiffusionWeightedVolumeNode; then with the series imported into a temporary database
+(values from the tag cache, pixels at the indexed offsets): plugin examine alone, and examine +
+load into the node. Each figure is the median of --repeat runs; the first (cold cache) run is
+discarded. The machine is shared, so figures are noisy: compare ratios from one run, not
+absolute times across runs. --profile prints the top of a cProfile of read + write.
 """
 from __future__ import annotations
 
@@ -41,9 +44,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small GE series instead of the 547-file Philips one")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of read_dwi + NIfTI writing")
     args = parser.parse_args()
 
     from conftest import corpus_root
+    from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
     from DICOMBrowser.DICOMBrowserLib.diffusion import read_dwi, write_fsl
     from DICOMBrowser.DICOMBrowserLib.diffusion.node import new_scene
     from DICOMPlugins.DICOMDiffusionVolumePlugin import DICOMDiffusionVolumePlugin
@@ -56,6 +62,7 @@ def main() -> int:
     files = sorted(str(p) for p in folder.iterdir() if p.is_file())
     dcm2niix = shutil.which("dcm2niix")
     work = Path(tempfile.mkdtemp(prefix="bench_diffusion_"))
+    database = None
     try:
         series = read_dwi(files)
         print(f"series: {folder.relative_to(root)}  {len(files)} files -> {series.voxels.shape[0]} volumes x "
@@ -71,13 +78,27 @@ def main() -> int:
             plugin = DICOMDiffusionVolumePlugin()
             plugin.load(plugin.examine([files])[0], new_scene())
 
+        database = DICOMDatabase.temporary()
+        started = time.perf_counter()
+        import_paths(database, [str(folder)])
+        import_seconds = time.perf_counter() - started
+
+        def ours_examine_db():
+            DICOMDiffusionVolumePlugin(database).examine([files])
+
+        def ours_node_db():
+            plugin = DICOMDiffusionVolumePlugin(database)
+            plugin.load(plugin.examine([files])[0], new_scene())
+
         def peer():
             subprocess.run([dcm2niix, "-o", str(work), "-f", "peer", "-z", "n", str(folder)], check=True,
                            capture_output=True, timeout=300)
 
         rows = [("ours: read_dwi (plan + pixels)", timed(ours_read, args.repeat)),
                 ("ours: read_dwi + NIfTI/bval/bvec", timed(ours_nifti, args.repeat)),
-                ("ours: examine + load into DWI node", timed(ours_node, args.repeat))]
+                ("ours: examine + load into DWI node", timed(ours_node, args.repeat)),
+                ("ours, database: examine", timed(ours_examine_db, args.repeat)),
+                ("ours, database: examine + load into node", timed(ours_node_db, args.repeat))]
         peer_time = timed(peer, args.repeat) if dcm2niix else None
         for label, seconds in rows:
             ratio = f"{seconds / peer_time:6.2f}x dcm2niix" if peer_time else ""
@@ -86,7 +107,17 @@ def main() -> int:
             print(f"{'dcm2niix (Debian) -> NIfTI/bval/bvec':40s} {peer_time:8.3f} s")
         else:
             print("dcm2niix not installed: no peer figure")
+        print(f"(import into the temporary database, not compared: {import_seconds:.3f} s)")
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(ours_nifti)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(20)
     finally:
+        if database is not None:
+            database.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -169,6 +169,27 @@ def _tag_of(key: Any) -> int | None:
     return tag
 
 
+_PARSED: dict[tuple[str, str], tuple[int, Any]] = {}
+_SCAN_KEYS = {tag: (int(tag[:4], 16) << 16) | int(tag[5:], 16) for tag in SCAN_TAGS}
+
+
+def _parse_scanned(tag: str, text: str) -> tuple[int, Any] | None:
+    """(int tag, value as pydicom would give it: numbers for binary VRs, strings else), None when
+    the tag is not one of SCAN_TAGS."""
+    vr = SCAN_TAGS.get(tag)
+    if vr is None:
+        return None
+    parts = text.split("\\")
+    if vr in ("FL", "FD"):
+        value: tuple = tuple(float(p) for p in parts)
+    elif vr == "US":
+        value = tuple(int(p) for p in parts)
+    else:
+        value = tuple(parts)
+    key = _SCAN_KEYS[tag]
+    return key, value if len(value) > 1 or key == 0x00080008 else value[0]  # ImageType: always a sequence
+
+
 class ScanHeader:
     """The cached or scanned values of one file, answering the few `pydicom.Dataset` calls the
     vendor readers make (`get` by keyword or tag, `in`, `[tag].value`, `.Keyword`), so one code
@@ -183,21 +204,24 @@ class ScanHeader:
 
     @classmethod
     def from_strings(cls, strings: dict[str, str]) -> "ScanHeader":
-        """From "gggg,eeee" -> format_value strings; raises ValueError for numbers that do not parse."""
+        """From "gggg,eeee" -> format_value strings; raises ValueError for numbers that do not parse.
+        Multi-values become tuples (ImageType always); conversions are memoised, as most values
+        repeat from file to file of a series."""
         values: dict[int, Any] = {}
-        for tag, vr in SCAN_TAGS.items():
-            text = strings.get(tag, "")
+        memo = _PARSED
+        for tag, text in strings.items():
             if not text:
                 continue
-            parts = text.split("\\")
-            if vr in ("FL", "FD"):
-                value: Any = [float(p) for p in parts]
-            elif vr == "US":
-                value = [int(p) for p in parts]
-            else:
-                value = parts
-            key = (int(tag[:4], 16) << 16) | int(tag[5:], 16)
-            values[key] = value if len(value) > 1 or key == 0x00080008 else value[0]  # ImageType: a list
+            key = (tag, text)
+            parsed = memo.get(key)
+            if parsed is None:
+                parsed = _parse_scanned(tag, text)
+                if parsed is None:
+                    continue  # not a tag of the plan
+                if len(memo) >= 100_000:
+                    memo.clear()
+                memo[key] = parsed
+            values[parsed[0]] = parsed[1]
         return cls(values)
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -300,6 +324,29 @@ def _read_header(path: str, tags: Sequence[int] | None = None) -> pydicom.Datase
     except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as error:
         logger.warning("Skipping %s: %s", path, error)
         return None
+
+
+def has_diffusion_sequence(path: str) -> bool:
+    """Whether a file holds an MR Diffusion Sequence (top level or shared functional groups), from a
+    partial read of those sequences only: how examine tells a Canon/Hitachi/UIH DWI series from
+    their other MR series without parsing every header."""
+    ds = _read_header(path, _SEQUENCE_TAGS)
+    if ds is None:
+        return False
+    if ds.get("MRDiffusionSequence"):
+        return True
+    return any(item.get("MRDiffusionSequence") for item in (ds.get("SharedFunctionalGroupsSequence") or []))
+
+
+def cached_tag_names() -> dict[str, str]:
+    """name -> "gggg,eeee" of every tag the plan reads (Slicer's orientation of a plugin's `tags`)."""
+    from pydicom.datadict import keyword_for_tag
+
+    names = {}
+    for tag in SCAN_TAGS:
+        name = PRIVATE_TAG_NAMES.get(tag) or keyword_for_tag((int(tag[:4], 16) << 16) | int(tag[5:], 16)) or tag
+        names[name] = tag
+    return names
 
 
 class _ScanIndex:
@@ -543,7 +590,8 @@ def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnin
             same_b = abs((other.bvalue or 0.0) - bvalues[index]) <= 1e-3 * max(1.0, bvalues[index])
             same_g = (other.gradient_lps is None and head.gradient_lps is None) or (
                 other.gradient_lps is not None and head.gradient_lps is not None
-                and np.allclose(other.gradient_lps, head.gradient_lps, atol=1e-3))
+                and all(abs(float(a) - float(b)) <= 1e-3 + 1e-5 * abs(float(b))  # np.allclose, cheaper
+                        for a, b in zip(other.gradient_lps, head.gradient_lps)))
             if not (same_b and (same_g or bvalues[index] == 0)):
                 inconsistent += 1
                 break
