@@ -3,18 +3,26 @@ against Orthanc: our pynetdicom client vs DCMTK's findscu. Side by side in one r
 
     .venv/bin/python benchmarks/bench_network.py            # 600 x 512x512 CT, 2,000 small, 20,000 in Orthanc
     .venv/bin/python benchmarks/bench_network.py --quick    # 100 CT slices, 300 small, 2,000 in Orthanc
+    .venv/bin/python benchmarks/bench_network.py --skip-find --repeat 5 --data /tmp/bench-data
 
 Both receivers get the same storescu transfer on loopback, with Nagle off (TCP_NODELAY=1 for
-DCMTK, TCP_NODELAY set by our code). The machine is shared: figures are noisy, compare ratios.
+DCMTK, TCP_NODELAY set by our code), alternating storescp and ours `--repeat` times. Reported:
+wall time from storescu's start until the last instance is on disk (storescp) or indexed (ours),
+and the receiver's CPU time (storescp's process; all threads of ours, indexing included). The
+machine is shared: wall figures are noisy, CPU time less so; compare the medians and ratios.
+`--data DIR` keeps the generated series between runs (generated once per size).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,44 +37,102 @@ from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu  # noqa
 from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env  # noqa: E402
 
 
+@dataclass
+class Run:
+    wall: float  # seconds, storescu start until stored (storescp) / indexed (ours)
+    cpu: float   # receiver's CPU seconds (user + system)
+    sender_cpu: float  # storescu's CPU seconds
+
+
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def time_storescp(data: Path, work: Path) -> float:
-    with StoreSCP(work / "storescp") as peer:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc (storescp is not reaped yet)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_storescp(data: Path, work: Path, count: int) -> Run:
+    with StoreSCP(work) as peer:
+        cpu_before = _process_cpu(peer.process.pid)
+        children_before = _children_cpu()
         started = time.perf_counter()
-        result = storescu(peer.port, peer.ae_title, [data])
+        result = storescu(peer.port, peer.ae_title, [data], timeout=1800)
         elapsed = time.perf_counter() - started
+        sender_cpu = _children_cpu() - children_before
+        cpu = _process_cpu(peer.process.pid) - cpu_before
+        stored = len(peer.files())
     assert result.returncode == 0, result.stderr[-500:]
-    return elapsed
+    assert stored == count, f"storescp stored {stored} of {count}"
+    return Run(elapsed, cpu, sender_cpu)
 
 
-def time_listener(data: Path, work: Path, count: int) -> float:
+def time_listener(data: Path, work: Path, count: int) -> Run:
     database = DICOMDatabase(work / "db")
     try:
         with StorageListener(database, ae_title="BENCH", port=free_port(), host="127.0.0.1") as listener:
+            children_before = _children_cpu()
+            cpu_before = time.process_time()
             started = time.perf_counter()
-            result = storescu(listener.port, "BENCH", [data])
+            result = storescu(listener.port, "BENCH", [data], timeout=1800)
             listener.wait_indexed(600)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_before
+            sender_cpu = _children_cpu() - children_before
             status = listener.status()
         assert result.returncode == 0, result.stderr[-500:]
         assert status.indexed == count, status
         assert len(database.instances()) == count
     finally:
         database.close()
-    return elapsed
+    return Run(elapsed, cpu, sender_cpu)
 
 
-def receive_case(name: str, data: Path, count: int, work: Path) -> None:
+def receive_case(name: str, data: Path, count: int, work: Path, repeat: int) -> float:
+    """Alternate storescp and ours `repeat` times; print each run and the medians; return the median ratio."""
     size = folder_size(data)
-    dcmtk = time_storescp(data, work / f"{name}-dcmtk")
-    ours = time_listener(data, work / f"{name}-ours", count)
     print(f"{name}: {count} instances, {size / 1e6:.0f} MB")
-    for label, seconds in (("storescp (DCMTK, to disk)", dcmtk), ("our listener (write + index)", ours)):
-        print(f"  {label:32s} {seconds:7.2f} s  {count / seconds:8.0f} inst/s  {size / 1e6 / seconds:7.1f} MB/s")
-    print(f"  ours / storescp throughput: {dcmtk / ours:.2f}x (target >= 0.4x)")
+    dcmtk_runs, our_runs = [], []
+    for i in range(repeat):
+        dcmtk_runs.append(time_storescp(data, work / f"{name}-dcmtk-{i}", count))
+        our_runs.append(time_listener(data, work / f"{name}-ours-{i}", count))
+        d, o = dcmtk_runs[-1], our_runs[-1]
+        print(f"  run {i + 1}: storescp {d.wall:6.2f} s wall {d.cpu:5.2f} s CPU | ours {o.wall:6.2f} s wall "
+              f"{o.cpu:5.2f} s CPU | ratio {d.wall / o.wall:.2f}x  (storescu CPU {d.sender_cpu:.2f} / {o.sender_cpu:.2f} s)",
+              flush=True)
+    for label, runs in (("storescp (DCMTK, to disk)", dcmtk_runs), ("our listener (write + index)", our_runs)):
+        wall = statistics.median(r.wall for r in runs)
+        cpu = statistics.median(r.cpu for r in runs)
+        print(f"  {label:30s} median {wall:6.2f} s wall {cpu:5.2f} s CPU  {count / wall:7.0f} inst/s  "
+              f"{size / 1e6 / wall:6.1f} MB/s")
+    ratios = sorted(d.wall / o.wall for d, o in zip(dcmtk_runs, our_runs))
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(d.cpu for d in dcmtk_runs) / max(statistics.median(o.cpu for o in our_runs), 1e-9)
+    print(f"  ours / storescp throughput: median {ratio:.2f}x (per run {', '.join(f'{r:.2f}' for r in ratios)}; "
+          f"target >= 0.4x); CPU time ratio {cpu_ratio:.2f}x")
+    return ratio
+
+
+def make_data(root: Path, ct_slices: int, small: int) -> tuple[Path, Path]:
+    """Generate (or reuse, when `root` already holds them) the CT series and the small instances."""
+    ct, small_folder = root / f"ct-{ct_slices}", root / f"small-{small}"
+    for folder, make in ((ct, lambda: sampledata.write_series(ct, count=ct_slices, rows=512, columns=512)),
+                         (small_folder, lambda: [sampledata.write_series(small_folder / f"s{i}", count=10, rows=8,
+                                                                         columns=8) for i in range(small // 10)])):
+        done = folder / ".complete"
+        if not done.exists():
+            started = time.perf_counter()
+            make()
+            done.touch()
+            print(f"(generated {folder.name} in {time.perf_counter() - started:.1f} s)")
+    return ct, small_folder
 
 
 def findscu(port: int, aet: str, name: str) -> float:
@@ -106,17 +172,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data sets")
     parser.add_argument("--skip-find", action="store_true", help="skip the Orthanc C-FIND part")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs per receive case (default 3)")
+    parser.add_argument("--only", choices=("ct", "small"), help="run one receive case only")
+    parser.add_argument("--data", type=Path, help="folder to keep generated data in between runs")
     args = parser.parse_args()
     ct_slices, small, patients = (100, 300, 20) if args.quick else (600, 2000, 200)
     with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp:
         work = Path(tmp)
-        started = time.perf_counter()
-        sampledata.write_series(work / "ct", count=ct_slices, rows=512, columns=512)
-        for i in range(small // 10):
-            sampledata.write_series(work / "small" / f"s{i}", count=10, rows=8, columns=8)
-        print(f"(generated data in {time.perf_counter() - started:.1f} s; machine shared, figures noisy)")
-        receive_case(f"CT {ct_slices} x 512x512", work / "ct", ct_slices, work)
-        receive_case(f"{small} small instances", work / "small", small, work)
+        ct, small_folder = make_data(args.data or work / "data", ct_slices, small)
+        print(f"(load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}; {os.cpu_count()} cores, "
+              f"shared: figures noisy)", flush=True)
+        if args.only in (None, "ct"):
+            receive_case(f"CT {ct_slices} x 512x512", ct, ct_slices, work, args.repeat)
+        if args.only in (None, "small"):
+            receive_case(f"{small} small instances", small_folder, small, work, args.repeat)
+        print(f"(load average {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
         if not args.skip_find:
             find_case(work, patients)
 

@@ -27,6 +27,9 @@ import socket
 
 from pynetdicom import evt
 
+from .acceptor import install as install_message_driven_reactor
+from .acceptor import install_requestor as install_requestor_reactor
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,15 +49,21 @@ DUL_POLL_DELAY = 0.0001  # seconds; pynetdicom's default is 0.001
 
 
 def nagle_off_handler(event: evt.Event) -> None:
-    """EVT_CONN_OPEN handler: TCP_NODELAY on the connection's socket. Never raises."""
+    """EVT_CONN_OPEN handler of our requestors: TCP_NODELAY on the connection's socket, and the
+    association loop without pynetdicom's pause race (acceptor.install_requestor). Never raises."""
     dul = getattr(event.assoc, "dul", None)
     set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
+    if getattr(event.assoc, "is_requestor", False):
+        install_requestor_reactor(event.assoc)
 
 
 def acceptor_handler(event: evt.Event) -> None:
-    """EVT_CONN_OPEN handler for the listener: Nagle off and faster DUL polling. Never raises."""
-    nagle_off_handler(event)
+    """EVT_CONN_OPEN handler for the listener: Nagle off, and event-driven association and DUL loops
+    (acceptor.install), else at least faster DUL polling. Never raises."""
     dul = getattr(event.assoc, "dul", None)
+    set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
+    if install_message_driven_reactor(event.assoc):
+        return
     if dul is not None and hasattr(dul, "_run_loop_delay"):
         dul._run_loop_delay = DUL_POLL_DELAY
 

@@ -1,0 +1,253 @@
+"""Association and DUL loops for the listener that wake on events instead of polling.
+
+Why: pynetdicom 3.0's acceptor loop (`Association._run_reactor`) sleeps a hard-coded 1 ms before
+each look at its DIMSE message queue. A Storage SCU sends the next C-STORE only after our
+response, so every instance paid that sleep (~1.1 ms, more on a loaded machine): with ~1.5 ms of
+real work per small instance, the sleep alone capped the listener near 0.2x storescp.
+
+What: `install(assoc)` replaces that one method on one acceptor association (an instance
+attribute, set from the listener's EVT_CONN_OPEN handler before the association's thread starts)
+with `_message_driven_reactor`, which does the same checks in the same order (pause checkpoint,
+serve one message, peer release, abort, DUL alive, network timeout) but waits on the message
+queue itself (`queue.Queue.get` with a 1 ms timeout), so a message is served as soon as the DUL
+thread has decoded it and an idle association still notices a release or abort within ~1 ms.
+
+The DUL thread (one per association, reading PDUs and sending ours) has the same habit: it
+sleeps `_run_loop_delay` (1 ms; we used 0.1 ms, which burnt ~0.7 ms of CPU per small instance in
+select/sleep calls and GIL hand-offs) whenever an iteration found nothing to do. `install` also
+makes it wait in `select()` on the association's socket plus a wake-up socket pair instead:
+`_is_transport_event` (its "is there incoming data?" check, called only when no outgoing
+primitive is pending) first waits up to DUL_WAIT for the socket to become readable, and
+`send_pdu` (how the association hands it a primitive to send, e.g. our C-STORE response) writes a
+byte to the wake-up pair after queueing, so an outgoing PDU never waits for the timeout.
+`_run_loop_delay` becomes 0 (the loop's sleep turns into a yield; the wait happens in select).
+The wait is skipped whenever the DUL has events queued, and falls back to a plain sleep when the
+socket is gone, so the loop never spins and never sleeps on work. The pair is closed when the
+association's thread ends.
+
+Reading: pynetdicom's `AssociationSocket.recv(n)` reads a PDU 4 kB per `socket.recv` call (~250
+calls per 1 MB P-DATA PDU of a CT slice). `install` gives the listener's association socket a
+`recv` with the same contract (n bytes, fewer only when the peer closed; socket errors and
+timeouts raised as before) that fills one buffer with `recv_into`.
+
+Logging: every association carries pynetdicom's "standard" notification handlers, which turn each
+PDU and DIMSE message into log lines (reading the command set to do so) even when nobody listens
+to pynetdicom's INFO/DEBUG records. When the `pynetdicom` logger is not enabled for INFO, `install`
+unbinds them from that association (public `Association.unbind`), which also lets pynetdicom skip
+building the events.
+
+It relies on pynetdicom internals (`_run_reactor`, `_serve_request`, `_reactor_checkpoint`,
+`_is_paused`, `dimse.msg_queue`): `install` checks they exist and that pynetdicom is 3.0.x (the
+version it was written against and tested with) and otherwise leaves pynetdicom's own loop in
+place (slower, still correct). Only the listener's acceptor associations use it; our requestor
+associations (send, find, retrieve) keep pynetdicom's loop.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import socket
+import time
+import types
+import weakref
+from typing import Any
+
+import pynetdicom
+from pynetdicom import evt
+
+logger = logging.getLogger(__name__)
+
+# How long one wait for a DIMSE message lasts before the loop looks at release/abort/timeouts.
+# pynetdicom's own loop sleeps 1 ms per iteration; idle CPU use is the same.
+MESSAGE_WAIT = 0.001
+
+# Longest wait of the DUL thread in select(); also how often it looks at its ARTIM timer and kill flag.
+DUL_WAIT = 0.005
+
+_REQUIRED = ("_run_reactor", "_serve_request", "_reactor_checkpoint", "_is_paused", "_kill", "dimse", "dul", "acse")
+
+
+def supported(assoc: Any, acceptor: bool = True) -> bool:
+    """True when `assoc` looks like the pynetdicom 3.0 acceptor (or requestor) this loop was written for."""
+    if not pynetdicom.__version__.startswith("3.0."):
+        return False
+    if not all(hasattr(assoc, name) for name in _REQUIRED):
+        return False
+    if not acceptor:
+        return isinstance(getattr(assoc.dimse, "msg_queue", None), queue.Queue) and getattr(assoc, "is_requestor", False)
+    dul = assoc.dul
+    if not all(hasattr(dul, name) for name in ("_is_transport_event", "send_pdu", "_run_loop_delay", "socket",
+                                                "event_queue", "to_provider_queue")):
+        return False
+    return isinstance(getattr(assoc.dimse, "msg_queue", None), queue.Queue) and getattr(assoc, "is_acceptor", False)
+
+
+def install(assoc: Any) -> bool:
+    """Use the message-driven loop for this acceptor association; False (and pynetdicom's loop) if unsupported."""
+    if not supported(assoc):
+        logger.debug("pynetdicom %s: keeping its own association loop", pynetdicom.__version__)
+        return False
+    assoc._run_reactor = types.MethodType(_message_driven_reactor, assoc)
+    _DULWaker(assoc.dul)
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+        _unbind_standard_logging(assoc)
+    return True
+
+
+def install_requestor(assoc: Any) -> bool:
+    """For our own requestor associations (send, find, retrieve): only the association loop, for its
+    race-free pause (the DUL thread and logging stay pynetdicom's). False if unsupported.
+
+    pynetdicom's send_c_store() pauses the loop (clears `_reactor_checkpoint`, waits for
+    `_is_paused`) and then reads the response itself; its loop could pass the checkpoint, lose the
+    GIL, and then take that response off the queue anyway: the C-STORE then waited dimse_timeout
+    for an answer that had arrived ("no answer", ~1 in 5 runs of test_send_to_storescp under load).
+    Our loop re-checks the checkpoint after clearing `_is_paused`, which closes that window."""
+    if not supported(assoc, acceptor=False):
+        return False
+    assoc._run_reactor = types.MethodType(_message_driven_reactor, assoc)
+    return True
+
+
+_LOGGING_EVENTS = (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT)
+
+
+def _unbind_standard_logging(assoc: Any) -> None:
+    """Unbind pynetdicom's own log-line handlers (module pynetdicom._handlers) from one association."""
+    for event in _LOGGING_EVENTS:
+        for handler, _args in list(assoc.get_handlers(event)):
+            if getattr(handler, "__module__", "") == "pynetdicom._handlers":
+                assoc.unbind(event, handler)
+
+
+class _DULWaker:
+    """Makes one DUL thread wait in select() on its socket and a wake-up pair instead of sleeping."""
+
+    def __init__(self, dul: Any):
+        self.dul = dul
+        self.wake_read, self.wake_write = socket.socketpair()
+        self.wake_read.setblocking(False)
+        self.wake_write.setblocking(False)
+        self._is_transport_event = dul._is_transport_event
+        self._send_pdu = dul.send_pdu
+        dul._is_transport_event = self.is_transport_event
+        dul.send_pdu = self.send_pdu
+        dul._run_loop_delay = 0
+        if callable(getattr(dul.socket, "recv", None)):
+            dul.socket.recv = types.MethodType(_recv_exact, dul.socket)
+        # the pair lives as long as the DUL object; closed when it is collected or its thread ends
+        self._finalizer = weakref.finalize(dul, _close_pair, self.wake_read, self.wake_write)
+
+    def send_pdu(self, primitive: Any) -> None:
+        self._send_pdu(primitive)  # queued first, then the wake-up: select cannot miss it
+        try:
+            self.wake_write.send(b"\0")
+        except (BlockingIOError, OSError):  # pair full (a wake-up is pending anyway) or closed
+            pass
+
+    def is_transport_event(self) -> bool:
+        dul = self.dul
+        if dul.event_queue.empty() and dul.to_provider_queue.empty():
+            raw = getattr(dul.socket, "socket", None)
+            try:
+                if raw is None or raw.fileno() < 0:
+                    time.sleep(DUL_WAIT)  # no connection (closing): wait as pynetdicom would, never spin
+                else:
+                    select.select([raw, self.wake_read], [], [], DUL_WAIT)
+                self._drain()
+            except (OSError, ValueError):  # socket closed meanwhile: pynetdicom's check reports it
+                pass
+        result = self._is_transport_event()
+        if not dul.is_alive() or dul._kill_thread:
+            self._finalizer()
+        return result
+
+    def _drain(self) -> None:
+        try:
+            while self.wake_read.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+
+def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
+    """AssociationSocket.recv: `nr_bytes` from the socket (fewer only if the peer closed), into one buffer."""
+    buffer = bytearray(nr_bytes)
+    view = memoryview(buffer)
+    received = 0
+    while received < nr_bytes:
+        count = self.socket.recv_into(view[received:], nr_bytes - received)
+        if not count:  # connection closed: what we have, as pynetdicom's recv returns it
+            del view
+            del buffer[received:]
+            return buffer
+        received += count
+    return buffer
+
+
+def _close_pair(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        sock.close()
+
+
+def _message_driven_reactor(self: Any) -> None:
+    """The acceptor loop of pynetdicom 3.0 (Association._run_reactor), waiting on the message
+    queue instead of sleeping; `self` is the Association."""
+    self._is_paused = False
+    while not self._kill:
+        # a send_*() from a handler pauses the loop so that it can read the replies itself
+        self._is_paused = True
+        self._reactor_checkpoint.wait()
+        self._is_paused = False
+        if not self._reactor_checkpoint.is_set():
+            # A send_*() cleared the checkpoint after wait() returned and saw _is_paused still True:
+            # it now reads the next message itself, so we must not take it (pynetdicom 3.0's own
+            # loop has this window; it lost C-STORE responses of our requestor, see install_requestor).
+            continue
+
+        try:
+            context_id, message = self.dimse.msg_queue.get(timeout=MESSAGE_WAIT)
+        except queue.Empty:
+            context_id, message = None, None
+        if message:
+            self._serve_request(message, context_id)
+
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            logger.debug("Association released by the peer")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+
+        if self.acse.is_aborted():
+            logger.debug("Association aborted%s", " (A-P-ABORT)" if self.acse.is_aborted("a-p-abort") else "")
+            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for the abort
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+
+        if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if self.dul.idle_timer_expired():
+            logger.error("Network timeout reached on the association with %s", _peer(self))
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return
+
+
+def _peer(assoc: Any) -> str:
+    requestor = getattr(assoc, "requestor", None)
+    return f"{getattr(requestor, 'ae_title', '?')} at {getattr(requestor, 'address', '?')}:{getattr(requestor, 'port', '?')}"
