@@ -139,11 +139,14 @@ _ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1
 #: what a partial pydicom read fetches when the scanned strings cannot hold it
 #: standard diffusion macro inside sequences (Canon/Toshiba, Hitachi, UIH, some classic objects)
 _SEQUENCE_TAGS = (0x00189117, 0x52009229, 0x00189076)
-#: Siemens: CSA image/series headers (0029,xx10/xx20 of any private block) and (0019,100a/c/e)
-_SIEMENS_TAGS = (*_SEQUENCE_TAGS,
-                 *(0x00290000 | block for block in range(0x10, 0x100)),
-                 *(0x00290000 | (block << 8) | element for block in range(0x10, 0x100) for element in (0x10, 0x20)),
-                 *(0x00190000 | block for block in range(0x10, 0x100)), 0x0019100A, 0x0019100C, 0x0019100E)
+#: Siemens: CSA image/series headers (0029,xx10/xx20 of the private blocks 0x10-0x1f, where
+#: Siemens puts "SIEMENS CSA HEADER") and (0019,100a/c/e). pydicom converts every listed tag on
+#: each call, so the list stays short.
+_SIEMENS_TAGS = tuple(pydicom.tag.Tag(t) for t in (
+    *_SEQUENCE_TAGS,
+    *(0x00290000 | block for block in range(0x10, 0x20)),
+    *(0x00290000 | (block << 8) | element for block in range(0x10, 0x20) for element in (0x10, 0x20)),
+    *(0x00190000 | block for block in range(0x10, 0x20)), 0x0019100A, 0x0019100C, 0x0019100E))
 _FULL = None  # marker: the whole header is needed (enhanced multi-frame functional groups)
 _KEYWORD_TAGS: dict[str, int | None] = {}
 
