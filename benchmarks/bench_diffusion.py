@@ -13,9 +13,9 @@ discarded. The machine is shared, so figures are noisy: compare ratios from one 
 absolute times across runs. --profile prints the top of a cProfile of read + write.
 
 Figures (Philips, median of 5, shared machine; see docs/diffusion.md for the before/after table):
-read_dwi 0.21 s (2.0x dcm2niix), read + NIfTI/bval/bvec 0.24 s (2.35-2.4x), examine + load no
+read_dwi 0.21 s (1.7-2.1x dcm2niix), read + NIfTI/bval/bvec 0.22-0.24 s (1.9-2.4x), examine + load no
 database 0.25 s (2.5x), database examine 0.055 s (0.55x), database examine + load 0.13 s
-(1.2-1.3x); dcm2niix 0.10 s. Before the header/pixel rework: 0.79 / 0.92 / 1.07 / 0.75 / 0.80 s.
+(1.1-1.4x); dcm2niix 0.10-0.12 s. Before the header/pixel rework: 0.79 / 0.92 / 1.07 / 0.75 / 0.80 s.
 """
 from __future__ import annotations
 
