@@ -52,6 +52,8 @@ def logic(tmp_path, monkeypatch, orthanc):
     settings.port = orthanc.our_port
     settings.listen_host = "127.0.0.1"
     settings.nodes["orthanc"] = RemoteNode("orthanc", orthanc.ae_title, "127.0.0.1", orthanc.dicom_port, "get")
+    settings.nodes["orthanc-move"] = RemoteNode("orthanc-move", orthanc.ae_title, "127.0.0.1", orthanc.dicom_port,
+                                                "move")
     logic.save_settings(settings)
     yield logic
     logic.close()
@@ -152,12 +154,24 @@ def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus, no
     assert "Retrieved 1 of 1" in dialog.message.text() and "93 instances" in dialog.message.text()
     assert dialog.query_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
+    # Again by C-MOVE to a listener the logic starts for the retrieve: same counts, same progress
+    study_uid = dialog.selected_study_uids()[0]
+    logic.delete(study_uid)
+    assert len(logic.database.instances()) == 0
+    dialog.node_combo.setCurrentText("orthanc-move")
+    with qtbot.waitSignal(dialog.retrieveFinished, timeout=120_000) as finished:
+        dialog.retrieve_selected()
+    assert finished.args == [1], dialog.message.text()
+    assert dialog.summaries[0].method == "move" and dialog.summaries[0].received == 93
+    assert dialog.last_progress[0] + dialog.last_progress[3] == 93 and dialog.last_progress[1] == 0
+    assert len(logic.database.instances()) == 93
+
 
 def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, tmp_path, monkeypatch,
                                          no_tasks_left):
     from DICOMBrowser.DICOMBrowserLib.widgets.browser import DICOMBrowserPanel
 
-    series_factory("send", count=4, patient_name="Send^Test", patient_id="SEND1")
+    series_factory("send", count=20, patient_name="Send^Test", patient_id="SEND1")
     logic.import_paths([tmp_path / "send"])
     panel = DICOMBrowserPanel(logic)
     qtbot.addWidget(panel)
@@ -167,13 +181,24 @@ def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, 
     series_uid = panel.selected_series_uids()[0]
     assert panel.send_action.isEnabled()
     monkeypatch.setattr(QtWidgets.QInputDialog, "getItem", lambda *args, **kwargs: ("orthanc", True))
+
+    # Cancel in the progress dialog right away: the send stops after the file in flight
+    with qtbot.waitSignal(panel.sendFinished, timeout=60_000) as finished:
+        panel.send_action.trigger()
+        panel._send_progress_dialog.findChild(QtWidgets.QPushButton).click()  # its Cancel button
+    assert finished.args == [False]
+    assert messages[-1][0] == "Send cancelled" and not messages[-1][2], messages
+    summary = panel.last_send_summary
+    assert summary.total == 20 and summary.sent < 20
+    assert {reason for _, reason in summary.failed} == {"cancelled"}
+
     with qtbot.waitSignal(panel.sendFinished, timeout=60_000) as finished:
         panel.send_action.trigger()
         assert not panel.send_action.isEnabled() and not panel.query_action.isEnabled()
     assert finished.args == [True]
     assert messages and not messages[-1][2], messages
-    assert "4 of 4 instances sent" in messages[-1][1]
-    assert panel.last_send_progress == (4, 0, 0, 0)
+    assert "20 of 20 instances sent" in messages[-1][1]
+    assert panel.last_send_progress == (20, 0, 0, 0)
     assert panel.last_send_summary.ok
     assert panel.send_action.isEnabled() and panel.query_action.isEnabled()
     assert len(orthanc.find_series(series_uid)) == 1
@@ -248,7 +273,7 @@ def test_c_echo_to_a_silent_peer_times_out_without_freezing(qtbot, logic, no_tas
             dialog = SettingsDialog(logic)
             qtbot.addWidget(dialog)
             dialog.nodes.setCurrentCell(0, 0)
-            ticks = TickRecorder(lambda: dialog.echo_task is not None and dialog.echo_task.isRunning(), 50)
+            ticks = TickRecorder(lambda: dialog.echo_running, 50)
             with qtbot.waitSignal(dialog.echoFinished, timeout=60_000) as finished:
                 dialog.echo_current()
                 assert "C-ECHO to silent…" in dialog.message.text()

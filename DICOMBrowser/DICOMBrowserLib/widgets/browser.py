@@ -747,7 +747,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         """
         from .dialogs import choose_node
 
-        if self._send_task is not None and self._send_task.isRunning():
+        if self.network_busy:  # not _send_task.isRunning(): the thread lingers after its result
             self.show_message("Send", "A send is already running.")
             return None
         uids = self.selected_series_uids() or [u for u in (self.current_study_uid(), self.current_patient_uid()) if u][:1]

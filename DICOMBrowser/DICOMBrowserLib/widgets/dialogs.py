@@ -75,6 +75,7 @@ class SettingsDialog(QtWidgets.QDialog):
         self.echo_button.setEnabled(callable(getattr(logic, "echo", None)))
         self.echo_task: NetworkTask | None = None
         self.echo_node = ""
+        self.echo_running = False
         self.message = QtWidgets.QLabel()
         self.message.setObjectName("settingsMessage")
         self.message.setWordWrap(True)
@@ -142,7 +143,7 @@ class SettingsDialog(QtWidgets.QDialog):
         if row < 0:
             self.message.setText("Select a node first")
             return None
-        if self.echo_task is not None and self.echo_task.isRunning():
+        if self.echo_running:  # not echo_task.isRunning(): the thread lingers after its answer
             return self.echo_task
         name = self.nodes.item(row, 0).text()
         try:
@@ -156,18 +157,21 @@ class SettingsDialog(QtWidgets.QDialog):
         task.succeeded.connect(self._echo_done)
         task.failed.connect(self._echo_failed)
         self.echo_task, self.echo_node = task, name
+        self.echo_running = True
         self.echo_button.setEnabled(False)
         self.message.setText(f"C-ECHO to {name}…")
         return start_task(task)
 
     def _echo_done(self) -> None:
         elapsed = self.echo_task.result if self.echo_task is not None else None
+        self.echo_running = False
         self.echo_button.setEnabled(True)
         self.message.setText(f"C-ECHO to {self.echo_node}: OK"
                              + (f" ({float(elapsed) * 1000:.0f} ms)" if elapsed else ""))
         self.echoFinished.emit(True)
 
     def _echo_failed(self, message: str) -> None:
+        self.echo_running = False
         self.echo_button.setEnabled(True)
         self.message.setText(f"C-ECHO to {self.echo_node} failed: {message}")
         self.echoFinished.emit(False)
@@ -215,6 +219,7 @@ class QueryRetrieveDialog(QtWidgets.QDialog):
         self.summaries: list[Any] = []
         self.last_progress: tuple[int, int, int, int] | None = None
         self._step = ""
+        self._busy = False
         self._node = ""
         self._uids: list[str] = []
         self.node_combo = QtWidgets.QComboBox()
@@ -273,10 +278,15 @@ class QueryRetrieveDialog(QtWidgets.QDialog):
         return {key: edit.text().strip() for key, edit in self.filter_edits.items() if edit.text().strip()}
 
     def busy(self) -> bool:
-        return self.task is not None and self.task.isRunning()
+        """An operation was started and its result has not been shown yet.
+
+        Not `task.isRunning()`: the thread still runs for a moment after its result arrived.
+        """
+        return self._busy
 
     def _set_busy(self, busy: bool, cancellable: bool = False) -> None:
         """While an operation runs nothing else can start; Cancel only when the logic can stop it."""
+        self._busy = busy
         self.query_button.setEnabled(not busy and bool(self.node_combo.count()))
         self.retrieve_button.setEnabled(not busy and self.results.rowCount() > 0)
         self.node_combo.setEnabled(not busy)
