@@ -192,3 +192,81 @@ def test_node_configuration_cli(cli_runner):
     assert cli_runner("node", "rm", "pacs").exit_code == 0
     missing = cli_runner("node", "rm", "pacs")
     assert missing.exit_code == 1 and "no node named 'pacs'" in missing.output
+
+
+def test_direct_store_response_is_what_pynetdicom_would_send():
+    """The listener encodes plain C-STORE responses itself; the bytes equal pynetdicom's encoding
+    (odd and even UID lengths, success and failure statuses), and anything else is left to pynetdicom."""
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    from DICOMBrowser.DICOMBrowserLib.networking.acceptor import store_response_command
+
+    for sop_class, sop_instance, message_id, status in [
+            ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 7, 0x0000),
+            ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.44", 65535, 0xA700),
+            ("1.2.840.10008.5.1.4.1.1.128", "1.2.826.0.1.3680043.8.498.12345678901234567890", 1, 0xB007)]:
+        primitive = C_STORE()
+        primitive.MessageIDBeingRespondedTo = message_id
+        primitive.AffectedSOPClassUID = sop_class
+        primitive.AffectedSOPInstanceUID = sop_instance
+        primitive.Status = status
+        message = C_STORE_RSP()
+        message.primitive_to_message(primitive)
+        assert store_response_command(primitive) == encode(message.command_set, True, True)
+        primitive.ErrorComment = "disk full"
+        assert store_response_command(primitive) is None
+
+
+def _open_sockets() -> list[str]:
+    """The sockets this process has open (/proc/self/fd targets 'socket:[inode]')."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the descriptor listdir itself used
+            pass
+    return [t for t in targets if t.startswith("socket:")]
+
+
+def test_listener_associations_use_event_driven_loops_and_free_their_sockets(database, series_factory):
+    """A pynetdicom 3.0 acceptor gets our loops (message-driven reactor, select-waiting DUL,
+    direct responses, pynetdicom's log handlers unbound); echo and store still work, and the
+    wake-up socket pair of each association is closed once it ends (no descriptor leak)."""
+    import gc
+
+    from pynetdicom import AE as PynetdicomAE
+    from pynetdicom import evt
+    from pynetdicom.sop_class import CTImageStorage, Verification
+
+    from DICOMBrowser.DICOMBrowserLib.networking import acceptor
+
+    paths = series_factory(count=5)
+    sockets_before = len(_open_sockets())
+    with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+        for _ in range(3):
+            ae = PynetdicomAE(ae_title="CHECKER")
+            ae.add_requested_context(Verification)
+            ae.add_requested_context(CTImageStorage, pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID)
+            assoc = ae.associate("127.0.0.1", listener.port, ae_title=AE)
+            assert assoc.is_established
+            [server_side] = listener._server.active_associations
+            assert server_side._run_reactor.__func__ is acceptor._message_driven_reactor
+            assert server_side.dul._run_loop_delay == 0
+            assert isinstance(server_side.dimse.send_msg, acceptor._DirectStoreResponses)
+            assert not server_side.get_handlers(evt.EVT_PDU_RECV)
+            assert assoc.send_c_echo().Status == 0x0000
+            for path in paths:
+                assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0x0000
+            assoc.release()
+            del server_side
+        assert listener.wait_for(5, timeout=20) and listener.wait_indexed(20)
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while len(_open_sockets()) > sockets_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+        gc.collect()
+    left = _open_sockets()
+    assert len(left) <= sockets_before, "\n".join(left)
+    assert assert_consistent(database) == 5

@@ -30,6 +30,15 @@ calls per 1 MB P-DATA PDU of a CT slice). `install` gives the listener's associa
 `recv` with the same contract (n bytes, fewer only when the peer closed; socket errors and
 timeouts raised as before) that fills one buffer with `recv_into`.
 
+Responses: pynetdicom builds each C-STORE-RSP as a pydicom Dataset (an element object, UID
+validation and a dataset writer per field), half of the listener thread's time per small instance.
+`install` wraps this association's `dimse.send_msg` so that a plain C-STORE response (Status,
+Message ID, SOP class and instance UIDs; no Error Comment or Offending Element; nobody bound to
+EVT_DIMSE_SENT; it fits in one PDU) is encoded directly (`store_response_command`: implicit VR
+little endian, PS3.7 9.3.1.2 / E.1, elements in tag order, group length first) and handed to the
+DUL as one P-DATA primitive, the same bytes pynetdicom would send (Testing/test_network_failures.py
+compares them). Everything else goes through pynetdicom's own `send_msg`.
+
 Logging: every association carries pynetdicom's "standard" notification handlers, which turn each
 PDU and DIMSE message into log lines (reading the command set to do so) even when nobody listens
 to pynetdicom's INFO/DEBUG records. When the `pynetdicom` logger is not enabled for INFO, `install`
@@ -48,6 +57,7 @@ import logging
 import queue
 import select
 import socket
+import struct
 import time
 import types
 import weakref
@@ -55,6 +65,8 @@ from typing import Any
 
 import pynetdicom
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import P_DATA
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +102,64 @@ def install(assoc: Any) -> bool:
         return False
     assoc._run_reactor = types.MethodType(_message_driven_reactor, assoc)
     _DULWaker(assoc.dul)
+    if callable(getattr(assoc.dimse, "send_msg", None)):
+        assoc.dimse.send_msg = _DirectStoreResponses(assoc, assoc.dimse.send_msg)
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _unbind_standard_logging(assoc)
     return True
+
+
+def _element(tag: int, value: bytes) -> bytes:
+    """One implicit VR little endian element of the command group (0000,eeee)."""
+    return struct.pack("<HHI", 0x0000, tag, len(value)) + value
+
+
+def _uid_value(uid: Any) -> bytes | None:
+    text = str(uid) if uid is not None else ""
+    if not text:
+        return None
+    value = text.encode("ascii")
+    return value + b"\0" if len(value) % 2 else value
+
+
+def store_response_command(primitive: C_STORE) -> bytes | None:
+    """The encoded command set of a plain C-STORE-RSP, or None when it carries anything else."""
+    if getattr(primitive, "ErrorComment", None) or getattr(primitive, "OffendingElement", None):
+        return None
+    sop_class = _uid_value(primitive.AffectedSOPClassUID)
+    sop_instance = _uid_value(primitive.AffectedSOPInstanceUID)
+    message_id, status = primitive.MessageIDBeingRespondedTo, primitive.Status
+    if sop_class is None or sop_instance is None or not isinstance(message_id, int) or not isinstance(status, int):
+        return None
+    body = b"".join([
+        _element(0x0002, sop_class),
+        _element(0x0100, struct.pack("<H", 0x8001)),  # CommandField: C-STORE-RSP
+        _element(0x0120, struct.pack("<H", message_id)),
+        _element(0x0800, struct.pack("<H", 0x0101)),  # CommandDataSetType: no data set
+        _element(0x0900, struct.pack("<H", status)),
+        _element(0x1000, sop_instance),
+    ])
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+class _DirectStoreResponses:
+    """`dimse.send_msg` of one acceptor: plain C-STORE responses encoded directly, the rest by pynetdicom."""
+
+    def __init__(self, assoc: Any, send_msg: Any):
+        self.assoc = assoc
+        self.send_msg = send_msg
+
+    def __call__(self, primitive: Any, context_id: int) -> None:
+        if type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is not None \
+                and not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
+            command = store_response_command(primitive)
+            limit = self.assoc.dimse.maximum_pdu_size
+            if command is not None and (not limit or len(command) + 12 <= limit):
+                pdata = P_DATA()
+                pdata.presentation_data_value_list.append((context_id, b"\x03" + command))  # last command fragment
+                self.assoc.dul.send_pdu(pdata)
+                return
+        self.send_msg(primitive, context_id)
 
 
 def install_requestor(assoc: Any) -> bool:
