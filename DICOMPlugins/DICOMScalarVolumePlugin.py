@@ -42,6 +42,13 @@ RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 NOT_SCALAR_PREFIXES = ("1.3.46.670589.11.0.0.12.",)
 #: modalities that are never a scalar image stack
 NOT_SCALAR_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "SR", "PR", "KO", "REG", "DOC"}
+#: modalities whose series are expected to be 3D stacks (a single slice there is worth a warning)
+VOLUME_MODALITIES = {"CT", "MR", "PT", "NM"}
+#: photometric interpretations loaded as colour (vtkMRMLVectorVolumeNode, RGB)
+COLOR_PHOTOMETRICS = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422",
+                      "PALETTE COLOR"}
+#: transfer syntax whose pixel data offset no header scan records (the body is compressed)
+DEFLATED = "1.2.840.10008.1.2.1.99"
 #: direction cosine difference (unitless, about 3 degrees) beyond which frames are another plane
 ORIENTATION_SPLIT = 0.05
 
@@ -64,19 +71,22 @@ class _Stack:
     label: str = ""
     image_type: str = ""
     notes: list[str] = field(default_factory=list)
+    color: bool = False  # RGB/YBR/palette images: a vector volume
 
 
 class DICOMScalarVolumePlugin(DICOMPlugin):
-    """CT, MR, PET, ... image series as scalar volumes (vtkMRMLScalarVolumeNode), 4D as sequences."""
+    """CT, MR, PET, ... image series as scalar volumes (vtkMRMLScalarVolumeNode), 4D as sequences;
+    colour images (RGB, YBR, palette) as vector volumes (vtkMRMLVectorVolumeNode), as Slicer does."""
 
     loadType = "Scalar Volume"
+    version = "2"  # 2: colour images offered, files without pixel data skipped
     tags = {
         "sopClassUID": "0008,0016", "sopInstanceUID": "0008,0018", "imageType": "0008,0008",
         "modality": "0008,0060", "seriesInstanceUID": "0020,000e", "seriesDescription": "0008,103e",
         "seriesNumber": "0020,0011", "instanceNumber": "0020,0013", "studyInstanceUID": "0020,000d",
         "position": "0020,0032", "orientation": "0020,0037", "pixelSpacing": "0028,0030",
         "sliceThickness": "0018,0050", "rows": "0028,0010", "columns": "0028,0011",
-        "samplesPerPixel": "0028,0002", "numberOfFrames": "0028,0008",
+        "samplesPerPixel": "0028,0002", "numberOfFrames": "0028,0008", "photometricInterpretation": "0028,0004",
         "rescaleIntercept": "0028,1052", "rescaleSlope": "0028,1053",
         "windowCenter": "0028,1050", "windowWidth": "0028,1051",
         "temporalPositionIdentifier": "0020,0100", "triggerTime": "0018,1060",
@@ -91,7 +101,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         """Loadables for one series' files (a list of paths); reads no pixel data."""
         files = [str(f) for f in files]
         values = self._values(files)
+        without_pixels = self._files_without_pixel_data(files, values)
         records: list[FrameGeometry] = []
+        color_records: list[FrameGeometry] = []
         skipped: list[str] = []
         for path in files:
             v = values[path]
@@ -100,18 +112,30 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                     or v.get("0008,0060", "") in NOT_SCALAR_MODALITIES or not v.get("0028,0010") or not v.get("0028,0011")):
                 skipped.append(path)
                 continue
-            if v.get("0028,0002", "") not in ("", "1"):
-                skipped.append(path)  # colour: a vector volume, not a scalar one
+            if path in without_pixels:
+                logger.info("Scalar volume plugin skips %s: it has no pixel data", path)
+                skipped.append(path)
                 continue
-            records.extend(self._frame_records(path, v))
+            color = _is_color(v)
+            if color is None:
+                logger.info("Scalar volume plugin skips %s: %s samples per pixel, PhotometricInterpretation %r",
+                            path, v.get("0028,0002", ""), v.get("0028,0004", ""))
+                skipped.append(path)
+                continue
+            (color_records if color else records).extend(self._frame_records(path, v))
         if skipped:
-            logger.debug("Scalar volume plugin skipped %d files that are not grey-scale images", len(skipped))
-        if not records:
+            logger.debug("Scalar volume plugin skipped %d files that are not images it reads", len(skipped))
+        if not records and not color_records:
             return []
-        first = values[records[0].path]
+        first = values[(records or color_records)[0].path]
         series_name = self._series_name(first)
         loadables: list[DICOMLoadable] = []
-        stacks = self._split_stacks(records, values)
+        stacks = self._split_stacks(records, values) if records else []
+        color_stacks = self._split_stacks(color_records, values) if color_records else []
+        for stack in color_stacks:
+            stack.color = True
+            stack.label = ", ".join(p for p in ("colour", stack.label) if p) if records else stack.label
+        stacks += color_stacks
         biggest = max(len(s.records) for s in stacks)
         for stack in stacks:
             loadables.extend(self._loadables_for_stack(stack, values, series_name, len(stacks) > 1, biggest))
@@ -126,11 +150,14 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         from DICOMBrowser.DICOMBrowserLib.headerscan import scan_files
 
         scanned = self.__dict__.setdefault("_scanned", {})
+        pixels = self.__dict__.setdefault("_pixels", {})  # path -> pixel data offset (None: no pixel data)
         missing = [f for f in files if f not in scanned]
         # in-process (workers=1): a plugin must not fork a process that may hold VTK or Qt
         for result in scan_files(missing, tags, workers=1):
             if result.is_dicom and not result.error:
                 scanned[result.path] = result.values
+                if result.transfer_syntax != DEFLATED:
+                    pixels[result.path] = result.pixel_data_offset
             elif result.is_dicom:  # e.g. truncated pixel data: the header may still be readable
                 try:
                     scanned[result.path] = {t: self.fileValue(result.path, t) for t in tags}
@@ -141,6 +168,25 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 scanned[result.path] = {t: "" for t in tags}
         return {f: scanned[f] for f in files}
 
+    def _files_without_pixel_data(self, files: list[str], values: dict[str, dict[str, str]]) -> set[str]:
+        """Files whose header has no Pixel Data: the index's PixelDataOffset (database) or the header
+        scan's pixel data offset (no database). Deflated files are never judged (no offset recorded);
+        files the index does not know are kept."""
+        if self.database is None:
+            pixels = self.__dict__.get("_pixels", {})
+            return {f for f in files if f in pixels and pixels[f] is None}
+        absent: set[str] = set()
+        wanted = set(files)
+        for series_uid in dict.fromkeys(values[f].get("0020,000e", "") for f in files):
+            if not series_uid:
+                continue
+            for row in self.database.instances(series_uid):
+                path = str(row.get("FilePath", ""))
+                if (path in wanted and row.get("PixelDataOffset") in (None, "")
+                        and str(row.get("TransferSyntaxUID") or "") != DEFLATED):
+                    absent.add(path)
+        return absent
+
     def _frame_records(self, path: str, v: dict[str, str]) -> list[FrameGeometry]:
         """Per-frame geometry of one file: from the cached tags, or the functional groups."""
         frames = geometry.parse_numbers(v.get("0028,0008", ""))
@@ -148,11 +194,15 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             from DICOMBrowser.DICOMBrowserLib import multiframe
 
             try:
-                return multiframe.frame_geometries(path)
+                records = multiframe.frame_geometries(path)
             except DICOMFileError as error:
                 logger.warning("Scalar volume plugin: %s", error)
                 return []
+            for record in records:
+                record.attributes["modality"] = v.get("0008,0060", "")  # type: ignore[index]  # a fresh dict per frame
+            return records
         keys = {tag: v.get(tag, "") for tag in TIME_TAGS + ECHO_TAGS + B_VALUE_TAGS}
+        keys["modality"] = v.get("0008,0060", "")
         keys["image_type"] = v.get("0008,0008", "")
         keys["rescale_slope"] = v.get("0028,1053", "")
         keys["rescale_intercept"] = v.get("0028,1052", "")
@@ -221,17 +271,17 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                     members = [r for r in sorted_records if r.attributes.get(echo_key, "") == value]
                     loadables.extend(self._loadables_for_stack(
                         _Stack(members, label=f"echo {value}" if not split else f"{stack.label}, echo {value}",
-                               image_type=stack.image_type), values, series_name, True, biggest))
+                               image_type=stack.image_type, color=stack.color), values, series_name, True, biggest))
                 return loadables
             time_key = _splitting_key(groups, ["temporal_position", "trigger_time", *TIME_TAGS, "file"],
                                       require_all_positions=True)
-            if time_key is not None:
+            if time_key is not None and not stack.color:  # colour 4D: no vector volume sequences yet
                 return self._time_series_loadables(sorted_records, time_key, name, base_confidence, notes)
-        loadables = self._volume_loadables(sorted_records, name, base_confidence, notes)
-        return loadables + self._sub_series_loadables(sorted_records, name, base_confidence, notes)
+        loadables = self._volume_loadables(sorted_records, name, base_confidence, notes, color=stack.color)
+        return loadables + self._sub_series_loadables(sorted_records, name, base_confidence, notes, stack.color)
 
     def _sub_series_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
-                              notes: list[str]) -> list[DICOMLoadable]:
+                              notes: list[str], color: bool = False) -> list[DICOMLoadable]:
         """Where acquisition, echo or temporal values differ along a stack, also offer each part.
 
         Like Slicer's sub-series split, but only when every part has at least two slices, so a
@@ -249,7 +299,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 if len(part) < 2:
                     break
                 for loadable in self._volume_loadables(part, f"{name} [{key_name} {value}]",
-                                                       min(confidence, 0.4), notes):
+                                                       min(confidence, 0.4), notes, color=color):
                     loadable.selected = False
                     loadables.append(loadable)
         return loadables
@@ -277,17 +327,41 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             confidence = min(confidence, 0.4)
         return confidence, notes
 
-    def _volume_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
-                          notes: list[str]) -> list[DICOMLoadable]:
-        findings = geometry.check_geometry(records)
+    def _informational_kinds(self, records: list[FrameGeometry]) -> set[str]:
+        """Finding kinds that are facts, not problems, for this stack: no confidence penalty, logged at
+        INFO. A single slice always (in the warning text only where a 3D stack is expected: CT, MR,
+        PET, NM); for other modalities (X-ray, SC, US, ...) also missing geometry of 2D pictures."""
+        if self._modality(records) in VOLUME_MODALITIES:
+            return {geometry.SINGLE_SLICE}
+        return {geometry.SINGLE_SLICE, geometry.MISSING_GEOMETRY}
+
+    def _modality(self, records: list[FrameGeometry]) -> str:
+        return records[0].attributes.get("modality", "") if records else ""
+
+    def _report_findings(self, name: str, records: list[FrameGeometry],
+                         findings: list[geometry.Finding]) -> tuple[float, list[geometry.Finding]]:
+        """Log each finding (WARNING, or INFO for informational ones); returns the confidence penalty
+        and the findings worth the loadable's warning text."""
+        informational = self._informational_kinds(records)
+        shown = []
         for finding in findings:
-            logger.warning("%s: %s", name, finding.message)
+            logger.log(logging.INFO if finding.kind in informational else logging.WARNING, "%s: %s", name, finding.message)
+            if finding.kind not in informational or (finding.kind == geometry.SINGLE_SLICE
+                                                     and self._modality(records) in VOLUME_MODALITIES):
+                shown.append(finding)
+        penalty = 0.1 if {f.kind for f in findings} - informational else 0.0
+        return penalty, shown
+
+    def _volume_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
+                          notes: list[str], color: bool = False) -> list[DICOMLoadable]:
+        findings = geometry.check_geometry(records)
         kinds = {f.kind for f in findings}
-        penalty = 0.1 if kinds - {geometry.SINGLE_SLICE} else 0.0
-        main = self._loadable(name, records, [records], confidence - penalty, notes, findings, kind="volume")
+        penalty, shown = self._report_findings(name, records, findings)
+        main = self._loadable(name, records, [records], confidence - penalty, notes, findings, kind="volume",
+                              color=color, shown=shown)
         main.selected = confidence >= 0.5
         loadables = [main]
-        if kinds & geometry.REGULARIZABLE_KINDS and not kinds & {geometry.MISSING_GEOMETRY, geometry.ORIENTATION_VARIES,
+        if not color and kinds & geometry.REGULARIZABLE_KINDS and not kinds & {geometry.MISSING_GEOMETRY, geometry.ORIENTATION_VARIES,
                                                                   geometry.DUPLICATE_POSITIONS, geometry.SIZE_VARIES}:
             corrected = "; ".join(f.kind.replace("_", " ") for f in findings if f.kind in geometry.REGULARIZABLE_KINDS)
             fixed = self._loadable(f"{name} [regularized]", records, [records], confidence - penalty - 0.05,
@@ -307,12 +381,10 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         times = _sorted_values(set(by_time))
         volumes = [by_time[t] for t in times]
         findings = geometry.check_geometry(volumes[0])
-        for finding in findings:
-            logger.warning("%s: %s", name, finding.message)
-        penalty = 0.1 if {f.kind for f in findings} - {geometry.SINGLE_SLICE} else 0.0
+        penalty, shown = self._report_findings(name, volumes[0], findings)
         key_name = TIME_TAG_NAMES.get(time_key, time_key)
         series = self._loadable(f"{name} [4D, {len(volumes)} volumes by {key_name}]", records, volumes,
-                                confidence - penalty, notes, findings, kind="sequence")
+                                confidence - penalty, notes, findings, kind="sequence", shown=shown)
         series.extra["index_values"] = [_time_value(t, i) for i, t in enumerate(times)]
         series.extra["index_name"] = key_name
         series.selected = confidence >= 0.5
@@ -320,14 +392,16 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         for index, (time, volume) in enumerate(zip(times, volumes)):
             label = time if time_key != "file" else str(index + 1)
             single = self._loadable(f"{name} [{key_name} {label}]", volume, [volume],
-                                    max(confidence - penalty - 0.15, 0.0), notes, findings, kind="volume")
+                                    max(confidence - penalty - 0.15, 0.0), notes, findings, kind="volume", shown=shown)
             single.selected = False
             loadables.append(single)
         return loadables
 
     def _loadable(self, name: str, records: list[FrameGeometry], volumes: list[list[FrameGeometry]],
                   confidence: float, notes: list[str], findings: list[geometry.Finding], *, kind: str,
-                  regularize: bool = False) -> DICOMLoadable:
+                  regularize: bool = False, color: bool = False,
+                  shown: list[geometry.Finding] | None = None) -> DICOMLoadable:
+        """`findings` all go to extra["findings"]; `shown` (default: all) make the warning text."""
         files: list[str] = []
         index_of: dict[str, int] = {}
         for volume in volumes:
@@ -336,16 +410,16 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                     index_of[record.path] = len(files)
                     files.append(record.path)
         frames = [[[index_of[r.path], r.frame] for r in volume] for volume in volumes]
-        warning = geometry.findings_text(findings)
+        warning = geometry.findings_text(findings if shown is None else shown)
         if notes:
             warning = " ".join([warning, *[f"{n}." for n in notes]]).strip()
         slices = len(volumes[0])
         tooltip = (f"{slices} slices" + (f" x {len(volumes)} volumes" if len(volumes) > 1 else "")
-                   + f", {records[0].rows}x{records[0].columns}")
+                   + f", {records[0].rows}x{records[0].columns}" + (", colour" if color else ""))
         return DICOMLoadable(
             name=name, files=files, tooltip=tooltip, confidence=round(max(min(confidence, 1.0), 0.0), 3),
             selected=False, warning=warning, plugin="DICOMScalarVolumePlugin",
-            extra={"kind": kind, "frames": frames, "regularize": regularize,
+            extra={"kind": kind, "frames": frames, "regularize": regularize, "color": color,
                    "findings": [{"kind": f.kind, "message": f.message, "files": f.files} for f in findings]},
         )
 
@@ -357,8 +431,13 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         volume = self.read_volume(loadable)
         identity = self._identity(loadable.files[0])
         series_uid = identity.get("SeriesInstanceUID", "")
-        instance_uids = [self.fileValue(f, "0008,0018") for f in loadable.files]
-        if volume.voxels.ndim == 4:
+        # read_volume looked up every file's tags in one batch: no per-file lookup here
+        instance_uids = [volume.file_values.get(f, {}).get("0008,0018", "") for f in loadable.files]
+        if volume.color:
+            node = scene_module.add_vector_volume(
+                scene, volume.voxels, volume.ijk_to_ras, loadable.name, series_uid=series_uid,
+                instance_uids=instance_uids, dicom_identity=identity)
+        elif volume.voxels.ndim == 4:
             node = scene_module.add_volume_sequence(
                 scene, volume.voxels, volume.ijk_to_ras, loadable.name, series_uid=series_uid,
                 instance_uids=instance_uids, index_values=loadable.extra.get("index_values"),
@@ -375,7 +454,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         return node
 
     def read_volume(self, loadable: DICOMLoadable) -> "VolumeData":
-        """Voxels (k, j, i) or (t, k, j, i), modality values, and the IJK-to-RAS matrix (RAS mm)."""
+        """Voxels (k, j, i) or (t, k, j, i), modality values, and the IJK-to-RAS matrix (RAS mm);
+        colour loadables: (k, j, i, 3) RGB (uint8 for 8-bit images), no rescale."""
         from DICOMBrowser.DICOMBrowserLib import pixelreader
 
         files = list(loadable.files)
@@ -392,12 +472,20 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         except KeyError as error:
             raise LoadError(f"{loadable.name}: frame {error} not found in the files") from error
         flat = [(int(i), int(frame)) for volume in volumes for i, frame in volume]
+        color = bool(loadable.extra.get("color"))
         try:
-            stack = pixelreader.read_frames(files, self.database, flat)
+            if color:
+                stack = pixelreader.read_rgb_frames(files, self.database, flat)
+            else:
+                stack = pixelreader.read_frames(files, self.database, flat)
         except DICOMBrowserError:
             raise
         except (ValueError, OSError) as error:
             raise LoadError(f"{loadable.name}: cannot read pixels of {files[0]}...: {error}") from error
+        if color:
+            if len(records) > 1 or loadable.extra.get("regularize"):
+                raise LoadError(f"{loadable.name}: colour images load as one 3D vector volume only")
+            return VolumeData(stack, geometry.ijk_to_ras(records[0]), None, records[0], values, color=True)
         if stack.ndim != 3:
             raise LoadError(f"{loadable.name}: pixel frames of shape {stack.shape[1:]} are not grey-scale")
         all_records = [r for volume in records for r in volume]
@@ -411,7 +499,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             matrix = geometry.ijk_to_ras(records[0])
         if len(records) > 1:
             voxels = voxels.reshape(len(records), slice_count, *voxels.shape[1:])
-        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0])
+        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0], values)
 
     def _window_level(self, path: str, record: FrameGeometry) -> tuple[float, float] | None:
         center = _first_number(record.attributes.get("window_center", "") or self.fileValue(path, "0028,1050"))
@@ -424,20 +512,40 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         from DICOMBrowser.DICOMBrowserLib.scene import IDENTITY_KEYS
         from DICOMBrowser.DICOMBrowserLib.tagreader import tag_string
 
-        return {key: self.fileValue(path, tag_string(key)) for key in IDENTITY_KEYS}
+        tags = {key: tag_string(key) for key in IDENTITY_KEYS}
+        if self.database is not None:  # one batched lookup, not one per key
+            found = self.database.file_values([path], list(tags.values())).get(path, {})
+            return {key: found.get(tag, "") for key, tag in tags.items()}
+        return {key: self.fileValue(path, tag) for key, tag in tags.items()}
 
 
 @dataclass
 class VolumeData:
     """What `read_volume` returns: voxels in modality units and where they are (RAS mm)."""
 
-    voxels: np.ndarray
+    voxels: np.ndarray  # (k, j, i), (t, k, j, i), or colour (k, j, i, 3) RGB
     ijk_to_ras: np.ndarray
     window_level: tuple[float, float] | None
     records: list[FrameGeometry]
+    file_values: dict[str, dict[str, str]] = field(default_factory=dict)  # the declared tags of each file
+    color: bool = False
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+def _is_color(values: dict[str, str]) -> bool | None:
+    """False for grey-scale, True for colour images (RGB, YBR, palette), None for anything else
+    (e.g. two samples per pixel, or three samples with an unknown interpretation)."""
+    samples = values.get("0028,0002", "").strip()
+    photometric = values.get("0028,0004", "").strip().upper()
+    if photometric == "PALETTE COLOR":
+        return True
+    if samples in ("", "1"):
+        return False
+    if samples == "3" and (photometric in COLOR_PHOTOMETRICS or not photometric):
+        return True
+    return None
+
+
 def _first_number(text: str | None) -> float | None:
     values = geometry.parse_numbers(text)
     return values[0] if values else None

@@ -315,3 +315,141 @@ def test_tilt_in_an_enhanced_object_is_found_per_frame(series_factory, tmp_path)
     assert multi[0].extra["findings"][0]["files"] == [f"{path}#frame{k}" for k in range(2, 7)]
     plugin = DICOMScalarVolumePlugin()
     assert np.array_equal(plugin.read_volume(single[1]).voxels, plugin.read_volume(multi[1]).voxels)
+
+
+# --- colour images: vector volumes ------------------------------------------------------------------
+def pydicom_rgb(path) -> np.ndarray:
+    """What pydicom gives, decoded without its own colour conversion, then converted here:
+    YBR with convert_color_space, palette indices with apply_color_lut (16-bit entries to 8 bits)."""
+    import pydicom
+    from pydicom.pixels import apply_color_lut, convert_color_space, pixel_array
+
+    ds = pydicom.dcmread(path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    photometric = ds.PhotometricInterpretation
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(ds.pixel_array, ds)
+        rgb = (rgb >> 8).astype(np.uint8) if ds.RedPaletteColorLookupTableDescriptor[2] == 16 else rgb
+    else:
+        rgb = pixel_array(ds, as_rgb=False)
+        if photometric in ("YBR_FULL", "YBR_FULL_422"):
+            rgb = convert_color_space(rgb, "YBR_FULL", "RGB")
+    return rgb if frames > 1 else rgb[None]
+
+
+COLOUR_FILES = ["SC_rgb_small_odd.dcm", "SC_rgb_small_odd_big_endian.dcm", "SC_ybr_full_422_uncompressed.dcm",
+                "SC_rgb_dcmtk_+eb+cy+n1.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_jpeg_gdcm.dcm",
+                "examples_jpeg2k.dcm", "examples_palette.dcm", "examples_rgb_color.dcm", "ExplVR_BigEnd.dcm"]
+
+
+@pytest.mark.parametrize("name", COLOUR_FILES)
+def test_colour_images_load_as_rgb_vector_volumes_equal_to_pydicom(pydicom_file, name):
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    path = str(pydicom_file(name))
+    [loadable] = examine([path])
+    assert loadable.extra["color"] and loadable.selected and loadable.confidence == pytest.approx(0.5)
+    assert loadable.warning == ""  # a 2D picture without patient geometry is normal for SC/US
+    expected = pydicom_rgb(path)
+    plugin = DICOMScalarVolumePlugin()
+    node = plugin.load(loadable, scene_module.new_scene())
+    assert node.IsA("vtkMRMLVectorVolumeNode") and node.GetImageData().GetNumberOfScalarComponents() == 3
+    voxels = scene_module.array_from_volume(node)
+    assert voxels.dtype == np.uint8 and voxels.shape == expected.shape
+    assert np.array_equal(voxels, expected)
+    assert node.GetAttribute("DICOM.instanceUIDs")
+
+
+def test_colour_series_with_geometry_loads_in_place_and_saves(series_factory, tmp_path):
+    """A generated RGB series (each slice a different colour ramp) lands where its grey twin does."""
+    import pydicom
+
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    sitk = pytest.importorskip("SimpleITK")
+    nibabel = pytest.importorskip("nibabel")
+    positions = [(-20.0, 30.0, 5.0 + 2.0 * k) for k in range(4)]
+    files = series_factory(positions=positions, pixel_spacing=(0.8, 0.6), modality="US")
+    [grey] = examine(files)
+    grey_matrix = DICOMScalarVolumePlugin().read_volume(grey).ijk_to_ras
+    rgb = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    for index, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        yy, xx = np.mgrid[0:16, 0:16]
+        rgb[index] = np.stack([xx * 10, yy * 10, np.full_like(xx, 50 * index)], axis=-1)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        for keyword in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.PixelData = rgb[index].tobytes()
+        ds.save_as(path)
+    [colour] = examine(reversed(files))
+    assert colour.extra["color"] and colour.selected and colour.warning == ""
+    assert colour.files == [str(f) for f in files]  # sorted along the normal like a grey series
+    scene = scene_module.new_scene()
+    node = DICOMScalarVolumePlugin().load(colour, scene)
+    matrix = scene_module.ijk_to_ras_of(node)
+    assert np.allclose(matrix, grey_matrix)
+    assert np.allclose(matrix, [[-0.6, 0, 0, 20], [0, -0.8, 0, -30], [0, 0, 2.0, 5], [0, 0, 0, 1]])
+    assert np.array_equal(scene_module.array_from_volume(node), rgb)
+    hierarchy_uids = node.GetAttribute("DICOM.instanceUIDs").split()
+    assert len(hierarchy_uids) == 4 and node.GetAttribute("DICOM.Modality") == "US"
+    nrrd = sitk.ReadImage(str(scene_module.save_volume(node, tmp_path / "rgb.nrrd")))
+    assert nrrd.GetNumberOfComponentsPerPixel() == 3 and np.array_equal(sitk.GetArrayFromImage(nrrd), rgb)
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(nrrd.GetDirection()).reshape(3, 3) @ np.diag(nrrd.GetSpacing())
+    lps[:3, 3] = nrrd.GetOrigin()
+    assert geometry.affine_max_difference(geometry.LPS_TO_RAS @ lps, matrix) < 1e-4
+    nifti = nibabel.load(str(scene_module.save_volume(node, tmp_path / "rgb.nii.gz")))
+    assert np.allclose(nifti.affine, matrix, atol=1e-4)  # components become the 4th dimension
+    assert np.array_equal(np.asarray(nifti.dataobj), np.transpose(rgb, (2, 1, 0, 3)))
+
+
+def test_corpus_colour_transfer_syntaxes_through_the_database(corpus, database):
+    import pydicom
+
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+    folder = corpus / "orthanc_tests" / "Database" / "TransferSyntaxes"
+    names = ["1.2.840.10008.1.2.1.dcm", "1.2.840.10008.1.2.2.dcm", "1.2.840.10008.1.2.4.50.dcm"]  # RGB, RGB, YBR_FULL_422
+    import_paths(database, [folder / n for n in names])
+    for name in names:
+        path = database.files_for_uid(pydicom.dcmread(folder / name, stop_before_pixels=True).SOPInstanceUID)[0]
+        plugin = DICOMScalarVolumePlugin(database)
+        [loadable] = plugin.examineFiles([path])
+        assert loadable.extra["color"] and loadable.selected, name
+        volume = plugin.read_volume(loadable)
+        assert np.array_equal(volume.voxels, pydicom_rgb(path)), name
+
+
+# --- files without pixel data ---------------------------------------------------------------------
+def test_files_without_pixel_data_are_not_offered(corpus, database):
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+    folder = corpus / "orthanc_tests" / "Database"
+    empty = [folder / "Issue56-NoPixelData.dcm", folder / "Issue22-NoPixelData.dcm"]
+    deflated = folder / "TransferSyntaxes" / "1.2.840.10008.1.2.1.99.dcm"  # no offset recorded, has pixels
+    for path in empty:
+        assert examine([path]) == [], path  # header scan: no pixel data offset
+    assert len(examine([deflated])) == 1
+    import_paths(database, [*empty, deflated])
+    for path in empty:
+        [indexed] = database.files_for_uid(database.instance_for_file(str(path)))
+        assert examine([indexed], database) == [], path  # the index's PixelDataOffset
+    assert len(examine(database.files_for_uid(database.instance_for_file(str(deflated))), database)) == 1
+
+
+# --- single images are normal for 2D modalities -----------------------------------------------------
+def test_single_images_log_at_info_and_warn_only_where_a_volume_is_expected(series_factory, caplog, pydicom_file):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="DICOMPlugins.DICOMScalarVolumePlugin"):
+        [ct] = examine(series_factory("ct", count=1))
+        [sc] = examine(series_factory("sc", count=1, modality="OT"))
+        [us] = examine([pydicom_file("examples_rgb_color.dcm")])  # no patient geometry at all
+    assert "single slice" in ct.warning and ct.selected
+    assert sc.warning == "" and sc.selected and us.warning == "" and us.selected
+    assert [f["kind"] for f in sc.extra["findings"]] == [geometry.SINGLE_SLICE]  # still recorded for the verdict
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("single slice" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)

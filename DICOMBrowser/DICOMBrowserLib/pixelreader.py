@@ -318,3 +318,77 @@ def apply_rescale(stack: np.ndarray, slopes: Sequence[float] | float,
             out[index] *= np.float32(slopes_array[index])
             out[index] += np.float32(intercepts_array[index])
     return out
+
+
+# --- colour ------------------------------------------------------------------------------------------
+TAG_PHOTOMETRIC = "0028,0004"
+PALETTE_COLOR = "PALETTE COLOR"
+
+
+def _photometric_interpretations(files: Sequence[str], database: Any) -> list[str]:
+    """PhotometricInterpretation of each file: the database tag cache, else one in-process header scan."""
+    if database is not None:
+        found = database.file_values(list(files), [TAG_PHOTOMETRIC])
+        return [found.get(path, {}).get(TAG_PHOTOMETRIC, "").strip().upper() for path in files]
+    from .headerscan import scan_files
+
+    # in-process (workers=1): the caller may hold VTK or Qt, which must not be forked
+    by_path = {str(r.path): r for r in scan_files([str(f) for f in files], [TAG_PHOTOMETRIC], workers=1)}
+    return [(by_path[str(path)].values.get(TAG_PHOTOMETRIC, "") if str(path) in by_path else "").strip().upper()
+            for path in files]
+
+
+def read_rgb_frames(files: list[str], database: Any = None,
+                    frames: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Colour frames as RGB, shape (n, rows, cols, 3), for colour images (vector volumes).
+
+    RGB and YBR files (YBR_FULL, YBR_FULL_422, the JPEG ICT/RCT forms) are decoded by pydicom's
+    handlers through `read_frames`; pydicom converts YBR to RGB (`as_rgb`, its default in
+    pydicom 3, the same conversion as `pydicom.pixels.convert_color_space`).
+    PALETTE COLOR files (one sample: indices) are looked up in each file's own palette with
+    `apply_color_lut`; 16-bit palette entries are reduced to 8 bits (the high byte), so every
+    8-bit colour image gives uint8. RGB stored in 16 bits keeps uint16.
+    """
+    from pydicom.pixels import apply_color_lut
+
+    files = [str(f) for f in files]
+    photometric = _photometric_interpretations(files, database)
+    if frames is None:
+        frames = [(i, k) for i, path in enumerate(files) for k in range(_frame_count(path, database))]
+    stack = read_frames(files, database, frames)
+    file_of_frame = [int(i) for i, _ in frames]
+    if stack.ndim == 4 and stack.shape[3] == 3:
+        return stack  # RGB (pydicom already converted YBR to RGB)
+    if stack.ndim != 3:
+        raise LoadError(f"{files[0]}: colour frames of shape {stack.shape[1:]} are neither RGB nor palette indices")
+    out: np.ndarray | None = None
+    for file_index in dict.fromkeys(file_of_frame):
+        path = files[file_index]
+        if photometric[file_index] != PALETTE_COLOR:
+            raise DICOMFileError(path, f"one sample per pixel with PhotometricInterpretation "
+                                       f"{photometric[file_index] or '(none)'}: not a colour image")
+        from .multiframe import read_header
+
+        header = read_header(path)
+        selected = [k for k, i in enumerate(file_of_frame) if i == file_index]
+        try:
+            rgb = apply_color_lut(stack[selected], header)
+        except (ValueError, KeyError, AttributeError, IndexError, TypeError) as error:
+            raise DICOMFileError(path, f"cannot apply the palette colour lookup table: {error}") from error
+        if rgb.dtype.itemsize > 1:
+            bits = int(header.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor" in header else 16
+            rgb = (rgb >> 8).astype(np.uint8) if bits > 8 else rgb.astype(np.uint8)
+        if out is None:
+            out = np.empty((stack.shape[0], *rgb.shape[1:]), dtype=np.uint8)
+        out[selected] = rgb
+    if out is None:
+        raise LoadError(f"{files[0]}: no frames to read")
+    return out
+
+
+def _frame_count(path: str, database: Any) -> int:
+    if database is not None:
+        return max(1, _int(database.file_value(path, TAG_NUMBER_OF_FRAMES), 1))
+    from .multiframe import number_of_frames, read_header
+
+    return number_of_frames(read_header(path))

@@ -188,6 +188,33 @@ def add_scalar_volume(scene: Any, voxels_kji: np.ndarray, ijk_to_ras: np.ndarray
     return node
 
 
+def add_vector_volume(scene: Any, voxels_kjic: np.ndarray, ijk_to_ras: np.ndarray, name: str, *,
+                      series_uid: str, instance_uids: Sequence[str],
+                      dicom_identity: dict[str, str] | None = None) -> Any:
+    """A vtkMRMLVectorVolumeNode for colour images, as Slicer loads RGB DICOM (one voxel = c components).
+
+    `voxels_kjic` is (slices, rows, columns, components), e.g. uint8 RGB; geometry, attributes and
+    subject hierarchy exactly as `add_scalar_volume`. The display node shows the components as
+    RGB colour. The node shares the array's memory: do not modify the array afterwards.
+    """
+    voxels = np.asarray(voxels_kjic)
+    if voxels.ndim != 4 or voxels.shape[3] < 2:
+        raise LoadError(f"series {series_uid}: vector volume needs a (k, j, i, components) array, got {voxels.shape}")
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", scene.GenerateUniqueName(name))
+    set_geometry(node, ijk_to_ras)
+    node.SetAndObserveImageData(image_data_from_array(voxels))
+    display = scene.AddNewNodeByClass("vtkMRMLVectorVolumeDisplayNode")
+    display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
+    if voxels.dtype != np.uint8 and voxels.size:  # e.g. 16-bit RGB: map the data range onto the display
+        display.AutoWindowLevelOff()
+        low, high = float(np.min(voxels)), float(np.max(voxels))
+        display.SetWindowLevelMinMax(low, high)
+    node.SetAndObserveDisplayNodeID(display.GetID())
+    _set_dicom_attributes(node, series_uid, instance_uids, dicom_identity or {})
+    add_to_subject_hierarchy(scene, node, series_uid, dicom_identity or {})
+    return node
+
+
 def _set_dicom_attributes(node: Any, series_uid: str, instance_uids: Sequence[str], identity: dict[str, str]) -> None:
     node.SetAttribute("DICOM.instanceUIDs", " ".join(instance_uids))
     node.SetAttribute("DICOM.seriesInstanceUID", series_uid)
