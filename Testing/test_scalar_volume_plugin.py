@@ -360,22 +360,16 @@ def test_colour_images_load_as_rgb_vector_volumes_equal_to_pydicom(pydicom_file,
     assert node.GetAttribute("DICOM.instanceUIDs")
 
 
-def test_colour_series_with_geometry_loads_in_place_and_saves(series_factory, tmp_path):
-    """A generated RGB series (each slice a different colour ramp) lands where its grey twin does."""
+def write_rgb_series(files) -> np.ndarray:
+    """Turn a generated grey series into RGB in place (each slice its own colour ramp); returns the truth."""
     import pydicom
 
-    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
-
-    sitk = pytest.importorskip("SimpleITK")
-    nibabel = pytest.importorskip("nibabel")
-    positions = [(-20.0, 30.0, 5.0 + 2.0 * k) for k in range(4)]
-    files = series_factory(positions=positions, pixel_spacing=(0.8, 0.6), modality="US")
-    [grey] = examine(files)
-    grey_matrix = DICOMScalarVolumePlugin().read_volume(grey).ijk_to_ras
-    rgb = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    rgb = None
     for index, path in enumerate(files):
         ds = pydicom.dcmread(path)
-        yy, xx = np.mgrid[0:16, 0:16]
+        yy, xx = np.mgrid[0:ds.Rows, 0:ds.Columns]
+        if rgb is None:
+            rgb = np.zeros((len(files), ds.Rows, ds.Columns, 3), dtype=np.uint8)
         rgb[index] = np.stack([xx * 10, yy * 10, np.full_like(xx, 50 * index)], axis=-1)
         ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
@@ -384,6 +378,20 @@ def test_colour_series_with_geometry_loads_in_place_and_saves(series_factory, tm
                 delattr(ds, keyword)
         ds.PixelData = rgb[index].tobytes()
         ds.save_as(path)
+    return rgb
+
+
+def test_colour_series_with_geometry_loads_in_place_and_saves(series_factory, tmp_path):
+    """A generated RGB series lands where its grey twin does, and survives NRRD and NIfTI."""
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    sitk = pytest.importorskip("SimpleITK")
+    nibabel = pytest.importorskip("nibabel")
+    positions = [(-20.0, 30.0, 5.0 + 2.0 * k) for k in range(4)]
+    files = series_factory(positions=positions, pixel_spacing=(0.8, 0.6), modality="US")
+    [grey] = examine(files)
+    grey_matrix = DICOMScalarVolumePlugin().read_volume(grey).ijk_to_ras
+    rgb = write_rgb_series(files)
     [colour] = examine(reversed(files))
     assert colour.extra["color"] and colour.selected and colour.warning == ""
     assert colour.files == [str(f) for f in files]  # sorted along the normal like a grey series
@@ -393,8 +401,7 @@ def test_colour_series_with_geometry_loads_in_place_and_saves(series_factory, tm
     assert np.allclose(matrix, grey_matrix)
     assert np.allclose(matrix, [[-0.6, 0, 0, 20], [0, -0.8, 0, -30], [0, 0, 2.0, 5], [0, 0, 0, 1]])
     assert np.array_equal(scene_module.array_from_volume(node), rgb)
-    hierarchy_uids = node.GetAttribute("DICOM.instanceUIDs").split()
-    assert len(hierarchy_uids) == 4 and node.GetAttribute("DICOM.Modality") == "US"
+    assert len(node.GetAttribute("DICOM.instanceUIDs").split()) == 4 and node.GetAttribute("DICOM.Modality") == "US"
     nrrd = sitk.ReadImage(str(scene_module.save_volume(node, tmp_path / "rgb.nrrd")))
     assert nrrd.GetNumberOfComponentsPerPixel() == 3 and np.array_equal(sitk.GetArrayFromImage(nrrd), rgb)
     lps = np.eye(4)
@@ -402,8 +409,38 @@ def test_colour_series_with_geometry_loads_in_place_and_saves(series_factory, tm
     lps[:3, 3] = nrrd.GetOrigin()
     assert geometry.affine_max_difference(geometry.LPS_TO_RAS @ lps, matrix) < 1e-4
     nifti = nibabel.load(str(scene_module.save_volume(node, tmp_path / "rgb.nii.gz")))
-    assert np.allclose(nifti.affine, matrix, atol=1e-4)  # components become the 4th dimension
-    assert np.array_equal(np.asarray(nifti.dataobj), np.transpose(rgb, (2, 1, 0, 3)))
+    assert nifti.header.get_data_dtype().names == ("R", "G", "B")  # NIfTI RGB24, as dcm2niix writes colour
+    assert np.allclose(nifti.affine, matrix, atol=1e-4)
+    stored = np.asarray(nifti.dataobj)
+    assert np.array_equal(np.stack([stored["R"], stored["G"], stored["B"]], axis=-1), np.transpose(rgb, (2, 1, 0, 3)))
+
+
+def test_oblique_colour_series_matches_dcm2niix(tmp_path):
+    """Peer check: dcm2niix's RGB24 NIfTI of an oblique RGB series has our voxels and affine."""
+    import shutil
+    import subprocess
+
+    nibabel = pytest.importorskip("nibabel")
+    from DICOMBrowser.DICOMBrowserLib import scene as scene_module
+
+    if shutil.which("dcm2niix") is None:
+        pytest.skip("dcm2niix is not installed (Debian package dcm2niix)")
+    angle = np.radians(6.0)
+    orientation = (np.cos(angle), np.sin(angle), 0.0, -np.sin(angle), np.cos(angle), 0.0)
+    files = sampledata.write_series(tmp_path / "in", count=5, spacing=2.5, orientation=orientation, rows=16,
+                                    columns=20, pixel_spacing=(0.8, 0.6), modality="US")
+    write_rgb_series(files)
+    [loadable] = examine(files)
+    node = DICOMScalarVolumePlugin().load(loadable, scene_module.new_scene())
+    ours = nibabel.as_closest_canonical(nibabel.load(str(scene_module.save_volume(node, tmp_path / "ours.nii"))))
+    (tmp_path / "out").mkdir()
+    subprocess.run(["dcm2niix", "-z", "n", "-o", str(tmp_path / "out"), "-f", "rgb", str(tmp_path / "in")],
+                   check=True, capture_output=True, timeout=60)
+    theirs = nibabel.as_closest_canonical(nibabel.load(str(tmp_path / "out" / "rgb.nii")))
+    assert theirs.header.get_data_dtype().names == ("R", "G", "B")
+    assert ours.shape == theirs.shape
+    assert geometry.affine_max_difference(ours.affine, theirs.affine) < 1e-3  # dcm2niix stores float32
+    assert np.array_equal(np.asarray(ours.dataobj), np.asarray(theirs.dataobj))
 
 
 def test_corpus_colour_transfer_syntaxes_through_the_database(corpus, database):

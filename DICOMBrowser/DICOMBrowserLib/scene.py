@@ -358,6 +358,8 @@ def save_volume(node: Any, path: str | os.PathLike) -> Path:
         from .diffusion.dwi_io import save_dwi  # NIfTI + .bval/.bvec, FSL's layout as dcm2niix writes it
 
         return save_dwi(node, path)[0]
+    elif suffix in (".nii", ".nii.gz") and _is_rgb_volume(node):
+        return _save_rgb_nifti(node, path)
     elif suffix in (".nii", ".nii.gz"):
         return _save_nifti(node, path)
     if suffix in (".mrml", ".mrb") and node.GetScene() is None:
@@ -428,6 +430,31 @@ def _save_nifti(node: Any, path: Path) -> Path:
     if voxels.ndim == 4:  # components (e.g. diffusion gradients) become NIfTI's 4th dimension
         voxels = np.moveaxis(voxels, 3, 0)
     sitk.WriteImage(_sitk_image(voxels, ijk_to_ras_of(node)), str(path), useCompression=True)
+    return path
+
+
+def _is_rgb_volume(node: Any) -> bool:
+    """A colour volume: a vector volume of 3 uint8 components (what add_vector_volume makes of RGB DICOM)."""
+    image = node.GetImageData() if node.IsA("vtkMRMLVectorVolumeNode") else None
+    if image is None or image.GetNumberOfScalarComponents() != 3:
+        return False
+    from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR
+
+    return image.GetScalarType() == VTK_UNSIGNED_CHAR
+
+
+def _save_rgb_nifti(node: Any, path: Path) -> Path:
+    """RGB as NIfTI's RGB24 (3D, one colour per voxel), as dcm2niix writes colour DICOM; RAS affine."""
+    import nibabel
+
+    voxels = array_from_volume(node)  # (k, j, i, 3) uint8
+    rgb = np.ascontiguousarray(np.transpose(voxels, (2, 1, 0, 3))).view(
+        np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]))[..., 0]
+    image = nibabel.Nifti1Image(rgb, ijk_to_ras_of(node))
+    image.header.set_xyzt_units("mm")
+    image.set_qform(ijk_to_ras_of(node), code=1)
+    image.set_sform(ijk_to_ras_of(node), code=1)
+    nibabel.save(image, str(path))
     return path
 
 
