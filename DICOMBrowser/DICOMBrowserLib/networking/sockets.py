@@ -10,14 +10,12 @@ PDU is exchanged, and `event.assoc.dul.socket.socket` is the connected socket. S
 create binds `nagle_off_handler` for EVT_CONN_OPEN; no subclassing or monkey-patching needed.
 DCMTK 3.6.7 tools set TCP_NODELAY only when TCP_NODELAY=1 is in their environment (`dcmtk_env`).
 
-The listener also shortens pynetdicom's DUL polling delay for its associations: the DUL thread
-sleeps `_run_loop_delay` (1 ms) whenever it finds nothing to do, and every C-STORE passes that
-loop several times, so latency, not bandwidth, bounded receive throughput. 0.1 ms halved the time
-for small instances and CT slices alike in benchmarks/bench_network.py, at the cost of a busier
-DUL thread only while an association is open. `_run_loop_delay` is a private attribute of
-pynetdicom 3.0: we set it only when it exists, so a pynetdicom without it still works, just slower.
-Only on the acceptor side: as a requestor (send_c_store in a loop) the faster loop lost C-STORE
-responses in about 1 of 4 runs of 93 files to storescp (pynetdicom race), never as an acceptor.
+The same EVT_CONN_OPEN handlers also replace pynetdicom's polling loops (see acceptor.py): the
+listener's associations get event-driven association and DUL loops (`acceptor.install`), our
+requestors only an association loop without pynetdicom's pause race (`install_requestor`; that
+race lost C-STORE responses of `send` now and then). If the installed pynetdicom is not the 3.0
+these were written for, the listener falls back to a 0.1 ms DUL delay (`_run_loop_delay`, set only
+when the attribute exists) and requestors keep pynetdicom's loop.
 """
 from __future__ import annotations
 
