@@ -87,6 +87,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         "position": "0020,0032", "orientation": "0020,0037", "pixelSpacing": "0028,0030",
         "sliceThickness": "0018,0050", "rows": "0028,0010", "columns": "0028,0011",
         "samplesPerPixel": "0028,0002", "numberOfFrames": "0028,0008", "photometricInterpretation": "0028,0004",
+        "bitsAllocated": "0028,0100", "bitsStored": "0028,0101", "pixelRepresentation": "0028,0103",
+        "planarConfiguration": "0028,0006",
         "rescaleIntercept": "0028,1052", "rescaleSlope": "0028,1053",
         "windowCenter": "0028,1050", "windowWidth": "0028,1051",
         "temporalPositionIdentifier": "0020,0100", "triggerTime": "0018,1060",
@@ -101,6 +103,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         """Loadables for one series' files (a list of paths); reads no pixel data."""
         files = [str(f) for f in files]
         values = self._values(files)
+        if self.database is not None:  # load() soon after (same plugin object) needs them again
+            self.__dict__.setdefault("_examined", {}).update(values)
         without_pixels = self._files_without_pixel_data(files, values)
         records: list[FrameGeometry] = []
         color_records: list[FrameGeometry] = []
@@ -175,16 +179,24 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         if self.database is None:
             pixels = self.__dict__.get("_pixels", {})
             return {f for f in files if f in pixels and pixels[f] is None}
+        from DICOMBrowser.DICOMBrowserLib.pixelreader import PixelLocation
+
         absent: set[str] = set()
         wanted = set(files)
+        locations = self.__dict__.setdefault("_locations", {})  # kept for load: no index lookup there
         for series_uid in dict.fromkeys(values[f].get("0020,000e", "") for f in files):
             if not series_uid:
                 continue
             for row in self.database.instances(series_uid):
                 path = str(row.get("FilePath", ""))
-                if (path in wanted and row.get("PixelDataOffset") in (None, "")
-                        and str(row.get("TransferSyntaxUID") or "") != DEFLATED):
+                if path not in wanted:
+                    continue
+                offset, length = row.get("PixelDataOffset"), row.get("PixelDataLength")
+                syntax = str(row.get("TransferSyntaxUID") or "")
+                if offset in (None, "") and syntax != DEFLATED:
                     absent.add(path)
+                locations[path] = PixelLocation(path, syntax, int(offset) if offset not in (None, "") else None,
+                                                int(length) if length not in (None, "") else None)
         return absent
 
     def _frame_records(self, path: str, v: dict[str, str]) -> list[FrameGeometry]:
@@ -461,7 +473,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         files = list(loadable.files)
         volumes = loadable.extra.get("frames")
         records_by_frame = {}
-        values = self._values(files)
+        examined = self.__dict__.get("_examined", {})
+        # one batched lookup for all files, or none when this object examined them (report reuse)
+        values = {f: examined[f] for f in files} if all(f in examined for f in files) else self._values(files)
         for path in files:
             for record in self._frame_records(path, values[path]):
                 records_by_frame[(record.path, record.frame)] = record
@@ -476,6 +490,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         try:
             if color:
                 stack = pixelreader.read_rgb_frames(files, self.database, flat)
+            elif self.database is not None and all(f in self.__dict__.get("_locations", {}) for f in files):
+                locations = self.__dict__["_locations"]  # examined by this object: index rows at hand
+                stack = pixelreader.read_frames_at([locations[f] for f in files], [values[f] for f in files], flat)
             else:
                 stack = pixelreader.read_frames(files, self.database, flat)
         except DICOMBrowserError:

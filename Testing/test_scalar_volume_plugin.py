@@ -490,3 +490,24 @@ def test_single_images_log_at_info_and_warn_only_where_a_volume_is_expected(seri
     assert [f["kind"] for f in sc.extra["findings"]] == [geometry.SINGLE_SLICE]  # still recorded for the verdict
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("single slice" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+
+
+def test_load_after_examine_reuses_the_index_rows_and_reads_the_same_voxels(database, tmp_path, monkeypatch):
+    """The plugin object that examined keeps each file's tags and pixel location: load looks nothing up."""
+    from DICOMBrowser.DICOMBrowserLib import pixelreader
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+    sampledata.write_series(tmp_path / "ct", count=7, rows=12, columns=10, spacing=1.5)
+    import_paths(database, [tmp_path / "ct"])
+    [series_uid] = [s["SeriesInstanceUID"] for s in database.series()]
+    plugin = DICOMScalarVolumePlugin(database)
+    [loadable] = plugin.examineFiles(database.files_for_series(series_uid))
+    calls = []
+    original = pixelreader._locations_and_values  # a spy: the real lookup runs, calls are counted
+    monkeypatch.setattr(pixelreader, "_locations_and_values", lambda *args: calls.append(args) or original(*args))
+    reused = plugin.read_volume(loadable)
+    fresh = DICOMScalarVolumePlugin(database).read_volume(loadable)  # no examination: looks up the index
+    assert len(calls) == 1  # only the fresh object asked the index
+    expected = np.stack([sampledata.default_pixels(i, 12, 10) for i in range(7)]).astype(np.int16) - 1024
+    assert np.array_equal(reused.voxels, expected) and np.array_equal(fresh.voxels, expected)
+    assert np.allclose(reused.ijk_to_ras, fresh.ijk_to_ras)

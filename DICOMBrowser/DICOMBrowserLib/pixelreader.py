@@ -172,6 +172,17 @@ def read_frames(files: list[str], database: Any = None,
     if not files:
         raise LoadError("no files to read")
     locations, values = _locations_and_values(files, database)
+    return read_frames_at(locations, values, frames)
+
+
+def read_frames_at(locations: list[PixelLocation], values: list[dict[str, str]],
+                   frames: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """`read_frames` for a caller that already holds each file's pixel data location (the index's
+    TransferSyntaxUID, PixelDataOffset, PixelDataLength) and its `PIXEL_TAGS` values, e.g. from
+    examining: no lookup at all before the reads."""
+    if not locations or len(locations) != len(values):
+        raise LoadError(f"{len(locations)} pixel locations for {len(values)} value sets")
+    files = [location.path for location in locations]
     pixel_format = _pixel_format(values[0], files[0])
     counts = [max(1, _int(v.get(TAG_NUMBER_OF_FRAMES, ""), 1)) for v in values]
     for path, file_values in zip(files, values):
