@@ -2,8 +2,8 @@
 
 Why: pynetdicom 3.0's acceptor loop (`Association._run_reactor`) sleeps a hard-coded 1 ms before
 each look at its DIMSE message queue. A Storage SCU sends the next C-STORE only after our
-response, so every instance paid that sleep (~1.1 ms, more on a loaded machine): with ~1.5 ms of
-real work per small instance, the sleep alone capped the listener near 0.2x storescp.
+response, so every instance paid that sleep (~1.1 ms, more on a loaded machine) on top of
+the work itself.
 
 What: `install(assoc)` replaces that one method on one acceptor association (an instance
 attribute, set from the listener's EVT_CONN_OPEN handler before the association's thread starts)
@@ -22,8 +22,8 @@ primitive is pending) first waits up to DUL_WAIT for the socket to become readab
 byte to the wake-up pair after queueing, so an outgoing PDU never waits for the timeout.
 `_run_loop_delay` becomes 0 (the loop's sleep turns into a yield; the wait happens in select).
 The wait is skipped whenever the DUL has events queued, and falls back to a plain sleep when the
-socket is gone, so the loop never spins and never sleeps on work. The pair is closed when the
-association's thread ends.
+socket is gone, so the loop never spins and never sleeps on work. The pair is closed once the
+connection is closed (or, at the latest, when the DUL object is collected).
 
 Reading: pynetdicom's `AssociationSocket.recv(n)` reads a PDU 4 kB per `socket.recv` call (~250
 calls per 1 MB P-DATA PDU of a CT slice). `install` gives the listener's association socket a
@@ -47,9 +47,10 @@ building the events.
 
 It relies on pynetdicom internals (`_run_reactor`, `_serve_request`, `_reactor_checkpoint`,
 `_is_paused`, `dimse.msg_queue`): `install` checks they exist and that pynetdicom is 3.0.x (the
-version it was written against and tested with) and otherwise leaves pynetdicom's own loop in
-place (slower, still correct). Only the listener's acceptor associations use it; our requestor
-associations (send, find, retrieve) keep pynetdicom's loop.
+version it was written against and tested with) and otherwise leaves pynetdicom's own loops in
+place (slower, still correct). The listener's acceptor associations get all of the above; our
+requestor associations (send, find, retrieve) only the association loop, for its race-free pause
+(`install_requestor`).
 """
 from __future__ import annotations
 
@@ -216,19 +217,24 @@ class _DULWaker:
     def is_transport_event(self) -> bool:
         dul = self.dul
         if dul.event_queue.empty() and dul.to_provider_queue.empty():
-            raw = getattr(dul.socket, "socket", None)
-            try:
-                if raw is None or raw.fileno() < 0:
-                    time.sleep(DUL_WAIT)  # no connection (closing): wait as pynetdicom would, never spin
-                else:
-                    select.select([raw, self.wake_read], [], [], DUL_WAIT)
-                self._drain()
-            except (OSError, ValueError):  # socket closed meanwhile: pynetdicom's check reports it
-                pass
+            self._wait()
         result = self._is_transport_event()
-        if not dul.is_alive() or dul._kill_thread:
+        if dul._kill_thread:
             self._finalizer()
         return result
+
+    def _wait(self) -> None:
+        """Until the socket is readable, a primitive is queued for sending, or DUL_WAIT passed."""
+        raw = getattr(self.dul.socket, "socket", None)
+        if raw is None or raw.fileno() < 0:
+            self._finalizer()  # connection closed: no more wake-ups needed
+            time.sleep(DUL_WAIT)  # as pynetdicom would, until the DUL stops; never spin
+            return
+        try:
+            select.select([raw, self.wake_read], [], [], DUL_WAIT)
+        except (OSError, ValueError):  # closed meanwhile: pynetdicom's own check reports it
+            return
+        self._drain()
 
     def _drain(self) -> None:
         try:
