@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from DICOMBrowser.DICOMBrowserLib.diffusion import read_dwi, read_nrrd, save_dwi, write_fsl, read_fsl
+from DICOMBrowser.DICOMBrowserLib.diffusion import read_dwi, read_nrrd, save_dwi, read_fsl
 from DICOMBrowser.DICOMBrowserLib.diffusion.gradients import (fsl_bvecs, nrrd_gradients, from_nrrd_gradients,
                                                              world_from_fsl_bvecs)
 from DICOMBrowser.DICOMBrowserLib.diffusion.node import add_dwi_node, new_scene, series_from_node

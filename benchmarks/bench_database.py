@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = count / wall if wall else 0.0
         cpu_text = f"{cpu:6.2f} {count / cpu:11.0f}" if cpu else f"{'':6} {'':11}"
         print(f"{label:34} {count:6d} {wall:7.2f} {rate:8.0f} {rate / base:7.2f} {cpu_text}  {note}")
-    print(f"\nbrowse the whole tree (patients > studies > series with counts):")
+    print("\nbrowse the whole tree (patients > studies > series with counts):")
     print(f"  ours    {browse[0]} series in {browse[1] * 1000:.0f} ms ({len(files)} instances indexed)")
     if orthanc_browse:
         print(f"  Orthanc {orthanc_browse[0]} series in {orthanc_browse[1] * 1000:.0f} ms "
