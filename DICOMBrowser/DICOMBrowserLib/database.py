@@ -786,7 +786,7 @@ class DICOMDatabase:
         sql = (
             "SELECT i.SOPInstanceUID, i.SOPClassUID, i.InstanceNumber, i.Filename, i.TransferSyntaxUID,"
             " i.PixelDataOffset, i.PixelDataLength, i.NumberOfFrames, i.FileSize, i.Copied, i.SeriesInstanceUID,"
-            " se.StudyInstanceUID, p.PatientUID"
+            " se.SeriesNumber, se.Modality, se.StudyInstanceUID, p.PatientUID, p.PatientID, p.PatientsName AS PatientName"
             f" FROM {_IMAGE_HIERARCHY}"
         )
         if where:
