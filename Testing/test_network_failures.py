@@ -270,3 +270,137 @@ def test_listener_associations_use_event_driven_loops_and_free_their_sockets(dat
     left = _open_sockets()
     assert len(left) <= sockets_before, "\n".join(left)
     assert assert_consistent(database) == 5
+
+
+def _decode_both_ways(command: bytes, dataset: bytes = b"\x08\x00\x16\x00\x00\x00\x00\x00", split: bool = False):
+    """The C-STORE primitive pynetdicom builds from one C-STORE-RQ (its own decoder) and the one our
+    listener's receive path builds (acceptor._ParsedStoreRequests over a real pynetdicom DIMSE provider)."""
+    from pynetdicom import AE as PynetdicomAE
+    from pynetdicom.association import Association
+    from pynetdicom.pdu_primitives import P_DATA
+
+    from DICOMBrowser.DICOMBrowserLib.networking import acceptor
+
+    def pdatas():
+        if split:  # command and data set in separate P-DATA primitives, as storescu sends them
+            first, second = P_DATA(), P_DATA()
+            first.presentation_data_value_list = [[1, b"\x03" + command]]
+            second.presentation_data_value_list = [[1, b"\x02" + dataset]]
+            return [first, second]
+        one = P_DATA()
+        one.presentation_data_value_list = [[1, b"\x03" + command], [1, b"\x02" + dataset]]
+        return [one]
+
+    results = []
+    for ours in (False, True):
+        assoc = Association(PynetdicomAE(), "acceptor")
+        receive = assoc.dimse.receive_primitive
+        if ours:
+            receive = acceptor._ParsedStoreRequests(assoc.dimse, receive)
+        for pdata in pdatas():
+            receive(pdata)
+        _context_id, primitive = assoc.dimse.msg_queue.get_nowait()
+        assert assoc.dimse.msg_queue.empty() and assoc.dimse.message is None
+        state = {key: value for key, value in vars(primitive).items() if key != "_dataset"}
+        results.append((type(primitive), state, primitive.DataSet.getvalue(),
+                        [type(v) for v in state.values()]))
+    return results
+
+
+def _store_rq_command(sop_class: str, sop_instance: str, message_id: int, priority: int = 0,
+                      originator: str | None = None, originator_id: int | None = None) -> bytes:
+    """A C-STORE-RQ command set as pynetdicom's own encoder writes it."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    primitive = C_STORE()
+    primitive.MessageID = message_id
+    primitive.AffectedSOPClassUID = sop_class
+    primitive.AffectedSOPInstanceUID = sop_instance
+    primitive.Priority = priority
+    if originator is not None:
+        primitive.MoveOriginatorApplicationEntityTitle = originator
+        primitive.MoveOriginatorMessageID = originator_id
+    primitive.DataSet = BytesIO(b"\x08\x00\x16\x00\x00\x00\x00\x00")
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    return encode(message.command_set, True, True)
+
+
+def test_parsed_store_request_is_what_pynetdicom_decodes():
+    """The listener parses plain C-STORE-RQ command sets itself; the primitive (every attribute, its
+    type, the data set bytes) equals pynetdicom's, and anything unusual is left to pynetdicom."""
+    import struct
+
+    from DICOMBrowser.DICOMBrowserLib.networking.acceptor import parse_store_request
+
+    cases = [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 7, 0),          # odd-length instance UID
+             ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.44", 65535, 1),         # even lengths
+             ("1.2.840.10008.5.1.4.1.1.128", "1.2.826.0.1.3680043.8.498.12345678901234567890", 1, 2)]
+    for sop_class, sop_instance, message_id, priority in cases:
+        command = _store_rq_command(sop_class, sop_instance, message_id, priority)
+        assert parse_store_request(command) == (sop_class, message_id, priority, sop_instance)
+        for split in (False, True):
+            theirs, ours = _decode_both_ways(command, split=split)
+            assert ours == theirs
+    # MoveOriginator present (a C-MOVE sub-operation): pynetdicom decodes it; same primitive
+    command = _store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3, 0, "ORTHANC", 12)
+    assert parse_store_request(command) is None
+    theirs, ours = _decode_both_ways(command)
+    assert ours == theirs and theirs[1]["_move_originator_application_entity_title"] == "ORTHANC"
+    # unexpected or malformed content: left to pynetdicom (and still the same result)
+    plain = _store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3)
+    uid_end = plain.index(b"1.2.3.4.5\0") - 8  # where (0000,1000) starts
+    extra = plain[:uid_end] + struct.pack("<HHI", 0, 0x0902, 4) + b"ODD " + plain[uid_end:]  # Error Comment
+    extra = struct.pack("<HHII", 0, 0, 4, len(extra) - 12) + extra[12:]
+    wrong_length = plain[:8] + struct.pack("<I", len(plain) - 11) + plain[12:]
+    padded_uid = plain.replace(b"1.2.3.4.5\0", b"1.2.3.4.5 ")
+    for command in (extra, wrong_length, padded_uid, plain[:-2], plain + b"\0\0"):
+        assert parse_store_request(command) is None
+    theirs, ours = _decode_both_ways(extra)
+    assert ours == theirs and theirs[1]["ErrorComment"] == "ODD"
+    theirs, ours = _decode_both_ways(padded_uid)
+    assert ours == theirs
+
+
+@needs_dcmtk
+def test_storescu_command_sets_parse_as_pynetdicom_decodes_them(database, series_factory, monkeypatch):
+    """Real C-STORE-RQ command sets from DCMTK's storescu: our parse gives pynetdicom's primitive for
+    each, every one took the parsed path, and the files hold the sent data sets byte for byte."""
+    from DICOMBrowser.DICOMBrowserLib.networking import acceptor
+    from network_peers import storescu
+
+    captured = []
+    parse = acceptor.parse_store_request
+
+    def recording_parse(command: bytes):
+        result = parse(command)
+        captured.append((command, result))
+        return result
+
+    monkeypatch.setattr(acceptor, "parse_store_request", recording_parse)
+    paths = series_factory(count=4)
+    with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+        result = storescu(listener.port, AE, paths, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert listener.wait_for(4, timeout=20) and listener.wait_indexed(20)
+    assert len(captured) == 4
+    for command, parsed in list(captured):  # (parsing again below records more)
+        assert parsed is not None
+        theirs, ours = _decode_both_ways(command, split=True)
+        assert ours == theirs
+    sent = {}
+    for path in paths:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        ds = pydicom.dcmread(path)
+        sent[ds.SOPInstanceUID] = data[ds.file_meta.get("FileMetaInformationGroupLength") + 144:]
+    assert assert_consistent(database) == 4
+    for row in database.instances():
+        received = pydicom.dcmread(row["FilePath"])
+        with open(row["FilePath"], "rb") as handle:
+            data = handle.read()
+        assert data[received.file_meta.FileMetaInformationGroupLength + 144:] == sent[received.SOPInstanceUID]

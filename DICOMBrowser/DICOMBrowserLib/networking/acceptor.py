@@ -39,6 +39,18 @@ little endian, PS3.7 9.3.1.2 / E.1, elements in tag order, group length first) a
 DUL as one P-DATA primitive, the same bytes pynetdicom would send (Testing/test_network_failures.py
 compares them). Everything else goes through pynetdicom's own `send_msg`.
 
+Requests: pynetdicom decodes every incoming command set into a pydicom Dataset (element objects,
+value conversion) and copies it element by element into the DIMSE primitive, ~0.1 ms per
+C-STORE. `install` wraps this association's `dimse.receive_primitive` so that a P-DATA whose first
+PDV is a complete command set of a plain C-STORE-RQ (exactly the elements (0000,0000), 0002, 0100,
+0110, 0700, 0800, 1000 in that order, CommandField 0x0001, a data set following, UIDs of digits and
+dots, US values of 2 bytes) is parsed directly (`parse_store_request`); the message object is
+pynetdicom's own C_STORE_RQ class (subclassed: `_ParsedStoreRequest`) whose data set fragments
+pynetdicom keeps decoding, whose `command_set` is pynetdicom's decode on first access, and whose
+primitive is built through the same C_STORE setters (UID validation included). Anything else
+(MoveOriginator, other elements, a command set split over PDVs, chunked dataset mode, setter
+errors) goes through pynetdicom unchanged (Testing/test_network_failures.py compares both).
+
 Logging: every association carries pynetdicom's "standard" notification handlers, which turn each
 PDU and DIMSE message into log lines (reading the command set to do so) even when nobody listens
 to pynetdicom's INFO/DEBUG records. When the `pynetdicom` logger is not enabled for INFO, `install`
@@ -56,6 +68,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import select
 import socket
 import struct
@@ -65,8 +78,10 @@ import weakref
 from typing import Any
 
 import pynetdicom
-from pynetdicom import evt
+from pynetdicom import _config, evt
+from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import decode as dimse_decode
 from pynetdicom.pdu_primitives import P_DATA
 
 logger = logging.getLogger(__name__)
@@ -105,6 +120,8 @@ def install(assoc: Any) -> bool:
     _DULWaker(assoc.dul)
     if callable(getattr(assoc.dimse, "send_msg", None)):
         assoc.dimse.send_msg = _DirectStoreResponses(assoc, assoc.dimse.send_msg)
+    if callable(getattr(assoc.dimse, "receive_primitive", None)) and hasattr(assoc.dimse, "message"):
+        assoc.dimse.receive_primitive = _ParsedStoreRequests(assoc.dimse, assoc.dimse.receive_primitive)
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _unbind_standard_logging(assoc)
     return True
@@ -161,6 +178,110 @@ class _DirectStoreResponses:
                 self.assoc.dul.send_pdu(pdata)
                 return
         self.send_msg(primitive, context_id)
+
+
+_UID_BYTES = re.compile(rb"[0-9]+(?:\.[0-9]+)*\0?")
+# (element, VR length) of a plain C-STORE-RQ command set, in the order it must appear
+_STORE_RQ_LAYOUT = ((0x0000, 4), (0x0002, None), (0x0100, 2), (0x0110, 2), (0x0700, 2), (0x0800, 2), (0x1000, None))
+
+
+def parse_store_request(command: bytes) -> tuple[str, int, int, str] | None:
+    """(AffectedSOPClassUID, MessageID, Priority, AffectedSOPInstanceUID) of a plain C-STORE-RQ
+    command set (implicit VR little endian, PS3.7 9.3.1.1 / E.1), or None for anything else."""
+    values: list[Any] = []
+    offset = 0
+    try:
+        for element, size in _STORE_RQ_LAYOUT:
+            group, number, length = struct.unpack_from("<HHI", command, offset)
+            offset += 8
+            if group != 0 or number != element or (size is not None and length != size) \
+                    or offset + length > len(command):
+                return None
+            value = command[offset:offset + length]
+            offset += length
+            if size == 2:
+                values.append(struct.unpack("<H", value)[0])
+            elif size == 4:
+                if struct.unpack("<I", value)[0] != len(command) - 12:  # group length: what follows it
+                    return None
+            else:
+                if not _UID_BYTES.fullmatch(value) or len(value) > 65:
+                    return None
+                values.append(value.rstrip(b"\0").decode("ascii"))
+    except struct.error:
+        return None
+    if offset != len(command):
+        return None
+    sop_class, command_field, message_id, priority, data_set_type, sop_instance = values
+    if command_field != 0x0001 or data_set_type == 0x0101:
+        return None
+    return sop_class, message_id, priority, sop_instance
+
+
+class _ParsedStoreRequest(C_STORE_RQ):
+    """pynetdicom's C_STORE_RQ message whose command set was parsed by parse_store_request."""
+
+    parsed: tuple[str, int, int, str]
+
+    @property
+    def command_set(self) -> Any:
+        """pynetdicom's own decode of the command set, made only when someone asks for it."""
+        if self.__dict__.get("command_set") is None:
+            self.__dict__["command_set"] = dimse_decode(self.encoded_command_set, True, True)
+        return self.__dict__["command_set"]
+
+    @command_set.setter
+    def command_set(self, value: Any) -> None:
+        self.__dict__["command_set"] = value
+
+    def message_to_primitive(self) -> Any:
+        """The C_STORE primitive pynetdicom would build, through the same setters."""
+        try:
+            sop_class, message_id, priority, sop_instance = self.parsed
+            primitive = C_STORE()
+            primitive.AffectedSOPClassUID = sop_class
+            primitive.MessageID = message_id
+            primitive.Priority = priority
+            primitive.AffectedSOPInstanceUID = sop_instance
+            primitive.DataSet = self.data_set
+        except (ValueError, TypeError) as error:  # pynetdicom's path reports it as it always does
+            logger.debug("Parsed C-STORE request rejected by pynetdicom (%s); decoding it the usual way", error)
+            return C_STORE_RQ.message_to_primitive(self)
+        primitive._context_id = self.context_id
+        primitive._dataset_path = self._data_set_path
+        primitive._dataset_file = self._data_set_file
+        return primitive
+
+
+class _ParsedStoreRequests:
+    """`dimse.receive_primitive` of one acceptor: a plain C-STORE-RQ command set parsed directly."""
+
+    def __init__(self, dimse: Any, receive_primitive: Any):
+        self.dimse = dimse
+        self.receive_primitive = receive_primitive
+
+    def __call__(self, primitive: Any) -> None:
+        dimse = self.dimse
+        if dimse.message is None and primitive.__class__ is P_DATA and not _config.STORE_RECV_CHUNKED_DATASET:
+            pdvs = primitive.presentation_data_value_list
+            if pdvs and len(pdvs[0][1]) > 1 and pdvs[0][1][0] & 3 == 3 \
+                    and not any(data[0] & 1 for _cid, data in pdvs[1:]):
+                context_id, data = pdvs[0]
+                parsed = parse_store_request(bytes(data[1:]))
+                if parsed is not None:
+                    message = DIMSEMessage()
+                    message.encoded_command_set.write(data[1:])
+                    message.context_id = context_id
+                    message.__class__ = _ParsedStoreRequest
+                    message.__dict__["command_set"] = None  # decoded by pynetdicom if someone asks
+                    message.parsed = parsed
+                    dimse.message = message
+                    # pynetdicom goes on with the data set fragments (in this P-DATA or the next ones)
+                    rest = P_DATA()
+                    rest.presentation_data_value_list.extend(pdvs[1:])  # as received (no re-validation)
+                    self.receive_primitive(rest)
+                    return
+        self.receive_primitive(primitive)
 
 
 def install_requestor(assoc: Any) -> bool:
