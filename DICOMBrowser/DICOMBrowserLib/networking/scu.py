@@ -310,13 +310,25 @@ def move(node: RemoteNode, calling_ae: str, uid: str, level: str, destination_ae
     ae.add_requested_context(model_uid)
     started = time.monotonic()
     assoc = associate(ae, node, timeout=timeout)
+    responses = assoc.send_c_move(_retrieve_identifier(level, uid, study_uid), destination_ae, model_uid)
+    _follow_retrieve(assoc, responses, node, uid, "C-MOVE", summary, progress)
+    summary.elapsed += time.monotonic() - started
+    if summary.status == 0xA801:
+        summary.errors.append(f"{_peer(node)} does not know the move destination {destination_ae}: "
+                              f"register AE {destination_ae} (our host and listener port) on the peer")
+    return summary
+
+
+def _follow_retrieve(assoc, responses, node: RemoteNode, uid: str, verb: str, summary: RetrieveSummary,
+                     progress: Progress | None) -> None:
+    """Track a C-MOVE/C-GET's pending responses into `summary` (counts add to what earlier UIDs
+    of the same retrieve left there), abort on cancel, release the association."""
     base = (summary.completed, summary.failed, summary.warning)
     try:
         last_identifier = None
-        for status, identifier in assoc.send_c_move(_retrieve_identifier(level, uid, study_uid),
-                                                    destination_ae, model_uid):
+        for status, identifier in responses:
             if not status or "Status" not in status:
-                summary.errors.append(f"{_peer(node)}: C-MOVE of {uid} got no answer (timed out or aborted)")
+                summary.errors.append(f"{_peer(node)}: {verb} of {uid} got no answer (timed out or aborted)")
                 break
             last_identifier = identifier
             if _track(summary, status, progress):
@@ -329,11 +341,6 @@ def move(node: RemoteNode, calling_ae: str, uid: str, level: str, destination_ae
     summary.completed += base[0]
     summary.failed += base[1]
     summary.warning += base[2]
-    summary.elapsed += time.monotonic() - started
-    if summary.status == 0xA801:
-        summary.errors.append(f"{_peer(node)} does not know the move destination {destination_ae}: "
-                              f"register AE {destination_ae} (our host and listener port) on the peer")
-    return summary
 
 
 def get_contexts() -> list:
@@ -363,27 +370,11 @@ def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: Receive
     ae.requested_contexts = contexts
     roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts[2:]]
     received_before = writer.counters.received
-    base = (summary.completed, summary.failed, summary.warning)
     started = time.monotonic()
     assoc = associate(ae, node, timeout=timeout, ext_neg=roles,
                       evt_handlers=[(evt.EVT_C_STORE, store_handler(writer))])
-    try:
-        last_identifier = None
-        for status, identifier in assoc.send_c_get(_retrieve_identifier(level, uid, study_uid), model_uid):
-            if not status or "Status" not in status:
-                summary.errors.append(f"{_peer(node)}: C-GET of {uid} got no answer (timed out or aborted)")
-                break
-            last_identifier = identifier
-            if _track(summary, status, progress):
-                assoc.abort()
-                summary.errors.append("cancelled")
-                break
-        _final_check(node, summary, uid, last_identifier)
-    finally:
-        _release(assoc)
-    summary.completed += base[0]
-    summary.failed += base[1]
-    summary.warning += base[2]
+    responses = assoc.send_c_get(_retrieve_identifier(level, uid, study_uid), model_uid)
+    _follow_retrieve(assoc, responses, node, uid, "C-GET", summary, progress)
     summary.received += writer.counters.received - received_before
     summary.elapsed += time.monotonic() - started
     return summary
