@@ -93,15 +93,6 @@ class DWISeries:
     instance_uids: list[str] = field(default_factory=list)
 
 
-def _floats(values: Any) -> np.ndarray | None:
-    if values is None:
-        return None
-    try:
-        return np.array([float(v) for v in values], dtype=float)
-    except (TypeError, ValueError):
-        return None
-
-
 #: tags (and their VRs) read for every file, from the tag cache (database) or the fast header scan:
 #: everything GE, Philips and standard-tag classic images need, plus the pixel module for reading
 #: voxels straight from the recorded pixel data offsets. The plugin declares all of them, so the
@@ -383,9 +374,9 @@ def _slice_spacing(ds: pydicom.Dataset) -> float:
 
 
 def _classic_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[FrameRecord]:
-    orientation = _floats(ds.get("ImageOrientationPatient"))
-    position = _floats(ds.get("ImagePositionPatient"))
-    spacing = _floats(ds.get("PixelSpacing"))
+    orientation = vendors.float_array(ds.get("ImageOrientationPatient"))
+    position = vendors.float_array(ds.get("ImagePositionPatient"))
+    spacing = vendors.float_array(ds.get("PixelSpacing"))
     if orientation is None or len(orientation) != 6 or position is None or spacing is None:
         raise DICOMFileError(path, "no image plane geometry (ImageOrientation/PositionPatient, PixelSpacing)")
     diffusion = vendors.file_diffusion(ds, path)
@@ -415,14 +406,14 @@ def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[F
         measures = group("PixelMeasuresSequence")
         if plane_position is None or plane_orientation is None or measures is None:
             raise DICOMFileError(path, f"frame {frame_index + 1} has no plane position/orientation/pixel measures")
-        orientation = _floats(plane_orientation.ImageOrientationPatient)
-        spacing = _floats(measures.PixelSpacing)
+        orientation = vendors.float_array(plane_orientation.ImageOrientationPatient)
+        spacing = vendors.float_array(measures.PixelSpacing)
         slice_spacing = _number(measures, "SpacingBetweenSlices", 0.0) or _number(measures, "SliceThickness", 1.0)
         transform = group("PixelValueTransformationSequence")
         slope = _number(transform, "RescaleSlope", 1.0) if transform is not None else 1.0
         intercept = _number(transform, "RescaleIntercept", 0.0) if transform is not None else 0.0
         diffusion = vendors.frame_diffusion(ds, item)
-        records.append(FrameRecord(file_index, frame_index, _floats(plane_position.ImagePositionPatient),
+        records.append(FrameRecord(file_index, frame_index, vendors.float_array(plane_position.ImagePositionPatient),
                                    orientation[:3], orientation[3:], (spacing[0], spacing[1]), slice_spacing,
                                    diffusion, ((), float(frame_index)), slope or 1.0, intercept))
     return records

@@ -132,13 +132,14 @@ def _standard(ds: pydicom.Dataset) -> FrameDiffusion | None:
 
 
 def _orientation(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
-    values = _vector_list(ds.get("ImageOrientationPatient"))
+    values = float_array(ds.get("ImageOrientationPatient"))
     if values is None or len(values) != 6:
         return None
     return values[:3], values[3:]
 
 
-def _vector_list(values: Any) -> np.ndarray | None:
+def float_array(values: Any) -> np.ndarray | None:
+    """A DICOM multi-value as floats, or None when absent or not numeric."""
     if values is None:
         return None
     try:
