@@ -35,6 +35,22 @@ def corpus() -> Path:
 
 
 @pytest.fixture
+def ge_files(corpus) -> list[Path]:
+    """The real GE DWI series of the corpus (7 volumes x 2 oblique slices), in file-name order."""
+    return sorted(corpus.joinpath("ge_dwi", "In", "01_Ax_DWI_TENSOR_R2").iterdir())
+
+
+@pytest.fixture
+def ge_copy(ge_files, tmp_path) -> list[Path]:
+    """A private copy of the real GE DWI series, for tests that modify files."""
+    import shutil
+
+    folder = tmp_path / "ge"
+    folder.mkdir()
+    return [Path(shutil.copy(path, folder / path.name)) for path in ge_files]
+
+
+@pytest.fixture
 def pydicom_file():
     """Path of one of pydicom's bundled test files, by name."""
     from pydicom.data import get_testdata_file

@@ -18,22 +18,6 @@ from DICOMBrowser.DICOMBrowserLib.diffusion.node import add_dwi_node, new_scene,
 from DICOMBrowser.DICOMBrowserLib.errors import DICOMBrowserError
 from DICOMPlugins.DICOMDiffusionVolumePlugin import DICOMDiffusionVolumePlugin
 
-GE_SERIES = ("ge_dwi", "In", "01_Ax_DWI_TENSOR_R2")
-
-
-@pytest.fixture
-def ge_files(corpus) -> list[Path]:
-    return sorted(corpus.joinpath(*GE_SERIES).iterdir())
-
-
-@pytest.fixture
-def ge_copy(ge_files, tmp_path) -> list[Path]:
-    """A private copy of the real GE DWI series (7 volumes x 2 oblique slices) to modify."""
-    folder = tmp_path / "ge"
-    folder.mkdir()
-    return [Path(shutil.copy(path, folder / path.name)) for path in ge_files]
-
-
 def test_plugin_offers_dwi_above_scalar_and_loads_node(ge_files):
     from DICOMPlugins import allPlugins
 
