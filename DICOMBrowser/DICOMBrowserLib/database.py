@@ -429,10 +429,12 @@ class DICOMDatabase:
         """How a path is stored: relative (POSIX) inside the database folder when copied, else absolute."""
         absolute = os.path.abspath(os.fspath(path))
         if copied:
-            try:
-                return Path(absolute).relative_to(self.folder).as_posix()
-            except ValueError:
-                pass
+            # lexical, as Path.relative_to (abspath has normalised `absolute`; the folder is resolved),
+            # in string operations: this runs twice per received instance
+            prefix = os.path.join(str(self.folder), "")
+            if absolute.startswith(prefix) and len(absolute) > len(prefix):
+                relative = absolute[len(prefix):]
+                return relative if os.sep == "/" else relative.replace(os.sep, "/")
         return absolute
 
     def absolute_path(self, filename: str) -> str:
