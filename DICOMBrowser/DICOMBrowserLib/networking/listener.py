@@ -6,6 +6,7 @@ own thread). A port in use is found by binding it: we never look for, or stop, w
 """
 from __future__ import annotations
 
+import copy
 import errno
 import logging
 import threading
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from ..errors import NetworkError
@@ -73,7 +75,8 @@ class StorageListener:
     def __init__(self, database: Any, *, ae_title: str = "DICOMBROWSER", port: int = 11112,
                  host: str = "0.0.0.0", allowed_callers: list[str] | None = None,
                  fsync: bool = False, on_indexed: Callable[[str, str], Any] | None = None,
-                 require_called_aet: bool = True, network_timeout: float = 60.0):
+                 require_called_aet: bool = True, network_timeout: float = 60.0,
+                 maximum_pdu_size: int = MAX_PDU_SIZE):
         self.database = database
         self.ae_title = validate_ae_title(ae_title)
         self.port = validate_port(port)
@@ -81,6 +84,7 @@ class StorageListener:
         self.allowed_callers = [validate_ae_title(a) for a in (allowed_callers or [])]
         self.require_called_aet = require_called_aet
         self.network_timeout = network_timeout
+        self.maximum_pdu_size = maximum_pdu_size
         self.writer = ReceivedInstanceWriter(database, fsync=fsync, on_indexed=on_indexed)
         self._server: Any = None
         self._rejected: list[str] = []
@@ -93,7 +97,7 @@ class StorageListener:
 
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.ae_title)
-        ae.maximum_pdu_size = MAX_PDU_SIZE
+        ae.maximum_pdu_size = self.maximum_pdu_size
         ae.network_timeout = self.network_timeout
         ae.acse_timeout = 30
         ae.dimse_timeout = 60
@@ -122,6 +126,7 @@ class StorageListener:
             server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         except OSError as error:
             raise NetworkError(_bind_message(self.host, self.port, error)) from error
+        _share_syntaxes_on_copy(server)
         self.writer.start()
         self._server = server
         logger.info("Listening as %s on %s:%d, writing into %s", self.ae_title, self.host, self.port,
@@ -181,6 +186,29 @@ class StorageListener:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class _SharedSyntaxesContext(PresentationContext):
+    """A supported presentation context whose deep copy shares its UIDs (immutable strings).
+
+    pynetdicom deep-copies the server's supported contexts for every association it accepts;
+    for all storage SOP classes with every transfer syntax (171 x 45 UIDs), pydicom re-validating
+    each copied UID made that 45 ms per association (a C-MOVE opens one per series)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_SharedSyntaxesContext":
+        duplicate = copy.copy(self)
+        duplicate._transfer_syntax = list(self._transfer_syntax)
+        return duplicate
+
+
+def _share_syntaxes_on_copy(server: Any) -> None:
+    """Give the server's supported contexts the cheap deep copy when they are plain PresentationContexts
+    whose attributes are all immutable but the transfer syntax list (pynetdicom 3.0's)."""
+    for context in getattr(server, "contexts", None) or []:
+        if type(context) is PresentationContext and all(
+                isinstance(value, (str, int, bool, type(None))) or name == "_transfer_syntax"
+                for name, value in vars(context).items()):
+            context.__class__ = _SharedSyntaxesContext
 
 
 def _calling_ae(event: Any) -> str:
