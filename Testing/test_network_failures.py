@@ -18,6 +18,7 @@ from DICOMBrowser.DICOMBrowserLib.errors import NetworkError
 from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu
 from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
 from DICOMBrowser.DICOMBrowserLib.networking.storage import ReceivedInstanceWriter, safe_uid_component
+from dimse_bytes import store_rq_command
 from network_peers import StoreSCP, free_port, have_dcmtk
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
@@ -121,13 +122,16 @@ def test_hostile_uid_over_the_network(database, series_factory):
 @pytest.mark.slow
 def test_storescu_killed_mid_transfer(database, series_factory):
     """storescu is SIGKILLed while sending: what arrived is indexed, the cut instance is not half-written."""
-    files = series_factory(count=150, rows=256, columns=256)
+    files = series_factory(count=400, rows=256, columns=256)
     with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
         process = subprocess.Popen(["storescu", "-aec", AE, "127.0.0.1", str(listener.port),
                                     *[str(f) for f in files]], env=dcmtk_env(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            assert listener.wait_for(20, timeout=60)
+        try:  # kill it soon after the first instances are written (the whole series takes ~0.2 s)
+            deadline = time.monotonic() + 60
+            while listener.status().received < 20 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert listener.status().received >= 20
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(10)
@@ -231,8 +235,9 @@ def _open_sockets() -> list[str]:
 
 
 def test_listener_associations_use_event_driven_loops_and_free_their_sockets(database, series_factory):
-    """A pynetdicom 3.0 acceptor gets our loops (message-driven reactor, select-waiting DUL,
-    direct responses, pynetdicom's log handlers unbound); echo and store still work, and the
+    """A pynetdicom 3.0 acceptor gets our loops (message-driven reactor, select-waiting DUL loop
+    without sleeps, direct responses, pynetdicom's log handlers unbound) and the store lane, which
+    serves the C-STOREs (the C-ECHO goes to pynetdicom); both work, and the
     wake-up socket pair of each association is closed once it ends (no descriptor leak)."""
     import gc
 
@@ -240,7 +245,7 @@ def test_listener_associations_use_event_driven_loops_and_free_their_sockets(dat
     from pynetdicom import evt
     from pynetdicom.sop_class import CTImageStorage, Verification
 
-    from DICOMBrowser.DICOMBrowserLib.networking import acceptor
+    from DICOMBrowser.DICOMBrowserLib.networking import acceptor, storelane
 
     paths = series_factory(count=5)
     sockets_before = len(_open_sockets())
@@ -256,11 +261,17 @@ def test_listener_associations_use_event_driven_loops_and_free_their_sockets(dat
             assert server_side.dul._run_loop_delay == 0
             assert isinstance(server_side.dimse.send_msg, acceptor._DirectStoreResponses)
             assert not server_side.get_handlers(evt.EVT_PDU_RECV)
+            assert server_side.dul.run.__func__ is acceptor._event_driven_dul_loop
+            lane = server_side.dul._read_pdu_data.__self__
+            assert isinstance(lane, storelane.StoreLane)
             assert assoc.send_c_echo().Status == 0x0000
             for path in paths:
                 assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0x0000
+            assert (lane.served, lane.handed_over) == (5, 1)  # the C-ECHO went to pynetdicom
             assoc.release()
-            del server_side
+            server_side.join(10)  # released: its threads end
+            assert not server_side.is_alive() and not server_side.dul.is_alive()
+            del server_side, lane
         assert listener.wait_for(5, timeout=20) and listener.wait_indexed(20)
     gc.collect()
     deadline = time.monotonic() + 10
@@ -307,52 +318,38 @@ def _decode_both_ways(command: bytes, dataset: bytes = b"\x08\x00\x16\x00\x00\x0
     return results
 
 
-def _store_rq_command(sop_class: str, sop_instance: str, message_id: int, priority: int = 0,
-                      originator: str | None = None, originator_id: int | None = None) -> bytes:
-    """A C-STORE-RQ command set as pynetdicom's own encoder writes it."""
-    from io import BytesIO
-
-    from pynetdicom.dimse_messages import C_STORE_RQ
-    from pynetdicom.dimse_primitives import C_STORE
-    from pynetdicom.dsutils import encode
-
-    primitive = C_STORE()
-    primitive.MessageID = message_id
-    primitive.AffectedSOPClassUID = sop_class
-    primitive.AffectedSOPInstanceUID = sop_instance
-    primitive.Priority = priority
-    if originator is not None:
-        primitive.MoveOriginatorApplicationEntityTitle = originator
-        primitive.MoveOriginatorMessageID = originator_id
-    primitive.DataSet = BytesIO(b"\x08\x00\x16\x00\x00\x00\x00\x00")
-    message = C_STORE_RQ()
-    message.primitive_to_message(primitive)
-    return encode(message.command_set, True, True)
-
-
 def test_parsed_store_request_is_what_pynetdicom_decodes():
     """The listener parses plain C-STORE-RQ command sets itself; the primitive (every attribute, its
     type, the data set bytes) equals pynetdicom's, and anything unusual is left to pynetdicom."""
     import struct
 
-    from DICOMBrowser.DICOMBrowserLib.networking.acceptor import parse_store_request
+    from DICOMBrowser.DICOMBrowserLib.networking.acceptor import StoreRequest, parse_store_request
 
     cases = [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 7, 0),          # odd-length instance UID
              ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.44", 65535, 1),         # even lengths
              ("1.2.840.10008.5.1.4.1.1.128", "1.2.826.0.1.3680043.8.498.12345678901234567890", 1, 2)]
     for sop_class, sop_instance, message_id, priority in cases:
-        command = _store_rq_command(sop_class, sop_instance, message_id, priority)
-        assert parse_store_request(command) == (sop_class, message_id, priority, sop_instance)
+        command = store_rq_command(sop_class, sop_instance, message_id, priority)
+        assert parse_store_request(command) == StoreRequest(sop_class, message_id, priority, sop_instance)
         for split in (False, True):
             theirs, ours = _decode_both_ways(command, split=split)
             assert ours == theirs
-    # MoveOriginator present (a C-MOVE sub-operation): pynetdicom decodes it; same primitive
-    command = _store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3, 0, "ORTHANC", 12)
-    assert parse_store_request(command) is None
-    theirs, ours = _decode_both_ways(command)
-    assert ours == theirs and theirs[1]["_move_originator_application_entity_title"] == "ORTHANC"
+    # Move Originator present (a C-MOVE sub-operation): parsed too; same primitive
+    for originator in ("ORTHANC", "MY AE", "A" * 16):
+        command = store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3, 0, originator, 12)
+        assert parse_store_request(command) == StoreRequest("1.2.840.10008.5.1.4.1.1.2", 3, 0, "1.2.3.4.5",
+                                                            originator, 12)
+        for split in (False, True):
+            theirs, ours = _decode_both_ways(command, split=split)
+            assert ours == theirs and theirs[1]["_move_originator_application_entity_title"] == originator
+    # an originator AE title pynetdicom would not accept (backslash: two values): its decoder decides
+    moved = store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3, 0, "ORTHANC", 12)
+    odd_ae = moved.replace(b"ORTHANC ", b"ORT\\HAN ")  # same length
+    assert parse_store_request(odd_ae) is None
+    theirs, ours = _decode_both_ways(odd_ae)
+    assert ours == theirs
     # unexpected or malformed content: left to pynetdicom (and still the same result)
-    plain = _store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3)
+    plain = store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 3)
     uid_end = plain.index(b"1.2.3.4.5\0") - 8  # where (0000,1000) starts
     extra = plain[:uid_end] + struct.pack("<HHI", 0, 0x0902, 4) + b"ODD " + plain[uid_end:]  # Error Comment
     extra = struct.pack("<HHII", 0, 0, 4, len(extra) - 12) + extra[12:]

@@ -71,17 +71,19 @@ import queue
 import re
 import select
 import socket
+import ssl
 import struct
 import time
 import types
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import pynetdicom
 from pynetdicom import _config, evt
 from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode as dimse_decode
+from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,9 @@ def install(assoc: Any) -> bool:
         assoc.dimse.receive_primitive = _ParsedStoreRequests(assoc.dimse, assoc.dimse.receive_primitive)
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _unbind_standard_logging(assoc)
+    from . import storelane  # it builds on this module's parser and encoder
+
+    storelane.install(assoc)
     return True
 
 
@@ -140,24 +145,30 @@ def _uid_value(uid: Any) -> bytes | None:
     return value + b"\0" if len(value) % 2 else value
 
 
-def store_response_command(primitive: C_STORE) -> bytes | None:
-    """The encoded command set of a plain C-STORE-RSP, or None when it carries anything else."""
-    if getattr(primitive, "ErrorComment", None) or getattr(primitive, "OffendingElement", None):
-        return None
-    sop_class = _uid_value(primitive.AffectedSOPClassUID)
-    sop_instance = _uid_value(primitive.AffectedSOPInstanceUID)
-    message_id, status = primitive.MessageIDBeingRespondedTo, primitive.Status
-    if sop_class is None or sop_instance is None or not isinstance(message_id, int) or not isinstance(status, int):
+def encode_store_response(sop_class: str, message_id: int, status: int, sop_instance: str) -> bytes | None:
+    """The encoded command set of a plain C-STORE-RSP (no Error Comment, no Offending Element),
+    or None when a value cannot be encoded that way."""
+    sop_class_value, sop_instance_value = _uid_value(sop_class), _uid_value(sop_instance)
+    if sop_class_value is None or sop_instance_value is None or not isinstance(message_id, int) \
+            or not isinstance(status, int):
         return None
     body = b"".join([
-        _element(0x0002, sop_class),
+        _element(0x0002, sop_class_value),
         _element(0x0100, struct.pack("<H", 0x8001)),  # CommandField: C-STORE-RSP
         _element(0x0120, struct.pack("<H", message_id)),
         _element(0x0800, struct.pack("<H", 0x0101)),  # CommandDataSetType: no data set
         _element(0x0900, struct.pack("<H", status)),
-        _element(0x1000, sop_instance),
+        _element(0x1000, sop_instance_value),
     ])
     return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def store_response_command(primitive: C_STORE) -> bytes | None:
+    """The encoded command set of a plain C-STORE-RSP primitive, or None when it carries anything else."""
+    if getattr(primitive, "ErrorComment", None) or getattr(primitive, "OffendingElement", None):
+        return None
+    return encode_store_response(primitive.AffectedSOPClassUID, primitive.MessageIDBeingRespondedTo,
+                                 primitive.Status, primitive.AffectedSOPInstanceUID)
 
 
 class _DirectStoreResponses:
@@ -181,15 +192,30 @@ class _DirectStoreResponses:
 
 
 _UID_BYTES = re.compile(rb"[0-9]+(?:\.[0-9]+)*\0?")
+_AE_BYTES = re.compile(rb"[ -\[\]-~]{1,16} ?")  # printable ASCII without backslash (one value), space padded
 # (element, VR length) of a plain C-STORE-RQ command set, in the order it must appear
 _STORE_RQ_LAYOUT = ((0x0000, 4), (0x0002, None), (0x0100, 2), (0x0110, 2), (0x0700, 2), (0x0800, 2), (0x1000, None))
+_MOVE_ORIGINATOR_AE, _MOVE_ORIGINATOR_ID = 0x1030, 0x1031
 
 
-def parse_store_request(command: bytes) -> tuple[str, int, int, str] | None:
-    """(AffectedSOPClassUID, MessageID, Priority, AffectedSOPInstanceUID) of a plain C-STORE-RQ
-    command set (implicit VR little endian, PS3.7 9.3.1.1 / E.1), or None for anything else."""
+class StoreRequest(NamedTuple):
+    """The values of a plain C-STORE-RQ command set (PS3.7 9.3.1.1)."""
+
+    sop_class: str
+    message_id: int
+    priority: int
+    sop_instance: str
+    move_originator: str | None = None     # (0000,1030): set when the store is a C-MOVE sub-operation
+    move_originator_id: int | None = None  # (0000,1031)
+
+
+def parse_store_request(command: bytes) -> StoreRequest | None:
+    """The values of a plain C-STORE-RQ command set (implicit VR little endian, PS3.7 9.3.1.1 / E.1:
+    the required elements, optionally the Move Originator pair, nothing else), or None otherwise."""
     values: list[Any] = []
     offset = 0
+    originator: str | None = None
+    originator_id: int | None = None
     try:
         for element, size in _STORE_RQ_LAYOUT:
             group, number, length = struct.unpack_from("<HHI", command, offset)
@@ -208,20 +234,33 @@ def parse_store_request(command: bytes) -> tuple[str, int, int, str] | None:
                 if not _UID_BYTES.fullmatch(value) or len(value) > 65:
                     return None
                 values.append(value.rstrip(b"\0").decode("ascii"))
+        while offset < len(command):  # the optional Move Originator elements, in tag order
+            group, number, length = struct.unpack_from("<HHI", command, offset)
+            offset += 8
+            value = command[offset:offset + length]
+            offset += length
+            if group != 0 or offset > len(command):
+                return None
+            if number == _MOVE_ORIGINATOR_AE and originator is None and originator_id is None:
+                if not _AE_BYTES.fullmatch(value) or not value.strip(b" "):
+                    return None
+                originator = value.decode("ascii").strip(" ")
+            elif number == _MOVE_ORIGINATOR_ID and originator_id is None and length == 2:
+                originator_id = struct.unpack("<H", value)[0]
+            else:
+                return None
     except struct.error:
-        return None
-    if offset != len(command):
         return None
     sop_class, command_field, message_id, priority, data_set_type, sop_instance = values
     if command_field != 0x0001 or data_set_type == 0x0101:
         return None
-    return sop_class, message_id, priority, sop_instance
+    return StoreRequest(sop_class, message_id, priority, sop_instance, originator, originator_id)
 
 
 class _ParsedStoreRequest(C_STORE_RQ):
     """pynetdicom's C_STORE_RQ message whose command set was parsed by parse_store_request."""
 
-    parsed: tuple[str, int, int, str]
+    parsed: StoreRequest
 
     @property
     def command_set(self) -> Any:
@@ -237,12 +276,16 @@ class _ParsedStoreRequest(C_STORE_RQ):
     def message_to_primitive(self) -> Any:
         """The C_STORE primitive pynetdicom would build, through the same setters."""
         try:
-            sop_class, message_id, priority, sop_instance = self.parsed
+            parsed = self.parsed
             primitive = C_STORE()
-            primitive.AffectedSOPClassUID = sop_class
-            primitive.MessageID = message_id
-            primitive.Priority = priority
-            primitive.AffectedSOPInstanceUID = sop_instance
+            primitive.AffectedSOPClassUID = parsed.sop_class
+            primitive.MessageID = parsed.message_id
+            primitive.Priority = parsed.priority
+            primitive.AffectedSOPInstanceUID = parsed.sop_instance
+            if parsed.move_originator is not None:
+                primitive.MoveOriginatorApplicationEntityTitle = parsed.move_originator
+            if parsed.move_originator_id is not None:
+                primitive.MoveOriginatorMessageID = parsed.move_originator_id
             primitive.DataSet = self.data_set
         except (ValueError, TypeError) as error:  # pynetdicom's path reports it as it always does
             logger.debug("Parsed C-STORE request rejected by pynetdicom (%s); decoding it the usual way", error)
@@ -323,6 +366,8 @@ class _DULWaker:
         dul._is_transport_event = self.is_transport_event
         dul.send_pdu = self.send_pdu
         dul._run_loop_delay = 0
+        if not _config.PASS_CONTEXTVARS and hasattr(dul, "_idle_timer") and hasattr(dul, "artim_timer"):
+            dul.run = types.MethodType(_event_driven_dul_loop, dul)  # the thread has not started yet
         if callable(getattr(dul.socket, "recv", None)):
             dul.socket.recv = types.MethodType(_recv_exact, dul.socket)
         # the pair lives as long as the DUL object; closed when it is collected or its thread ends
@@ -338,24 +383,31 @@ class _DULWaker:
     def is_transport_event(self) -> bool:
         dul = self.dul
         if dul.event_queue.empty() and dul.to_provider_queue.empty():
-            self._wait()
+            if self._wait() and dul.state_machine.current_state != "Sta13" and dul.socket._is_connected:
+                # what pynetdicom's _is_transport_event does once its socket.ready says "readable"
+                # (select just said so; not asking again saves a system call per PDU)
+                dul._read_pdu_data()
+                return True
         result = self._is_transport_event()
         if dul._kill_thread:
             self._finalizer()
         return result
 
-    def _wait(self) -> None:
-        """Until the socket is readable, a primitive is queued for sending, or DUL_WAIT passed."""
+    def _wait(self) -> bool:
+        """Until the socket is readable, a primitive is queued for sending, or DUL_WAIT passed;
+        True when the (plain, not TLS) socket is readable."""
         raw = getattr(self.dul.socket, "socket", None)
         if raw is None or raw.fileno() < 0:
             self._finalizer()  # connection closed: no more wake-ups needed
             time.sleep(DUL_WAIT)  # as pynetdicom would, until the DUL stops; never spin
-            return
+            return False
         try:
-            select.select([raw, self.wake_read], [], [], DUL_WAIT)
+            readable, _, _ = select.select([raw, self.wake_read], [], [], DUL_WAIT)
         except (OSError, ValueError):  # closed meanwhile: pynetdicom's own check reports it
-            return
-        self._drain()
+            return False
+        if self.wake_read in readable:
+            self._drain()
+        return raw in readable and not isinstance(raw, ssl.SSLSocket)
 
     def _drain(self) -> None:
         try:
@@ -365,24 +417,73 @@ class _DULWaker:
             pass
 
 
+def recv_into(association_socket: Any, view: memoryview) -> int:
+    """Fill `view` from an AssociationSocket's socket; fewer bytes only when the peer closed.
+    Socket errors and timeouts are raised, as pynetdicom's AssociationSocket.recv raises them."""
+    received, wanted = 0, len(view)
+    while received < wanted:
+        count = association_socket.socket.recv_into(view[received:], wanted - received)
+        if not count:
+            break
+        received += count
+    return received
+
+
 def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
     """AssociationSocket.recv: `nr_bytes` from the socket (fewer only if the peer closed), into one buffer."""
     buffer = bytearray(nr_bytes)
-    view = memoryview(buffer)
-    received = 0
-    while received < nr_bytes:
-        count = self.socket.recv_into(view[received:], nr_bytes - received)
-        if not count:  # connection closed: what we have, as pynetdicom's recv returns it
-            del view
-            del buffer[received:]
-            return buffer
-        received += count
+    with memoryview(buffer) as view:
+        received = recv_into(self, view)
+    if received < nr_bytes:  # connection closed: what we have, as pynetdicom's recv returns it
+        del buffer[received:]
     return buffer
 
 
 def _close_pair(*sockets: socket.socket) -> None:
     for sock in sockets:
         sock.close()
+
+
+def _event_driven_dul_loop(self: Any) -> None:
+    """The DUL loop of pynetdicom 3.0 (DULServiceProvider.run_reactor) without its sleep; `self` is
+    the DULServiceProvider, whose `_is_transport_event` (_DULWaker) waits in select instead.
+
+    pynetdicom sleeps `_run_loop_delay` before every iteration that follows one without an event;
+    time.sleep(0) still costs ~70 us here (the kernel's timer slack), and since the store lane
+    (storelane.py) serves P-DATA without queueing an event, that was ~140 us per small instance."""
+    self._idle_timer.start()
+    assoc = self.assoc
+    while True:
+        if not assoc._dul_ready.is_set():
+            assoc._dul_ready.set()  # lets the association loop start
+        if self._kill_thread:
+            break
+        # the ARTIM timer first, so that its event is queued ahead of anything else this iteration
+        if self.artim_timer.expired:
+            self.event_queue.put("Evt18")
+        try:
+            # one outgoing primitive or one incoming PDU per iteration, as pynetdicom does
+            if self._process_recv_primitive():
+                pass
+            elif self._is_transport_event():
+                self._idle_timer.restart()
+        except Exception as exc:  # what pynetdicom does: abort outside the state machine, stop both loops
+            logger.error("Exception in the DUL loop, aborting the association")
+            logger.exception(exc)
+            abort_pdu = A_ABORT_RQ()
+            abort_pdu.source = 0x02
+            abort_pdu.reason_diagnostic = 0x00
+            self.socket.send(abort_pdu.encode())
+            assoc.is_aborted = True
+            assoc.is_established = False
+            assoc._kill = True
+            self._kill_thread = True
+            return
+        try:
+            event = self.event_queue.get(block=False)
+        except queue.Empty:
+            continue  # the next _is_transport_event waits in select: no spinning
+        self.state_machine.do_action(event)
 
 
 def _message_driven_reactor(self: Any) -> None:

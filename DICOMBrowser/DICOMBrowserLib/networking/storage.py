@@ -16,6 +16,8 @@ is a well-formed UID (digits and dots, no empty or '..' component, <= 64 chars);
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -85,14 +87,22 @@ def _scan_uids_le(raw: bytes | memoryview, implicit: bool) -> tuple[str, str] | 
     return study, series
 
 
+@functools.lru_cache(maxsize=64)
+def _syntax_facts(transfer_syntax: str) -> tuple[bool, bool, bool]:
+    """(deflated, implicit VR, little endian) of a transfer syntax UID; unknown ones read as
+    explicit VR little endian. Cached: pydicom validates a UID each time one is made (~10 us)."""
+    ts = UID(transfer_syntax)
+    known = ts.is_transfer_syntax
+    return (ts == DeflatedExplicitVRLittleEndian, ts.is_implicit_VR if known else False,
+            ts.is_little_endian if known else True)
+
+
 def study_and_series(raw: bytes | memoryview, transfer_syntax: str) -> tuple[str, str]:
     """Study and Series Instance UID from an encoded dataset, reading only the elements before them."""
-    ts = UID(transfer_syntax)
     try:
-        if ts == DeflatedExplicitVRLittleEndian:
+        deflated, implicit, little = _syntax_facts(str(transfer_syntax))
+        if deflated:
             raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, 1 << 20)
-        implicit = ts.is_implicit_VR if ts.is_transfer_syntax else False
-        little = ts.is_little_endian if ts.is_transfer_syntax else True
         if little:
             found = _scan_uids_le(raw, implicit)
             if found is not None:
@@ -132,6 +142,16 @@ def encode_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
     return b"\0" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
 
 
+def _write_all(descriptor: int, header: bytes, data: bytes | memoryview) -> None:
+    """header + data in one writev when the kernel takes it all (it does for regular files)."""
+    written = os.writev(descriptor, [header, data])
+    total = len(header) + len(data)
+    if written < total:  # a short write: finish piece by piece
+        with memoryview(b"".join([header, data])) as rest:
+            while written < total:
+                written += os.write(descriptor, rest[written:])
+
+
 @dataclass
 class StorageCounters:
     """What happened since the listener (or a C-GET) started; read by the GUI and CLI."""
@@ -159,7 +179,8 @@ class ReceivedInstanceWriter:
         self.batch_wait = batch_wait
         self.counters = StorageCounters()
         self._lock = threading.Lock()
-        self._made_dirs: set[Path] = set()
+        self._folders: dict[tuple[str, str], str] = {}  # (study, series) UID -> its folder, made
+        self._pid = os.getpid()
         self._queue: "queue.Queue[str | None]" = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending = 0  # written, not yet indexed (or failed); guarded by _done
@@ -167,12 +188,24 @@ class ReceivedInstanceWriter:
 
     # --- receive side (called from pynetdicom's association threads) -------------------------------
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-        path = (self.images_folder / safe_uid_component(study_uid) / safe_uid_component(series_uid)
-                / f"{safe_uid_component(sop_uid)}.dcm")
-        # belt and braces: the components above cannot contain separators, check anyway
-        if os.path.commonpath([self.images_folder, path.parent]) != str(self.images_folder):
-            raise DICOMBrowserError(f"refusing to write {sop_uid!r} outside {self.images_folder}")
-        return path
+        return Path(self._folder_for(study_uid, series_uid), f"{safe_uid_component(sop_uid)}.dcm")
+
+    def _folder_for(self, study_uid: str, series_uid: str) -> str:
+        """The series folder (made on first use), remembered: every instance of a series needs it."""
+        key = (study_uid, series_uid)
+        folder = self._folders.get(key)
+        if folder is None:
+            path = self.images_folder / safe_uid_component(study_uid) / safe_uid_component(series_uid)
+            # belt and braces: the components above cannot contain separators, check anyway
+            if os.path.commonpath([self.images_folder, path]) != str(self.images_folder):
+                raise DICOMBrowserError(f"refusing to write series {series_uid!r} outside {self.images_folder}")
+            path.mkdir(parents=True, exist_ok=True)
+            folder = str(path)
+            with self._lock:
+                if len(self._folders) >= 4096:  # a long-running listener: forget, re-check on next use
+                    self._folders.clear()
+                self._folders[key] = folder
+        return folder
 
     def write(self, file_meta: Any, raw_dataset: bytes | memoryview) -> Path:
         """Write preamble + file meta + the dataset bytes as received; returns the final path."""
@@ -182,26 +215,36 @@ class ReceivedInstanceWriter:
 
     def write_encoded(self, sop_class: str, sop_uid: str, transfer_syntax: str, raw_dataset: bytes | memoryview,
                       source_ae: str | None = None) -> Path:
-        """`write` from the C-STORE request's own values (no pydicom File Meta dataset to build)."""
+        """`write` from the C-STORE request's own values (no pydicom File Meta dataset to build).
+
+        Plain os.open/os.writev/os.close: Python's open() adds fstat, isatty and lseek calls per
+        file, and every system call is a moment the receiving thread may lose the GIL to the indexer."""
         study_uid, series_uid = study_and_series(raw_dataset, transfer_syntax)
-        final = self.path_for(study_uid, series_uid, sop_uid)
-        folder = final.parent
-        if folder not in self._made_dirs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(folder)
+        folder = self._folder_for(study_uid, series_uid)
+        name = f"{safe_uid_component(sop_uid)}.dcm"
+        final = f"{folder}{os.sep}{name}"
         header = encode_file_meta(sop_class, sop_uid, transfer_syntax, source_ae)
         # unique per writing thread: two associations may deliver the same instance at once
-        temporary = f"{folder}{os.sep}.{final.name}.{os.getpid()}-{threading.get_ident()}.part"
+        temporary = f"{folder}{os.sep}.{name}.{self._pid}-{threading.get_ident()}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(header)
-                handle.write(raw_dataset)
+            try:
+                descriptor = os.open(temporary, flags, 0o666)
+            except FileNotFoundError:  # the series folder was removed meanwhile (a delete): make it again
+                with self._lock:
+                    self._folders.pop((study_uid, series_uid), None)
+                self._folder_for(study_uid, series_uid)
+                descriptor = os.open(temporary, flags, 0o666)
+            try:
+                _write_all(descriptor, header, raw_dataset)
                 if self.fsync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
             os.replace(temporary, final)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
             raise
         with self._lock:
             self.counters.received += 1
@@ -209,8 +252,8 @@ class ReceivedInstanceWriter:
             if self.index:
                 self._pending += 1
         if self.index:
-            self._queue.put(str(final))
-        return final
+            self._queue.put(final)
+        return Path(final)
 
     def record_failure(self, message: str) -> None:
         with self._lock:
@@ -344,26 +387,39 @@ class ReceivedInstanceWriter:
 
 
 def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
-    """An EVT_C_STORE handler writing through `writer`; returns a status, never raises."""
+    """An EVT_C_STORE handler writing through `writer`; returns a status, never raises.
+
+    Its attribute `store_encoded(sop_class, sop_instance, transfer_syntax, data_set_bytes)` is the
+    same handler without pynetdicom's event: storelane.py calls it for the requests it serves."""
+
+    def store_encoded(sop_class: str, sop_instance: str, transfer_syntax: str, raw: bytes | memoryview) -> int:
+        try:
+            writer.write_encoded(sop_class, sop_instance, transfer_syntax, raw)
+            return 0x0000
+        except (OSError, DICOMBrowserError, ValueError, AttributeError) as error:
+            logger.error("Could not store received instance %s: %s", sop_instance, error)
+            writer.record_failure(f"{sop_instance}: {error}")
+            return 0xA700  # Out of Resources
+        except Exception as error:  # noqa: BLE001 - a handler never raises; the peer gets a failure status
+            logger.exception("Unexpected error storing received instance %s", sop_instance)
+            writer.record_failure(f"{sop_instance}: {type(error).__name__}: {error}")
+            return 0xC210  # Cannot understand
 
     def handle_store(event: Any) -> int:
         try:
             request = event.request
+            sop_class, sop_instance = str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
+            transfer_syntax = str(event.context.transfer_syntax)
             # the bytes as received, without a copy (a 512x512 slice is 0.5 MB) and without
             # pynetdicom's event.file_meta (a pydicom Dataset per instance, ~0.1 ms)
-            with request.DataSet.getbuffer() as raw:
-                writer.write_encoded(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
-                                     str(event.context.transfer_syntax), raw)
-            return 0x0000
-        except (OSError, DICOMBrowserError, ValueError, AttributeError) as error:
-            sop = getattr(event.request, "AffectedSOPInstanceUID", "?")
+            buffer = request.DataSet.getbuffer()
+        except AttributeError as error:
+            sop = getattr(getattr(event, "request", None), "AffectedSOPInstanceUID", "?")
             logger.error("Could not store received instance %s: %s", sop, error)
             writer.record_failure(f"{sop}: {error}")
             return 0xA700  # Out of Resources
-        except Exception as error:  # noqa: BLE001 - a handler never raises; the peer gets a failure status
-            sop = getattr(event.request, "AffectedSOPInstanceUID", "?")
-            logger.exception("Unexpected error storing received instance %s", sop)
-            writer.record_failure(f"{sop}: {type(error).__name__}: {error}")
-            return 0xC210  # Cannot understand
+        with buffer as raw:
+            return store_encoded(sop_class, sop_instance, transfer_syntax, raw)
 
+    handle_store.store_encoded = store_encoded  # type: ignore[attr-defined]
     return handle_store

@@ -1,0 +1,244 @@
+"""Plain C-STORE requests served on the association's network thread, without pynetdicom's DIMSE layer.
+
+Why: with acceptor.py's loops in place, a small instance still cost the listener ~1 ms of CPU and
+as much wall time, split over two threads that take turns: pynetdicom's DUL thread reads the PDU,
+decodes it into PDU and primitive objects, runs its state machine and queues the message; the
+association thread wakes up, builds the request and response primitives, triggers EVT_C_STORE,
+and queues the response, which the DUL thread wakes up again to encode and send. Two thread
+hand-offs and a dozen objects per instance; DCMTK's storescp does the same work in one thread.
+
+What: `install(assoc)` gives one acceptor's DUL thread its own `_read_pdu_data` (pynetdicom's
+"read one PDU from the socket" step). A P-DATA-TF PDU that starts a plain C-STORE-RQ
+(acceptor.parse_store_request: a complete command set in one PDV, optionally with the Move
+Originator pair) on an accepted presentation context, for a SOP class pynetdicom serves with its
+Storage service class, is kept together with the PDUs carrying its data set; once the last data
+set fragment is in, the EVT_C_STORE handler's direct entry (`handler.store_encoded(sop_class,
+sop_instance, transfer_syntax, data_set_bytes) -> status`, see storage.store_handler) stores it,
+and the C-STORE-RSP (the same bytes pynetdicom would encode: acceptor.encode_store_response) goes
+straight to the socket. pynetdicom's state machine stays in Sta6 either way (receiving and sending
+P-DATA does not change the state), and its idle timer restarts on every PDU as before.
+
+Everything else goes to pynetdicom exactly as it arrived, in order: any other PDU, a message that
+starts while pynetdicom still has one in progress or queued, and a message that turns out not to
+be plain halfway (another command, a different context, more data after the last fragment,
+malformed PDV lengths): its PDUs kept so far are decoded and queued the way pynetdicom's own
+`_read_pdu_data` does, and its DIMSE layer takes over. The lane stays off while anyone listens to
+pynetdicom's PDU/DIMSE/data events (its debug logging binds them), while a release is under way,
+and with pynetdicom's chunked-dataset mode. A connection that breaks mid-message drops the
+partial message (nothing written, nothing indexed), as pynetdicom would.
+
+It uses pynetdicom 3.0 internals (`_read_pdu_data`, `_decode_pdu`, `_recv_pdu`, `event_queue`,
+`state_machine`, `_accepted_cx`, `_sent_release`, `dimse.message`); `install` checks for them and
+otherwise leaves the association on pynetdicom's path.
+"""
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+from pynetdicom import _config, evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
+
+from . import acceptor
+
+logger = logging.getLogger(__name__)
+
+# events whose handlers expect to see each PDU / message / raw byte string (pynetdicom's debug logging)
+_OBSERVED_EVENTS = (evt.EVT_DATA_RECV, evt.EVT_DATA_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT,
+                    evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT)
+_DUL_NEEDS = ("_read_pdu_data", "_decode_pdu", "_recv_pdu", "event_queue", "state_machine", "socket")
+_ASSOC_NEEDS = ("_accepted_cx", "_sent_release", "acceptor", "get_handlers")
+_P_DATA_TF = 0x04
+_PDU_TYPES = range(0x01, 0x08)
+
+
+def supported(assoc: Any) -> bool:
+    dul = getattr(assoc, "dul", None)
+    return (dul is not None and all(hasattr(dul, name) for name in _DUL_NEEDS)
+            and all(hasattr(assoc, name) for name in _ASSOC_NEEDS) and hasattr(assoc.dimse, "message")
+            and hasattr(getattr(dul, "socket", None), "socket"))
+
+
+def install(assoc: Any) -> bool:
+    """Serve this acceptor's plain C-STORE requests on its DUL thread; False if unsupported."""
+    if not supported(assoc):
+        return False
+    StoreLane(assoc)
+    return True
+
+
+def pdv_items(pdu: bytearray) -> list[tuple[int, int, memoryview]] | None:
+    """(context ID, message control header, fragment) of each PDV item of a P-DATA-TF PDU (PS3.8
+    9.3.5), or None when the item lengths do not add up (pynetdicom then reports it)."""
+    items = []
+    view = memoryview(pdu)
+    offset, end = 6, len(pdu)
+    while offset < end:
+        if offset + 6 > end:
+            return None
+        (length,) = struct.unpack_from(">I", pdu, offset)
+        if length < 2 or offset + 4 + length > end:
+            return None
+        items.append((pdu[offset + 4], pdu[offset + 5], view[offset + 6:offset + 4 + length]))
+        offset += 4 + length
+    return items if items else None
+
+
+class StoreLane:
+    """The DUL-thread side of one acceptor association: see the module docstring."""
+
+    def __init__(self, assoc: Any):
+        self.assoc = assoc
+        self.dul = assoc.dul
+        self.kept: list[bytearray] = []  # PDUs of the message being assembled
+        self.request: acceptor.StoreRequest | None = None
+        self.context_id = 0
+        self.fragments: list[memoryview] = []
+        self.served = 0       # C-STOREs answered here
+        self.handed_over = 0  # P-DATA-TF PDUs given to pynetdicom
+        self._storage_classes: dict[str, bool] = {}
+        self.dul._read_pdu_data = self.read_pdu_data
+
+    # --- reading (pynetdicom's DULServiceProvider._read_pdu_data, same events on the same errors) ---
+    def read_pdu_data(self) -> None:
+        dul = self.dul
+        try:
+            header = dul.socket.recv(6)
+            if len(header) != 6:  # the peer closed the connection (pynetdicom: no log line either)
+                self._drop_message()
+                dul.event_queue.put("Evt17")
+                return
+            pdu_type, _, length = struct.unpack(">BBL", header)
+            if pdu_type not in _PDU_TYPES:
+                logger.error("Unknown PDU type received '0x%02X'", pdu_type)
+                self._drop_message()
+                dul.event_queue.put("Evt19")  # unrecognised PDU
+                return
+            pdu = bytearray(6 + length)  # one buffer: the data set is written from it as it is
+            pdu[:6] = header
+            received = acceptor.recv_into(dul.socket, memoryview(pdu)[6:])
+            if received != length:
+                raise ConnectionError(f"{6 + received} of {6 + length} PDU bytes")
+        except (OSError, TimeoutError) as error:  # ConnectionError is an OSError
+            logger.error("Connection closed before the entire PDU was received (%s)", error)
+            self._drop_message()
+            dul.event_queue.put("Evt17")  # transport connection closed
+            return
+        if pdu_type == _P_DATA_TF and self._offer(pdu):
+            return
+        self._hand_over_kept()
+        self._hand_over(pdu)
+
+    def _hand_over(self, pdu: bytearray) -> None:
+        """Decode and queue one PDU the way pynetdicom's own _read_pdu_data does."""
+        dul = self.dul
+        if pdu[0] == _P_DATA_TF:
+            self.handed_over += 1
+        try:
+            decoded, event = dul._decode_pdu(pdu)
+            dul.event_queue.put(event)
+        except Exception as error:  # what pynetdicom does with an undecodable PDU
+            logger.error("Unable to decode the received PDU data: %s", error)
+            dul.event_queue.put("Evt19")
+            return
+        dul._recv_pdu.put(decoded)
+
+    def _hand_over_kept(self) -> None:
+        kept, self.kept = self.kept, []
+        self._reset()
+        for pdu in kept:
+            self._hand_over(pdu)
+
+    def _drop_message(self) -> None:
+        self.kept = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.request = None
+        self.fragments = []
+
+    # --- assembling ---------------------------------------------------------------------------
+    def _offer(self, pdu: bytearray) -> bool:
+        """Keep or serve a P-DATA-TF PDU; False when pynetdicom must have it (and what was kept)."""
+        if self.request is None and not self._pynetdicom_idle():
+            return False
+        items = pdv_items(pdu)
+        if items is None:
+            return False
+        complete = False
+        for context_id, control, fragment in items:
+            if complete:  # anything after the last data set fragment
+                return False
+            if self.request is None:
+                if control & 0x03 != 0x03:  # a message must start with a whole command set
+                    return False
+                request = acceptor.parse_store_request(bytes(fragment))
+                if request is None or not self._servable(context_id, request.sop_class):
+                    return False
+                self.request, self.context_id = request, context_id
+            elif control & 0x01 or context_id != self.context_id:  # a command, or another context
+                return False
+            else:
+                self.fragments.append(fragment)
+                complete = bool(control & 0x02)
+        self.kept.append(pdu)
+        if complete:
+            self._serve()
+        return True
+
+    def _pynetdicom_idle(self) -> bool:
+        """Nothing of this association's in pynetdicom's pipeline, and nobody watching its events."""
+        assoc, dul = self.assoc, self.dul
+        return (dul.event_queue.empty() and dul._recv_pdu.empty() and assoc.dimse.message is None
+                and dul.state_machine.current_state == "Sta6" and assoc.is_established
+                and not assoc._sent_release and not _config.STORE_RECV_CHUNKED_DATASET
+                and not any(assoc.get_handlers(event) for event in _OBSERVED_EVENTS)
+                and self._store_entry() is not None)
+
+    def _store_entry(self) -> Any:
+        bound = self.assoc.get_handlers(evt.EVT_C_STORE)  # (handler, args), (None, None) or []
+        return getattr(bound[0], "store_encoded", None) if bound else None
+
+    def _servable(self, context_id: int, sop_class: str) -> bool:
+        """pynetdicom would serve this request with its Storage service class on this context."""
+        if context_id not in self.assoc._accepted_cx:
+            return False
+        if sop_class not in self._storage_classes:
+            extended = getattr(self.assoc.acceptor, "accepted_common_extended", {}) or {}
+            self._storage_classes[sop_class] = sop_class not in extended and (
+                _config.UNRESTRICTED_STORAGE_SERVICE or uid_to_service_class(sop_class) is StorageServiceClass)
+        return self._storage_classes[sop_class]
+
+    # --- serving ------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        request, context_id, fragments = self.request, self.context_id, self.fragments
+        self.kept = []
+        self._reset()
+        assert request is not None
+        transfer_syntax = str(self.assoc._accepted_cx[context_id].transfer_syntax[0])
+        data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+        try:
+            status = self._store_entry()(request.sop_class, request.sop_instance, transfer_syntax, data)
+        except Exception:  # pynetdicom answers a failing handler with 0xC211
+            logger.exception("Exception in the C-STORE handler for %s", request.sop_instance)
+            status = 0xC211
+        self.served += 1
+        command = acceptor.encode_store_response(request.sop_class, request.message_id, status, request.sop_instance)
+        limit = getattr(self.assoc.dimse, "maximum_pdu_size", 0)
+        if command is None or (limit and len(command) + 12 > limit):
+            self._respond_through_pynetdicom(request, context_id, status)
+            return
+        pdv_length = len(command) + 2
+        self.dul.socket.send(struct.pack(">BBIIBB", _P_DATA_TF, 0, pdv_length + 4, pdv_length, context_id, 0x03)
+                             + command)
+
+    def _respond_through_pynetdicom(self, request: acceptor.StoreRequest, context_id: int, status: int) -> None:
+        response = C_STORE()
+        response.MessageIDBeingRespondedTo = request.message_id
+        response.AffectedSOPClassUID = request.sop_class
+        response.AffectedSOPInstanceUID = request.sop_instance
+        response.Status = status
+        self.assoc.dimse.send_msg(response, context_id)
