@@ -73,6 +73,7 @@ import select
 import socket
 import ssl
 import struct
+import threading
 import time
 import types
 import weakref
@@ -89,8 +90,13 @@ from pynetdicom.pdu_primitives import P_DATA
 logger = logging.getLogger(__name__)
 
 # How long one wait for a DIMSE message lasts before the loop looks at release/abort/timeouts.
-# pynetdicom's own loop sleeps 1 ms per iteration; idle CPU use is the same.
+# pynetdicom's own loop sleeps 1 ms per iteration; idle CPU use is the same. (Requestors.)
 MESSAGE_WAIT = 0.001
+
+# Longest wait of an acceptor's association loop: the DUL wakes it for every DIMSE message and
+# every ACSE indication (release, abort) it queues, so this only bounds how late the loop sees
+# its network timeout or a dead DUL thread.
+IDLE_WAIT = 0.05
 
 # Longest wait of the DUL thread in select(); also how often it looks at its ARTIM timer and kill flag.
 DUL_WAIT = 0.005
@@ -108,7 +114,7 @@ def supported(assoc: Any, acceptor: bool = True) -> bool:
         return isinstance(getattr(assoc.dimse, "msg_queue", None), queue.Queue) and getattr(assoc, "is_requestor", False)
     dul = assoc.dul
     if not all(hasattr(dul, name) for name in ("_is_transport_event", "send_pdu", "_run_loop_delay", "socket",
-                                                "event_queue", "to_provider_queue")):
+                                                "event_queue", "to_provider_queue", "to_user_queue")):
         return False
     return isinstance(getattr(assoc.dimse, "msg_queue", None), queue.Queue) and getattr(assoc, "is_acceptor", False)
 
@@ -119,6 +125,7 @@ def install(assoc: Any) -> bool:
         logger.debug("pynetdicom %s: keeping its own association loop", pynetdicom.__version__)
         return False
     assoc._run_reactor = types.MethodType(_message_driven_reactor, assoc)
+    _wake_on_put(assoc, assoc.dimse.msg_queue, assoc.dul.to_user_queue)
     _DULWaker(assoc.dul)
     if callable(getattr(assoc.dimse, "send_msg", None)):
         assoc.dimse.send_msg = _DirectStoreResponses(assoc, assoc.dimse.send_msg)
@@ -327,6 +334,22 @@ class _ParsedStoreRequests:
         self.receive_primitive(primitive)
 
 
+def _wake_on_put(assoc: Any, *queues: queue.Queue) -> None:
+    """Give `assoc` a `_wakeup` event that is set after every put on `queues` (an instance
+    attribute `put` wrapping the queue's own), so its loop sleeps until there is something to do."""
+    wakeup = threading.Event()
+
+    def wrap(put: Any) -> Any:
+        def put_and_wake(*args: Any, **kwargs: Any) -> None:
+            put(*args, **kwargs)
+            wakeup.set()
+        return put_and_wake
+
+    for waited_on in queues:
+        waited_on.put = wrap(waited_on.put)
+    assoc._wakeup = wakeup
+
+
 def install_requestor(assoc: Any) -> bool:
     """For our own requestor associations (send, find, retrieve): only the association loop, for its
     race-free pause (the DUL thread and logging stay pynetdicom's). False if unsupported.
@@ -501,10 +524,17 @@ def _message_driven_reactor(self: Any) -> None:
             # loop has this window; it lost C-STORE responses of our requestor, see install_requestor).
             continue
 
+        wakeup = getattr(self, "_wakeup", None)
         try:
-            context_id, message = self.dimse.msg_queue.get(timeout=MESSAGE_WAIT)
+            if wakeup is None:  # a requestor: wait on the message queue itself
+                context_id, message = self.dimse.msg_queue.get(timeout=MESSAGE_WAIT)
+            else:
+                context_id, message = self.dimse.msg_queue.get_nowait()
         except queue.Empty:
             context_id, message = None, None
+            if wakeup is not None:  # set by every DIMSE message and every ACSE indication queued
+                wakeup.wait(IDLE_WAIT)
+                wakeup.clear()  # a message put meanwhile is still in the queue: taken next time round
         if message:
             self._serve_request(message, context_id)
 

@@ -263,6 +263,9 @@ class ReceivedInstanceWriter:
     # --- indexing side ---------------------------------------------------------------------------
     def start(self) -> None:
         if self.index and (self._thread is None or not self._thread.is_alive()):
+            from ..indexer import required_tags
+
+            required_tags()  # discovers the plugins (imports) now rather than during the first transfer
             self._thread = threading.Thread(target=self._run, name="dicombrowser-indexer", daemon=True)
             self._thread.start()
 
@@ -297,12 +300,13 @@ class ReceivedInstanceWriter:
         while not stop:
             batch = [self._queue.get()]
             # Gather what arrives within batch_wait: one scan plan and one transaction per batch cost
-            # a third of indexing file by file, and the receive thread needs the GIL more than we do.
-            deadline = time.monotonic() + self.batch_wait
+            # a third of indexing file by file. Asleep, not waiting on the queue: a waiting thread
+            # wakes up (and takes the GIL from the receiving thread) for every instance put.
+            if batch[-1] is not None and self._queue.qsize() < self.batch_size:
+                time.sleep(self.batch_wait)
             while len(batch) < self.batch_size and batch[-1] is not None:
-                remaining = deadline - time.monotonic()
                 try:
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             paths = [p for p in batch if p is not None]
