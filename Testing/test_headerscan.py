@@ -128,6 +128,28 @@ def test_every_pydicom_test_file_scans_like_a_full_pydicom_read():
     assert "past the end of the file" in errors["rtplan_truncated.dcm"]
 
 
+@pytest.mark.timeout(300)
+def test_dataset_values_of_decoded_data_sets_equal_format_value():
+    """headerscan.dataset_values (how C-FIND matches are read from pynetdicom's decoded identifiers)
+    gives format_value's strings for every readable pydicom test file, character set files included."""
+    folders = [pydicom_sample_folder(), pydicom_sample_folder().parent / "charset_files"]
+    data_tags = [t for t in TAGS if not t.startswith("0002")]
+    checked = fast = 0
+    for path in (p for folder in folders for p in files_under(folder)):
+        _ds, truth, failure = reference(path)
+        if failure is not None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            decoded = pydicom.dcmread(path, force=True)  # elements stay raw until asked for, as in pynetdicom's
+            values = headerscan.dataset_values(decoded, data_tags)
+        assert dict(zip(data_tags, values)) == {t: truth[t] for t in data_tags}, path
+        checked += 1
+        fast += all(isinstance(e, pydicom.dataelem.RawDataElement) for t, e in decoded.items()
+                    if t != 0x00080005 and f"{t.group:04x},{t.element:04x}" in data_tags)
+    assert checked >= 150 and fast >= 150
+
+
 @pytest.mark.parametrize("name,charset,patient_name", [
     ("chrFren.dcm", "ISO_IR 100", "Buc^Jérôme"),
     ("chrX1.dcm", "ISO_IR 192", "Wang^XiaoDong=王^小東"),

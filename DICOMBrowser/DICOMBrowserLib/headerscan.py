@@ -19,6 +19,7 @@ See docs/headerscan.md.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -406,6 +407,43 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
         for i, text in zip(slow, _convert(raw, [tags[i] for i in slow], implicit)):
             values[i] = text
     return values
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(tags: tuple[str | int, ...]) -> tuple[_TagPlan, tuple[int, ...]]:
+    """The scan plan of `tags` and their numbers in the order given."""
+    return _TagPlan(tags), tuple(parse_tag(t) for t in tags)
+
+
+def dataset_values(ds: Dataset, tags: Iterable[str | int]) -> list[str]:
+    """The cache strings (format_value; '' where pydicom cannot convert) of `tags`, in the order
+    given, from a data set pydicom decoded from bytes but has not converted yet (a C-FIND response
+    identifier): its raw little-endian elements by the scanner's rules, ~10x faster than asking
+    the Dataset element by element. Anything else is asked of the Dataset."""
+    plan, wanted = _plan(tuple(tags))
+    raw: dict[int, tuple] = {}
+    implicit = None
+    for tag, element in ds.items():
+        if isinstance(element, RawDataElement):
+            if not element.is_little_endian or (implicit is not None and element.is_implicit_VR != implicit) \
+                    or tag >> 16 == 0x0002:
+                return [reference_value(ds, t) for t in wanted]
+            implicit = element.is_implicit_VR
+            raw[int(tag)] = (element.VR.encode() if element.VR else None, element.value or b"", element.value_tell)
+        elif tag == SPECIFIC_CHARACTER_SET and element.VR == "CS":  # pydicom reads it at once
+            value = element.value
+            text = "\\".join(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else value or ""
+            if not isinstance(text, str) or not text.isascii():
+                return [reference_value(ds, t) for t in wanted]
+            raw[SPECIFIC_CHARACTER_SET] = (b"CS", text.encode("ascii"), 0)
+        elif tag in plan.keep:  # converted already: pydicom's value is the one to format
+            return [reference_value(ds, t) for t in wanted]
+    try:
+        values = dict(zip(plan.data_tags, _values(raw, plan.data_tags, plan.data_index, bool(implicit),
+                                                  plan.implicit_vrs)))
+    except _Fallback:
+        return [reference_value(ds, t) for t in wanted]
+    return [values.get(t, "") for t in wanted]
 
 
 def _convert(raw: dict[int, tuple], tags: list[int], implicit: bool) -> list[str]:
