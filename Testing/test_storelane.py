@@ -251,3 +251,36 @@ def test_storescu_with_small_pdus(tmp_path, series_factory):
     finally:
         database.close()
     assert received == sent
+
+
+@pytest.mark.skipif(not have_dcmtk(), reason="DCMTK tools (apt-get install dcmtk) not installed")
+def test_concurrent_associations_deliver_into_one_series(tmp_path, series_factory):
+    """Three storescu processes at once, two of them sending the same 40 instances: every instance
+    is stored once, whole, and indexed; no temporary file is left behind."""
+    import subprocess
+
+    from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
+
+    shared = series_factory(count=40, rows=32, columns=32)
+    other = series_factory(count=40, rows=32, columns=32)
+    expected = {data_set_bytes(p)[1]: data_set_bytes(p)[3] for p in shared + other}
+    database = DICOMDatabase(tmp_path / "db")
+    try:
+        with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+            senders = [subprocess.Popen(["storescu", "-aec", AE, "127.0.0.1", str(listener.port),
+                                         *[str(p) for p in files]], env=dcmtk_env(),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                       for files in (shared, shared, other)]
+            for sender in senders:
+                _out, err = sender.communicate(timeout=60)
+                assert sender.returncode == 0, err
+            assert listener.wait_for(120, timeout=30) and listener.wait_indexed(30)
+            status = listener.status()
+        assert status.received == 120 and status.failed == 0
+        received = {sop: data for _c, sop, _t, data in
+                    (data_set_bytes(Path(row["FilePath"])) for row in database.instances())}
+        files = [p for p in database.images_folder.rglob("*") if p.is_file()]
+    finally:
+        database.close()
+    assert received == expected
+    assert len(files) == 80 and not [f for f in files if f.name.endswith(".part")]
