@@ -354,6 +354,16 @@ def _wake_on_put(assoc: Any, *queues: queue.Queue) -> None:
     assoc._wakeup = wakeup
 
 
+def _also_wake_on_clear(event: threading.Event, wakeup: threading.Event) -> None:
+    clear = event.clear
+
+    def clear_and_wake() -> None:
+        clear()
+        wakeup.set()
+
+    event.clear = clear_and_wake  # type: ignore[method-assign]
+
+
 def install_requestor(assoc: Any) -> bool:
     """For our own requestor associations (send, find, retrieve): only the association loop, for its
     race-free pause (the DUL thread and logging stay pynetdicom's). False if unsupported.
@@ -366,7 +376,11 @@ def install_requestor(assoc: Any) -> bool:
     if not supported(assoc, acceptor=False):
         return False
     assoc._run_reactor = types.MethodType(_message_driven_reactor, assoc)
-    if _dul_supported(assoc.dul):
+    if _dul_supported(assoc.dul) and isinstance(getattr(assoc, "_reactor_checkpoint", None), threading.Event):
+        # woken by messages, ACSE indications and by a send_*() pausing it (clearing the
+        # checkpoint): the pause no longer waits for the loop's next 1 ms poll (every C-STORE did)
+        _wake_on_put(assoc, assoc.dimse.msg_queue, assoc.dul.to_user_queue)
+        _also_wake_on_clear(assoc._reactor_checkpoint, assoc._wakeup)
         # the DUL thread is already running (it made the connection): waiting in select instead of
         # sleeping 1 ms whenever an iteration found nothing, which capped a C-FIND at ~1 result per ms
         _DULWaker(assoc.dul)
