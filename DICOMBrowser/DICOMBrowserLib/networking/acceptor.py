@@ -1,68 +1,42 @@
-"""Association and DUL loops for the listener that wake on events instead of polling.
+"""Association and DUL loops for the listener (and our requestors) that wake on events instead of polling.
 
-Why: pynetdicom 3.0's acceptor loop (`Association._run_reactor`) sleeps a hard-coded 1 ms before
-each look at its DIMSE message queue. A Storage SCU sends the next C-STORE only after our
-response, so every instance paid that sleep (~1.1 ms, more on a loaded machine) on top of
-the work itself.
+Why: pynetdicom 3.0's association loop (`Association._run_reactor`) sleeps a hard-coded 1 ms
+before each look at its DIMSE message queue, and its DUL thread sleeps `_run_loop_delay` after
+every iteration that found nothing; even time.sleep(0) costs ~70 us here (timer slack). A
+Storage SCU sends the next C-STORE only after our response, so every instance paid those sleeps.
 
-What: `install(assoc)` replaces that one method on one acceptor association (an instance
-attribute, set from the listener's EVT_CONN_OPEN handler before the association's thread starts)
-with `_message_driven_reactor`, which does the same checks in the same order (pause checkpoint,
-serve one message, peer release, abort, DUL alive, network timeout) but waits on the message
-queue itself (`queue.Queue.get` with a 1 ms timeout), so a message is served as soon as the DUL
-thread has decoded it and an idle association still notices a release or abort within ~1 ms.
+What `install(assoc)` does to one acceptor association (from the listener's EVT_CONN_OPEN
+handler, before the association's threads start):
 
-The DUL thread (one per association, reading PDUs and sending ours) has the same habit: it
-sleeps `_run_loop_delay` (1 ms; we used 0.1 ms, which burnt ~0.7 ms of CPU per small instance in
-select/sleep calls and GIL hand-offs) whenever an iteration found nothing to do. `install` also
-makes it wait in `select()` on the association's socket plus a wake-up socket pair instead:
-`_is_transport_event` (its "is there incoming data?" check, called only when no outgoing
-primitive is pending) first waits up to DUL_WAIT for the socket to become readable, and
-`send_pdu` (how the association hands it a primitive to send, e.g. our C-STORE response) writes a
-byte to the wake-up pair after queueing, so an outgoing PDU never waits for the timeout.
-`_run_loop_delay` becomes 0 (the loop's sleep turns into a yield; the wait happens in select).
-The wait is skipped whenever the DUL has events queued, and falls back to a plain sleep when the
-socket is gone, so the loop never spins and never sleeps on work. The pair is closed once the
-connection is closed (or, at the latest, when the DUL object is collected).
+- association loop: `_message_driven_reactor`, the same checks in the same order (pause
+  checkpoint, serve one message, peer release, abort, DUL alive, network timeout), asleep on an
+  event that every message put on `dimse.msg_queue` and every ACSE indication put on
+  `dul.to_user_queue` sets (`_wake_on_put`), at most IDLE_WAIT;
+- DUL thread: `_event_driven_dul_loop` as its `run` (pynetdicom's loop without the sleep), whose
+  only wait is in `_DULWaker.is_transport_event`: select() on the socket plus a wake-up socket
+  pair that `send_pdu` writes to after queueing, at most DUL_WAIT. A readable socket is read at
+  once (pynetdicom's `socket.ready` would select again); the pair is closed with the connection.
+  The socket's `recv` fills one buffer with `recv_into` (pynetdicom reads 4 kB per call);
+- storelane.install: plain C-STOREs served on the DUL thread (see storelane.py);
+- for what still reaches pynetdicom's DIMSE layer: plain C-STORE responses encoded directly
+  (`encode_store_response`: implicit VR little endian, PS3.7 9.3.1.2 / E.1, elements in tag
+  order, the bytes pynetdicom would send; Testing/test_network_failures.py compares them), and
+  plain C-STORE-RQ command sets parsed directly (`parse_store_request`: exactly the elements
+  (0000,0000), 0002, 0100, 0110, 0700, 0800, 1000, optionally 1030/1031, UIDs of digits and dots)
+  into pynetdicom's own C_STORE_RQ class (`_ParsedStoreRequest`, primitive built through the
+  same setters; anything else through pynetdicom's decoder, compared in the same tests);
+- pynetdicom's "standard" log-line handlers are unbound (public `Association.unbind`) when the
+  `pynetdicom` logger is not enabled for INFO: they format every PDU and DIMSE message otherwise.
 
-Reading: pynetdicom's `AssociationSocket.recv(n)` reads a PDU 4 kB per `socket.recv` call (~250
-calls per 1 MB P-DATA PDU of a CT slice). `install` gives the listener's association socket a
-`recv` with the same contract (n bytes, fewer only when the peer closed; socket errors and
-timeouts raised as before) that fills one buffer with `recv_into`.
-
-Responses: pynetdicom builds each C-STORE-RSP as a pydicom Dataset (an element object, UID
-validation and a dataset writer per field), half of the listener thread's time per small instance.
-`install` wraps this association's `dimse.send_msg` so that a plain C-STORE response (Status,
-Message ID, SOP class and instance UIDs; no Error Comment or Offending Element; nobody bound to
-EVT_DIMSE_SENT; it fits in one PDU) is encoded directly (`store_response_command`: implicit VR
-little endian, PS3.7 9.3.1.2 / E.1, elements in tag order, group length first) and handed to the
-DUL as one P-DATA primitive, the same bytes pynetdicom would send (Testing/test_network_failures.py
-compares them). Everything else goes through pynetdicom's own `send_msg`.
-
-Requests: pynetdicom decodes every incoming command set into a pydicom Dataset (element objects,
-value conversion) and copies it element by element into the DIMSE primitive, ~0.1 ms per
-C-STORE. `install` wraps this association's `dimse.receive_primitive` so that a P-DATA whose first
-PDV is a complete command set of a plain C-STORE-RQ (exactly the elements (0000,0000), 0002, 0100,
-0110, 0700, 0800, 1000 in that order, CommandField 0x0001, a data set following, UIDs of digits and
-dots, US values of 2 bytes) is parsed directly (`parse_store_request`); the message object is
-pynetdicom's own C_STORE_RQ class (subclassed: `_ParsedStoreRequest`) whose data set fragments
-pynetdicom keeps decoding, whose `command_set` is pynetdicom's decode on first access, and whose
-primitive is built through the same C_STORE setters (UID validation included). Anything else
-(MoveOriginator, other elements, a command set split over PDVs, chunked dataset mode, setter
-errors) goes through pynetdicom unchanged (Testing/test_network_failures.py compares both).
-
-Logging: every association carries pynetdicom's "standard" notification handlers, which turn each
-PDU and DIMSE message into log lines (reading the command set to do so) even when nobody listens
-to pynetdicom's INFO/DEBUG records. When the `pynetdicom` logger is not enabled for INFO, `install`
-unbinds them from that association (public `Association.unbind`), which also lets pynetdicom skip
-building the events.
+Our requestor associations (send, find, retrieve) get `install_requestor`: the same association
+loop, woken also when a send_*() pauses it (it clears `_reactor_checkpoint`, see
+`_also_wake_on_clear`), the select-waiting DUL (their DUL thread already runs: it made the
+connection, so its loop stays pynetdicom's with a zero delay) and the log handlers unbound.
 
 It relies on pynetdicom internals (`_run_reactor`, `_serve_request`, `_reactor_checkpoint`,
-`_is_paused`, `dimse.msg_queue`): `install` checks they exist and that pynetdicom is 3.0.x (the
-version it was written against and tested with) and otherwise leaves pynetdicom's own loops in
-place (slower, still correct). The listener's acceptor associations get all of the above; our
-requestor associations (send, find, retrieve) only the association loop, for its race-free pause
-(`install_requestor`).
+`_is_paused`, `dimse.msg_queue`, the DUL's queues, timers and state machine): `install` checks
+they exist and that pynetdicom is 3.0.x (the version it was written against and tested with)
+and otherwise leaves pynetdicom's own loops in place (slower, still correct).
 """
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 The C-STORE handler must answer quickly (the peer waits for every response), so it only writes
 the encoded dataset exactly as received (no decode, no re-encode: pixel data stays byte-identical)
-and hands the path to one indexing thread that calls `database.index_file(path, copied=True)`.
+and hands the path to one indexing thread, which stores batches in one transaction
+(`database.store_instances`, else `index_file` per path). The handler has two entries: the
+EVT_C_STORE event pynetdicom triggers, and `store_encoded(...)` for the store lane
+(storelane.py), which serves plain requests without building an event.
 
 Atomicity: each instance is written to a hidden temporary file in its final folder, optionally
 fsync'ed, then `os.replace`d onto its final name, and only then queued for indexing; so a reader,
