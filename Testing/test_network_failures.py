@@ -323,7 +323,7 @@ def test_parsed_store_request_is_what_pynetdicom_decodes():
     type, the data set bytes) equals pynetdicom's, and anything unusual is left to pynetdicom."""
     import struct
 
-    from DICOMBrowser.DICOMBrowserLib.networking.acceptor import StoreRequest, parse_store_request
+    from DICOMBrowser.DICOMBrowserLib.networking.commands import StoreRequest, parse_store_request
 
     cases = [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 7, 0),          # odd-length instance UID
              ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.44", 65535, 1),         # even lengths
@@ -367,18 +367,18 @@ def test_parsed_store_request_is_what_pynetdicom_decodes():
 def test_storescu_command_sets_parse_as_pynetdicom_decodes_them(database, series_factory, monkeypatch):
     """Real C-STORE-RQ command sets from DCMTK's storescu: our parse gives pynetdicom's primitive for
     each, every one took the parsed path, and the files hold the sent data sets byte for byte."""
-    from DICOMBrowser.DICOMBrowserLib.networking import acceptor
+    from DICOMBrowser.DICOMBrowserLib.networking import commands
     from network_peers import storescu
 
     captured = []
-    parse = acceptor.parse_store_request
+    parse = commands.parse_store_request
 
     def recording_parse(command: bytes):
         result = parse(command)
         captured.append((command, result))
         return result
 
-    monkeypatch.setattr(acceptor, "parse_store_request", recording_parse)
+    monkeypatch.setattr(commands, "parse_store_request", recording_parse)
     paths = series_factory(count=4)
     with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
         result = storescu(listener.port, AE, paths, timeout=60)

@@ -409,6 +409,21 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
     return values
 
 
+def file_meta(data: bytes) -> tuple[dict[int, str], int] | None:
+    """The UI values of the file meta group of a Part 10 file held in memory ({tag: UID}) and the
+    offset where its data set starts; None without the preamble and 'DICM', or for a file meta
+    the walker leaves to pydicom (storesend.py then sends the file through pynetdicom)."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return None
+    whole = _File.__new__(_File)  # a "file" whose one window is all of `data`: no reads needed
+    whole.fd, whole.size, whole.buf, whole.base = -1, len(data), data, 0
+    try:
+        meta, offset = _read_meta(whole, 132)
+    except (_Fallback, _Broken):
+        return None
+    return {tag: _uid(raw) for tag, raw in meta.items() if raw[0] == b"UI"}, offset
+
+
 @functools.lru_cache(maxsize=32)
 def _plan(tags: tuple[str | int, ...]) -> tuple[_TagPlan, tuple[int, ...]]:
     """The scan plan of `tags` and their numbers in the order given."""

@@ -28,9 +28,10 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelGet,
                                   StudyRootQueryRetrieveInformationModelMove, Verification)
 
+from .. import headerscan
 from ..config import RemoteNode
 from ..errors import NetworkError
-from .. import headerscan
+from . import storesend
 from .sockets import NAGLE_OFF
 from .storage import ReceivedInstanceWriter, store_handler
 
@@ -389,12 +390,14 @@ def _store_contexts(files: list[tuple[str, str, str]]) -> list:
 
     Separate contexts, not one context with several syntaxes: the peer accepts one syntax per
     context, so a combined context would force a conversion on every file in the other syntaxes.
+    That holds for the uncompressed syntaxes too: in the fallback context peers pick implicit VR,
+    and every explicit VR file was decoded and re-encoded on the way (3x slower, bytes changed).
     """
     pairs = list(dict.fromkeys((sop_class, ts if ts in ALL_TRANSFER_SYNTAXES else "") for _, sop_class, ts in files))
     contexts = []
     for sop_class, ts in pairs:
         # Deflated files are inflated and sent uncompressed: streaming them as stored hung storescp
-        if ts and ts not in UNCOMPRESSED and ts != DeflatedExplicitVRLittleEndian:
+        if ts and ts != DeflatedExplicitVRLittleEndian:
             contexts.append(build_context(sop_class, [ts]))
     for sop_class in dict.fromkeys(sop_class for sop_class, _ in pairs):
         contexts.append(build_context(sop_class, list(UNCOMPRESSED)))
@@ -456,7 +459,7 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
         assoc = associate(ae, node, timeout=timeout)
         try:
             for index, (path, sop_class, ts) in enumerate(batch):
-                reason = _store_one(assoc, node, path, summary)
+                reason = _store_one(assoc, node, path, summary, message_id=index % 0xFFFF + 1)
                 if reason is not None:
                     summary.failed.append((path, reason))
                     if not assoc.is_established:
@@ -469,6 +472,7 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
                     summary.failed.extend((p, "cancelled") for p, _, _ in batch[index + 1:])
                     break
         finally:
+            storesend.resume(assoc)  # the direct sends leave the association loop parked
             _release(assoc)
         if not assoc.is_established and len(summary.failed) >= summary.total:
             break
@@ -476,12 +480,14 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
     return summary
 
 
-def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary) -> str | None:
+def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary, message_id: int = 1) -> str | None:
     """Send one file; None on success (or warning), else the reason."""
     if not assoc.is_established:
         return "association lost"
     try:
-        status = assoc.send_c_store(Path(path))
+        status = storesend.send_as_stored(assoc, path, message_id)
+        if status is None:  # not a file the direct path was written for
+            status = assoc.send_c_store(Path(path), msg_id=message_id)
     except (ValueError, InvalidDicomError):
         # no context accepted in the file's own transfer syntax: decompress and go uncompressed
         try:

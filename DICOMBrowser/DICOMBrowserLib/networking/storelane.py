@@ -9,12 +9,12 @@ hand-offs and a dozen objects per instance; DCMTK's storescp does the same work 
 
 What: `install(assoc)` gives one acceptor's DUL thread its own `_read_pdu_data` (pynetdicom's
 "read one PDU from the socket" step). A P-DATA-TF PDU that starts a plain C-STORE-RQ
-(acceptor.parse_store_request: a complete command set in one PDV, optionally with the Move
+(commands.parse_store_request: a complete command set in one PDV, optionally with the Move
 Originator pair) on an accepted presentation context, for a SOP class pynetdicom serves with its
 Storage service class, is kept together with the PDUs carrying its data set; once the last data
 set fragment is in, the EVT_C_STORE handler's direct entry (`handler.store_encoded(sop_class,
 sop_instance, transfer_syntax, data_set_bytes) -> status`, see storage.store_handler) stores it,
-and the C-STORE-RSP (the same bytes pynetdicom would encode: acceptor.encode_store_response) goes
+and the C-STORE-RSP (the same bytes pynetdicom would encode: commands.encode_store_response) goes
 straight to the socket. pynetdicom's state machine stays in Sta6 either way (receiving and sending
 P-DATA does not change the state), and its idle timer restarts on every PDU as before.
 
@@ -42,7 +42,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from . import acceptor
+from . import acceptor, commands
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class StoreLane:
         self.assoc = assoc
         self.dul = assoc.dul
         self.kept: list[bytearray] = []  # PDUs of the message being assembled
-        self.request: acceptor.StoreRequest | None = None
+        self.request: commands.StoreRequest | None = None
         self.context_id = 0
         self.fragments: list[memoryview] = []
         self.served = 0       # C-STOREs answered here
@@ -175,7 +175,7 @@ class StoreLane:
             if self.request is None:
                 if control & 0x03 != 0x03:  # a message must start with a whole command set
                     return False
-                request = acceptor.parse_store_request(bytes(fragment))
+                request = commands.parse_store_request(bytes(fragment))
                 if request is None or not self._servable(context_id, request.sop_class):
                     return False
                 self.request, self.context_id = request, context_id
@@ -226,7 +226,7 @@ class StoreLane:
             logger.exception("Exception in the C-STORE handler for %s", request.sop_instance)
             status = 0xC211
         self.served += 1
-        command = acceptor.encode_store_response(request.sop_class, request.message_id, status, request.sop_instance)
+        command = commands.encode_store_response(request.sop_class, request.message_id, status, request.sop_instance)
         limit = getattr(self.assoc.dimse, "maximum_pdu_size", 0)
         if command is None or (limit and len(command) + 12 > limit):
             self._respond_through_pynetdicom(request, context_id, status)
@@ -235,7 +235,7 @@ class StoreLane:
         self.dul.socket.send(struct.pack(">BBIIBB", _P_DATA_TF, 0, pdv_length + 4, pdv_length, context_id, 0x03)
                              + command)
 
-    def _respond_through_pynetdicom(self, request: acceptor.StoreRequest, context_id: int, status: int) -> None:
+    def _respond_through_pynetdicom(self, request: commands.StoreRequest, context_id: int, status: int) -> None:
         response = C_STORE()
         response.MessageIDBeingRespondedTo = request.message_id
         response.AffectedSOPClassUID = request.sop_class
