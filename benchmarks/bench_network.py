@@ -1,5 +1,6 @@
-"""Receive throughput of our listener (indexing included) against DCMTK's storescp, and C-FIND
-against Orthanc: our pynetdicom client vs DCMTK's findscu. Side by side in one run.
+"""Receive throughput of our listener (indexing included) against DCMTK's storescp, sending
+(our `send` against storescu, both to storescp), and C-FIND against Orthanc: our pynetdicom
+client vs DCMTK's findscu. Side by side in one run.
 
     .venv/bin/python benchmarks/bench_network.py            # 600 x 512x512 CT, 2,000 small, 20,000 in Orthanc
     .venv/bin/python benchmarks/bench_network.py --quick    # 100 CT slices, 300 small, 2,000 in Orthanc
@@ -127,6 +128,36 @@ def receive_case(name: str, data: Path, count: int, work: Path, repeat: int) -> 
     return ratio
 
 
+def send_case(name: str, data: Path, count: int, work: Path, repeat: int) -> None:
+    """Sending: storescu against our `send` (scu.send, files read from disk as stored), both to a
+    fresh storescp, alternating `repeat` times; wall time until storescp has every file."""
+    import pydicom
+
+    files = []
+    for path in sorted(p for p in data.rglob("*.dcm")):
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        files.append((str(path), str(header.SOPClassUID), str(header.file_meta.TransferSyntaxUID)))
+    assert len(files) == count, (len(files), count)
+    theirs, ours = [], []
+    for i in range(repeat):
+        with StoreSCP(work / f"{name}-send-dcmtk-{i}") as peer:
+            started = time.perf_counter()
+            result = storescu(peer.port, peer.ae_title, [data], timeout=1800)
+            theirs.append(time.perf_counter() - started)
+            assert result.returncode == 0 and len(peer.files()) == count, result.stderr[-500:]
+        with StoreSCP(work / f"{name}-send-ours-{i}") as peer:
+            node = RemoteNode("storescp", peer.ae_title, "127.0.0.1", peer.port)
+            started = time.perf_counter()
+            summary = scu.send(node, "BENCH", files)
+            ours.append(time.perf_counter() - started)
+            assert summary.ok and summary.sent == count and len(peer.files()) == count, summary.failed[:3]
+        print(f"  send run {i + 1}: storescu {theirs[-1]:6.2f} s | ours {ours[-1]:6.2f} s | "
+              f"ratio {theirs[-1] / ours[-1]:.2f}x", flush=True)
+    d, o = statistics.median(theirs), statistics.median(ours)
+    print(f"  sending {name}: storescu median {d:.2f} s ({count / d:.0f} inst/s), ours {o:.2f} s "
+          f"({count / o:.0f} inst/s); ours / storescu throughput {d / o:.2f}x")
+
+
 def make_data(root: Path, ct_slices: int, small: int) -> tuple[Path, Path]:
     """Generate (or reuse, when `root` already holds them) the CT series and the small instances."""
     ct, small_folder = root / f"ct-{ct_slices}", root / f"small-{small}"
@@ -180,7 +211,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller data sets")
     parser.add_argument("--skip-find", action="store_true", help="skip the Orthanc C-FIND part")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs per receive case (default 3)")
-    parser.add_argument("--only", choices=("ct", "small"), help="run one receive case only")
+    parser.add_argument("--only", choices=("ct", "small", "send"), help="run one case only")
     parser.add_argument("--data", type=Path, help="folder to keep generated data in between runs")
     parser.add_argument("--work", type=Path, help="folder the receivers write into (default: a temporary folder)")
     args = parser.parse_args()
@@ -194,6 +225,8 @@ def main() -> None:
             receive_case(f"CT {ct_slices} x 512x512", ct, ct_slices, work, args.repeat)
         if args.only in (None, "small"):
             receive_case(f"{small} small instances", small_folder, small, work, args.repeat)
+        if args.only in (None, "send"):
+            send_case(f"{small} small instances", small_folder, small, work, args.repeat)
         print(f"(load average {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
         if not args.skip_find:
             find_case(work, patients)
