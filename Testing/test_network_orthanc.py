@@ -104,14 +104,27 @@ def test_find_patients_and_series(cli, corpus):
 
 
 @pytest.mark.slow
-def test_retrieve_by_move_then_by_get(cli, corpus, orthanc):
-    """C-MOVE the CT study to our (temporary) listener, then C-GET one series: the database holds exactly those."""
+def test_retrieve_by_move_then_by_get(cli, corpus, orthanc, monkeypatch):
+    """C-MOVE the CT study to our (temporary) listener, then C-GET one series: the database holds
+    exactly those, and every instance was served by the store lane (the listener's for the C-MOVE,
+    with Orthanc's Move Originator in each request; the C-GET association's own)."""
+    from DICOMBrowser.DICOMBrowserLib.networking import storelane
+
+    served: list[bool] = []  # is_acceptor of the association that served one instance
+    serve = storelane.StoreLane._serve
+
+    def recording(lane):
+        served.append(lane.assoc.is_acceptor)
+        serve(lane)
+
+    monkeypatch.setattr(storelane.StoreLane, "_serve", recording)
     ct = _sop_uids(corpus / "slicer_ct_head")
     ct_study = next(iter(set(ct.values())))
     result = cli("retrieve", "orthanc", ct_study)
     assert result.exit_code == 0, result.output
     assert "93 completed, 0 failed" in result.stdout
     assert _database_sops(cli) == set(ct)
+    assert served == [True] * 93
 
     two = _sop_uids(corpus / "orthanc_tests/Database/PatientWith2studies")
     study = sorted(set(two.values()))[0]
@@ -120,6 +133,8 @@ def test_retrieve_by_move_then_by_get(cli, corpus, orthanc):
     assert result.exit_code == 0, result.output
     expected = {sop for sop, st in two.items() if st == study}
     assert _database_sops(cli) == set(ct) | expected
+    retrieved = int(series[0]["NumberOfSeriesRelatedInstances"])
+    assert retrieved >= 1 and served == [True] * 93 + [False] * retrieved
 
 
 def test_send_series_arrives_in_orthanc(cli, orthanc, series_factory):

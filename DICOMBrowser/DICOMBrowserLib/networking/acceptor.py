@@ -265,6 +265,11 @@ def install_requestor(assoc: Any) -> bool:
         _DULWaker(assoc.dul)
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _unbind_standard_logging(assoc)  # ~0.2 ms per received PDU (a C-FIND match each)
+    bound = assoc.get_handlers(evt.EVT_C_STORE)  # (handler, args), (None, None) or []
+    if bound and getattr(bound[0], "store_encoded", None) is not None:  # a C-GET: the peer sends C-STOREs
+        from . import storelane
+
+        storelane.install(assoc)
     return True
 
 

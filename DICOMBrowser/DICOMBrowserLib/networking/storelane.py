@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 _OBSERVED_EVENTS = (evt.EVT_DATA_RECV, evt.EVT_DATA_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT,
                     evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT)
 _DUL_NEEDS = ("_read_pdu_data", "_decode_pdu", "_recv_pdu", "event_queue", "state_machine", "socket")
-_ASSOC_NEEDS = ("_accepted_cx", "_sent_release", "acceptor", "get_handlers")
+_ASSOC_NEEDS = ("_accepted_cx", "_sent_release", "acceptor", "get_handlers", "is_acceptor", "_get_valid_context")
 _P_DATA_TF = 0x04
 _PDU_TYPES = range(0x01, 0x08)
 
@@ -63,7 +63,8 @@ def supported(assoc: Any) -> bool:
 
 
 def install(assoc: Any) -> bool:
-    """Serve this acceptor's plain C-STORE requests on its DUL thread; False if unsupported."""
+    """Serve this association's plain C-STORE requests on its DUL thread (the listener's
+    associations; our C-GET requestors); False if unsupported."""
     if not supported(assoc):
         return False
     StoreLane(assoc)
@@ -203,9 +204,17 @@ class StoreLane:
         return getattr(bound[0], "store_encoded", None) if bound else None
 
     def _servable(self, context_id: int, sop_class: str) -> bool:
-        """pynetdicom would serve this request with its Storage service class on this context."""
+        """pynetdicom would store this request through EVT_C_STORE on this context: as an acceptor,
+        with its Storage service class; as a requestor (C-GET), on a context whose SCP role was
+        negotiated (its _c_store_scp answers anything else with 0x0122 itself)."""
         if context_id not in self.assoc._accepted_cx:
             return False
+        if not self.assoc.is_acceptor:
+            try:
+                self.assoc._get_valid_context(sop_class, "", "scp", context_id=context_id)
+            except ValueError:
+                return False
+            return True
         if sop_class not in self._storage_classes:
             extended = getattr(self.assoc.acceptor, "accepted_common_extended", {}) or {}
             self._storage_classes[sop_class] = sop_class not in extended and (
