@@ -43,6 +43,7 @@ from DICOMBrowser.DICOMBrowserLib.config import RemoteNode  # noqa: E402
 from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase  # noqa: E402
 from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu  # noqa: E402
 from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env  # noqa: E402
+from DICOMBrowser.DICOMBrowserLib.networking.storage import ReceivedInstanceWriter  # noqa: E402
 
 
 @dataclass
@@ -184,7 +185,49 @@ def findscu(port: int, aet: str, name: str) -> float:
     return elapsed
 
 
-def find_case(work: Path, patients: int) -> None:
+def getscu(port: int, aet: str, study: str, series: str, folder: Path) -> float:
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    result = subprocess.run(["getscu", "-S", "-aet", "BENCH", "-aec", aet, "-od", str(folder),
+                             "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study}",
+                             "-k", f"SeriesInstanceUID={series}", "127.0.0.1", str(port)],
+                            env=dcmtk_env(), capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-500:]
+    return elapsed
+
+
+def get_case(orthanc: OrthancPeer, node: RemoteNode, series_folder: Path, count: int, work: Path, repeat: int) -> None:
+    """C-GET of one series from Orthanc: DCMTK's getscu (files to disk) against ours (written and indexed)."""
+    import pydicom
+
+    first = pydicom.dcmread(next(series_folder.rglob("*.dcm")), stop_before_pixels=True)
+    study, series = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
+    result = storescu(orthanc.dicom_port, orthanc.ae_title, [series_folder], timeout=1800)
+    assert result.returncode == 0, result.stderr[-500:]
+    theirs, ours = [], []
+    for i in range(repeat):
+        theirs.append(getscu(orthanc.dicom_port, orthanc.ae_title, study, series, work / f"getscu-{i}"))
+        assert len(list((work / f"getscu-{i}").iterdir())) == count
+        database = DICOMDatabase(work / f"get-db-{i}")
+        writer = ReceivedInstanceWriter(database)
+        writer.start()
+        try:
+            started = time.perf_counter()
+            summary = scu.get(node, "BENCH", series, "series", writer, study_uid=study)
+            writer.wait_indexed(600)
+            ours.append(time.perf_counter() - started)
+            writer.stop()
+            assert summary.completed == count and len(database.instances()) == count, summary
+        finally:
+            database.close()
+    d, o = statistics.median(theirs), statistics.median(ours)
+    print(f"C-GET of a {count}-instance series from Orthanc: getscu {d:.2f} s, ours (written + indexed) {o:.2f} s "
+          f"(medians of {repeat}: {', '.join(f'{t:.2f}' for t in theirs)} / {', '.join(f'{t:.2f}' for t in ours)}); "
+          f"ours / getscu throughput {d / o:.2f}x")
+
+
+def find_case(work: Path, patients: int, get_series: Path | None = None, get_count: int = 0, repeat: int = 3) -> None:
     data = work / "many"
     count = sampledata.write_many(data, patients=patients, studies=2, series=5, instances=10)
     with OrthancPeer(work / "orthanc", modalities={"bench": ("BENCH", free_port())}) as orthanc:
@@ -204,6 +247,8 @@ def find_case(work: Path, patients: int) -> None:
             d, o = statistics.median(dcmtk_times), statistics.median(ours_times)
             print(f"  PatientName={pattern!r}: {matches} matches; findscu {d * 1000:.0f} ms, "
                   f"ours {o * 1000:.0f} ms (median of 5), ratio {o / d:.2f}x")
+        if get_series is not None:
+            get_case(orthanc, node, get_series, get_count, work, repeat)
 
 
 def main() -> None:
@@ -229,7 +274,7 @@ def main() -> None:
             send_case(f"{small} small instances", small_folder, small, work, args.repeat)
         print(f"(load average {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
         if not args.skip_find:
-            find_case(work, patients)
+            find_case(work, patients, ct, ct_slices, args.repeat)
 
 
 if __name__ == "__main__":
