@@ -284,3 +284,30 @@ def test_concurrent_associations_deliver_into_one_series(tmp_path, series_factor
         database.close()
     assert received == expected
     assert len(files) == 80 and not [f for f in files if f.name.endswith(".part")]
+
+
+def test_writer_takes_a_data_set_in_fragments(tmp_path, series_factory):
+    """What the lane hands over for a message of many PDUs: the fragments, never joined. Written
+    in order (writev for a few, one by one for many), the study and series found even when the
+    first fragment is too short to hold them."""
+    from DICOMBrowser.DICOMBrowserLib.networking.storage import ReceivedInstanceWriter
+
+    [path] = series_factory(count=1, rows=64, columns=64)
+    sop_class, sop, syntax, data = data_set_bytes(path)
+    ds = pydicom.dcmread(path)
+    database = DICOMDatabase(tmp_path / "db")
+    try:
+        writer = ReceivedInstanceWriter(database, index=False)
+        for count in (3, 40):
+            sizes = [10] + [len(data) // count] * (count - 2)
+            fragments, start = [], 0
+            for size in sizes:
+                fragments.append(memoryview(data)[start:start + size])
+                start += size
+            fragments.append(memoryview(data)[start:])
+            written = writer.write_encoded(sop_class, sop, syntax, fragments)
+            assert written.parent.name == ds.SeriesInstanceUID and written.parent.parent.name == ds.StudyInstanceUID
+            assert data_set_bytes(written) == (sop_class, sop, syntax, data)
+        assert writer.counters.received_bytes == 2 * len(data)
+    finally:
+        database.close()

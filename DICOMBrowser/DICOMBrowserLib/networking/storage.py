@@ -145,14 +145,38 @@ def encode_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
     return b"\0" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
 
 
-def _write_all(descriptor: int, header: bytes, data: bytes | memoryview) -> None:
-    """header + data in one writev when the kernel takes it all (it does for regular files)."""
-    written = os.writev(descriptor, [header, data])
-    total = len(header) + len(data)
-    if written < total:  # a short write: finish piece by piece
-        with memoryview(b"".join([header, data])) as rest:
-            while written < total:
-                written += os.write(descriptor, rest[written:])
+def _write_all(descriptor: int, buffers: list[bytes | memoryview]) -> None:
+    """All of `buffers`, in order: one writev when there are few (a header and a data set: the
+    kernel takes it all at once for regular files), else buffer by buffer; short writes finished."""
+    if len(buffers) <= 16:
+        written = os.writev(descriptor, buffers)
+        if written == sum(len(b) for b in buffers):
+            return
+    else:
+        written = 0
+    for buffer in buffers:  # from where `written` got to
+        with memoryview(buffer) as view:
+            if written >= len(view):
+                written -= len(view)
+                continue
+            view = view[written:]
+            written = 0
+            while len(view):
+                view = view[os.write(descriptor, view):]
+
+
+def _head(fragments: list[bytes | memoryview], enough: int = 1 << 20) -> bytes | memoryview:
+    """The start of a data set received in fragments, for study_and_series: the first fragment when
+    it is big enough, else the first ones joined up to `enough` bytes (the UIDs are near the start)."""
+    if len(fragments) == 1 or len(fragments[0]) >= enough:
+        return fragments[0]
+    head, size = [], 0
+    for fragment in fragments:
+        head.append(fragment)
+        size += len(fragment)
+        if size >= enough:
+            break
+    return b"".join(head)
 
 
 @dataclass
@@ -216,13 +240,16 @@ class ReceivedInstanceWriter:
                                   str(file_meta.TransferSyntaxUID), raw_dataset,
                                   file_meta.get("SourceApplicationEntityTitle"))
 
-    def write_encoded(self, sop_class: str, sop_uid: str, transfer_syntax: str, raw_dataset: bytes | memoryview,
-                      source_ae: str | None = None) -> Path:
+    def write_encoded(self, sop_class: str, sop_uid: str, transfer_syntax: str,
+                      raw_dataset: bytes | memoryview | list[bytes | memoryview], source_ae: str | None = None) -> Path:
         """`write` from the C-STORE request's own values (no pydicom File Meta dataset to build).
+        `raw_dataset` may be the fragments it arrived in (the store lane): never joined in memory.
 
         Plain os.open/os.writev/os.close: Python's open() adds fstat, isatty and lseek calls per
         file, and every system call is a moment the receiving thread may lose the GIL to the indexer."""
-        study_uid, series_uid = study_and_series(raw_dataset, transfer_syntax)
+        fragments = raw_dataset if isinstance(raw_dataset, list) else [raw_dataset]
+        size = sum(len(fragment) for fragment in fragments)
+        study_uid, series_uid = study_and_series(_head(fragments), transfer_syntax)
         folder = self._folder_for(study_uid, series_uid)
         name = f"{safe_uid_component(sop_uid)}.dcm"
         final = f"{folder}{os.sep}{name}"
@@ -239,7 +266,7 @@ class ReceivedInstanceWriter:
                 self._folder_for(study_uid, series_uid)
                 descriptor = os.open(temporary, flags, 0o666)
             try:
-                _write_all(descriptor, header, raw_dataset)
+                _write_all(descriptor, [header, *fragments])
                 if self.fsync:
                     os.fsync(descriptor)
             finally:
@@ -251,7 +278,7 @@ class ReceivedInstanceWriter:
             raise
         with self._lock:
             self.counters.received += 1
-            self.counters.received_bytes += len(raw_dataset)
+            self.counters.received_bytes += size
             if self.index:
                 self._pending += 1
         if self.index:
@@ -399,7 +426,8 @@ def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
     Its attribute `store_encoded(sop_class, sop_instance, transfer_syntax, data_set_bytes)` is the
     same handler without pynetdicom's event: storelane.py calls it for the requests it serves."""
 
-    def store_encoded(sop_class: str, sop_instance: str, transfer_syntax: str, raw: bytes | memoryview) -> int:
+    def store_encoded(sop_class: str, sop_instance: str, transfer_syntax: str,
+                      raw: bytes | memoryview | list[bytes | memoryview]) -> int:
         try:
             writer.write_encoded(sop_class, sop_instance, transfer_syntax, raw)
             return 0x0000

@@ -13,7 +13,7 @@ What: `install(assoc)` gives one acceptor's DUL thread its own `_read_pdu_data` 
 Originator pair) on an accepted presentation context, for a SOP class pynetdicom serves with its
 Storage service class, is kept together with the PDUs carrying its data set; once the last data
 set fragment is in, the EVT_C_STORE handler's direct entry (`handler.store_encoded(sop_class,
-sop_instance, transfer_syntax, data_set_bytes) -> status`, see storage.store_handler) stores it,
+sop_instance, transfer_syntax, data_set_fragments) -> status`, see storage.store_handler) stores it,
 and the C-STORE-RSP (the same bytes pynetdicom would encode: commands.encode_store_response) goes
 straight to the socket. pynetdicom's state machine stays in Sta6 either way (receiving and sending
 P-DATA does not change the state), and its idle timer restarts on every PDU as before.
@@ -228,9 +228,8 @@ class StoreLane:
         self._reset()
         assert request is not None
         transfer_syntax = str(self.assoc._accepted_cx[context_id].transfer_syntax[0])
-        data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
-        try:
-            status = self._store_entry()(request.sop_class, request.sop_instance, transfer_syntax, data)
+        try:  # the fragments as they are: a data set of several PDUs is never joined in memory
+            status = self._store_entry()(request.sop_class, request.sop_instance, transfer_syntax, fragments)
         except Exception:  # pynetdicom answers a failing handler with 0xC211
             logger.exception("Exception in the C-STORE handler for %s", request.sop_instance)
             status = 0xC211
