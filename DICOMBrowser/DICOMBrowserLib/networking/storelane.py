@@ -27,6 +27,10 @@ pynetdicom's PDU/DIMSE/data events (its debug logging binds them), while a relea
 and with pynetdicom's chunked-dataset mode. A connection that breaks mid-message drops the
 partial message (nothing written, nothing indexed), as pynetdicom would.
 
+Our C-GET requestor associations get the lane too (acceptor.install_requestor, when an
+EVT_C_STORE handler with a direct entry is bound): there the peer's C-STORE sub-operations are
+served on contexts whose SCP role was negotiated, which is what pynetdicom's `_c_store_scp` checks.
+
 It uses pynetdicom 3.0 internals (`_read_pdu_data`, `_decode_pdu`, `_recv_pdu`, `event_queue`,
 `state_machine`, `_accepted_cx`, `_sent_release`, `dimse.message`); `install` checks for them and
 otherwise leaves the association on pynetdicom's path.
@@ -89,7 +93,7 @@ def pdv_items(pdu: bytearray) -> list[tuple[int, int, memoryview]] | None:
 
 
 class StoreLane:
-    """The DUL-thread side of one acceptor association: see the module docstring."""
+    """The DUL-thread side of one association (the listener's, or our C-GET's): see the module docstring."""
 
     def __init__(self, assoc: Any):
         self.assoc = assoc
