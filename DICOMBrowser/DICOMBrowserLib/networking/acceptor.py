@@ -45,7 +45,6 @@ import queue
 import select
 import socket
 import ssl
-import struct
 import threading
 import time
 import types

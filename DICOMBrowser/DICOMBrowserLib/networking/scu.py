@@ -458,7 +458,7 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
         ae.requested_contexts = _store_contexts(batch)
         assoc = associate(ae, node, timeout=timeout)
         try:
-            for index, (path, sop_class, ts) in enumerate(batch):
+            for index, (path, _sop_class, _ts) in enumerate(batch):
                 reason = _store_one(assoc, node, path, summary, message_id=index % 0xFFFF + 1)
                 if reason is not None:
                     summary.failed.append((path, reason))
