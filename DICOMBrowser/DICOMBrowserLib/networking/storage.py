@@ -234,15 +234,10 @@ class ReceivedInstanceWriter:
                 self._folders[key] = folder
         return folder
 
-    def write(self, file_meta: Any, raw_dataset: bytes | memoryview) -> Path:
-        """Write preamble + file meta + the dataset bytes as received; returns the final path."""
-        return self.write_encoded(str(file_meta.MediaStorageSOPClassUID), str(file_meta.MediaStorageSOPInstanceUID),
-                                  str(file_meta.TransferSyntaxUID), raw_dataset,
-                                  file_meta.get("SourceApplicationEntityTitle"))
-
     def write_encoded(self, sop_class: str, sop_uid: str, transfer_syntax: str,
                       raw_dataset: bytes | memoryview | list[bytes | memoryview], source_ae: str | None = None) -> Path:
-        """`write` from the C-STORE request's own values (no pydicom File Meta dataset to build).
+        """Preamble + file meta (from the C-STORE request's own values, no pydicom File Meta dataset
+        to build) + the data set bytes as received; returns the final path.
         `raw_dataset` may be the fragments it arrived in (the store lane): never joined in memory.
 
         Plain os.open/os.writev/os.close: Python's open() adds fstat, isatty and lseek calls per
