@@ -10,9 +10,11 @@ Utilities/setup.sh --test || exit 1
 run_pytest() { "$@"; local rc=$?; [ $rc = 5 ] && rc=0; return $rc; }
 
 export PYTHONUNBUFFERED=1
+.venv/bin/ruff check . </dev/null
+lint=$?
 QT_QPA_PLATFORM=offscreen run_pytest .venv/bin/python -m pytest -m "not x11" "$@" </dev/null
 headless=$?
 run_pytest xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python -m pytest -m x11 "$@" </dev/null
 x11=$?
-echo "headless pass: exit $headless; x11 pass: exit $x11"
-[ $headless = 0 ] && [ $x11 = 0 ]
+echo "ruff: exit $lint; headless pass: exit $headless; x11 pass: exit $x11"
+[ $lint = 0 ] && [ $headless = 0 ] && [ $x11 = 0 ]
