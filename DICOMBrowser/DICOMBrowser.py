@@ -221,6 +221,18 @@ class DICOMBrowserLogic:
 
         return view.screenshot(node, path, size=size)
 
+    # --- differential testing (DICOMBrowserLib.comparison) ----------------------------------------
+    def compare(self, targets: list[str], with_: str = "dcm2niix",
+                progress: Callable[..., Any] | None = None) -> list:
+        """Each series of the targets (UIDs or files/folders) loaded by default and converted by
+        dcm2niix (on PATH), compared: a list of comparison.SeriesVerdict, one per series."""
+        from DICOMBrowser.DICOMBrowserLib import comparison, loading
+
+        if with_ != "dcm2niix":
+            raise ValueError(f"cannot compare with {with_!r} (known: dcm2niix)")
+        targets = [str(t) for t in targets]
+        database = self._database_for(targets)
+        return comparison.compare_with_dcm2niix(database, loading.file_lists_for(database, targets), progress)
 
     # --- diffusion (DICOMBrowserLib.diffusion) -------------------------------------------------
     def save_dwi(self, node: Any, path: str | os.PathLike) -> list[Path]:

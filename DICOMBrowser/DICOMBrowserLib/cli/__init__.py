@@ -1,8 +1,9 @@
 """The `dicombrowser` command line: a thin shell over DICOMBrowserLogic.
 
 The global options choose the database; each area registers its subcommands from its own
-module (database_commands, loading_commands, network_commands, gui_commands), so the shell
-stays small and every command is a call into the same logic the GUI and tests use.
+module (database_commands, loading_commands, compare_commands, network_commands,
+gui_commands), so the shell stays small and every command is a call into the same logic the
+GUI and tests use.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def _register_commands() -> None:
     """Each area adds its commands; a missing area module must not break the others."""
     import importlib
 
-    for name in ("database_commands", "loading_commands", "network_commands", "gui_commands"):
+    for name in ("database_commands", "loading_commands", "compare_commands", "network_commands", "gui_commands"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:
