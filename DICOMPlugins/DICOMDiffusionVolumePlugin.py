@@ -2,8 +2,8 @@
 
 Examine offers a diffusion loadable (confidence 0.8, above the scalar plugin's 0.5, which stays
 available) for a series whose files carry diffusion information: standard tags, Siemens CSA or
-mosaics, GE or Philips private tags, enhanced multi-frame functional groups. The work is in
-DICOMBrowser.DICOMBrowserLib.diffusion; this file only examines and loads.
+mosaics, GE, Philips or UIH private tags, enhanced multi-frame functional groups. The work is
+in DICOMBrowser.DICOMBrowserLib.diffusion; this file only examines and loads.
 """
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 ENHANCED_MR = {"1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
 DIFFUSION_CONFIDENCE = 0.8
 SEQUENCE_VENDORS = ("CANON", "TOSHIBA", "HITACHI", "FUJIFILM", "UIH")
+#: b-value tags the tag cache holds: standard, Siemens, GE, Philips, UIH
+B_VALUE_TAGS = ("0018,9087", "0019,100c", "0043,1039", "2001,1003", "0065,1009")
+#: how many more images (one per volume, at one slice location) examine probes when the first,
+#: middle and last file show no diffusion sequence; Canon/Toshiba b = 0 images carry none
+MORE_PROBES = 16
 
 
 class DICOMDiffusionVolumePlugin(DICOMPlugin):
@@ -36,22 +41,53 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
 
     def _maybe_diffusion(self, files: list[str]) -> bool:
         """Cheap check on cached tags of a few files before any header is parsed in full."""
-        probes = {files[0], files[len(files) // 2], files[-1]}
+        probes = list(dict.fromkeys([files[0], files[len(files) // 2], files[-1]]))
         for path in probes:
             image_type = self.fileValue(path, "0008,0008").upper()
             if "DIFFUSION" in image_type or "MOSAIC" in image_type:
                 return True
-            if any(self.fileValue(path, tag) for tag in ("0018,9087", "0019,100c", "0043,1039", "2001,1003")):
+            if any(self.fileValue(path, tag) for tag in B_VALUE_TAGS):
                 return True
             if self.fileValue(path, "0008,0016") in ENHANCED_MR:
                 return True
         # Canon/Toshiba, Hitachi, UIH keep the standard macro inside sequences (0018,9117 or
         # 5200,9229) that the tag cache does not hold: read only those sequences of the probes
-        for path in probes:
-            if any(name in self.fileValue(path, "0008,0070").upper() for name in SEQUENCE_VENDORS) \
-                    and self.fileValue(path, "0008,0060") == "MR" and dwi_series.has_diffusion_sequence(path):
-                return True
-        return False
+        sequence_vendor = [path for path in probes
+                           if any(name in self.fileValue(path, "0008,0070").upper() for name in SEQUENCE_VENDORS)
+                           and self.fileValue(path, "0008,0060") == "MR"]
+        if any(dwi_series.has_diffusion_sequence(path) for path in sequence_vendor):
+            return True
+        if not sequence_vendor:
+            return False
+        # the probes may all be b = 0 images, which Canon/Toshiba write without any diffusion
+        # tag: when slice positions repeat (a 4D series), probe the other images at the first
+        # probe's position, one per volume, in acquisition order
+        seen = set(probes)
+        return any(dwi_series.has_diffusion_sequence(path)
+                   for path in self._same_position(files, probes[0]) if path not in seen)
+
+    def _same_position(self, files: list[str], reference: str) -> list[str]:
+        """Up to MORE_PROBES files at the slice position of `reference` (cached values), by
+        InstanceNumber; none when every position occurs once (a 3D series is not diffusion)."""
+        tags = ["0020,0032", "0020,0013"]
+        if self.database is not None:
+            values = self.database.file_values(files, tags)
+        else:
+            self.prefetch(files, tags)
+            values = {path: {tag: self.fileValue(path, tag) for tag in tags} for path in files}
+        positions = {path: values.get(path, {}).get("0020,0032", "") for path in files}
+        if len(set(positions.values())) == len(files):
+            return []
+        target = positions.get(reference, "")
+
+        def instance_number(path: str) -> float:
+            try:
+                return float(values.get(path, {}).get("0020,0013", "") or 0)
+            except ValueError:
+                return 0.0
+
+        same = sorted((path for path in files if positions[path] == target), key=instance_number)
+        return same[:MORE_PROBES + 1]
 
     def examineFiles(self, files: list[str]) -> list[DICOMLoadable]:
         from DICOMBrowser.DICOMBrowserLib.diffusion import plan_dwi

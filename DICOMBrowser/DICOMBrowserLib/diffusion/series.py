@@ -106,6 +106,7 @@ SCAN_TAGS: dict[str, str] = {
     "0043,1039": "IS", "0019,10bb": "DS", "0019,10bc": "DS", "0019,10bd": "DS",
     "2001,1003": "FL", "2001,1004": "CS", "2005,10b0": "FL", "2005,10b1": "FL", "2005,10b2": "FL",
     "2005,1412": "IS", "2005,1413": "IS", "2005,1596": "IS",
+    "0065,0010": "LO", "0065,1009": "FD", "0065,100a": "FD", "0065,1037": "FD", "0065,1050": "DS",
     # identity, for node attributes and the subject hierarchy
     "0008,0018": "UI", "0010,0010": "PN", "0010,0020": "LO", "0010,0030": "DA", "0010,0040": "CS",
     "0020,000d": "UI", "0008,1030": "LO", "0008,0020": "DA", "0008,0030": "TM", "0020,0010": "SH",
@@ -120,7 +121,9 @@ PRIVATE_TAG_NAMES = {
     "2001,1004": "PhilipsDiffusionDirection", "2005,10b0": "PhilipsDiffusionGradientRL",
     "2005,10b1": "PhilipsDiffusionGradientAP", "2005,10b2": "PhilipsDiffusionGradientFH",
     "2005,1412": "PhilipsDiffusionBValueNumber", "2005,1413": "PhilipsGradientOrientationNumber",
-    "2005,1596": "PhilipsAcquisitionOrderNumber",
+    "2005,1596": "PhilipsAcquisitionOrderNumber", "0065,0010": "UIHImagePrivateHeaderCreator",
+    "0065,1009": "UIHDiffusionBValue", "0065,100a": "UIHUserBValue", "0065,1037": "UIHDiffusionGradient",
+    "0065,1050": "UIHSlicesInGrid",
 }
 #: DICOM keywords copied into `DWIPlan.identity` (scene.IDENTITY_KEYS without PatientComments)
 IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientSex", "PatientBirthDate", "StudyInstanceUID",
@@ -138,6 +141,8 @@ _SIEMENS_TAGS = tuple(pydicom.tag.Tag(t) for t in (
     *(0x00290000 | block for block in range(0x10, 0x20)),
     *(0x00290000 | (block << 8) | element for block in range(0x10, 0x20) for element in (0x10, 0x20)),
     *(0x00190000 | block for block in range(0x10, 0x20)), 0x0019100A, 0x0019100C, 0x0019100E))
+#: UIH grid images: the per-slice positions (0065,1051), a sequence
+_UIH_GRID_TAGS = (0x00651051,)
 _FULL = None  # marker: the whole header is needed (enhanced multi-frame functional groups)
 _KEYWORD_TAGS: dict[str, int | None] = {}
 
@@ -255,8 +260,11 @@ def _more_tags(header: ScanHeader) -> tuple | None:
         return ()  # not an image (presentation state, raw data): nothing to look for
     if str(header.get("SOPClassUID", "")) in _ENHANCED_SOP_CLASSES or _number(header, "NumberOfFrames", 1) > 1:
         return _FULL
-    if vendors.manufacturer(header) == "Siemens" or "MOSAIC" in [str(v).upper() for v in (header.get("ImageType") or [])]:
+    image_type = [str(v).upper() for v in (header.get("ImageType") or [])]
+    if vendors.manufacturer(header) == "Siemens" or "MOSAIC" in image_type:
         return _SIEMENS_TAGS
+    if "VFRAME" in image_type:
+        return _UIH_GRID_TAGS
     has_b = any(tag in header.values for tag in (0x00189087, 0x00431039, 0x20011003))
     if not has_b:
         return _SEQUENCE_TAGS  # maybe inside an MR Diffusion Sequence (Canon, Hitachi) or not diffusion at all
@@ -377,14 +385,18 @@ def _classic_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[Fr
     orientation = vendors.float_array(ds.get("ImageOrientationPatient"))
     position = vendors.float_array(ds.get("ImagePositionPatient"))
     spacing = vendors.float_array(ds.get("PixelSpacing"))
+    layout = None
+    if orientation is not None and len(orientation) == 6 and spacing is not None:
+        if mosaic.is_mosaic(ds) and vendors.manufacturer(ds) == "Siemens":
+            layout = mosaic.layout(ds, path)
+        elif mosaic.is_uih_grid(ds):
+            layout = mosaic.uih_layout(ds, path)  # each tile's position is in the file, none at the top level
+        if layout is not None:
+            position = layout.first_position_lps
     if orientation is None or len(orientation) != 6 or position is None or spacing is None:
         raise DICOMFileError(path, "no image plane geometry (ImageOrientation/PositionPatient, PixelSpacing)")
     diffusion = vendors.file_diffusion(ds, path)
     temporal = (diffusion.order_key, _number(ds, "InstanceNumber"))
-    layout = None
-    if mosaic.is_mosaic(ds) and vendors.manufacturer(ds) == "Siemens":
-        layout = mosaic.layout(ds, path)
-        position = layout.first_position_lps
     return [FrameRecord(file_index, 0, position, orientation[:3], orientation[3:], (spacing[0], spacing[1]),
                         _slice_spacing(ds), diffusion, temporal,
                         _number(ds, "RescaleSlope", 1.0) or 1.0, _number(ds, "RescaleIntercept", 0.0), layout)]
@@ -421,8 +433,13 @@ def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[F
 
 def plan_dwi(files: Sequence[str], require_diffusion: bool = True, database: Any = None) -> DWIPlan:
     """Group the frames of `files` into diffusion volumes (headers only). Raises LoadError when no
-    diffusion volumes can be formed. With require_diffusion=False, frames without diffusion
-    information count as b = 0 (to read any mosaic or slice series as a 4D stack). With a
+    diffusion volumes can be formed.
+
+    Images without diffusion information count as b = 0, as dcm2niix reads them: Canon/Toshiba
+    write the MR Diffusion Sequence on the weighted images only, so their b = 0 images carry
+    no diffusion tag at all. In a series where some images have diffusion information, a
+    warning counts the others; with require_diffusion=False a series without any is read as
+    a 4D stack of b = 0 volumes (the scalar plugin's way to any mosaic or slice series). With a
     `database`, header values come from its tag cache."""
     files = [str(f) for f in files]
     headers, locations = _headers(files, database)
@@ -460,15 +477,12 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True, database: Any
     if derived:
         warnings.append(f"{derived} derived image(s) (trace/ADC/isotropic) excluded")
     without = [r for r in records if r.diffusion.bvalue is None]
-    if without and not require_diffusion:
-        for record in without:
-            record.diffusion.bvalue = 0.0
-        without = []
-    if without:
-        if len(without) == len(records):
-            raise LoadError(f"no diffusion information in {len(files)} files (first: {files[0]})")
-        warnings.append(f"{len(without)} image(s) without diffusion information excluded")
-        records = [r for r in records if r.diffusion.bvalue is not None]
+    if without and len(without) == len(records) and require_diffusion:
+        raise LoadError(f"no diffusion information in {len(files)} files (first: {files[0]})")
+    if without and len(without) < len(records):
+        warnings.append(f"{len(without)} image(s) without diffusion information read as b = 0 (as dcm2niix does)")
+    for record in without:
+        record.diffusion.bvalue = 0.0
 
     records = _one_orientation(records, warnings)
     if records[0].mosaic_layout is not None:
@@ -520,7 +534,7 @@ def _mosaic_volumes(records: list[FrameRecord], warnings: list[str]):
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, 0] = first.row_direction * first.pixel_spacing[1]
     ijk_to_lps[:3, 1] = first.column_direction * first.pixel_spacing[0]
-    ijk_to_lps[:3, 2] = layout.normal_lps * first.slice_spacing
+    ijk_to_lps[:3, 2] = layout.normal_lps * (layout.slice_spacing or first.slice_spacing)
     ijk_to_lps[:3, 3] = layout.first_position_lps
     return [[r] for r in records], ijk_to_lps, (layout.count, layout.rows, layout.columns)
 

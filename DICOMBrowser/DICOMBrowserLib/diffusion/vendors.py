@@ -14,6 +14,9 @@ the vendor stored it in. Sources, in order of trust:
    converted with the in-plane phase encoding direction (0018,1312): see `ge_gradient_lps`.
 4. Philips: (2001,1003) b-value, (2005,10b0/b1/b2) direction (LPS); (2001,1004) 'I' marks the
    isotropic (trace) image. Volume order from (2005,1596), else (2005,1412)/(2005,1413).
+5. UIH ("Image Private Header" block of group 0065): (0065,1009) actual b-value, (0065,100a) the
+   b-value the user chose, (0065,1037) direction along the image axes (row, column, row x
+   column), not the patient's: see `uih_gradient_lps`.
 
 Derived images (trace, ADC, isotropic, FA, exponential ADC) are flagged `derived`, never loaded
 as diffusion volumes.
@@ -221,6 +224,50 @@ def _ge(ds: pydicom.Dataset) -> FrameDiffusion | None:
     return FrameDiffusion(bvalue=bvalue, gradient_lps=_unit(vector), derived=derived, source="GE (0043,1039)/(0019,10bb)")
 
 
+def uih_gradient_lps(image_frame: np.ndarray, orientation: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """UIH (0065,1037) holds the direction along the image axes: row, column and row x column.
+
+    The UIH DTI of the corpus (rotated in plane by 25 degrees, tilted by 1.7) has dcm2niix's
+    bvecs equal to these numbers with the column component negated (its j axis runs against
+    the column direction): 5e-7 apart over 16 directions, while reading them as LPS vectors
+    puts them up to 0.43 apart.
+    """
+    row_direction, column_direction = orientation
+    normal = np.cross(row_direction, column_direction)
+    a, b, c = (float(v) for v in image_frame)
+    return a * row_direction + b * column_direction + c * normal
+
+
+def uih_private(ds: pydicom.Dataset) -> bool:
+    """Whether group 0065's block 10 is UIH's "Image Private Header" (where 0065,1009 ... live)."""
+    element = ds.get((0x0065, 0x0010))
+    return element is not None and str(element.value).strip().upper() == "IMAGE PRIVATE HEADER"
+
+
+def _uih(ds: pydicom.Dataset) -> FrameDiffusion | None:
+    element = ds.get((0x0065, 0x1009))
+    if element is None or not uih_private(ds):
+        return None
+    bvalue = _float(element.value)
+    if bvalue is None:
+        return None
+    vector = None
+    direction = ds.get((0x0065, 0x1037))
+    orientation = _orientation(ds)
+    if direction is not None and orientation is not None:
+        image_frame = _vector(direction.value)
+        if image_frame is not None:
+            vector = uih_gradient_lps(image_frame, orientation)
+    chosen = ds.get((0x0065, 0x100A))
+    nominal = _float(chosen.value) if chosen is not None else None
+    # the b = 0 image reports the small b of the imaging gradients (1.25 in the corpus) with a
+    # zero vector; the b-value the user chose (0) says it is not a trace image
+    derived = bool(_image_type(ds) & DERIVED_IMAGE_TYPES) or (
+        bvalue > 0 and (vector is None or not np.any(vector)) and nominal != 0.0)
+    return FrameDiffusion(bvalue=bvalue, gradient_lps=_unit(vector), derived=derived,
+                          directionality="NONE" if nominal == 0.0 else "", source="UIH (0065,1009)/(0065,1037)")
+
+
 def _philips(ds: pydicom.Dataset) -> FrameDiffusion | None:
     bvalue = _float(ds[0x2001, 0x1003].value) if (0x2001, 0x1003) in ds else None
     if bvalue is None:
@@ -264,6 +311,8 @@ def file_diffusion(ds: pydicom.Dataset, source: str = "") -> FrameDiffusion:
         private = _ge(ds)
     elif vendor == "Philips":
         private = _philips(ds)
+    elif vendor == "UIH":
+        private = _uih(ds)
     result = standard or private or FrameDiffusion()
     if standard is not None and private is not None:
         if result.bvalue is None:
@@ -280,7 +329,7 @@ def file_diffusion(ds: pydicom.Dataset, source: str = "") -> FrameDiffusion:
         if result.directionality == "I" and (result.bvalue or 0) > 0:
             result.derived = True
     if (result.bvalue or 0) > 0 and result.gradient_lps is not None and not np.any(result.gradient_lps) \
-            and result.directionality not in ("BMATRIX",):
+            and result.directionality not in ("BMATRIX", "NONE"):
         result.derived = True  # a weighted image without a direction is a trace image
     return result
 
