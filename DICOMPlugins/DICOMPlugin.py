@@ -60,6 +60,8 @@ class DICOMLoadable:
             "tooltip": self.tooltip,
             "files": list(self.files),
             "referencedSeriesUIDs": list(self.referencedSeriesUIDs),
+            # dcm2niix's file name suffix of this part of the series ("_e2", "_ph", "_fieldmaphz"; '' if none)
+            "suffix": str(self.extra.get("suffix", "") or ""),
         }
 
 

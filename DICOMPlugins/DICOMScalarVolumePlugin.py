@@ -61,6 +61,11 @@ TIME_TAG_NAMES = {"0020,0100": "TemporalPositionIdentifier", "0018,1060": "Trigg
 ECHO_TAGS = ["0018,0086", "0018,0081"]
 #: b-value tags: standard, GE, Siemens, Philips (any that varies means a diffusion series)
 B_VALUE_TAGS = ["0018,9087", "0043,1039", "0019,100c", "2001,1003"]
+#: GE's direct field map sequences (Internal Pulse Sequence Name 0019,109E, lower case): per GE,
+#: each slice position holds two images, the field map in Hz first and the magnitude second
+GE_DIRECT_FIELD_MAPS = {"b0map", "3db0map", "b0rf"}
+#: GE's private image type (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imaginary
+GE_IMAGE_COMPONENTS = {"1": "ph", "2": "real", "3": "imaginary"}
 
 
 @dataclass
@@ -72,6 +77,9 @@ class _Stack:
     image_type: str = ""
     notes: list[str] = field(default_factory=list)
     color: bool = False  # RGB/YBR/palette images: a vector volume
+    #: dcm2niix's file name suffix for this part of the series ("_e2", "_ph", "_e2_ph",
+    #: "_fieldmaphz", ...): echo and image component, '' for a plain magnitude series
+    suffix: str = ""
 
 
 class DICOMScalarVolumePlugin(DICOMPlugin):
@@ -79,7 +87,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
     colour images (RGB, YBR, palette) as vector volumes (vtkMRMLVectorVolumeNode), as Slicer does."""
 
     loadType = "Scalar Volume"
-    version = "2"  # 2: colour images offered, files without pixel data skipped
+    # 2: colour images offered, files without pixel data skipped; 3: mosaics unpacked, time series
+    # from repeated position sets, dcm2niix's echo/phase suffixes, Philips precise scaling
+    version = "3"
     tags = {
         "sopClassUID": "0008,0016", "sopInstanceUID": "0008,0018", "imageType": "0008,0008",
         "modality": "0008,0060", "seriesInstanceUID": "0020,000e", "seriesDescription": "0008,103e",
@@ -96,6 +106,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         "echoNumbers": "0018,0086", "echoTime": "0018,0081", "gantryDetectorTilt": "0018,1120",
         "bValue": "0018,9087", "geBValue": "0043,1039", "siemensBValue": "0019,100c", "philipsBValue": "2001,1003",
         "frameOfReferenceUID": "0020,0052", "patientID": "0010,0020", "patientName": "0010,0010",
+        "manufacturer": "0008,0070", "philipsScaleSlope": "2005,100e", "geImageType": "0043,102f",
+        "geInternalPulseSequenceName": "0019,109e",
     }
 
     # --- examine -------------------------------------------------------------------------
@@ -141,9 +153,41 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             stack.label = ", ".join(p for p in ("colour", stack.label) if p) if records else stack.label
         stacks += color_stacks
         biggest = max(len(s.records) for s in stacks)
+        self._multi_echo = len({_echo_number(r) for r in records + color_records} - {None}) > 1
         for stack in stacks:
-            loadables.extend(self._loadables_for_stack(stack, values, series_name, len(stacks) > 1, biggest))
-        return loadables
+            stack.suffix = self._suffix(stack.records)
+            if stack.suffix:  # named as dcm2niix names the file: "4: gre_field_ph [e2_ph]"
+                stack.label = stack.suffix[1:]
+            loadables.extend(self._loadables_for_stack(stack, values, series_name,
+                                                       len(stacks) > 1 or bool(stack.suffix), biggest))
+        return loadables + self._display_scaling_alternatives(loadables)
+
+    def _suffix(self, records: list[FrameGeometry], component: str | None = None) -> str:
+        """dcm2niix's suffix for these frames: `_e<n>` when they share echo number n and n > 1 or
+        the series has several echoes, then `_ph`, `_real`, `_imaginary` or `_fieldmaphz`."""
+        echoes = {_echo_number(r) for r in records}
+        echo = next(iter(echoes)) if len(echoes) == 1 else None
+        suffix = f"_e{echo}" if echo is not None and (echo > 1 or getattr(self, "_multi_echo", False)) else ""
+        if component is None:
+            components = {_component(r) for r in records}
+            component = next(iter(components)) if len(components) == 1 else ""
+        return suffix + (f"_{component}" if component else "")
+
+    @staticmethod
+    def _display_scaling_alternatives(loadables: list[DICOMLoadable]) -> list[DICOMLoadable]:
+        """For each default loadable of Philips images with a private scale slope, the same frames
+        with the display scaling (RescaleSlope/Intercept only), as an alternative."""
+        alternatives = []
+        for loadable in loadables:
+            if loadable.selected and loadable.extra.get("philips_scale_slope"):
+                extra = dict(loadable.extra, scaling="display")
+                alternatives.append(DICOMLoadable(
+                    name=f"{loadable.name} [Philips display values]", files=list(loadable.files),
+                    tooltip=loadable.tooltip + " Display values (RescaleSlope/Intercept), not Philips' precise "
+                    "floating-point values (private scale slope 2005,100E).",
+                    confidence=round(max(loadable.confidence - 0.1, 0.0), 3), selected=False, warning=loadable.warning,
+                    plugin=loadable.plugin, extra=extra))
+        return alternatives
 
     def _values(self, files: list[str]) -> dict[str, dict[str, str]]:
         """The declared tags of each file: the database tag cache, else a header scan (kept)."""
@@ -210,14 +254,19 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             except DICOMFileError as error:
                 logger.warning("Scalar volume plugin: %s", error)
                 return []
-            for record in records:
-                record.attributes["modality"] = v.get("0008,0060", "")  # type: ignore[index]  # a fresh dict per frame
+            for record in records:  # a fresh dict per frame
+                record.attributes["modality"] = v.get("0008,0060", "")  # type: ignore[index]
+                record.attributes["manufacturer"] = v.get("0008,0070", "")  # type: ignore[index]
             return records
         keys = {tag: v.get(tag, "") for tag in TIME_TAGS + ECHO_TAGS + B_VALUE_TAGS}
         keys["modality"] = v.get("0008,0060", "")
         keys["image_type"] = v.get("0008,0008", "")
         keys["rescale_slope"] = v.get("0028,1053", "")
         keys["rescale_intercept"] = v.get("0028,1052", "")
+        keys["manufacturer"] = v.get("0008,0070", "")
+        keys["philips_scale_slope"] = v.get("2005,100e", "")
+        keys["ge_image_type"] = v.get("0043,102f", "")
+        keys["ge_sequence"] = v.get("0019,109e", "")
         return [geometry.frame_geometry_from_values(path, v, attributes=keys)]
 
     @staticmethod
@@ -273,6 +322,12 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         sorted_records = geometry.sort_frames(stack.records)
         name = f"{series_name} [{stack.label}]" if split and stack.label else series_name
         base_confidence, notes = self._confidence(sorted_records, stack, values, biggest)
+        if "MOSAIC" in stack.image_type.upper() and not stack.color:
+            loadables, problem = self._mosaic_loadables(sorted_records, name, base_confidence, notes)
+            if loadables:
+                return self._with_suffix(loadables, stack.suffix)
+            base_confidence = 0.05
+            notes = notes + [f"Siemens mosaic that could not be unpacked ({problem}): this loads the tiles as they are"]
         groups = geometry.position_groups(sorted_records)
         repeats = max(len(g) for g in groups)
         if repeats > 1:
@@ -281,16 +336,92 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 loadables = []
                 for value in _sorted_values({r.attributes.get(echo_key, "") for r in sorted_records}):
                     members = [r for r in sorted_records if r.attributes.get(echo_key, "") == value]
+                    suffix = self._suffix(members)
+                    label = suffix[1:] if suffix else f"echo {value}"
                     loadables.extend(self._loadables_for_stack(
-                        _Stack(members, label=f"echo {value}" if not split else f"{stack.label}, echo {value}",
-                               image_type=stack.image_type, color=stack.color), values, series_name, True, biggest))
+                        _Stack(members, label=label if not split or stack.suffix else f"{stack.label}, {label}",
+                               image_type=stack.image_type, color=stack.color, suffix=suffix),
+                        values, series_name, True, biggest))
+                return loadables
+            parts = _ge_direct_field_map_parts(groups)
+            if parts is not None:
+                loadables = []
+                for component, members in parts:
+                    suffix = self._suffix(members, component)
+                    loadables.extend(self._loadables_for_stack(
+                        _Stack(members, label=suffix[1:] if suffix else "magnitude", image_type=stack.image_type,
+                               suffix=suffix), values, series_name, True, biggest))
                 return loadables
             time_key = _splitting_key(groups, ["temporal_position", "trigger_time", *TIME_TAGS, "file"],
                                       require_all_positions=True)
             if time_key is not None and not stack.color:  # colour 4D: no vector volume sequences yet
-                return self._time_series_loadables(sorted_records, time_key, name, base_confidence, notes)
+                return self._with_suffix(
+                    self._time_series_loadables(sorted_records, time_key, name, base_confidence, notes), stack.suffix)
+            volumes = _repeated_position_sets(groups)
+            if volumes is not None and not stack.color:
+                return self._with_suffix(self._sequence_loadables(
+                    sorted_records, volumes, [str(i + 1) for i in range(len(volumes))],
+                    [float(i) for i in range(len(volumes))], "acquisition order", name, base_confidence, notes),
+                    stack.suffix)
         loadables = self._volume_loadables(sorted_records, name, base_confidence, notes, color=stack.color)
-        return loadables + self._sub_series_loadables(sorted_records, name, base_confidence, notes, stack.color)
+        return self._with_suffix(
+            loadables + self._sub_series_loadables(sorted_records, name, base_confidence, notes, stack.color),
+            stack.suffix)
+
+    @staticmethod
+    def _with_suffix(loadables: list[DICOMLoadable], suffix: str) -> list[DICOMLoadable]:
+        """Record dcm2niix's file name suffix (echo, phase, ...) on each loadable, for writers and
+        comparisons that name outputs as dcm2niix does."""
+        for loadable in loadables:
+            loadable.extra.setdefault("suffix", suffix)
+        return loadables
+
+    def _mosaic_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
+                          notes: list[str]) -> tuple[list[DICOMLoadable], str]:
+        """Siemens mosaics (each file tiles the slices of one volume): one 3D volume per file, and
+        a 4D loadable (default) when there are several, unpacked as the diffusion reader does
+        (tile order, CSA slice normal, mosaic position correction). Returns (loadables, why not)."""
+        from DICOMBrowser.DICOMBrowserLib.diffusion import series as mosaic_series
+
+        files = list(dict.fromkeys(r.path for r in records))
+        try:
+            plan = mosaic_series.plan_dwi(files, require_diffusion=False, database=self.database)
+        except DICOMBrowserError as error:
+            logger.info("%s: mosaic not unpacked: %s", name, error)
+            return [], str(error)
+        if plan.volumes[0][0].mosaic_layout is None:
+            return [], "no mosaic layout (not a Siemens mosaic)"
+        volume_files = [plan.files[volume[0].file_index] for volume in plan.volumes]
+        warning = " ".join(w if w.endswith(".") else f"{w}." for w in plan.warnings if "all b = 0" not in w)
+        if notes:
+            warning = " ".join([warning, *[f"{n}." for n in notes]]).strip()
+        slices, rows, columns = plan.shape_kji
+        record_of = {r.path: r for r in records}
+
+        def loadable(label: str, paths: list[str], volume_confidence: float) -> DICOMLoadable:
+            count = len(paths)
+            return DICOMLoadable(
+                name=label, files=paths, confidence=round(max(min(volume_confidence, 1.0), 0.0), 3), selected=False,
+                tooltip=f"Siemens mosaic: {slices} slices" + (f" x {count} volumes" if count > 1 else "")
+                        + f", {rows}x{columns}", warning=warning, plugin="DICOMScalarVolumePlugin",
+                extra={"kind": "mosaic", "index_values": [float(i) for i in range(count)],
+                       "index_name": "acquisition order",
+                       "philips_scale_slope": False, "slices": slices})
+
+        loadables = []
+        if len(volume_files) > 1:
+            series = loadable(f"{name} [4D, {len(volume_files)} volumes by acquisition order]", volume_files, confidence)
+            series.selected = confidence >= 0.5
+            loadables.append(series)
+        for index, path in enumerate(volume_files):
+            label = name if len(volume_files) == 1 else f"{name} [volume {index + 1}]"
+            single = loadable(label, [path], confidence if len(volume_files) == 1 else max(confidence - 0.15, 0.0))
+            single.selected = len(volume_files) == 1 and confidence >= 0.5
+            loadables.append(single)
+        if any(record_of[p].attributes.get("0019,100c") for p in files if p in record_of):
+            for item in loadables:  # diffusion mosaics: the diffusion plugin's job, this is the plain reading
+                item.tooltip += " (b-values and gradients not kept: see the diffusion loadable)"
+        return loadables, ""
 
     def _sub_series_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
                               notes: list[str], color: bool = False) -> list[DICOMLoadable]:
@@ -323,10 +454,6 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         first = values[records[0].path]
         confidence = 0.6 if first.get("0008,0060", "") in ("CT", "MR", "PT", "NM") else 0.5
         image_type = stack.image_type.upper()
-        if "MOSAIC" in image_type:
-            confidence = 0.05
-            notes.append("Siemens mosaic: each file tiles many slices in one image; "
-                         "the diffusion/mosaic plugin unpacks it, this plugin would load the tiles as they are")
         b_values = {_first_number(r.attributes.get(tag, "")) for r in records for tag in (*B_VALUE_TAGS, "b_value")}
         b_values.discard(None)
         if len(b_values) > 1 or any(b and b > 0 for b in b_values):
@@ -391,18 +518,24 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         for record in records:  # records are sorted along the normal, so each list is too
             by_time.setdefault(record.attributes.get(time_key, "") if time_key != "file" else record.path, []).append(record)
         times = _sorted_values(set(by_time))
-        volumes = [by_time[t] for t in times]
+        labels = [time if time_key != "file" else str(index + 1) for index, time in enumerate(times)]
+        return self._sequence_loadables(records, [by_time[t] for t in times], labels,
+                                        [_time_value(t, i) for i, t in enumerate(times)],
+                                        TIME_TAG_NAMES.get(time_key, time_key), name, confidence, notes)
+
+    def _sequence_loadables(self, records: list[FrameGeometry], volumes: list[list[FrameGeometry]],
+                            labels: list[str], index_values: list[float], key_name: str, name: str,
+                            confidence: float, notes: list[str]) -> list[DICOMLoadable]:
+        """The 4D loadable (selected when confident) and each volume as an alternative."""
         findings = geometry.check_geometry(volumes[0])
         penalty, shown = self._report_findings(name, volumes[0], findings)
-        key_name = TIME_TAG_NAMES.get(time_key, time_key)
         series = self._loadable(f"{name} [4D, {len(volumes)} volumes by {key_name}]", records, volumes,
                                 confidence - penalty, notes, findings, kind="sequence", shown=shown)
-        series.extra["index_values"] = [_time_value(t, i) for i, t in enumerate(times)]
+        series.extra["index_values"] = index_values
         series.extra["index_name"] = key_name
         series.selected = confidence >= 0.5
         loadables = [series]
-        for index, (time, volume) in enumerate(zip(times, volumes)):
-            label = time if time_key != "file" else str(index + 1)
+        for label, volume in zip(labels, volumes):
             single = self._loadable(f"{name} [{key_name} {label}]", volume, [volume],
                                     max(confidence - penalty - 0.15, 0.0), notes, findings, kind="volume", shown=shown)
             single.selected = False
@@ -432,6 +565,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             name=name, files=files, tooltip=tooltip, confidence=round(max(min(confidence, 1.0), 0.0), 3),
             selected=False, warning=warning, plugin="DICOMScalarVolumePlugin",
             extra={"kind": kind, "frames": frames, "regularize": regularize, "color": color,
+                   "philips_scale_slope": any(_philips_scale_slope(r) for r in records),
                    "findings": [{"kind": f.kind, "message": f.message, "files": f.files} for f in findings]},
         )
 
@@ -461,6 +595,10 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 instance_uids=instance_uids, window_level=volume.window_level, dicom_identity=identity)
         if loadable.extra.get("regularize"):
             node.SetAttribute("DICOM.regularized", "1")
+        if volume.scaling:
+            node.SetAttribute("DICOM.scaling", volume.scaling)
+        if loadable.extra.get("suffix"):
+            node.SetAttribute("DICOM.suffix", loadable.extra["suffix"])
         if loadable.warning:
             node.SetAttribute("DICOM.warning", loadable.warning)
         return node
@@ -471,6 +609,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         from DICOMBrowser.DICOMBrowserLib import pixelreader
 
         files = list(loadable.files)
+        if loadable.extra.get("kind") == "mosaic":
+            return self._read_mosaic(loadable)
         volumes = loadable.extra.get("frames")
         records_by_frame = {}
         examined = self.__dict__.get("_examined", {})
@@ -508,6 +648,15 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         all_records = [r for volume in records for r in volume]
         slopes = [_first_number(r.attributes.get("rescale_slope", "")) or 1.0 for r in all_records]
         intercepts = [_first_number(r.attributes.get("rescale_intercept", "")) or 0.0 for r in all_records]
+        scaling = ""
+        if loadable.extra.get("philips_scale_slope"):
+            if loadable.extra.get("scaling") == "display":
+                scaling = "Philips display values (RescaleSlope/Intercept)"
+            else:
+                scaling = "Philips precise floating-point values (RescaleSlope/Intercept and scale slope 2005,100E)"
+                pairs = [pixelreader.philips_precise_scaling(slope, intercept, _philips_scale_slope(record))
+                         for slope, intercept, record in zip(slopes, intercepts, all_records)]
+                slopes, intercepts = [p[0] for p in pairs], [p[1] for p in pairs]
         voxels = pixelreader.apply_rescale(stack, slopes, intercepts)
         slice_count = len(records[0])
         if loadable.extra.get("regularize"):
@@ -516,7 +665,27 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             matrix = geometry.ijk_to_ras(records[0])
         if len(records) > 1:
             voxels = voxels.reshape(len(records), slice_count, *voxels.shape[1:])
-        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0], values)
+        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0], values,
+                          scaling=scaling)
+
+    def _read_mosaic(self, loadable: DICOMLoadable) -> "VolumeData":
+        """A mosaic loadable: tiles cut into slices by the mosaic reader; 3D for one file, else
+        (t, k, j, i) in the loadable's file order."""
+        from DICOMBrowser.DICOMBrowserLib.diffusion import series as mosaic_series
+
+        files = list(loadable.files)
+        values = self._values(files)
+        try:
+            plan = mosaic_series.plan_dwi(files, require_diffusion=False, database=self.database)
+            order = {path: index for index, path in enumerate(files)}
+            plan.volumes.sort(key=lambda volume: order[plan.files[volume[0].file_index]])
+            series = mosaic_series.read_dwi(files, database=self.database, plan=plan)
+        except (ValueError, OSError) as error:
+            raise LoadError(f"{loadable.name}: cannot unpack the mosaics of {files[0]}...: {error}") from error
+        voxels = series.voxels[0] if len(files) == 1 else series.voxels
+        records = [record for path in files for record in self._frame_records(path, values[path])]
+        return VolumeData(np.ascontiguousarray(voxels), series.ijk_to_ras, self._window_level(files[0], records[0]),
+                          records, values)
 
     def _window_level(self, path: str, record: FrameGeometry) -> tuple[float, float] | None:
         center = _first_number(record.attributes.get("window_center", "") or self.fileValue(path, "0028,1050"))
@@ -546,6 +715,7 @@ class VolumeData:
     records: list[FrameGeometry]
     file_values: dict[str, dict[str, str]] = field(default_factory=dict)  # the declared tags of each file
     color: bool = False
+    scaling: str = ""  # which of a vendor's scalings the voxels carry, when there is a choice (Philips)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -616,3 +786,81 @@ def _plane_name(orientation: np.ndarray) -> str:
     """'axial', 'coronal' or 'sagittal' from the slice normal's main LPS axis."""
     normal = geometry.slice_normal(orientation)
     return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
+
+
+def _echo_number(record: FrameGeometry) -> int | None:
+    """EchoNumbers of a frame (classic 0018,0086, or Philips' per-frame private group)."""
+    number = _first_number(record.attributes.get("0018,0086", "") or record.attributes.get("echo_number", ""))
+    return int(number) if number is not None and number >= 1 else None
+
+
+def _component(record: FrameGeometry) -> str:
+    """'ph', 'real', 'imaginary' or 'fieldmaphz' (dcm2niix's suffixes), '' for magnitude/unknown.
+
+    From ImageType / FrameType: Siemens and Philips put M/P/R/I in the third or fourth value,
+    enhanced objects PHASE/REAL/IMAGINARY, Philips FIELD_MAP or "B0 MAP" for a map in Hz; GE
+    from its private image type (0043,102F).
+    """
+    values = [v.strip().upper() for v in
+              (record.attributes.get("frame_type") or record.attributes.get("image_type", "")).split("\\")]
+    words = set(values[2:])
+    letters = set(values[2:4])
+    if "PHILIPS" in record.attributes.get("manufacturer", "").upper() and words & {"FIELD_MAP", "B0 MAP"}:
+        return "fieldmaphz"
+    if "PHASE" in words or "P" in letters:
+        return "ph"
+    if "REAL" in words or "R" in letters:
+        return "real"
+    if "IMAGINARY" in words or "I" in letters:
+        return "imaginary"
+    if "GE" in record.attributes.get("manufacturer", "").upper():
+        return GE_IMAGE_COMPONENTS.get(record.attributes.get("ge_image_type", "").strip(), "")
+    return ""
+
+
+def _philips_scale_slope(record: FrameGeometry) -> float | None:
+    """Philips' private scale slope (2005,100E) of a frame, None for other vendors or when absent."""
+    if "PHILIPS" not in record.attributes.get("manufacturer", "").upper():
+        return None
+    value = _first_number(record.attributes.get("philips_scale_slope", "") or record.attributes.get("2005,100e", ""))
+    return value if value and math.isfinite(value) else None
+
+
+def _acquisition_order(groups: list[list[FrameGeometry]]):
+    """Sort key for the frames at one position, in the order they were acquired: InstanceNumber
+    (as dcm2niix sorts), unless it repeats within a position (numbering restarted per volume),
+    then AcquisitionNumber, AcquisitionTime, ContentTime."""
+    numbered = all(len({r.instance_number for r in group}) == len(group) and None not in {r.instance_number for r in group}
+                   for group in groups)
+
+    def times(record: FrameGeometry) -> tuple:
+        return tuple(_first_number(record.attributes.get(tag, "")) or 0.0 for tag in ("0020,0012", "0008,0032", "0008,0033"))
+
+    if numbered:
+        return lambda record: (record.instance_number, *times(record), record.path, record.frame)
+    return lambda record: (*times(record), record.instance_number or 0, record.path, record.frame)
+
+
+def _repeated_position_sets(groups: list[list[FrameGeometry]]) -> list[list[FrameGeometry]] | None:
+    """Volumes of a time series that no tag separates: every position holds the same number k > 1
+    of frames, so the series is k repetitions of one position set; the m-th acquired frame at each
+    position belongs to volume m. None when the counts differ (a broken or mixed series)."""
+    counts = {len(group) for group in groups}
+    if len(counts) != 1 or counts == {1}:
+        return None
+    key = _acquisition_order(groups)
+    ordered = [sorted(group, key=key) for group in groups]
+    return [[group[m] for group in ordered] for m in range(counts.pop())]
+
+
+def _ge_direct_field_map_parts(groups: list[list[FrameGeometry]]) -> list[tuple[str, list[FrameGeometry]]] | None:
+    """GE's direct field maps (B0map, 3db0map) hold two images per position and no tag tells them
+    apart; GE documents the first (by acquisition) as the field map in Hz, the second as the
+    magnitude. Returns [("fieldmaphz", frames), ("", frames)], or None for anything else."""
+    first = groups[0][0].attributes
+    if ("GE" not in first.get("manufacturer", "").upper()
+            or first.get("ge_sequence", "").strip().lower() not in GE_DIRECT_FIELD_MAPS
+            or {len(group) for group in groups} != {2}):
+        return None
+    volumes = _repeated_position_sets(groups)
+    return [("fieldmaphz", volumes[0]), ("", volumes[1])] if volumes else None

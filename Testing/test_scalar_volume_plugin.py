@@ -173,7 +173,8 @@ def test_echoes_are_split_into_volumes(tmp_path):
     found = examine(files)
     assert len(found) == 2 and all(l.selected for l in found)
     assert [l.extra["kind"] for l in found] == ["volume", "volume"]
-    assert "echo 1" in found[0].name and "echo 2" in found[1].name
+    assert found[0].name.endswith("[e1]") and found[1].name.endswith("[e2]")  # dcm2niix's _e1, _e2
+    assert [l.extra["suffix"] for l in found] == ["_e1", "_e2"]
 
 
 def test_a_localizer_does_not_pollute_the_main_volume(tmp_path):
@@ -193,11 +194,16 @@ def test_a_localizer_does_not_pollute_the_main_volume(tmp_path):
 
 
 # --- what other plugins read better, and what is not an image ------------------------------------------
-def test_mosaics_and_diffusion_score_low_and_seg_is_left_alone(corpus):
+def test_mosaics_unpack_diffusion_scores_low_and_seg_is_left_alone(corpus):
     mosaic = corpus / "siemens_mosaic_orientation/In/Orientation/ax/axasc35"
     found = examine(sorted(p for p in mosaic.iterdir() if p.suffix != ".nii"))
-    assert found and all(l.confidence <= 0.1 and not l.selected for l in found)
-    assert "mosaic" in found[0].warning
+    series, *volumes = found
+    assert series.selected and series.extra["kind"] == "mosaic" and len(series.files) == 2
+    assert "4D, 2 volumes" in series.name and series.tooltip.startswith("Siemens mosaic: 35 slices")
+    assert len(volumes) == 2 and not any(l.selected for l in volumes)
+    one = examine([series.files[0]])  # a single mosaic file: one 3D volume, selected
+    assert len(one) == 1 and one[0].selected and one[0].confidence >= 0.5
+    assert DICOMScalarVolumePlugin().read_volume(one[0]).voxels.shape == (35, 64, 64)
     dwi = sorted((corpus / "ge_dwi/In").rglob("*"))
     found = examine([p for p in dwi if p.is_file()])
     assert found and all(l.confidence <= 0.3 and not l.selected for l in found)
@@ -247,7 +253,8 @@ def test_enhanced_multiframe_frame_defect_is_warned_per_frame_and_regularized(co
     dataset.save_as(path)
     found = examine([path])
     as_acquired = next(l for l in found if "[ORIGINAL PRIMARY T1 M]" in l.name)
-    field_map = next(l for l in found if "FIELD_MAP" in l.name and "regularized" not in l.name)
+    field_map = next(l for l in found if "fieldmaphz" in l.name and "regularized" not in l.name
+                     and "display" not in l.name)
     assert field_map.warning == ""
     [finding] = as_acquired.extra["findings"]
     assert finding["kind"] == geometry.NONUNIFORM_SPACING

@@ -43,6 +43,8 @@ class ExamineReport:
     cancelled: bool = False
     #: the plugin objects that examined, by name: loading through them reuses what they read
     plugins: dict[str, DICOMPlugin] = field(default_factory=dict, repr=False)
+    #: for each loadable (by position in `loadables`), the index of the file list (series) it came from
+    series_index: list[int] = field(default_factory=list, repr=False)
 
 
 def resolve_plugins(plugins: Iterable[str | type[DICOMPlugin]] | None = None) -> dict[str, type[DICOMPlugin]]:
@@ -115,7 +117,7 @@ def examine(database: Any, file_lists: Sequence[Sequence[str]],
             done += len(file_lists)
             continue
         report.plugins[plugin_name] = plugin
-        for files in file_lists:
+        for list_index, files in enumerate(file_lists):
             if progress is not None and progress(done, total, f"{plugin_name}: {Path(files[0]).parent}"):
                 report.cancelled = True
                 return _finish(report)
@@ -126,6 +128,7 @@ def examine(database: Any, file_lists: Sequence[Sequence[str]],
                 cached = _from_cache(text) if text else None
                 if cached is not None:
                     report.loadables.extend(cached)
+                    report.series_index.extend([list_index] * len(cached))
                     report.cached += 1
                     continue
             try:
@@ -142,6 +145,7 @@ def examine(database: Any, file_lists: Sequence[Sequence[str]],
                 if text is not None:
                     database.store_cached_value(key, text)
             report.loadables.extend(found)
+            report.series_index.extend([list_index] * len(found))
     if progress is not None:
         progress(total, total, "done")
     return _finish(report)
@@ -149,7 +153,27 @@ def examine(database: Any, file_lists: Sequence[Sequence[str]],
 
 def _finish(report: ExamineReport) -> ExamineReport:
     select_highest_confidence(report.loadables)
+    select_one_per_series(report.loadables, report.series_index)
     return report
+
+
+def select_one_per_series(loadables: list[DICOMLoadable], series_index: Sequence[int]) -> None:
+    """Every series with something to load gets a default: where no loadable of a series is
+    selected (every reading scored low, e.g. a series of localizers only), its most confident
+    loadable above 0 is (the first on a tie). Series that have a default are left alone, so a
+    localizer never joins the main volume of its series."""
+    best: dict[int, DICOMLoadable] = {}
+    chosen: set[int] = set()
+    for loadable, index in zip(loadables, series_index):
+        if loadable.selected:
+            chosen.add(index)
+        elif loadable.confidence > 0 and (index not in best or loadable.confidence > best[index].confidence):
+            best[index] = loadable
+    for index, loadable in best.items():
+        if index not in chosen:
+            loadable.selected = True
+            logger.debug("%s (%s, %.2f) selected: the best reading of its series", loadable.name, loadable.plugin,
+                         loadable.confidence)
 
 
 def examine_series(database: Any, file_lists: Sequence[Sequence[str]],

@@ -33,6 +33,12 @@ RESCALE_INTERCEPT = "rescale_intercept"
 WINDOW_CENTER = "window_center"
 WINDOW_WIDTH = "window_width"
 TRIGGER_TIME = "trigger_time"
+ECHO_NUMBER = "echo_number"
+#: Philips' private scale slope (2005,100E): with RescaleSlope/Intercept it gives the precise
+#: floating-point value dcm2niix writes by default (see pixelreader.philips_precise_scaling)
+PHILIPS_SCALE_SLOPE = "philips_scale_slope"
+#: Philips' private per-frame functional group, which holds EchoNumbers and the scale slope
+PHILIPS_PRIVATE_FRAME_GROUP = (0x2005, 0x140F)
 
 
 def _text(value: Any) -> str:
@@ -52,6 +58,31 @@ def _first_item(groups: list[Dataset], keyword: str) -> Dataset | None:
         if sequence:
             return sequence[0]
     return None
+
+
+def _private_item(groups: list[Dataset], tag: tuple[int, int]) -> Dataset | None:
+    """The first item of a private sequence `tag`, per-frame group first, then shared."""
+    for group in groups:
+        if group is None or tag not in group:
+            continue
+        sequence = group[tag].value
+        if isinstance(sequence, (list, tuple, pydicom.sequence.Sequence)) and len(sequence):
+            return sequence[0]
+    return None
+
+
+def _private_text(item: Dataset, tag: int) -> str:
+    """A private element's value as text; '' when absent or undecodable (e.g. an implicit VR UN)."""
+    if tag not in item:
+        return ""
+    value = item[tag].value
+    if isinstance(value, bytes):
+        if len(value) == 4:  # FL read as UN (implicit VR without a private dictionary entry)
+            import struct
+
+            return repr(struct.unpack("<f", value)[0])
+        return ""
+    return _text(value)
 
 
 def _numbers(value: Any, count: int) -> tuple[float, ...] | None:
@@ -124,6 +155,7 @@ def frame_geometries(path: str, dataset: Dataset | None = None) -> list[FrameGeo
         voi = _first_item(groups, "FrameVOILUTSequence")
         diffusion = _first_item(groups, "MRDiffusionSequence")
         cardiac = _first_item(groups, "CardiacSynchronizationSequence")
+        philips = _private_item(groups, PHILIPS_PRIVATE_FRAME_GROUP)
         attributes = {
             "frame": str(index + 1),
             FRAME_TYPE: _text(frame_type.get("FrameType")) if frame_type else "",
@@ -138,6 +170,8 @@ def frame_geometries(path: str, dataset: Dataset | None = None) -> list[FrameGeo
                                 else _text(dataset.get("RescaleIntercept"))),
             WINDOW_CENTER: _text(voi.get("WindowCenter")) if voi else "",
             WINDOW_WIDTH: _text(voi.get("WindowWidth")) if voi else "",
+            ECHO_NUMBER: _text(philips.get("EchoNumbers")) if philips is not None else "",
+            PHILIPS_SCALE_SLOPE: _private_text(philips, 0x2005100E) if philips is not None else "",
         }
         thickness = measures.get("SliceThickness") if measures else None
         records.append(FrameGeometry(

@@ -12,6 +12,7 @@ The stack holds *stored* values (shape (n, rows, cols), or (n, rows, cols, sampl
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -272,9 +273,16 @@ def _read_with_pydicom(path: str, frame_index: int, frame_count: int, out: np.nd
 
 
 def _fix_stored_bits(stack: np.ndarray, pixel_format: PixelFormat) -> None:
-    """Sign-extend signed values stored in fewer bits than allocated (in place, no copy)."""
+    """Values stored in fewer bits than allocated, in place (no copy): unsigned ones masked to
+    BitsStored (the bits above are not part of the value: old Siemens files keep overlay bits
+    there, which pydicom and dcm2niix drop too), signed ones sign-extended."""
     bits = pixel_format.bits_stored
-    if not pixel_format.signed or bits >= pixel_format.bits_allocated or stack.dtype.kind != "i":
+    if bits >= pixel_format.bits_allocated or stack.dtype.kind not in "iu":
+        return
+    if not pixel_format.signed:
+        np.bitwise_and(stack, stack.dtype.type((1 << bits) - 1), out=stack)
+        return
+    if stack.dtype.kind != "i":
         return
     shift = stack.dtype.itemsize * 8 - bits
     np.left_shift(stack, shift, out=stack)
@@ -299,6 +307,19 @@ def _integer_rescale(stack: np.ndarray, intercepts: np.ndarray) -> np.ndarray | 
             np.add(frame, np.int32(intercept), out=out[index], casting="unsafe")
         done += 1
     return out
+
+
+def philips_precise_scaling(slope: float, intercept: float, scale_slope: float | None) -> tuple[float, float]:
+    """(slope, intercept) giving Philips' precise floating-point value from stored values.
+
+    Philips writes two scalings: RescaleSlope/Intercept give the *display* value (DV = SV * RS + RI),
+    the private scale slope SS (2005,100E) the *precise* value FP = DV / (RS * SS), which is what
+    Philips documents for quantitative use and what dcm2niix writes by default
+    (`UsePhilipsFloatNotDisplayScaling`). Without a usable SS the display scaling is returned.
+    """
+    if not scale_slope or not math.isfinite(scale_slope) or not slope:
+        return slope, intercept
+    return 1.0 / scale_slope, intercept / (slope * scale_slope)
 
 
 def apply_rescale(stack: np.ndarray, slopes: Sequence[float] | float,

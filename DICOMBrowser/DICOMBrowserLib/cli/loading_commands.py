@@ -27,7 +27,7 @@ def _load(state: CLIContext, targets: tuple[str, ...], index: int | None, single
     logic = state.logic()
     report = _examine(state, targets)
     chosen = logic.choose_loadables(report.loadables, index)
-    if single and len(chosen) > 1:
+    if single and len(chosen) > 1 and not _distinct_suffixes(chosen):
         listing = "; ".join(f"{report.loadables.index(l)}: {l.name}" for l in chosen)
         raise click.ClickException(f"{len(chosen)} loadables selected by default ({listing}); "
                                    f"choose one with --loadable N, or write a .mrb/.mrml scene")
@@ -35,6 +35,23 @@ def _load(state: CLIContext, targets: tuple[str, ...], index: int | None, single
         if loadable.warning:
             click.echo(f"warning: {loadable.name}: {loadable.warning}", err=True)
     return chosen, logic.load(chosen, report=report)
+
+
+def _distinct_suffixes(loadables) -> bool:
+    """True when several defaults are the parts dcm2niix writes as separate files of one series
+    (echoes, phase, field map: each carries its own file name suffix), so each can be written
+    beside the others."""
+    suffixes = [l.extra.get("suffix") for l in loadables]
+    return len(set(suffixes)) == len(suffixes) and all(isinstance(s, str) for s in suffixes)
+
+
+def _output_with_suffix(output: str, suffix: str) -> str:
+    """x.nii.gz + _e2 -> x_e2.nii.gz (dcm2niix's naming of a series' parts)."""
+    lower = output.lower()
+    for extension in (".nii.gz", ".seq.nrrd", ".nii", ".nrrd", ".nhdr"):
+        if lower.endswith(extension):
+            return output[: len(output) - len(extension)] + suffix + output[len(output) - len(extension):]
+    return output + suffix
 
 
 @click.command("examine")
@@ -84,18 +101,28 @@ def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
     scene_output = lower.endswith(".mrb") or lower.endswith(".mrml")
     chosen, nodes = _load(state, targets, index, single=not scene_output)
     logic = state.logic()
-    written = logic.save_volume(nodes[0], output)
+    if scene_output or len(nodes) == 1:
+        outputs = [str(logic.save_volume(nodes[0], output))]
+    else:  # the parts of one series (echoes, phase, field map), each beside the others as dcm2niix writes them
+        outputs = [str(logic.save_volume(node, _output_with_suffix(output, l.extra.get("suffix", ""))))
+                   for l, node in zip(chosen, nodes)]
+    written = outputs[0]
     if screenshot:
         logic.screenshot(nodes[0], screenshot)
     result = {"output": str(written), "screenshot": screenshot, "seconds": round(time.perf_counter() - started, 3),
               "loaded": [{"name": l.name, "plugin": l.plugin, "node": n.GetName(), "class": n.GetClassName(),
                           "warning": l.warning} for l, n in zip(chosen, nodes)]}
+    if len(outputs) > 1:
+        result["outputs"] = outputs
+        for entry, path in zip(result["loaded"], outputs):
+            entry["output"] = path
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         for entry in result["loaded"]:
             click.echo(f"Loaded {entry['name']} ({entry['plugin']}) as {entry['class']} '{entry['node']}'")
-        click.echo(f"Wrote {written}" + (f" and {screenshot}" if screenshot else "") + f" in {result['seconds']} s")
+        click.echo(f"Wrote {', '.join(outputs)}" + (f" and {screenshot}" if screenshot else "")
+                   + f" in {result['seconds']} s")
 
 
 @click.command("view")
