@@ -102,7 +102,8 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
         if len(plan.volumes) < 2 or not np.any(plan.bvalues > 0):
             return []
         shells = sorted({round(float(b)) for b in plan.bvalues})
-        directions = int(np.sum(plan.bvalues > 0))
+        # weighted: b > 0 with a direction (UIH's b = 0 image reports b = 1.25 and no direction)
+        directions = int(np.sum((plan.bvalues > 0) & np.any(plan.gradients_lps != 0, axis=1)))
         loadable = DICOMLoadable(
             name=f"{plan.name} (DWI)",
             files=[plan.files[r.file_index] for r in _unique_files(plan)],

@@ -343,10 +343,18 @@ def sequence_array(sequence: Any) -> tuple[np.ndarray, np.ndarray]:
 # --- saving --------------------------------------------------------------------------------
 def save_volume(node: Any, path: str | os.PathLike) -> Path:
     """Write a volume (or a volume sequence) as NRRD (.nrrd/.nhdr, Slicer's storage node),
-    NIfTI (.nii/.nii.gz, via SimpleITK), or a whole-scene `.mrml` / `.mrb` around it."""
+    NIfTI (.nii/.nii.gz, via SimpleITK), or a whole-scene `.mrml` / `.mrb` around it.
+
+    A diffusion-weighted volume node goes to the diffusion package's writers for all four
+    volume formats (NRRD DWI; NIfTI + .bval/.bvec as dcm2niix writes them), so a DWI file is
+    the same whichever entry point wrote it (this, `DICOMBrowserLogic.save_dwi`, `save_dwi`)."""
     path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if node.IsA("vtkMRMLDiffusionWeightedVolumeNode") and suffix in (".nrrd", ".nhdr", ".nii", ".nii.gz"):
+        from .diffusion.dwi_io import save_dwi
+
+        return save_dwi(node, path)[0]
     if node.IsA("vtkMRMLSequenceNode"):
         if suffix in (".nii", ".nii.gz"):
             return _save_sequence_nifti(node, path)
@@ -354,10 +362,6 @@ def save_volume(node: Any, path: str | os.PathLike) -> Path:
             return _save_sequence_nrrd(node, path)
     elif suffix in (".nrrd", ".nhdr"):
         return _save_with_storage_node(node, path)
-    elif suffix in (".nii", ".nii.gz") and node.IsA("vtkMRMLDiffusionWeightedVolumeNode"):
-        from .diffusion.dwi_io import save_dwi  # NIfTI + .bval/.bvec, FSL's layout as dcm2niix writes it
-
-        return save_dwi(node, path)[0]
     elif suffix in (".nii", ".nii.gz") and _is_rgb_volume(node):
         return _save_rgb_nifti(node, path)
     elif suffix in (".nii", ".nii.gz"):

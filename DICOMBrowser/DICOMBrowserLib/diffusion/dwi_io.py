@@ -9,7 +9,13 @@ numbers are written with 6 significant digits, as dcm2niix does.
 
 NRRD: Slicer's DWI layout: the gradient axis first ("kinds: list domain domain domain"),
 space left-posterior-superior, measurement frame identity (vectors in LPS), DWMRI_b-value = the
-largest b, DWMRI_gradient_NNNN = unit direction * sqrt(b / b_max).
+largest b, DWMRI_gradient_NNNN = unit direction * sqrt(b / b_max). `.nrrd` is one file; `.nhdr`
+is the same header with the voxels beside it in `<name>.raw.gz`. The gzip stream carries no time
+stamp, so the same node always gives the same bytes.
+
+These are the only DWI writers: `save_dwi`, `DICOMBrowserLogic.save_dwi` and
+`scene.save_volume` (hence `dicombrowser load --output`) all end here for .nrrd, .nhdr, .nii and
+.nii.gz.
 """
 from __future__ import annotations
 
@@ -103,9 +109,12 @@ def read_fsl(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 # --- NRRD --------------------------------------------------------------------------------
 def write_nrrd(series: DWISeries, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write a Slicer-style NRRD DWI (single file, gzip-compressed data by default)."""
+    """Write a Slicer-style NRRD DWI, gzip-compressed by default: one file for .nrrd; for .nhdr
+    the header, with the voxels in `<name>.raw.gz` (or `.raw`) beside it."""
     _check(series)
     path = Path(path)
+    detached = path.suffix.lower() == ".nhdr"
+    data_path = path.with_name(path.stem + (".raw.gz" if compress else ".raw")) if detached else None
     dtype = series.voxels.dtype
     if dtype not in _NRRD_TYPES:
         raise DICOMBrowserError(f"DWI '{series.name}': no NRRD type for voxel type {dtype}")
@@ -130,6 +139,7 @@ def write_nrrd(series: DWISeries, path: str | os.PathLike, compress: bool = True
         "endian: little",
         f"encoding: {'gzip' if compress else 'raw'}",
         "space origin: " + vector(ijk_to_lps[:3, 3]),
+        *([f"data file: {data_path.name}"] if detached else []),
         "measurement frame: (1,0,0) (0,1,0) (0,0,1)",
         "modality:=DWMRI",
         f"DWMRI_b-value:={_number(b_max)}",
@@ -137,18 +147,28 @@ def write_nrrd(series: DWISeries, path: str | os.PathLike, compress: bool = True
     lines += [f"DWMRI_gradient_{index:04d}:= {' '.join(format(c, '.10g') for c in v)}" for index, v in enumerate(scaled)]
     data = np.ascontiguousarray(np.transpose(series.voxels, (1, 2, 3, 0))).astype(dtype.newbyteorder("<"), copy=False)
     payload = data.tobytes()
+    if compress:
+        payload = gzip.compress(payload, compresslevel=1, mtime=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(("\n".join(lines) + "\n\n").encode("ascii"))
-        handle.write(gzip.compress(payload, compresslevel=1) if compress else payload)
+    header = ("\n".join(lines) + "\n\n").encode("ascii")
+    if detached:
+        data_path.write_bytes(payload)
+        path.write_bytes(header[:-1])  # a detached header ends with its last field's newline
+    else:
+        with open(path, "wb") as handle:
+            handle.write(header)
+            handle.write(payload)
     logger.info("Wrote %s: %d gradients, b max %s", path, n_volumes, _number(b_max))
     return path
 
 
 def read_nrrd(path: str | os.PathLike) -> DWISeries:
-    """Read back a NRRD DWI written by us or Slicer (single file, raw or gzip, list axis first)."""
+    """Read back a NRRD DWI written by us or Slicer (.nrrd, or .nhdr with its data file; raw or
+    gzip; gradient axis first)."""
     raw = Path(path).read_bytes()
     header_end = raw.find(b"\n\n")
+    if header_end < 0 and b"data file:" in raw:
+        header_end = len(raw)  # a detached header may end without a blank line
     if header_end < 0:
         raise LoadError(f"{path}: no NRRD header end")
     fields: dict[str, str] = {}
@@ -168,6 +188,8 @@ def read_nrrd(path: str | os.PathLike) -> DWISeries:
     if kinds and kinds[0] not in ("list", "vector"):
         raise LoadError(f"{path}: gradient axis not first (kinds {kinds})")
     payload = raw[header_end + 2:]
+    if "data file" in fields:
+        payload = (Path(path).parent / fields["data file"]).read_bytes()
     if fields.get("encoding") in ("gzip", "gz"):
         payload = gzip.decompress(payload)
     big = fields.get("endian", "little") == "big"
@@ -199,17 +221,25 @@ def read_nrrd(path: str | os.PathLike) -> DWISeries:
 
 
 # --- by extension ------------------------------------------------------------------------
+#: the extensions save_dwi writes
+DWI_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz")
+
+
 def save_dwi(node_or_series: Any, path: str | os.PathLike) -> list[Path]:
     """Write a DWI node (vtkMRMLDiffusionWeightedVolumeNode) or DWISeries by extension:
-    .nrrd/.nhdr -> NRRD DWI; .nii/.nii.gz -> NIfTI + .bval + .bvec. Returns the files written."""
+    .nrrd -> NRRD DWI; .nhdr -> NRRD header + .raw.gz; .nii/.nii.gz -> NIfTI + .bval + .bvec.
+    Returns the files written, the one named by `path` first."""
+    name = str(path).lower()
+    if not name.endswith(DWI_SUFFIXES):
+        raise DICOMBrowserError(f"{path}: unknown DWI output format (use .nrrd, .nhdr, .nii or .nii.gz)")
     series = node_or_series
     if not isinstance(series, DWISeries):
         from .node import series_from_node
 
         series = series_from_node(node_or_series)
-    name = str(path).lower()
+    if name.endswith(".nhdr"):
+        header = write_nrrd(series, path)
+        return [header, header.with_name(header.stem + ".raw.gz")]
     if name.endswith(".nrrd"):
         return [write_nrrd(series, path)]
-    if name.endswith(".nii") or name.endswith(".nii.gz"):
-        return list(write_fsl(series, path))
-    raise DICOMBrowserError(f"{path}: unknown DWI output format (use .nrrd, .nii or .nii.gz)")
+    return list(write_fsl(series, path))

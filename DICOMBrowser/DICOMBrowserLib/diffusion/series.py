@@ -408,7 +408,12 @@ def _first_item(container: pydicom.Dataset, sequence: str) -> pydicom.Dataset | 
 
 
 def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[FrameRecord]:
+    """One record per frame. Acquisition order (the temporal key): InstanceNumber of the file
+    (Siemens XA writes one file per volume), then the frame's DimensionIndexValues read from the
+    last index to the first, as dcm2niix orders enhanced frames (Philips puts the gradient
+    number last: its b = 0 frames, numbered after every gradient, come last), then frame order."""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence") or pydicom.Dataset()
+    instance_number = _number(ds, "InstanceNumber")
     records = []
     for frame_index, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
         def group(sequence: str) -> pydicom.Dataset | None:
@@ -425,9 +430,13 @@ def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[F
         slope = _number(transform, "RescaleSlope", 1.0) if transform is not None else 1.0
         intercept = _number(transform, "RescaleIntercept", 0.0) if transform is not None else 0.0
         diffusion = vendors.frame_diffusion(ds, item)
+        content = _first_item(item, "FrameContentSequence")
+        index_values = vendors.float_array(content.get("DimensionIndexValues")) if content is not None else None
+        dimensions = tuple(index_values[::-1]) if index_values is not None else ()
         records.append(FrameRecord(file_index, frame_index, vendors.float_array(plane_position.ImagePositionPatient),
                                    orientation[:3], orientation[3:], (spacing[0], spacing[1]), slice_spacing,
-                                   diffusion, ((), float(frame_index)), slope or 1.0, intercept))
+                                   diffusion, ((), instance_number, dimensions, float(frame_index)),
+                                   slope or 1.0, intercept))
     return records
 
 
