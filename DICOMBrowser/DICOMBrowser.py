@@ -236,7 +236,9 @@ class DICOMBrowserLogic:
 
     # --- diffusion (DICOMBrowserLib.diffusion) -------------------------------------------------
     def save_dwi(self, node: Any, path: str | os.PathLike) -> list[Path]:
-        """Write a diffusion node: .nrrd (Slicer NRRD DWI) or .nii/.nii.gz plus .bval/.bvec beside it."""
+        """Write a diffusion node: .nrrd / .nhdr (Slicer NRRD DWI) or .nii/.nii.gz plus .bval/.bvec
+        beside it. The same writer as `save_volume` uses for a DWI node: one file per format,
+        whichever method wrote it."""
         from DICOMBrowser.DICOMBrowserLib.diffusion import save_dwi
 
         return save_dwi(node, path)
