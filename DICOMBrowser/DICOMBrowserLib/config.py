@@ -15,6 +15,8 @@ from pathlib import Path
 DATABASE_ENV = "DICOMBROWSER_DATABASE"
 SETTINGS_FILE = "settings.json"
 MAX_RECENT = 10
+LISTENER_LIMIT_FIELDS = ("acse_timeout", "dimse_timeout", "network_timeout", "max_associations",
+                         "max_associations_per_host", "max_pdu_size")
 
 
 def user_data_dir() -> Path:
@@ -61,6 +63,17 @@ class DatabaseSettings:
     nodes: dict[str, RemoteNode] = field(default_factory=dict)
     allowed_callers: list[str] = field(default_factory=list)  # empty: accept any calling AE
     listen_host: str = "0.0.0.0"  # interface the listener binds; 127.0.0.1 keeps it local
+    # the listener's timeouts (seconds) and limits, see networking/admission.py (ConnectionLimits)
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 30.0
+    max_associations: int = 16
+    max_associations_per_host: int = 8
+    max_pdu_size: int = 1 << 20
+
+    def listener_limits(self) -> dict[str, float | int]:
+        """The keyword arguments of networking.admission.ConnectionLimits."""
+        return {name: getattr(self, name) for name in LISTENER_LIMIT_FIELDS}
 
     @classmethod
     def load(cls, folder: Path) -> "DatabaseSettings":

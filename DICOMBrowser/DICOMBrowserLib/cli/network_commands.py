@@ -16,7 +16,9 @@ from . import pass_cli
 
 logger = logging.getLogger(__name__)
 
-CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers")
+LIMIT_KEYS = ("acse-timeout", "dimse-timeout", "network-timeout", "max-associations",
+              "max-associations-per-host", "max-pdu-size")
+CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers", *LIMIT_KEYS)
 
 
 def _quiet_pynetdicom() -> None:
@@ -59,11 +61,15 @@ def register(cli: click.Group) -> None:
     @click.argument("value")
     @pass_cli
     def config_set(state, key: str, value: str) -> None:
-        """Set KEY to VALUE: ae-title, port, host (listener interface), allowed-callers (comma list, '' = any)."""
+        """Set KEY to VALUE: ae-title, port, host (listener interface), allowed-callers (comma list, '' = any);
+        the listener's acse-timeout, dimse-timeout, network-timeout (seconds, default 30),
+        max-associations (16), max-associations-per-host (8), max-pdu-size (bytes, 1048576)."""
         from ..networking import nodes
 
         folder = state.logic().database_folder
-        if key == "ae-title":
+        if key in LIMIT_KEYS:
+            nodes.set_listener_limit(folder, key, value)
+        elif key == "ae-title":
             settings = nodes.set_ae_title(folder, value)
         elif key == "port":
             settings = nodes.set_port(folder, value)
@@ -85,6 +91,8 @@ def register(cli: click.Group) -> None:
             return
         click.echo(f"ae-title: {settings.ae_title}\nport: {settings.port}\nhost: {settings.listen_host}\n"
                    f"allowed-callers: {', '.join(settings.allowed_callers) or '(any)'}\nnodes: {len(settings.nodes)}")
+        for key in LIMIT_KEYS:
+            click.echo(f"{key}: {getattr(settings, key.replace('-', '_'))}")
 
     @cli.group("node")
     def node_group() -> None:
@@ -143,13 +151,29 @@ def register(cli: click.Group) -> None:
     @click.option("--port", type=int, default=None, help="Port (default: the database's setting, 11112).")
     @click.option("--ae-title", default=None, help="Our AE title (default: the database's setting).")
     @click.option("--host", default=None, help="Interface to bind (default: the database's setting, all).")
+    @click.option("--acse-timeout", type=float, default=None,
+                  help="Seconds a new connection has to send its association request (default: setting, 30).")
+    @click.option("--dimse-timeout", type=float, default=None,
+                  help="Seconds a PDU, once started, has to arrive whole (default: setting, 30).")
+    @click.option("--network-timeout", type=float, default=None,
+                  help="Seconds an association may stay idle before it is aborted (default: setting, 30).")
+    @click.option("--max-associations", type=int, default=None, help="Associations at once (default: setting, 16).")
+    @click.option("--max-associations-per-host", type=int, default=None,
+                  help="Associations at once from one host (default: setting, 8).")
     @click.option("--duration", type=float, default=None, hidden=True, help="Stop after this many seconds.")
     @pass_cli
     def listen_command(state, port: int | None, ae_title: str | None, host: str | None,
-                       duration: float | None) -> None:
+                       duration: float | None, **overrides: float | int | None) -> None:
         """Receive instances into the database until Ctrl-C or SIGTERM."""
+        from ..networking.admission import ConnectionLimits, LimitError
+
         _quiet_pynetdicom()
         logic = state.logic()
+        try:
+            limits = ConnectionLimits(**{**logic.settings.listener_limits(),
+                                         **{k: v for k, v in overrides.items() if v is not None}})
+        except LimitError as error:
+            raise click.BadParameter(str(error)) from None
         stop = threading.Event()
         previous = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -158,9 +182,12 @@ def register(cli: click.Group) -> None:
             except ValueError:  # not the main thread (e.g. a test runner): rely on --duration
                 pass
         try:
-            status = logic.start_listener(port=port, ae_title=ae_title, host=host)
+            status = logic.start_listener(port=port, ae_title=ae_title, host=host, limits=limits)
             click.echo(f"Listening as {status.ae_title} on {status.host}:{status.port}, storing into "
-                       f"{logic.database_folder}; Ctrl-C to stop", err=True)
+                       f"{logic.database_folder}; timeouts ACSE {limits.acse_timeout:g} s, DIMSE "
+                       f"{limits.dimse_timeout:g} s, idle {limits.network_timeout:g} s; at most "
+                       f"{limits.max_associations} associations ({limits.max_associations_per_host} per host); "
+                       f"Ctrl-C to stop", err=True)
             started = time.monotonic()
             shown = -1
             while not stop.wait(0.5):

@@ -348,11 +348,15 @@ class _DULWaker:
             pass
 
 
-def recv_into(association_socket: Any, view: memoryview) -> int:
+def recv_into(association_socket: Any, view: memoryview, deadline: float | None = None) -> int:
     """Fill `view` from an AssociationSocket's socket; fewer bytes only when the peer closed.
-    Socket errors and timeouts are raised, as pynetdicom's AssociationSocket.recv raises them."""
+    Socket errors and timeouts are raised, as pynetdicom's AssociationSocket.recv raises them;
+    TimeoutError also once `deadline` (time.monotonic()) passed between two reads (each read
+    waits at most the socket's own timeout, so a trickling peer is stopped too)."""
     received, wanted = 0, len(view)
     while received < wanted:
+        if deadline is not None and received and time.monotonic() > deadline:
+            raise TimeoutError(f"{received} of {wanted} bytes arrived in the time allowed for one PDU")
         count = association_socket.socket.recv_into(view[received:], wanted - received)
         if not count:
             break
@@ -360,14 +364,34 @@ def recv_into(association_socket: Any, view: memoryview) -> int:
     return received
 
 
+# Bytes read before a buffer is made for the whole of a claimed length: a peer must send this much
+# before its claim (already capped at the PDU limit) costs us more memory.
+FIRST_READ = 1 << 16
+
+
+def recv_growing(association_socket: Any, wanted: int, head: bytes = b"",
+                 deadline: float | None = None) -> bytearray:
+    """`head` + `wanted` bytes from the socket, in one buffer that is made for the whole only once
+    FIRST_READ bytes actually arrived (never allocated from a claimed length alone); shorter only
+    if the peer closed."""
+    first = min(wanted, FIRST_READ)
+    buffer = bytearray(len(head) + first)
+    buffer[:len(head)] = head
+    with memoryview(buffer) as view:
+        received = recv_into(association_socket, view[len(head):], deadline)
+    if received < first or first == wanted:
+        del buffer[len(head) + received:]
+        return buffer
+    buffer.extend(bytes(wanted - first))
+    with memoryview(buffer) as view:
+        received += recv_into(association_socket, view[len(head) + first:], deadline)
+    del buffer[len(head) + received:]
+    return buffer
+
+
 def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
     """AssociationSocket.recv: `nr_bytes` from the socket (fewer only if the peer closed), into one buffer."""
-    buffer = bytearray(nr_bytes)
-    with memoryview(buffer) as view:
-        received = recv_into(self, view)
-    if received < nr_bytes:  # connection closed: what we have, as pynetdicom's recv returns it
-        del buffer[received:]
-    return buffer
+    return recv_growing(self, nr_bytes)
 
 
 def _close_pair(*sockets: socket.socket) -> None:

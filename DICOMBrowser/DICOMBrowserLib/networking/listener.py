@@ -7,6 +7,7 @@ own thread). A port in use is found by binding it: we never look for, or stop, w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import errno
 import logging
 import threading
@@ -19,15 +20,16 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from ..errors import NetworkError
+from . import admission
+from .admission import ConnectionGuard, ConnectionLimits
 from .nodes import validate_ae_title, validate_port
 from .sockets import LISTENER_CONN_OPEN
 from .storage import ReceivedInstanceWriter, store_handler
 
 logger = logging.getLogger(__name__)
 
-# Largest P-DATA PDU we accept. Bigger PDUs mean fewer fragments for pynetdicom to reassemble in
-# Python; DCMTK's storescu sends at most what we announce here (its own ceiling is 128 kB).
-MAX_PDU_SIZE = 1 << 20
+MAX_PDU_SIZE = admission.MAX_PDU_SIZE
+LISTEN_BACKLOG = 128
 
 
 @dataclass
@@ -45,6 +47,9 @@ class ListenerStatus:
     pending: int = 0
     rejected_callers: list[str] = field(default_factory=list)
     associations: int = 0
+    connections: int = 0  # open now (with or without an association)
+    evicted: int = 0  # connections closed because they sent no association request while others waited
+    refused: list[str] = field(default_factory=list)  # "host: reason" of associations over a limit
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -75,16 +80,20 @@ class StorageListener:
     def __init__(self, database: Any, *, ae_title: str = "DICOMBROWSER", port: int = 11112,
                  host: str = "0.0.0.0", allowed_callers: list[str] | None = None,
                  fsync: bool = False, on_indexed: Callable[[str, str], Any] | None = None,
-                 require_called_aet: bool = True, network_timeout: float = 60.0,
-                 maximum_pdu_size: int = MAX_PDU_SIZE):
+                 require_called_aet: bool = True, limits: ConnectionLimits | None = None,
+                 network_timeout: float | None = None, maximum_pdu_size: int | None = None):
         self.database = database
         self.ae_title = validate_ae_title(ae_title)
         self.port = validate_port(port)
         self.host = host
         self.allowed_callers = [validate_ae_title(a) for a in (allowed_callers or [])]
         self.require_called_aet = require_called_aet
-        self.network_timeout = network_timeout
-        self.maximum_pdu_size = maximum_pdu_size
+        limits = limits or ConnectionLimits()
+        if network_timeout is not None or maximum_pdu_size is not None:  # the older keyword arguments
+            limits = dataclasses.replace(limits, network_timeout=network_timeout or limits.network_timeout,
+                                         max_pdu_size=maximum_pdu_size or limits.max_pdu_size)
+        self.limits = limits
+        self.guard = ConnectionGuard(limits)
         self.writer = ReceivedInstanceWriter(database, fsync=fsync, on_indexed=on_indexed)
         self._server: Any = None
         self._rejected: list[str] = []
@@ -97,11 +106,7 @@ class StorageListener:
 
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.ae_title)
-        ae.maximum_pdu_size = self.maximum_pdu_size
-        ae.network_timeout = self.network_timeout
-        ae.acse_timeout = 30
-        ae.dimse_timeout = 60
-        ae.maximum_associations = 16
+        self.guard.configure_ae(ae)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
@@ -121,12 +126,16 @@ class StorageListener:
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_ESTABLISHED, self._on_established),
+            *self.guard.handlers(),  # after LISTENER_CONN_OPEN: it guards the reader installed there
         ]
         try:
             server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         except OSError as error:
             raise NetworkError(_bind_message(self.host, self.port, error)) from error
         _share_syntaxes_on_copy(server)
+        # socketserver's backlog of 5: a burst of connections (a flood, or a C-MOVE opening one
+        # association per series) overflowed it and each dropped SYN cost its caller a 1 s retry
+        server.socket.listen(LISTEN_BACKLOG)
         self.writer.start()
         self._server = server
         logger.info("Listening as %s on %s:%d, writing into %s", self.ae_title, self.host, self.port,
@@ -165,7 +174,9 @@ class StorageListener:
         return ListenerStatus(running=self.running, ae_title=self.ae_title, port=self.port, host=self.host,
                               received=c.received, received_bytes=c.received_bytes, indexed=c.indexed,
                               failed=c.write_failed + c.index_failed, pending=self.writer.pending,
-                              rejected_callers=rejected, associations=associations)
+                              rejected_callers=rejected, associations=associations,
+                              connections=self.guard.connections, evicted=self.guard.evicted,
+                              refused=list(self.guard.refused))
 
     def _on_rejected(self, event: Any) -> None:
         calling = _calling_ae(event)

@@ -116,3 +116,28 @@ def set_listen_host(folder: Path, host: str) -> DatabaseSettings:
     settings.listen_host = host
     settings.save(folder)
     return settings
+
+
+def set_listener_limit(folder: Path, name: str, value: str | float | int) -> DatabaseSettings:
+    """Set one of the listener's timeouts or limits (config.LISTENER_LIMIT_FIELDS, '-' or '_'),
+    validated as the listener will use it (admission.ConnectionLimits)."""
+    import dataclasses
+
+    from ..config import LISTENER_LIMIT_FIELDS
+    from .admission import ConnectionLimits, LimitError
+
+    field_name = name.replace("-", "_")
+    if field_name not in LISTENER_LIMIT_FIELDS:
+        raise NodeConfigError(f"{name!r} is not a listener setting ({', '.join(LISTENER_LIMIT_FIELDS)})")
+    settings = DatabaseSettings.load(folder)
+    kind = float if field_name.endswith("timeout") else int
+    try:
+        number = kind(value)
+        ConnectionLimits(**{**settings.listener_limits(), field_name: number})
+    except (TypeError, ValueError) as error:
+        message = str(error) if isinstance(error, LimitError) else \
+            f"{name} {value!r} is not {'a number of seconds' if kind is float else 'a whole number'}"
+        raise NodeConfigError(message) from None
+    settings = dataclasses.replace(settings, **{field_name: number})
+    settings.save(folder)
+    return settings

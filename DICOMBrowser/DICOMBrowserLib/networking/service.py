@@ -14,6 +14,7 @@ import pydicom
 from ..config import DatabaseSettings, RemoteNode
 from ..errors import NetworkError, NotFoundError
 from . import scu
+from .admission import ConnectionLimits
 from .listener import StorageListener
 from .storage import ReceivedInstanceWriter
 
@@ -55,7 +56,8 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
     own = listener is None or not listener.running
     if own:
         listener = StorageListener(database, ae_title=settings.ae_title, port=settings.port,
-                                   host=settings.listen_host, allowed_callers=settings.allowed_callers)
+                                   host=settings.listen_host, allowed_callers=settings.allowed_callers,
+                                   limits=ConnectionLimits(**settings.listener_limits()))
         listener.start()
     assert listener is not None
     before = listener.writer.counters.received

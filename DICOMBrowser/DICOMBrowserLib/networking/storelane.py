@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from typing import Any
 
 from pynetdicom import _config, evt
@@ -46,7 +47,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from . import acceptor, commands
+from . import acceptor, admission, commands
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +123,18 @@ class StoreLane:
                 self._drop_message()
                 dul.event_queue.put("Evt19")  # unrecognised PDU
                 return
-            pdu = bytearray(6 + length)  # one buffer: the data set is written from it as it is
-            pdu[:6] = header
-            received = acceptor.recv_into(dul.socket, memoryview(pdu)[6:])
-            if received != length:
-                raise ConnectionError(f"{6 + received} of {6 + length} PDU bytes")
+            if length > self._pdu_limit(pdu_type):
+                self._abort_oversized(pdu_type, length)
+                return
+            timeout = getattr(self.assoc, "dimse_timeout", None)
+            deadline = time.monotonic() + timeout if timeout else None
+            # one buffer: the data set is written from it as it is; made whole only once data came
+            pdu = acceptor.recv_growing(dul.socket, length, header, deadline)
+            if len(pdu) != 6 + length:
+                raise ConnectionError(f"{len(pdu)} of {6 + length} PDU bytes")
         except (OSError, TimeoutError) as error:  # ConnectionError is an OSError
-            logger.error("Connection closed before the entire PDU was received (%s)", error)
+            logger.error("Connection from %s closed before the entire PDU was received (%s)",
+                         acceptor._peer(self.assoc), error)
             self._drop_message()
             dul.event_queue.put("Evt17")  # transport connection closed
             return
@@ -136,6 +142,27 @@ class StoreLane:
             return
         self._hand_over_kept()
         self._hand_over(pdu)
+
+    def _pdu_limit(self, pdu_type: int) -> int:
+        """The largest PDU length we accept: our announced maximum for P-DATA (PS3.8 9.3.1 "Maximum
+        Length Received"), a fixed ceiling for association control PDUs."""
+        local = self.assoc.acceptor if self.assoc.is_acceptor else self.assoc.requestor
+        announced = getattr(local, "maximum_length", 0) or admission.MAX_PDU_SIZE
+        if pdu_type == _P_DATA_TF:
+            return announced
+        return max(announced, admission.MAX_CONTROL_PDU_SIZE)
+
+    def _abort_oversized(self, pdu_type: int, length: int) -> None:
+        """A-ABORT (service provider, invalid PDU parameter value) and close, without reading the PDU."""
+        logger.error("PDU of type 0x%02X claiming %d bytes from %s, more than the %d we accept: aborting",
+                     pdu_type, length, acceptor._peer(self.assoc), self._pdu_limit(pdu_type))
+        self._drop_message()
+        try:
+            self.dul.socket.socket.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06))
+        except OSError:
+            pass
+        admission.drop_connection(self.assoc)
+        self.dul.event_queue.put("Evt17")  # transport connection closed: pynetdicom ends the association
 
     def _hand_over(self, pdu: bytearray) -> None:
         """Decode and queue one PDU the way pynetdicom's own _read_pdu_data does."""
