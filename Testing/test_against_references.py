@@ -3,8 +3,9 @@ produced by running dcm2niix live here) loads to the same voxels and the same vo
 within 1e-2 mm, and the CT/MR series get the same geometry as SimpleITK's ImageSeriesReader.
 
 Frames: our matrices and NIfTI affines are both RAS (mm); SimpleITK is LPS. NIfTI stores the
-voxel axes in its own order, with flips: `in_reference_order` finds the signed permutation that
-maps our (i, j, k) onto the reference's, and fails if there is none (i.e. the grids differ).
+voxel axes in its own order, with flips: `comparison.in_reference_order` (the same grid mapping
+as `dicombrowser compare`) finds the signed permutation that maps our (i, j, k) onto the
+reference's, and fails if there is none (i.e. the grids differ).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from DICOMBrowser.DICOMBrowserLib import geometry
+from DICOMBrowser.DICOMBrowserLib.comparison import in_reference_order
 from DICOMPlugins.DICOMScalarVolumePlugin import DICOMScalarVolumePlugin
 
 nibabel = pytest.importorskip("nibabel")
@@ -30,40 +32,6 @@ def dicom_files(folder: Path) -> list[str]:
 
 def loadables(folder: Path):
     return DICOMScalarVolumePlugin().examineFiles(dicom_files(folder))
-
-
-def in_reference_order(voxels_kji: np.ndarray, ijk_to_ras: np.ndarray, reference_affine: np.ndarray,
-                       reference_shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Our voxels re-indexed to the NIfTI array's (x, y, z[, t]) order; asserts the grids coincide.
-
-    T = inverse(reference) @ ours maps our voxel indices to the reference's: it must be a signed
-    permutation plus an integer shift, and reference @ T must equal ours within 1e-2 mm. With
-    `reference_shape`, returns the reference's array cut to our grid instead (for a reference
-    whose grid is larger than ours) as a pair (ours, reference region).
-    """
-    transform = np.linalg.inv(reference_affine) @ ijk_to_ras
-    permutation = np.round(transform[:3, :3])
-    assert np.all(np.abs(permutation).sum(axis=0) == 1) and np.all(np.abs(permutation).sum(axis=1) == 1), transform
-    snapped = np.eye(4)
-    snapped[:3, :3] = permutation
-    snapped[:3, 3] = np.round(transform[:3, 3])
-    assert geometry.affine_max_difference(reference_affine @ snapped, ijk_to_ras) < AFFINE_TOLERANCE_MM, (
-        reference_affine @ snapped, ijk_to_ras)
-    array = np.moveaxis(voxels_kji, 0, -1) if voxels_kji.ndim == 4 else voxels_kji  # time last, as NIfTI
-    array = np.transpose(array, (2, 1, 0, *range(3, array.ndim)))  # (i, j, k[, t])
-    axes = [int(np.nonzero(permutation[row])[0][0]) for row in range(3)]
-    array = np.transpose(array, (*axes, *range(3, array.ndim)))
-    offsets = []
-    for row in range(3):
-        shift = int(snapped[row, 3])
-        if permutation[row, axes[row]] < 0:
-            array = np.flip(array, row)
-            shift -= array.shape[row] - 1
-        offsets.append(shift)
-    if reference_shape is None:
-        assert offsets == [0, 0, 0], offsets
-        return array
-    return array, tuple(slice(o, o + n) for o, n in zip(offsets, array.shape[:3]))
 
 
 def run_dcm2niix(folder: Path, output: Path) -> dict[str, Path]:

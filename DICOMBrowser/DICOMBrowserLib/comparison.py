@@ -92,20 +92,27 @@ def nifti_stem(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
-def dcm2niix_suffixes(stems: Sequence[str]) -> list[str]:
+def dcm2niix_suffixes(stems: Sequence[str], series_description: str = "") -> list[str]:
     """dcm2niix's suffix of each output file stem of one series ("" for the plain output).
 
     Several outputs share the series' base name, so the suffix is what follows their common
-    prefix (cut back to an underscore); a single output can only be recognised by the suffixes
-    dcm2niix is known to write.
+    prefix (cut back to an underscore). A single output's base ends with the series description
+    (as dcm2niix writes it, other characters replaced by "_") when the name pattern holds it;
+    otherwise only the suffixes dcm2niix is known to write are recognised.
     """
-    if len(stems) == 1:
-        found = _SUFFIX.search(stems[0])
-        return [found.group(1) if found else ""]
-    prefix = os.path.commonprefix(list(stems))
-    if not all(s == prefix or s[len(prefix)] == "_" for s in stems):
-        prefix = prefix[: prefix.rfind("_")] if "_" in prefix else ""
-    return [s[len(prefix):] for s in stems]
+    if len(stems) > 1:
+        prefix = os.path.commonprefix(list(stems))
+        if not all(s == prefix or s[len(prefix)] == "_" for s in stems):
+            prefix = prefix[: prefix.rfind("_")] if "_" in prefix else ""
+        return [s[len(prefix):] for s in stems]
+    stem = stems[0]
+    written = re.sub(r"[^A-Za-z0-9_.-]", "_", series_description.strip())
+    if written and written in stem:
+        rest = stem[stem.rindex(written) + len(written):]
+        if rest == "" or _SUFFIX.fullmatch(rest):
+            return [rest]
+    found = _SUFFIX.search(stem)
+    return [found.group(1) if found else ""]
 
 
 # --- grids -------------------------------------------------------------------------------------
@@ -354,7 +361,21 @@ def _compare_voxels(aligned: np.ndarray, theirs: np.ndarray, mapping: GridMappin
         partial = "" if ours_values.shape == theirs.shape == aligned.shape else " (on the common region)"
         result.reasons.append(
             f"voxels differ{partial}: {result.differing_voxels} of {result.compared_voxels}, "
-            f"max |difference| {result.max_abs_voxel_difference:.4g}")
+            f"max |difference| {result.max_abs_voxel_difference:.4g}{_linear_relation(ours_values, their_values)}")
+
+
+def _linear_relation(ours: np.ndarray, theirs: np.ndarray) -> str:
+    """" (ours = a x dcm2niix + b)" when a rescale explains the difference (another slope or
+    intercept, e.g. Philips display against precise values), else ""."""
+    if ours.size < 2 or np.ptp(theirs) == 0:
+        return ""
+    design = np.stack([theirs.ravel(), np.ones(theirs.size)], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, ours.ravel(), rcond=None)
+    residual = np.abs(design @ [slope, intercept] - ours.ravel())
+    if np.all(residual <= VOXEL_ATOL + VOXEL_RTOL * np.abs(ours.ravel()) + 1e-6 * np.abs(ours).max()):
+        offset = f" {intercept:+.6g}" if abs(intercept) > 1e-6 * max(np.abs(ours).max(), 1.0) else ""
+        return f" (ours = {slope:.6g} x dcm2niix{offset}: another rescale slope/intercept)"
+    return ""
 
 
 def _compare_gradients(ours: NiftiOutput, reference: NiftiOutput, mapping: GridMapping | None,
@@ -384,9 +405,18 @@ def _compare_gradients(ours: NiftiOutput, reference: NiftiOutput, mapping: GridM
     if bvecs_ours.shape != bvecs_theirs.shape:
         result.reasons.append(f"bvec shape {list(bvecs_ours.shape)}, dcm2niix {list(bvecs_theirs.shape)}")
         return
-    result.bvec_max_difference = float(np.max(np.abs(bvecs_ours - bvecs_theirs), initial=0.0))
+    # the direction of a b = 0 volume means nothing (FSL and dcm2niix's users ignore it)
+    weighted = np.ones(bvecs_theirs.shape[1], dtype=bool)
+    if bvals_theirs is not None and bvals_theirs.shape == (bvecs_theirs.shape[1],):
+        weighted = bvals_theirs != 0
+    difference = np.abs(bvecs_ours - bvecs_theirs)
+    result.bvec_max_difference = float(np.max(difference[:, weighted], initial=0.0))
+    if np.max(difference[:, ~weighted], initial=0.0) > GRADIENT_TOLERANCE:
+        result.notes.append(f"bvecs of b = 0 volumes differ (ignored): ours {_numbers(bvecs_ours[:, ~weighted][:, 0])}, "
+                            f"dcm2niix {_numbers(bvecs_theirs[:, ~weighted][:, 0])}")
     if result.bvec_max_difference <= GRADIENT_TOLERANCE:
         return
+    bvecs_ours, bvecs_theirs = bvecs_ours[:, weighted], bvecs_theirs[:, weighted]
     explanation = ""
     if mapping is not None and not mapping.identity:
         mapped = np.zeros_like(bvecs_ours)
@@ -417,27 +447,27 @@ def match_outputs(ours: Sequence[NiftiOutput], references: Sequence[NiftiOutput]
                   images: _Images | None = None) -> tuple[list[tuple[NiftiOutput, OutputComparison | None]], list[NiftiOutput]]:
     """Pair each dcm2niix output of one series with one of ours.
 
-    First by suffix where ours carries one (`loadable.extra["suffix"]`), then by the best
-    comparison (equal, else same grid, else closest voxels) among the rest. Returns
-    ([(reference, comparison or None when nothing of ours is left)], our outputs left unpaired).
+    First by equal suffix where ours carries one (`loadable.extra["suffix"]`), then by the best
+    comparison (equal, else same grid, else closest voxels) among the rest; a pair whose known
+    suffixes differ gets a note. Returns ([(reference, comparison or None when nothing of ours
+    is left)], our outputs left unpaired).
     """
     images = images or _Images()
     pairs: dict[int, OutputComparison] = {}
     free = list(range(len(ours)))
     for r, reference in enumerate(references):
-        if reference.suffix is None:
-            continue
-        for o in free:
-            if ours[o].suffix is not None and ours[o].suffix == reference.suffix:
-                pairs[r] = compare_outputs(ours[o], reference, images)
-                free.remove(o)
-                break
+        same = [o for o in free if ours[o].suffix is not None and ours[o].suffix == reference.suffix]
+        if same:
+            pairs[r] = compare_outputs(ours[same[0]], reference, images)
+            free.remove(same[0])
     candidates = [(compare_outputs(ours[o], references[r], images), r, o)
-                  for r in range(len(references)) if r not in pairs
-                  for o in free if ours[o].suffix is None or references[r].suffix is None]
+                  for r in range(len(references)) if r not in pairs for o in free]
     candidates.sort(key=lambda item: item[0].score(), reverse=True)
     for comparison, r, o in candidates:
         if r not in pairs and o in free:
+            if ours[o].suffix is not None and references[r].suffix is not None:
+                comparison.notes.append(f"named {ours[o].suffix or 'without suffix'!s}, "
+                                        f"dcm2niix {references[r].suffix or 'without suffix'!s}")
             pairs[r] = comparison
             free.remove(o)
     return [(reference, pairs.get(r)) for r, reference in enumerate(references)], [ours[o] for o in free]
@@ -452,7 +482,8 @@ class SeriesVerdict:
     ok: bool = False
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    reference_source: str = ""  # "dcm2niix live (version)" or the folder of stored references
+    reference_source: str = ""  # "dcm2niix <version> (live)" or where the stored references are
+    references: list[str] = field(default_factory=list)  # dcm2niix's outputs for the series
     outputs: list[OutputComparison] = field(default_factory=list)
 
     def line(self) -> str:
@@ -466,7 +497,7 @@ class SeriesVerdict:
         """The shape `dicombrowser compare --json` prints (a contract: keep the keys)."""
         return {"series": self.series, "series_uid": self.series_uid, "ok": self.ok, "reasons": list(self.reasons),
                 "notes": list(self.notes), "reference_source": self.reference_source,
-                "outputs": [c.to_json() for c in self.outputs]}
+                "references": list(self.references), "outputs": [c.to_json() for c in self.outputs]}
 
 
 def _summary(comparison: OutputComparison) -> str:
@@ -479,18 +510,27 @@ def _summary(comparison: OutputComparison) -> str:
 
 
 def verdict_for_series(series: str, ours: Sequence[NiftiOutput], references: Sequence[NiftiOutput], *,
-                       series_uid: str = "", reasons: Sequence[str] = (), notes: Sequence[str] = (),
-                       reference_source: str = "") -> SeriesVerdict:
-    """Pair and compare one series' outputs. `reasons` are failures found before comparing (e.g.
-    no default loadable), `notes` remarks that do not fail the series."""
+                       series_uid: str = "", why_no_output: str = "", reasons: Sequence[str] = (),
+                       notes: Sequence[str] = (), reference_source: str = "") -> SeriesVerdict:
+    """Pair and compare one series' outputs.
+
+    `why_no_output` says why `ours` is empty (e.g. no default loadable); `reasons` are failures
+    found before comparing (a loadable that failed to load), `notes` remarks that do not fail
+    the series. Neither side giving a volume (e.g. a presentation state) is agreement.
+    """
     verdict = SeriesVerdict(series=series, series_uid=series_uid, reasons=list(reasons), notes=list(notes),
-                            reference_source=reference_source)
+                            reference_source=reference_source, references=[r.label for r in references])
     if not references:
         if ours:
             verdict.reasons.append(f"dcm2niix wrote no NIfTI; ours: {', '.join(o.label for o in ours)}")
-        elif not verdict.reasons:
-            verdict.notes.append("no volume on either side (dcm2niix wrote nothing, no default loadable)")
+        else:
+            verdict.notes.insert(0, "no volume on either side: dcm2niix wrote nothing"
+                                 + (f"; ours: {why_no_output}" if why_no_output else ""))
         verdict.ok = not verdict.reasons
+        return verdict
+    if not ours:
+        written = ", ".join(r.label for r in references)
+        verdict.reasons.append(f"{why_no_output or 'nothing of ours to compare'} (dcm2niix wrote {written})")
         return verdict
     images = _Images()
     pairs, unpaired = match_outputs(ours, references, images)
@@ -498,8 +538,7 @@ def verdict_for_series(series: str, ours: Sequence[NiftiOutput], references: Seq
     for reference, comparison in pairs:
         name = f"{reference.label}: " if several else ""
         if comparison is None:
-            if ours or not verdict.reasons:  # "no default loadable" already says why
-                verdict.reasons.append(f"dcm2niix's {reference.label} has no counterpart among our outputs")
+            verdict.reasons.append(f"dcm2niix's {reference.label} has no counterpart among our outputs")
             continue
         verdict.outputs.append(comparison)
         verdict.reasons.extend(name + reason for reason in comparison.reasons)
@@ -538,10 +577,11 @@ class Dcm2niixRun:
     log: str
 
 
-def run_dcm2niix(files: Sequence[str | os.PathLike], output_dir: str | os.PathLike,
+def run_dcm2niix(files: Sequence[str | os.PathLike], output_dir: str | os.PathLike, series_description: str = "",
                  timeout: float = DCM2NIIX_TIMEOUT, executable: str | None = None) -> Dcm2niixRun:
     """dcm2niix on exactly these files (a folder of symlinks to them, so files of other series
-    beside them are not converted): `-b y -z n -f %s_%d`. Returns its outputs with suffixes."""
+    beside them are not converted): `-b y -z n -f %s_%d`. Returns its outputs with their
+    suffixes (the series description helps to find a single output's)."""
     executable = executable or dcm2niix_executable()
     output_dir = Path(output_dir)
     links = output_dir / "input"
@@ -558,7 +598,8 @@ def run_dcm2niix(files: Sequence[str | os.PathLike], output_dir: str | os.PathLi
         raise ComparisonError(f"dcm2niix took longer than {timeout:.0f} s on {len(files)} files") from error
     found = sorted(p for p in converted.iterdir() if p.name.endswith((".nii", ".nii.gz")))
     stems = [nifti_stem(p) for p in found]
-    outputs = [NiftiOutput.at(p, suffix=s) for p, s in zip(found, dcm2niix_suffixes(stems))] if found else []
+    suffixes = dcm2niix_suffixes(stems, series_description) if found else []
+    outputs = [NiftiOutput.at(p, suffix=s) for p, s in zip(found, suffixes)]
     return Dcm2niixRun(outputs=outputs, returncode=completed.returncode,
                        log=(completed.stdout + completed.stderr).strip())
 
@@ -585,25 +626,41 @@ def stored_references(ref_dir: str | os.PathLike, series_number: int | str | Non
         nifti = [p for p in (sidecar.with_suffix(".nii"), sidecar.with_suffix(".nii.gz")) if p.exists()]
         if nifti:
             stems.append((sidecar.stem, nifti[0]))
-    suffixes = dcm2niix_suffixes([s for s, _ in stems]) if stems else []
+    suffixes = dcm2niix_suffixes([s for s, _ in stems], series_description) if stems else []
     return [NiftiOutput.at(path, suffix=suffix) for (_, path), suffix in zip(stems, suffixes)]
 
 
 # --- the whole path for one series: examine, load defaults, write, compare -------------------------
-def series_label(files: Sequence[str]) -> tuple[str, str]:
-    """("#<SeriesNumber> <SeriesDescription>", SeriesInstanceUID) from the first readable file."""
-    import pydicom
+@dataclass
+class SeriesIdentity:
+    """What names a series in a verdict: its number, description and UID."""
 
-    for path in files:
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True,
-                                     specific_tags=["SeriesNumber", "SeriesDescription", "SeriesInstanceUID"])
-        except Exception:  # not DICOM or damaged: try the next file of the series
-            continue
-        number = header.get("SeriesNumber", "")
-        description = str(header.get("SeriesDescription", "") or "").strip()
-        return f"#{number} {description}".strip(), str(header.get("SeriesInstanceUID", ""))
-    return Path(files[0]).parent.name if files else "?", ""
+    number: str = ""
+    description: str = ""
+    uid: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number} {self.description}".strip()
+
+    @classmethod
+    def of_files(cls, files: Sequence[str]) -> "SeriesIdentity":
+        """From the first file of the series that pydicom can read."""
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        for path in files:
+            try:
+                header = pydicom.dcmread(path, stop_before_pixels=True,
+                                         specific_tags=["SeriesNumber", "SeriesDescription", "SeriesInstanceUID"])
+            except (InvalidDicomError, OSError, ValueError) as error:  # damaged: the next file names it
+                logger.debug("Cannot read the series identity from %s: %s", path, error)
+                continue
+            number = header.get("SeriesNumber")
+            return cls(number="" if number is None else str(number),
+                       description=str(header.get("SeriesDescription", "") or "").strip(),
+                       uid=str(header.get("SeriesInstanceUID", "") or ""))
+        return cls(description=Path(files[0]).parent.name if files else "?")
 
 
 def compare_series_with_dcm2niix(database: Any, files: Sequence[str], work_dir: str | os.PathLike,
@@ -614,11 +671,11 @@ def compare_series_with_dcm2niix(database: Any, files: Sequence[str], work_dir: 
     from . import scene as scenes
 
     work_dir = Path(work_dir)
-    name, series_uid = series_label(files)
-    label = label or name
+    identity = SeriesIdentity.of_files(files)
     executable = dcm2niix_executable()
     reasons: list[str] = []
     notes: list[str] = []
+    why_no_output = ""
     ours: list[NiftiOutput] = []
     report = loading.examine(database, [list(files)])
     for plugin, reason in report.errors:
@@ -626,7 +683,7 @@ def compare_series_with_dcm2niix(database: Any, files: Sequence[str], work_dir: 
     chosen = [loadable for loadable in report.loadables if loadable.selected]
     if not chosen:
         offered = ", ".join(loadable.name for loadable in report.loadables) or "nothing"
-        reasons.append(f"no loadable selected by default (examine offers: {offered})")
+        why_no_output = f"no loadable selected by default (examine offers: {offered})"
     else:
         scene = scenes.new_scene()
         try:
@@ -640,10 +697,11 @@ def compare_series_with_dcm2niix(database: Any, files: Sequence[str], work_dir: 
                 ours.append(NiftiOutput.at(path, label=loadable.name, suffix=loadable.extra.get("suffix")))
         finally:
             scenes.close_scene(scene)
-    run = run_dcm2niix(files, work_dir / "dcm2niix", executable=executable)
+    run = run_dcm2niix(files, work_dir / "dcm2niix", identity.description, executable=executable)
     if not run.outputs and run.returncode:
         notes.append(f"dcm2niix exit {run.returncode}: {run.log.splitlines()[-1] if run.log else ''}")
-    return verdict_for_series(label, ours, run.outputs, series_uid=series_uid, reasons=reasons, notes=notes,
+    return verdict_for_series(label or identity.label, ours, run.outputs, series_uid=identity.uid,
+                              why_no_output=why_no_output, reasons=reasons, notes=notes,
                               reference_source=f"dcm2niix {dcm2niix_version(executable)} (live)")
 
 

@@ -3,7 +3,7 @@
 A thin shell over DICOMBrowserLogic.compare. The contract: `compare TARGET... --with dcm2niix
 [--json]`; one verdict line per series ("OK   <series>  (...)" / "DIFF <series>: reasons"), or
 with --json one array of verdict objects (keys: series, series_uid, ok, reasons, notes,
-reference_source, outputs); exit status 1 when any series differs.
+reference_source, references, outputs); exit status 1 when any series differs.
 """
 from __future__ import annotations
 
