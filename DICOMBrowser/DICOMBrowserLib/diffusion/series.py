@@ -10,6 +10,7 @@ have different frame counts (missing slices), a warning says so.
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 
 from ..errors import DICOMFileError, LoadError
+from ..pixelreader import philips_precise_scaling
 from . import mosaic, vendors
 from .gradients import LPS_TO_RAS
 
@@ -105,7 +107,7 @@ SCAN_TAGS: dict[str, str] = {
     "0028,1052": "DS", "0028,1053": "DS",
     "0043,1039": "IS", "0019,10bb": "DS", "0019,10bc": "DS", "0019,10bd": "DS",
     "2001,1003": "FL", "2001,1004": "CS", "2005,10b0": "FL", "2005,10b1": "FL", "2005,10b2": "FL",
-    "2005,1412": "IS", "2005,1413": "IS", "2005,1596": "IS",
+    "2005,1412": "IS", "2005,1413": "IS", "2005,1596": "IS", "2005,100e": "FL",
     "0065,0010": "LO", "0065,1009": "FD", "0065,100a": "FD", "0065,1037": "FD", "0065,1050": "DS",
     # identity, for node attributes and the subject hierarchy
     "0008,0018": "UI", "0010,0010": "PN", "0010,0020": "LO", "0010,0030": "DA", "0010,0040": "CS",
@@ -397,9 +399,27 @@ def _classic_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[Fr
         raise DICOMFileError(path, "no image plane geometry (ImageOrientation/PositionPatient, PixelSpacing)")
     diffusion = vendors.file_diffusion(ds, path)
     temporal = (diffusion.order_key, _number(ds, "InstanceNumber"))
+    slope, intercept = _modality_scaling(ds, ds, _number(ds, "RescaleSlope", 1.0) or 1.0,
+                                         _number(ds, "RescaleIntercept", 0.0))
     return [FrameRecord(file_index, 0, position, orientation[:3], orientation[3:], (spacing[0], spacing[1]),
-                        _slice_spacing(ds), diffusion, temporal,
-                        _number(ds, "RescaleSlope", 1.0) or 1.0, _number(ds, "RescaleIntercept", 0.0), layout)]
+                        _slice_spacing(ds), diffusion, temporal, slope, intercept, layout)]
+
+
+def _modality_scaling(ds: Any, private_group: Any, slope: float, intercept: float) -> tuple[float, float]:
+    """(slope, intercept) to apply to stored values: Philips' precise floating-point scaling when
+    the private scale slope (2005,100E) is in `private_group` (the file, or an enhanced frame's
+    private functional group 2005,140F), as dcm2niix does by default; else RescaleSlope/Intercept."""
+    if private_group is None or vendors.manufacturer(ds) != "Philips":
+        return slope, intercept
+    element = private_group.get(0x2005100E)
+    value = getattr(element, "value", None)
+    if isinstance(value, bytes) and len(value) == 4:  # FL read as UN (implicit VR, no dictionary entry)
+        value = struct.unpack("<f", value)[0]
+    try:
+        scale_slope = float(value[0] if isinstance(value, (list, tuple)) else value)
+    except (TypeError, ValueError, IndexError):
+        return slope, intercept
+    return philips_precise_scaling(slope, intercept, scale_slope)
 
 
 def _first_item(container: pydicom.Dataset, sequence: str) -> pydicom.Dataset | None:
@@ -429,6 +449,9 @@ def _enhanced_records(ds: pydicom.Dataset, path: str, file_index: int) -> list[F
         transform = group("PixelValueTransformationSequence")
         slope = _number(transform, "RescaleSlope", 1.0) if transform is not None else 1.0
         intercept = _number(transform, "RescaleIntercept", 0.0) if transform is not None else 0.0
+        private = item.get((0x2005, 0x140F))
+        slope, intercept = _modality_scaling(ds, private.value[0] if private is not None and private.value else None,
+                                             slope or 1.0, intercept)
         diffusion = vendors.frame_diffusion(ds, item)
         content = _first_item(item, "FrameContentSequence")
         index_values = vendors.float_array(content.get("DimensionIndexValues")) if content is not None else None
@@ -498,7 +521,7 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True, database: Any
         volumes, ijk_to_lps, shape = _mosaic_volumes(records, warnings)
     else:
         volumes, ijk_to_lps, shape = _slice_volumes(records, files, warnings)
-    bvalues, gradients = _volume_encodings(volumes, files, warnings)
+    bvalues, gradients = _volume_encodings(volumes, files, warnings, require_diffusion)
     position = str(first_ds.get("PatientPosition", "") or "").upper()
     if vendors.manufacturer(first_ds) == "GE" and position and position != "HFS":
         warnings.append(f"GE gradient directions assume a head-first supine patient; PatientPosition is {position}")
@@ -509,8 +532,10 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True, database: Any
                    series_number=str(first_ds.get("SeriesNumber", "") or ""), derived_excluded=derived,
                    identity={k: str(first_ds.get(k, "") or "") for k in IDENTITY_KEYWORDS if first_ds.get(k, "")},
                    instance_uids=instance_uids, pixel_locations=locations)
+    # a series without diffusion weighting is not a DWI: what the plan found is not worth a warning
+    level = logging.WARNING if np.any(bvalues > 0) else logging.DEBUG
     for warning in warnings:
-        logger.warning("%s: %s", plan.series_uid or files[0], warning)
+        logger.log(level, "%s: %s", plan.series_uid or files[0], warning)
     return plan
 
 
@@ -593,7 +618,8 @@ def _stack_geometry(volume: list[FrameRecord], files: list[str], warnings: list[
     return geometry.ijk_to_lps(frames)
 
 
-def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnings: list[str]):
+def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnings: list[str],
+                      require_diffusion: bool = True):
     bvalues = np.zeros(len(volumes))
     gradients = np.zeros((len(volumes), 3))
     inconsistent = 0
@@ -615,7 +641,7 @@ def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnin
     if inconsistent:
         warnings.append(f"{inconsistent} volume(s) mix slices of different b-values or directions "
                         "(slices missing for some gradient?)")
-    if volumes and not np.any(bvalues > 0):
+    if volumes and not np.any(bvalues > 0) and require_diffusion:
         warnings.append("no diffusion-weighted volume (all b = 0)")
     return bvalues, gradients
 
