@@ -14,6 +14,8 @@ database is an index that can always be rebuilt from them.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -157,6 +159,14 @@ class VerifyReport:
     changed: list[str] = field(default_factory=list)
     removed: int = 0                                   # entries removed by repair
     reindexed: int = 0                                 # changed files indexed again by repair
+    unindexed: list[str] = field(default_factory=list)  # files under dicom/ the index lacks (orphans)
+    partial: list[str] = field(default_factory=list)    # stale temporary files (.part) under dicom/
+    recovered: int = 0                                 # orphans indexed by repair
+    partial_removed: int = 0                           # stale temporary files removed by repair
+
+    @property
+    def problems(self) -> bool:
+        return bool(self.missing or self.changed or self.unindexed or self.partial)
 
 
 class DICOMDatabase:
@@ -584,7 +594,7 @@ class DICOMDatabase:
             status = "updated"
             replaced = True
         if target is not None and is_copied and os.path.abspath(source) != os.path.abspath(target):
-            tmp = target.with_name(target.name + ".part")
+            tmp = target.with_name(partial_name(target.name))
             try:
                 try:
                     shutil.copyfile(source, tmp)
@@ -595,7 +605,10 @@ class DICOMDatabase:
                     shutil.copyfile(source, tmp)
                 os.replace(tmp, target)
             except OSError as error:
-                raise DICOMFileError(source, f"cannot copy into {target}: {error}") from error
+                # a full disk leaves a partial copy: removed, so that the space is given back
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise DICOMFileError(source, f"cannot copy into {target}: {_os_reason(error)}") from error
             stat = target.stat()
             size, mtime_ns = stat.st_size, stat.st_mtime_ns
         else:
@@ -1017,7 +1030,32 @@ class DICOMDatabase:
                 self._delete_instances(connection, gone)
                 self._delete_orphans(connection)
             report.removed = len(gone)
+        report.unindexed, report.partial = self.folder_leftovers()
+        if repair and (report.unindexed or report.partial):
+            from .indexer import reconcile
+
+            summary = reconcile(self, report.unindexed, report.partial)
+            report.recovered, report.partial_removed = summary.indexed, summary.partial_removed
         return report
+
+    def folder_leftovers(self) -> tuple[list[str], list[str]]:
+        """Files under dicom/ that the index lacks (a listener or a copy killed between writing a
+        file and committing its row, or a disk that filled up in between), and temporary files
+        (.part) that no running process is still writing. Both absolute, sorted."""
+        root = str(self.images_folder)
+        if not os.path.isdir(root):
+            return [], []
+        indexed = set(self.indexed_files())
+        unindexed, partial = [], []
+        for folder, _dirs, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if name.endswith(PARTIAL_SUFFIX):
+                    if partial_is_stale(path):
+                        partial.append(path)
+                elif path not in indexed:
+                    unindexed.append(path)
+        return sorted(unindexed), sorted(partial)
 
     def _reindex_changed(self, report: VerifyReport) -> list[str]:
         """Index changed files again; returns SOP UIDs of entries whose file is no longer a readable instance."""
@@ -1048,6 +1086,48 @@ class DICOMDatabase:
             connection.execute("VACUUM tagcache")
             connection.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
             connection.execute("PRAGMA tagcache.wal_checkpoint(TRUNCATE)")
+
+
+PARTIAL_SUFFIX = ".part"
+_PARTIAL_OWNER = re.compile(r"\.(\d+)(?:-\d+)?\.part$")
+# a temporary file untouched this long is stale even when its writer's process id is alive again
+# (a reused id); no writer keeps one open without writing for anywhere near this long
+PARTIAL_MAX_AGE = 3600.0
+
+
+def partial_name(final_name: str) -> str:
+    """The hidden temporary name a file is written under before its rename: it carries the
+    writer's process id, so a later start or `db verify` can tell a dead writer's leftovers."""
+    return f".{final_name}.{os.getpid()}-{threading.get_ident()}{PARTIAL_SUFFIX}"
+
+
+def partial_is_stale(path: str) -> bool:
+    """A .part file whose writer is gone (its process id is not running), that is older than
+    PARTIAL_MAX_AGE, or that does not name its writer (an older version's)."""
+    match = _PARTIAL_OWNER.search(os.path.basename(path))
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return False  # renamed or removed meanwhile: its writer finished
+    if match is None or age > PARTIAL_MAX_AGE:
+        return True
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _os_reason(error: OSError) -> str:
+    """An OSError as a reason: 'no space left on device' named plainly (the user must free space)."""
+    if error.errno == errno.ENOSPC:
+        return "no space left on device"
+    return error.strerror or str(error)
 
 
 def _is_dicom_now(path: str) -> bool:

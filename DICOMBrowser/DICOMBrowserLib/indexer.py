@@ -284,6 +284,49 @@ def _storable_paths(files: list[str], summary: ImportSummary) -> list[str]:
     return storable
 
 
+@dataclass
+class ReconcileSummary:
+    """What `reconcile` did to the database folder's leftovers."""
+
+    indexed: int = 0
+    partial_removed: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def reconcile(database: DICOMDatabase, unindexed: list[str] | None = None,
+              partial: list[str] | None = None) -> ReconcileSummary:
+    """Index the files under dicom/ that the index lacks and remove stale temporary files.
+
+    Why: a listener acknowledges an instance once its file is renamed into dicom/, and indexes it
+    a moment later on another thread; a kill, a crash or a full disk in between left files that
+    the sender was told were stored but that nobody would find. The listener runs this when it
+    starts, and `db verify --repair` runs it (lists from `database.folder_leftovers()` unless given)."""
+    if unindexed is None or partial is None:
+        unindexed, partial = database.folder_leftovers()
+    summary = ReconcileSummary()
+    for path in partial:
+        try:
+            os.unlink(path)
+            summary.partial_removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            summary.errors.append((path, f"cannot remove: {error.strerror or error}"))
+    if unindexed:
+        result = index_files(database, unindexed, copied=True)
+        summary.indexed = result.indexed + result.updated + result.relinked
+        summary.errors.extend(result.errors)
+        if result.skipped:  # files that are not DICOM stay where they are, named
+            failed = {p for p, _ in result.errors}
+            summary.errors.extend((path, "not a DICOM instance") for path in unindexed
+                                  if path not in failed and database.instance_for_file(path) is None)
+    if summary.indexed or summary.partial_removed or summary.errors:
+        logger.warning("Database folder %s: %d file(s) the index lacked indexed, %d stale temporary file(s) "
+                       "removed, %d left as they are", database.folder, summary.indexed,
+                       summary.partial_removed, len(summary.errors))
+    return summary
+
+
 def rebuild(folder: str | os.PathLike, progress: Progress | None = None,
             workers: int | None = None) -> tuple[DICOMDatabase, ImportSummary, list[Path]]:
     """Rebuild a database folder's index from its files, which are the truth.

@@ -240,23 +240,30 @@ def db_info(state: CLIContext, as_json: bool) -> None:
 
 
 @db_group.command("verify")
-@click.option("--repair", is_flag=True, help="Remove entries whose files are gone; re-index changed files.")
+@click.option("--repair", is_flag=True, help="Remove entries whose files are gone; re-index changed files; index "
+              "files under dicom/ the index lacks; remove stale temporary (.part) files.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def db_verify(state: CLIContext, repair: bool, as_json: bool) -> None:
-    """Report indexed files that are missing or changed since import (exit code 1 if any, unless --repair)."""
+    """Report indexed files that are missing or changed since import, files in the database folder
+    that the index lacks and stale temporary files (exit code 1 if any, unless --repair)."""
     report = state.logic().verify(repair=repair)
     if as_json:
         _print_json({"checked": report.checked, "missing": report.missing, "changed": report.changed,
-                     "removed": report.removed, "reindexed": report.reindexed})
+                     "unindexed": report.unindexed, "partial": report.partial,
+                     "removed": report.removed, "reindexed": report.reindexed,
+                     "recovered": report.recovered, "partial_removed": report.partial_removed})
     else:
-        for path in report.missing:
-            click.echo(f"missing: {path}")
-        for path in report.changed:
-            click.echo(f"changed: {path}")
-        click.echo(f"{report.checked} files checked: {len(report.missing)} missing, {len(report.changed)} changed"
-                   + (f", {report.removed} entries removed, {report.reindexed} re-indexed" if repair else ""))
-    if (report.missing or report.changed) and not repair:
+        for label, paths in (("missing", report.missing), ("changed", report.changed),
+                             ("not indexed", report.unindexed), ("partial", report.partial)):
+            for path in paths:
+                click.echo(f"{label}: {path}")
+        click.echo(f"{report.checked} files checked: {len(report.missing)} missing, {len(report.changed)} changed; "
+                   f"{len(report.unindexed)} file(s) in the database folder not indexed, "
+                   f"{len(report.partial)} stale partial file(s)"
+                   + (f"; {report.removed} entries removed, {report.reindexed} re-indexed, {report.recovered} "
+                      f"indexed, {report.partial_removed} partial file(s) removed" if repair else ""))
+    if report.problems and not repair:
         sys.exit(1)
 
 

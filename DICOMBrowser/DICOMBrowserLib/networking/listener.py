@@ -50,6 +50,7 @@ class ListenerStatus:
     connections: int = 0  # open now (with or without an association)
     evicted: int = 0  # connections closed because they sent no association request while others waited
     refused: list[str] = field(default_factory=list)  # "host: reason" of associations over a limit
+    recovered: int = 0  # files acknowledged by an earlier run but not indexed, indexed at start
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -94,6 +95,8 @@ class StorageListener:
                                          max_pdu_size=maximum_pdu_size or limits.max_pdu_size)
         self.limits = limits
         self.guard = ConnectionGuard(limits)
+        self.recovered = 0  # files an earlier listener left unindexed, indexed at start
+        self.partial_removed = 0  # its temporary files removed at start
         self.writer = ReceivedInstanceWriter(database, fsync=fsync, on_indexed=on_indexed)
         self._server: Any = None
         self._rejected: list[str] = []
@@ -119,6 +122,7 @@ class StorageListener:
         """Bind and serve in the background; NetworkError names the port if it cannot be bound."""
         if self._server is not None:
             return self.status()
+        self._recover()
         ae = self._make_ae()
         handlers = [
             LISTENER_CONN_OPEN,
@@ -141,6 +145,22 @@ class StorageListener:
         logger.info("Listening as %s on %s:%d, writing into %s", self.ae_title, self.host, self.port,
                     self.writer.images_folder)
         return self.status()
+
+    def _recover(self) -> None:
+        """Before serving: index what an earlier listener acknowledged but did not index (killed,
+        crashed, disk full) and remove its temporary files (indexer.reconcile)."""
+        if not hasattr(self.database, "folder_leftovers"):
+            return
+        from ..errors import DICOMBrowserError
+        from ..indexer import reconcile
+
+        try:
+            summary = reconcile(self.database)
+        except (DICOMBrowserError, OSError) as error:  # the listener still starts; `db verify` reports the rest
+            logger.error("Could not reconcile the database folder %s before listening: %s",
+                         self.database.folder, error)
+            return
+        self.recovered, self.partial_removed = summary.indexed, summary.partial_removed
 
     def stop(self, wait_indexed: float = 60.0) -> ListenerStatus:
         """Stop accepting, end open associations, index what was received, and return the final status."""
@@ -176,7 +196,7 @@ class StorageListener:
                               failed=c.write_failed + c.index_failed, pending=self.writer.pending,
                               rejected_callers=rejected, associations=associations,
                               connections=self.guard.connections, evicted=self.guard.evicted,
-                              refused=list(self.guard.refused))
+                              refused=list(self.guard.refused), recovered=self.recovered)
 
     def _on_rejected(self, event: Any) -> None:
         calling = _calling_ae(event)

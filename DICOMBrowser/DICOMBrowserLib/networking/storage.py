@@ -38,6 +38,7 @@ from typing import Any, Callable
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
+from ..database import partial_name
 from ..errors import DICOMBrowserError, DICOMFileError
 
 logger = logging.getLogger(__name__)
@@ -249,8 +250,9 @@ class ReceivedInstanceWriter:
         name = f"{safe_uid_component(sop_uid)}.dcm"
         final = f"{folder}{os.sep}{name}"
         header = encode_file_meta(sop_class, sop_uid, transfer_syntax, source_ae)
-        # unique per writing thread: two associations may deliver the same instance at once
-        temporary = f"{folder}{os.sep}.{name}.{self._pid}-{threading.get_ident()}.part"
+        # unique per writing thread: two associations may deliver the same instance at once; the
+        # process id in the name lets a later start tell a killed listener's leftovers (database.partial_is_stale)
+        temporary = f"{folder}{os.sep}{partial_name(name)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
             try:

@@ -1,0 +1,172 @@
+"""No instance acknowledged without being kept: the listener killed with SIGKILL mid-transfer, and
+a disk that fills up. Given storescu's own log of which instances it saw acknowledged with
+Success, when the listener starts again (or `db verify --repair` runs), then every one of them is
+in the index, and no temporary file is left in the database folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
+from network_peers import free_port, have_dcmtk, port_open
+
+pytestmark = [pytest.mark.network, pytest.mark.timeout(300),
+              pytest.mark.skipif(not have_dcmtk(), reason="DCMTK tools (apt-get install dcmtk) not installed")]
+
+AE = "RECOVERY"
+KILLS = 10
+
+
+def start_listener(folder: Path, port: int) -> subprocess.Popen:
+    """`dicombrowser listen` in its own process (so that it can be killed), ready when its port answers."""
+    process = subprocess.Popen([sys.executable, "-m", "DICOMBrowser", "--database", str(folder), "listen",
+                                "--port", str(port), "--host", "127.0.0.1", "--ae-title", AE],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not port_open(port):
+        if process.poll() is not None:
+            raise AssertionError(f"listener exited: {process.stderr.read().decode(errors='replace')}")
+        assert time.monotonic() < deadline, "listener did not open its port within 60 s"
+        time.sleep(0.05)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+def acknowledged(storescu_log: str) -> list[str]:
+    """Files storescu saw answered with Success (its -v log: 'Sending file: X' ... 'Received Store Response (Success)')."""
+    done, current = [], None
+    for line in storescu_log.splitlines():
+        sending = re.search(r"Sending file: (.+)$", line)
+        if sending:
+            current = sending.group(1).strip()
+        elif "Received Store Response (Success)" in line and current:
+            done.append(current)
+            current = None
+    return done
+
+
+def start_storescu(port: int, files: list[Path]) -> subprocess.Popen:
+    return subprocess.Popen(["storescu", "-v", "-aec", AE, "-nh", "127.0.0.1", str(port), *map(str, files)],
+                            env=dcmtk_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def sop_uids(paths: list[Path]) -> dict[str, str]:
+    return {str(p): str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
+
+
+def indexed_uids(folder: Path) -> set[str]:
+    with DICOMDatabase(folder) as database:
+        return {row["SOPInstanceUID"] for row in database.instances()}
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in (folder / "dicom").rglob("*.part")] if (folder / "dicom").exists() else []
+
+
+@pytest.mark.slow
+def test_kill_9_loses_no_acknowledged_instance(tmp_path, series_factory, cli_runner):
+    """Ten SIGKILLs of the listener at seeded random moments of a 400-instance transfer: every
+    instance storescu saw acknowledged is indexed after the restart (nine restarts) or after
+    `db verify --repair` (the last kill), and no .part file survives."""
+    files = series_factory("a", count=200) + series_factory("b", count=200)
+    uid_of = sop_uids(files)
+    folder = tmp_path / "db"
+    rng = random.Random(9)
+    seen: set[str] = set()
+    lost_per_round = []
+    for round_number in range(KILLS):
+        port = free_port()
+        listener = start_listener(folder, port)
+        try:
+            # every round after the first also checks what the restart recovered
+            missing = {uid for uid in seen if uid not in indexed_uids(folder)}
+            lost_per_round.append(len(missing))
+            sender = start_storescu(port, files)
+            time.sleep(rng.uniform(0.05, 0.6))
+            listener.kill()  # SIGKILL: no handler, no flush, no goodbye
+            listener.wait(10)
+            log, _ = sender.communicate(timeout=60)
+        finally:
+            stop(listener)
+        seen.update(uid_of[path] for path in acknowledged(log))
+    # the last kill: `db verify` names what the index lacks, and --repair indexes it
+    verify = cli_runner("db", "verify", "--json", database=folder)
+    repair = cli_runner("db", "verify", "--repair", database=folder)
+    assert repair.exit_code == 0, repair.output
+    missing = seen - indexed_uids(folder)
+    reported = json.loads(verify.output)
+    print(f"acknowledged {len(seen)} distinct instances over {KILLS} kills; not indexed after each restart: "
+          f"{lost_per_round}; after the last kill `db verify` named {len(reported['unindexed'])} unindexed and "
+          f"{len(reported['partial'])} partial file(s); after --repair not indexed: {len(missing)}")
+    assert seen, "storescu never got an acknowledgement: the kills came too early"
+    assert not any(lost_per_round) and not missing
+    assert not leftovers(folder)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (needs the right to mount: root, or skipped with the reason)."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    if not shutil.which("mount") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the disk-full test runs where it can mount)")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_disk_full_answers_out_of_resources(small_disk, series_factory):
+    """Instances sent into a database on a disk that fills up: the ones that do not fit get Out of
+    Resources (A700), never Success; once space is freed and the listener restarts, every
+    acknowledged instance is indexed and no partial file is left."""
+    files = series_factory("big", count=40, rows=256, columns=256)  # ~130 kB each, 5 MB in all
+    uid_of = sop_uids(files)
+    folder = small_disk / "db"
+    filler = small_disk / "filler"  # what the user deletes afterwards to make room
+    filler.write_bytes(b"\0" * (1 << 20))
+    port = free_port()
+    listener = start_listener(folder, port)
+    try:
+        result = subprocess.run(["storescu", "-v", "-aec", AE, "-nh", "127.0.0.1", str(port), *map(str, files)],
+                                env=dcmtk_env(), capture_output=True, text=True, timeout=120)
+    finally:
+        stop(listener)
+    log = result.stdout + result.stderr
+    acked = {uid_of[path] for path in acknowledged(log)}
+    assert "Refused: OutOfResources" in log, log[-2000:]
+    assert 0 < len(acked) < len(files)
+    # free space (the user deletes something), restart: what was acknowledged is all there
+    filler.unlink()
+    listener = start_listener(folder, free_port())
+    stop(listener)
+    assert acked <= indexed_uids(folder)
+    assert not leftovers(folder)
