@@ -322,12 +322,12 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         sorted_records = geometry.sort_frames(stack.records)
         name = f"{series_name} [{stack.label}]" if split and stack.label else series_name
         base_confidence, notes = self._confidence(sorted_records, stack, values, biggest)
-        if "MOSAIC" in stack.image_type.upper() and not stack.color:
+        if _is_mosaic(stack.image_type) and not stack.color:
             loadables, problem = self._mosaic_loadables(sorted_records, name, base_confidence, notes)
             if loadables:
                 return self._with_suffix(loadables, stack.suffix)
             base_confidence = 0.05
-            notes = notes + [f"Siemens mosaic that could not be unpacked ({problem}): this loads the tiles as they are"]
+            notes = notes + [f"a mosaic that could not be unpacked ({problem}): this loads the tiles as they are"]
         groups = geometry.position_groups(sorted_records)
         repeats = max(len(g) for g in groups)
         if repeats > 1:
@@ -378,7 +378,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
 
     def _mosaic_loadables(self, records: list[FrameGeometry], name: str, confidence: float,
                           notes: list[str]) -> tuple[list[DICOMLoadable], str]:
-        """Siemens mosaics (each file tiles the slices of one volume): one 3D volume per file, and
+        """Mosaics (Siemens MOSAIC, UIH VFRAME: each file tiles the slices of one volume): one 3D volume per file, and
         a 4D loadable (default) when there are several, unpacked as the diffusion reader does
         (tile order, CSA slice normal, mosaic position correction). Returns (loadables, why not)."""
         from DICOMBrowser.DICOMBrowserLib.diffusion import series as mosaic_series
@@ -390,7 +390,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             logger.info("%s: mosaic not unpacked: %s", name, error)
             return [], str(error)
         if plan.volumes[0][0].mosaic_layout is None:
-            return [], "no mosaic layout (not a Siemens mosaic)"
+            return [], "no mosaic layout (neither a Siemens mosaic nor a UIH grid)"
         volume_files = [plan.files[volume[0].file_index] for volume in plan.volumes]
         warning = " ".join(w if w.endswith(".") else f"{w}." for w in plan.warnings if "all b = 0" not in w)
         if notes:
@@ -402,7 +402,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             count = len(paths)
             return DICOMLoadable(
                 name=label, files=paths, confidence=round(max(min(volume_confidence, 1.0), 0.0), 3), selected=False,
-                tooltip=f"Siemens mosaic: {slices} slices" + (f" x {count} volumes" if count > 1 else "")
+                tooltip=f"{plan.vendor} mosaic: {slices} slices" + (f" x {count} volumes" if count > 1 else "")
                         + f", {rows}x{columns}", warning=warning, plugin="DICOMScalarVolumePlugin",
                 extra={"kind": "mosaic", "index_values": [float(i) for i in range(count)],
                        "index_name": "acquisition order",
@@ -864,3 +864,9 @@ def _ge_direct_field_map_parts(groups: list[list[FrameGeometry]]) -> list[tuple[
         return None
     volumes = _repeated_position_sets(groups)
     return [("fieldmaphz", volumes[0]), ("", volumes[1])] if volumes else None
+
+
+def _is_mosaic(image_type: str) -> bool:
+    """Files that tile the slices of a volume in one image: Siemens MOSAIC, UIH VFRAME."""
+    values = {v.strip().upper() for v in image_type.split("\\")}
+    return bool(values & {"MOSAIC", "VFRAME"})
