@@ -187,10 +187,16 @@ class DICOMBrowserLogic:
             self._loading_scene = scenes.new_scene()
         return self._loading_scene
 
-    def load(self, loadables: list, scene: Any = None, report: Any = None) -> list:
+    def load(self, loadables: list, scene: Any = None, report: Any = None, referenced: str | None = None) -> list:
         """Load loadables (from `examine`; pass its report to reuse what the plugins read) into
-        `scene` (default: `loading_scene`); returns the nodes."""
+        `scene` (default: `loading_scene`); returns the nodes. `referenced` ("ask", "always",
+        "never"; default $DICOMBROWSER_LOAD_REFERENCED or "ask") says whether a SEG or structure
+        set also loads the image series it refers to (DICOMBrowserLib.referenced)."""
         from DICOMBrowser.DICOMBrowserLib import loading
+
+        if referenced is not None:
+            for loadable in loadables:
+                loadable.extra["load_referenced"] = referenced
 
         scene = scene if scene is not None else self.loading_scene
         # the database only if examine opened it: loadables of a folder load without one
@@ -210,9 +216,15 @@ class DICOMBrowserLogic:
         return chosen
 
     def save_volume(self, node: Any, path: str | os.PathLike) -> Path:
-        """Write a volume or 4D sequence as .nrrd, .nii/.nii.gz, or its scene as .mrml/.mrb."""
+        """Write a volume or 4D sequence as .nrrd, .nii/.nii.gz, or its scene as .mrml/.mrb; a
+        segmentation as Slicer's .seg.nrrd."""
         from DICOMBrowser.DICOMBrowserLib import scene as scenes
 
+        lower = str(path).lower()
+        if node.IsA("vtkMRMLSegmentationNode") and lower.endswith((".nrrd", ".nhdr")):
+            from DICOMBrowser.DICOMBrowserLib.segmentation import save_segmentation
+
+            return Path(save_segmentation(node, str(path)))
         return scenes.save_volume(node, path)
 
     def screenshot(self, node: Any, path: str | os.PathLike, size: tuple[int, int] = (900, 300)) -> Path:
