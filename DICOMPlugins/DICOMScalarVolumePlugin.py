@@ -323,6 +323,15 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         name = f"{series_name} [{stack.label}]" if split and stack.label else series_name
         base_confidence, notes = self._confidence(sorted_records, stack, values, biggest)
         if _is_mosaic(stack.image_type) and not stack.color:
+            echoes = self._mosaic_echoes(stack)
+            if echoes is not None:  # multi-echo EPI: each echo its own time series, as dcm2niix writes them
+                loadables = []
+                for number, members in enumerate(echoes, start=1):
+                    suffix = self._suffix(members) or f"_e{number}"
+                    loadables.extend(self._loadables_for_stack(
+                        _Stack(members, label=suffix[1:] if not split or stack.suffix else f"{stack.label}, {suffix[1:]}",
+                               image_type=stack.image_type, suffix=suffix), values, series_name, True, len(members)))
+                return loadables
             loadables, problem = self._mosaic_loadables(sorted_records, name, base_confidence, notes)
             if loadables:
                 return self._with_suffix(loadables, stack.suffix)
@@ -341,7 +350,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                     loadables.extend(self._loadables_for_stack(
                         _Stack(members, label=label if not split or stack.suffix else f"{stack.label}, {label}",
                                image_type=stack.image_type, color=stack.color, suffix=suffix),
-                        values, series_name, True, biggest))
+                        values, series_name, True, len(members)))
                 return loadables
             parts = _ge_direct_field_map_parts(groups)
             if parts is not None:
@@ -350,7 +359,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                     suffix = self._suffix(members, component)
                     loadables.extend(self._loadables_for_stack(
                         _Stack(members, label=suffix[1:] if suffix else "magnitude", image_type=stack.image_type,
-                               suffix=suffix), values, series_name, True, biggest))
+                               suffix=suffix), values, series_name, True, len(members)))
                 return loadables
             time_key = _splitting_key(groups, ["temporal_position", "trigger_time", *TIME_TAGS, "file"],
                                       require_all_positions=True)
@@ -367,6 +376,18 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         return self._with_suffix(
             loadables + self._sub_series_loadables(sorted_records, name, base_confidence, notes, stack.color),
             stack.suffix)
+
+    @staticmethod
+    def _mosaic_echoes(stack: _Stack) -> list[list[FrameGeometry]] | None:
+        """A mosaic stack's files split by echo (EchoNumbers, else EchoTime), in echo order; None
+        when the stack holds one echo. (Mosaics have one position per file, so the repeated-position
+        split below does not see echoes.)"""
+        for tag in ECHO_TAGS:
+            keys = [r.attributes.get(tag, "") for r in stack.records]
+            if "" in keys or len(set(keys)) < 2:
+                continue
+            return [[r for r in stack.records if r.attributes.get(tag, "") == value] for value in _sorted_values(set(keys))]
+        return None
 
     @staticmethod
     def _with_suffix(loadables: list[DICOMLoadable], suffix: str) -> list[DICOMLoadable]:
@@ -459,7 +480,9 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         if len(b_values) > 1 or any(b and b > 0 for b in b_values):
             confidence = min(confidence, 0.3)
             notes.append("diffusion-weighted images: the diffusion plugin reads gradients and b-values")
-        if "LOCALIZER" in image_type or ("SCOUT" in image_type) or (len(records) <= 3 < biggest):
+        # a small stack beside a bigger one is a localizer, unless each record is a whole volume (mosaics)
+        if "LOCALIZER" in image_type or ("SCOUT" in image_type) or (len(records) <= 3 < biggest
+                                                                   and not _is_mosaic(image_type)):
             confidence = min(confidence, 0.3)
             notes.append("a localizer/scout, kept apart from the main volume")
         if first.get("0008,0016", "") == RT_DOSE:

@@ -162,3 +162,20 @@ def test_every_mosaic_fmri_of_the_corpus_loads_as_4d_by_default(cli_runner, corp
         loadables = _examine(cli_runner, str(folder))
         [default] = [l for l in loadables if l["selected"]]
         assert "4D, 6 volumes" in default["name"], (folder, default["name"])
+
+
+def test_multi_echo_mosaics_load_one_time_series_per_echo(cli_runner, corpus, tmp_path):
+    """A multi-echo EPI saved as mosaics (CMRR's ME sequences: every echo of a volume in one series,
+    EchoNumbers 1..n): each echo is its own 4D series, named _e1, _e2 as dcm2niix names them."""
+    source = sorted((corpus / "siemens_mosaic_order/In/ep2d_Asc_2").iterdir())
+    folder = tmp_path / "me"
+    folder.mkdir()
+    for index, path in enumerate(source):
+        ds = pydicom.dcmread(path)
+        ds.EchoNumbers = index % 2 + 1
+        ds.EchoTime = str(20 + 20 * (index % 2))
+        ds.save_as(folder / path.name)
+    uid = _series_uid(cli_runner, folder)
+    defaults = [l for l in _examine(cli_runner, uid) if l["selected"]]
+    assert sorted((l["suffix"], len(l["files"])) for l in defaults) == [("_e1", 3), ("_e2", 3)]
+    assert all("4D, 3 volumes" in l["name"] for l in defaults)
