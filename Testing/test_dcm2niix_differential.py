@@ -67,14 +67,10 @@ KNOWN_DIFFERENCES: dict[tuple[str, int | str], str] = {
                         "non-default [regularized] loadable equals 4__Tilt_1 within 0.5 on our 512 rows",
     ("dicom2nifti", 8): "dcm2niix v1.0.20220720 leaves this anonymized Siemens mosaic tiled (1344x1344x1: '0008,0008="
                         "MOSAIC but number of slices not specified'); we unpack it to 192x192x40",
-    ("dicom2nifti", 501): "TODO: Philips enhanced DWI loads display values (RescaleSlope): ours = 0.0013061 x dcm2niix, "
-                          "which writes Philips' precise values (private scale slope), as our scalar plugin's default",
     ("enhanced_multiframe", 801): "dcm2niix writes the Philips field map in Hz with its own slope (0.2442017 against "
                                   "the DICOM RescaleSlope 0.2442002): values up to 0.006 Hz apart",
     ("fieldmaps", 801): "dcm2niix writes the Philips field map in Hz with its own slope (0.2442017 against the DICOM "
                         "RescaleSlope 0.2442002): values up to 0.006 Hz apart",
-    ("philips_dwi", 701): "TODO: Philips classic DWI loads display values (RescaleSlope): ours = 0.0408 x dcm2niix, which "
-                          "writes Philips' precise values (private scale slope), as our scalar plugin's default",
 }
 
 
