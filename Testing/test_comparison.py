@@ -106,6 +106,18 @@ def test_a_3d_output_against_a_4d_reference_names_the_volumes(tmp_path):
     assert result.differing_voxels == 0  # the first volume is the same
 
 
+def test_colour_images_compare_by_channel(tmp_path):
+    rgb_dtype = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+    channels = volume().astype(np.uint8)
+    rgb = np.zeros(channels.shape, dtype=rgb_dtype)
+    rgb["R"], rgb["G"], rgb["B"] = channels, channels // 2, 255 - channels
+    ours, theirs = write(tmp_path / "a.nii", rgb, AFFINE), write(tmp_path / "b.nii", rgb.copy(), AFFINE)
+    assert comparison.compare_outputs(ours, theirs).ok
+    rgb["G"][0, 0, 0] += 1
+    result = comparison.compare_outputs(ours, write(tmp_path / "c.nii", rgb, AFFINE))
+    assert result.reasons == ["voxels differ: 1 of 360, max |difference| 1"]
+
+
 def test_unrelated_grids_are_reported_not_raised(tmp_path):
     data = volume()
     oblique = AFFINE.copy()

@@ -45,19 +45,29 @@ FOLDERS = {
     "slicer_ct_head": False,
     "ge_t1": False,
     "dicom2nifti": False,  # its ground truths were made by dicom2nifti, not dcm2niix
+    "dcmqi_seg": False,
 }
 
 #: corpus folders left out, and why (a test checks every corpus folder is here or in FOLDERS)
 NOT_COMPARED = {
-    "orthanc_tests": "toolkit test files (one file per transfer syntax, character set, broken header), "
-                     "not acquisitions: their single slices say nothing dcm2niix's conversion could confirm",
-    "dcmqi_seg": "segmentations, SR and parametric maps, which dcm2niix does not convert; the CT slices "
-                 "they reference are covered by the scalar series of the other folders",
+    "orthanc_tests": "toolkit test files, not acquisitions: one file per transfer syntax, character set or broken "
+                     "header, most without patient geometry (no ImageOrientation/PositionPatient), where each "
+                     "converter invents its own grid and a verdict would mean nothing",
 }
+
+SEGMENTATION = ("TODO: `load UID --output x.nii.gz` of a DICOM SEG stops with a traceback (AttributeError in "
+                "scene.save_volume: a vtkMRMLSegmentationNode has no image data). Even once written, a segmentation "
+                "is no volume to compare with dcm2niix's raw SEG frames (the SEG plugin is checked against dcmqi)")
 
 #: (corpus folder, SeriesNumber | SeriesDescription | SeriesInstanceUID) -> why this series does
 #: not match dcm2niix. "TODO:" marks a difference of ours still to fix.
 KNOWN_DIFFERENCES: dict[tuple[str, int | str], str] = {
+    ("dcmqi_seg", "Liver Segmentation"): SEGMENTATION,
+    ("dcmqi_seg", 100): SEGMENTATION,
+    ("dcmqi_seg", 16): SEGMENTATION,
+    ("dcmqi_seg", "Segmentation 24x38x3"): SEGMENTATION,
+    ("dcmqi_seg", "1.2.276.0.7230010.3.1.3.0.65241.1523399608.764873"): SEGMENTATION,  # #300 Segmentation (23x38x3)
+    ("dcmqi_seg", "1.2.276.0.7230010.3.1.3.8323329.114908.1781279372.413279"): SEGMENTATION,  # #300 Segmentation
     ("dicom2nifti", 2): "dcm2niix also writes 2__Eq_1, the slices interpolated to equal spacing over the missing "
                         "slice; our default is the as-acquired volume (equal to dcm2niix's 2_, with a "
                         "'1 slices missing' warning) and the equalized one is our non-default [regularized] loadable",

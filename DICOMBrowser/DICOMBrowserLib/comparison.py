@@ -281,7 +281,12 @@ class _Images:
 
             try:
                 image = nibabel.load(str(path))
-                data = np.asarray(image.get_fdata(dtype=np.float64))
+                fields = image.get_data_dtype().names
+                if fields:  # RGB24 (colour, as both writers store it): channels last, compared as volumes
+                    stored = np.asarray(image.dataobj)
+                    data = np.stack([stored[name] for name in fields], axis=-1).astype(np.float64)
+                else:
+                    data = np.asarray(image.get_fdata(dtype=np.float64))
             except Exception as error:  # a file we cannot read is a verdict, not a crash
                 raise ComparisonError(f"{path}: cannot read ({type(error).__name__}: {error})") from error
             self._cache[path] = (image, data)
@@ -690,9 +695,19 @@ def compare_series_with_dcm2niix(database: Any, files: Sequence[str], work_dir: 
             for index, loadable in enumerate(chosen):
                 try:
                     [node] = loading.load_loadables([loadable], scene, database, report=report)
-                    path = scenes.save_volume(node, work_dir / "ours" / f"loadable{index}.nii.gz")
                 except DICOMBrowserError as error:
                     reasons.append(f"loading {loadable.name!r} failed: {error}")
+                    continue
+                if not (node.IsA("vtkMRMLVolumeNode") or node.IsA("vtkMRMLSequenceNode")):
+                    reasons.append(f"our default {loadable.name!r} is a {node.GetClassName()}, not a volume to "
+                                   "compare with dcm2niix's")
+                    continue
+                try:
+                    path = scenes.save_volume(node, work_dir / "ours" / f"loadable{index}.nii.gz")
+                except Exception as error:  # a writer's bug on one node is this series' verdict, not the end of the run
+                    logger.exception("Writing %s as NIfTI failed", loadable.name)
+                    reasons.append(f"writing {loadable.name!r} ({node.GetClassName()}) as NIfTI failed: "
+                                   f"{type(error).__name__}: {error}")
                     continue
                 ours.append(NiftiOutput.at(path, label=loadable.name, suffix=loadable.extra.get("suffix")))
         finally:
