@@ -19,7 +19,7 @@ from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu
 from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
 from DICOMBrowser.DICOMBrowserLib.networking.storage import ReceivedInstanceWriter, safe_uid_component
 from dimse_bytes import store_rq_command
-from network_peers import StoreSCP, free_port, have_dcmtk
+from network_peers import StoreSCP, free_port, have_dcmtk, storescu
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
 
@@ -96,7 +96,8 @@ def test_hostile_uids_stay_inside_the_database(database):
 
 
 def test_hostile_uid_over_the_network(database, series_factory):
-    """A peer sending a SOP Instance UID with '../' gets it stored inside the database folder."""
+    """A peer sending a SOP Instance UID with '../' is refused with "Invalid SOP Instance" (0117);
+    nothing is written anywhere."""
     from pynetdicom import AE as PynetdicomAE
     from pynetdicom.sop_class import CTImageStorage
 
@@ -109,13 +110,33 @@ def test_hostile_uid_over_the_network(database, series_factory):
         ae.add_requested_context(CTImageStorage, ds.file_meta.TransferSyntaxUID)
         assoc = ae.associate("127.0.0.1", listener.port, ae_title=AE)
         assert assoc.is_established
-        assoc.send_c_store(ds)
+        status = assoc.send_c_store(ds)
         assoc.release()
-        listener.wait_for(1, timeout=20)
-        listener.wait_indexed(20)
+    assert status.Status == 0x0117
     assert not list(database.folder.parent.glob("evil*"))
-    written = [p for p in database.images_folder.rglob("*") if p.is_file()]
-    assert len(written) == 1 and written[0].resolve().is_relative_to(database.images_folder.resolve())
+    assert not [p for p in database.images_folder.rglob("*") if p.is_file()]
+
+
+@needs_dcmtk
+def test_sop_instance_uids_longer_than_64_are_refused_not_overwritten(database, series_factory):
+    """Two instances whose SOP Instance UIDs are 70 characters long and share their first 64:
+    storescu cuts its command's UID to 64 characters, which made the second overwrite the first
+    under one name, both answered Success. Now both are refused (0117) and nothing is stored;
+    a valid instance in the same association is stored."""
+    files = series_factory(count=3)
+    base = "1.2.3." + "4" * 62
+    for index, path in enumerate(files[:2]):
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{base}.{index + 1}"
+        ds.save_as(path)
+    with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+        result = storescu(listener.port, AE, files, extra=["-v"], timeout=60)
+        listener.wait_indexed(20)
+    log = result.stdout + result.stderr
+    assert log.count("Received Store Response (Success)") == 1, log
+    assert log.count("Received Store Response") == 3, log
+    assert [row["SOPInstanceUID"] for row in database.instances()] == [str(pydicom.dcmread(files[2]).SOPInstanceUID)]
+    assert assert_consistent(database) == 1
 
 
 @needs_dcmtk

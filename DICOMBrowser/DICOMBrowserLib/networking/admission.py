@@ -47,6 +47,10 @@ MAX_PDU_SIZE = 1 << 20
 MAX_CONTROL_PDU_SIZE = 1 << 20
 
 
+# pynetdicom's own association limit, out of the way of ours (see ConnectionGuard.configure_ae)
+PYNETDICOM_LIMIT = 100_000
+
+
 class LimitError(ValueError):
     """A timeout or limit value that cannot be used; names the setting."""
 
@@ -123,12 +127,14 @@ class ConnectionGuard:
                 (evt.EVT_CONN_CLOSE, self._on_close)]
 
     def configure_ae(self, ae: Any) -> None:
-        """pynetdicom's own timeouts and limit; its limit sits above ours (it counts connections
-        being closed as well, which would refuse callers we have room for)."""
+        """pynetdicom's own timeouts and limit. Its limit is set out of the way: it counts every
+        connection whose threads are still alive (garbage that it answered with an A-ABORT stays
+        alive until the ACSE timeout), which refused real callers we had room for; ours counts
+        associations, and connections waiting for a request are bounded by eviction."""
         ae.acse_timeout = self.limits.acse_timeout
         ae.dimse_timeout = self.limits.dimse_timeout
         ae.network_timeout = self.limits.network_timeout
-        ae.maximum_associations = 4 * self.limits.max_associations + 16
+        ae.maximum_associations = PYNETDICOM_LIMIT
         ae.maximum_pdu_size = self.limits.max_pdu_size
 
     @property

@@ -44,14 +44,34 @@ from ..errors import DICOMBrowserError, DICOMFileError
 logger = logging.getLogger(__name__)
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+_SOP_INSTANCE_TAG = 0x00080018
 _STUDY_UID_TAG = 0x0020000D
 _SERIES_UID_TAG = 0x0020000E
+
+# C-STORE failure statuses we answer with (PS3.7 Annex C, PS3.4 B.2.3)
+STATUS_INVALID_SOP_INSTANCE = 0x0117  # "Invalid SOP Instance": the UID breaks the construction rules
+STATUS_DATA_SET_MISMATCH = 0xA900  # "Data Set does not match SOP Class": lacks the UIDs every instance has
+STATUS_OUT_OF_RESOURCES = 0xA700
+
+
+class RefusedInstance(DICOMBrowserError):
+    """A received instance we will not store; `status` is the C-STORE status the peer gets."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def valid_uid(text: str) -> bool:
+    """1-64 characters of digits and dots, no empty component (PS3.5 9.1; leading zeros tolerated,
+    as much real data has them)."""
+    return 0 < len(text) <= 64 and _UID_RE.fullmatch(text) is not None
 
 
 def safe_uid_component(uid: str | None) -> str:
     """A path component for a UID that can never leave its folder."""
     text = (uid or "").strip().rstrip("\0")
-    if text and len(text) <= 64 and _UID_RE.fullmatch(text):
+    if valid_uid(text):
         return text
     digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return f"x{digest}" if text else "unknown"
@@ -60,10 +80,14 @@ def safe_uid_component(uid: str | None) -> str:
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
-def _scan_uids_le(raw: bytes | memoryview, implicit: bool) -> tuple[str, str] | None:
+def _text(raw: bytes | memoryview) -> str:
+    return bytes(raw).decode("ascii", "replace").rstrip("\0 ")
+
+
+def _scan_uids_le(raw: bytes | memoryview, implicit: bool) -> tuple[str, str, str] | None:
     """Walk little-endian elements up to (0020,000E) without building a Dataset (~20x faster than
     pydicom for this one question). None when an undefined length (a sequence) comes first."""
-    study = series = ""
+    sop = study = series = ""
     offset, end = 0, len(raw)
     while offset + 8 <= end:
         group, element = struct.unpack_from("<HH", raw, offset)
@@ -83,12 +107,14 @@ def _scan_uids_le(raw: bytes | memoryview, implicit: bool) -> tuple[str, str] | 
                 offset += 8
         if length == 0xFFFFFFFF:
             return None
-        if tag == _STUDY_UID_TAG:
-            study = bytes(raw[offset:offset + length]).decode("ascii", "replace").rstrip("\0 ")
+        if tag == _SOP_INSTANCE_TAG:
+            sop = _text(raw[offset:offset + length])
+        elif tag == _STUDY_UID_TAG:
+            study = _text(raw[offset:offset + length])
         elif tag == _SERIES_UID_TAG:
-            series = bytes(raw[offset:offset + length]).decode("ascii", "replace").rstrip("\0 ")
+            series = _text(raw[offset:offset + length])
         offset += length
-    return study, series
+    return sop, study, series
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,8 +127,9 @@ def _syntax_facts(transfer_syntax: str) -> tuple[bool, bool, bool]:
             ts.is_little_endian if known else True)
 
 
-def study_and_series(raw: bytes | memoryview, transfer_syntax: str) -> tuple[str, str]:
-    """Study and Series Instance UID from an encoded dataset, reading only the elements before them."""
+def instance_uids(raw: bytes | memoryview, transfer_syntax: str) -> tuple[str, str, str]:
+    """SOP Instance, Study and Series Instance UID from an encoded dataset, reading only the
+    elements before them; '' for what is absent or unreadable."""
     try:
         deflated, implicit, little = _syntax_facts(str(transfer_syntax))
         if deflated:
@@ -113,12 +140,41 @@ def study_and_series(raw: bytes | memoryview, transfer_syntax: str) -> tuple[str
                 return found
         ds = read_dataset(io.BytesIO(bytes(raw)), implicit, little,
                           stop_when=lambda tag, vr, length: tag > _SERIES_UID_TAG)
-        study = ds.get(_STUDY_UID_TAG)
-        series = ds.get(_SERIES_UID_TAG)
-        return (str(study.value) if study is not None else "", str(series.value) if series is not None else "")
+        values = [ds.get(tag) for tag in (_SOP_INSTANCE_TAG, _STUDY_UID_TAG, _SERIES_UID_TAG)]
+        return tuple(str(v.value).rstrip("\0 ") if v is not None and v.value is not None else ""
+                     for v in values)  # type: ignore[return-value]
     except (ValueError, EOFError, OSError, zlib.error, NotImplementedError, KeyError, struct.error) as error:
-        logger.warning("Could not read study/series UID of a received instance: %s", error)
-        return "", ""
+        logger.warning("Could not read the UIDs of a received instance: %s", error)
+        return "", "", ""
+
+
+def study_and_series(raw: bytes | memoryview, transfer_syntax: str) -> tuple[str, str]:
+    """Study and Series Instance UID from an encoded dataset, reading only the elements before them."""
+    return instance_uids(raw, transfer_syntax)[1:]
+
+
+def check_instance_uids(command_sop: str, data_set_sop: str, study_uid: str, series_uid: str) -> None:
+    """Refuse (RefusedInstance) what would be stored under a name that is not its own.
+
+    Why: DCMTK's storescu cuts the Affected SOP Instance UID of its command to 64 characters, so
+    two instances whose UIDs were longer and began alike arrived under one name: both were
+    answered Success and the second overwrote the first. A SOP Instance UID that is not a valid
+    UID, or differs between the command and the data set, gets "Invalid SOP Instance" (0117);
+    a data set without its SOP Instance, Study or Series UID (the index could never hold it)
+    gets "Data Set does not match SOP Class" (A900). Study and Series UIDs that are not valid
+    UIDs are kept as they are (their folder name is a hash, the index holds the full value)."""
+    command = (command_sop or "").strip().rstrip("\0")
+    if not valid_uid(command):
+        raise RefusedInstance(f"SOP Instance UID {command_sop!r} is not a valid UID (1-64 digits and dots)",
+                              STATUS_INVALID_SOP_INSTANCE)
+    if not (data_set_sop and study_uid and series_uid):
+        missing = [name for name, value in (("SOP Instance UID", data_set_sop), ("Study Instance UID", study_uid),
+                                            ("Series Instance UID", series_uid)) if not value]
+        raise RefusedInstance(f"instance {command}: the data set has no {', '.join(missing)}",
+                              STATUS_DATA_SET_MISMATCH)
+    if data_set_sop != command:
+        raise RefusedInstance(f"SOP Instance UID of the command ({command}) differs from the data set's "
+                              f"({data_set_sop!r}, {len(data_set_sop)} characters)", STATUS_INVALID_SOP_INSTANCE)
 
 
 def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
@@ -245,7 +301,8 @@ class ReceivedInstanceWriter:
         file, and every system call is a moment the receiving thread may lose the GIL to the indexer."""
         fragments = raw_dataset if isinstance(raw_dataset, list) else [raw_dataset]
         size = sum(len(fragment) for fragment in fragments)
-        study_uid, series_uid = study_and_series(_head(fragments), transfer_syntax)
+        data_set_sop, study_uid, series_uid = instance_uids(_head(fragments), transfer_syntax)
+        check_instance_uids(sop_uid, data_set_sop, study_uid, series_uid)
         folder = self._folder_for(study_uid, series_uid)
         name = f"{safe_uid_component(sop_uid)}.dcm"
         final = f"{folder}{os.sep}{name}"
@@ -428,6 +485,10 @@ def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
         try:
             writer.write_encoded(sop_class, sop_instance, transfer_syntax, raw)
             return 0x0000
+        except RefusedInstance as error:
+            logger.error("Refused received instance (status 0x%04X): %s", error.status, error)
+            writer.record_failure(f"{sop_instance}: {error}")
+            return error.status
         except (OSError, DICOMBrowserError, ValueError, AttributeError) as error:
             logger.error("Could not store received instance %s: %s", sop_instance, error)
             writer.record_failure(f"{sop_instance}: {error}")
