@@ -321,6 +321,101 @@ class DICOMBrowserLogic:
 
 
     # --- export (DICOMBrowserLib.export) -------------------------------------------------------
+    # Exports build every object in memory and check it before writing; `to_database` imports
+    # all or nothing; `send_to` names a configured node; `deidentify` (DeidentifyOptions)
+    # de-identifies the objects before any byte is written.
+    def export_source_node(self, source: Any, node_name: str | None = None, loadable: int | None = None):
+        """What `source` names, as something an exporter takes: a node as is; a volume or scene
+        file read from disk; a database UID loaded through the plugins (its default loadable or
+        `loadable`), so the node keeps its DICOM frame of reference."""
+        if not isinstance(source, (str, os.PathLike)):
+            return source
+        if os.path.exists(source):
+            from DICOMBrowser.DICOMBrowserLib.export import read_volume_source
+
+            return read_volume_source(source, node_name)
+        report = self.examine([str(source)])
+        return self.load(self.choose_loadables(report.loadables, loadable), report=report)[0]
+
+    def _sender(self, node_name: str | None):
+        """A callable that C-STOREs written files to a configured node (None without a node)."""
+        if not node_name:
+            return None
+        node, ae_title = self.node(node_name), self.settings.ae_title
+
+        def send(paths):
+            import pydicom
+
+            from DICOMBrowser.DICOMBrowserLib.networking import scu
+
+            files = []
+            for path in paths:
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+                files.append((str(path), str(header.SOPClassUID), str(header.file_meta.TransferSyntaxUID)))
+            return scu.send(node, ae_title, files)
+
+        return send
+
+    def export_volume(self, source: Any, study_uid: str, options: Any = None, *, node_name: str | None = None,
+                      loadable: int | None = None, output_dir: str | os.PathLike | None = None,
+                      to_database: bool = False, send_to: str | None = None, deidentify: Any = None):
+        """A volume (node, file, or database UID; 4D sequences too) as a new image series of
+        `study_uid`; returns export.ExportResult (files written, series UID, notes)."""
+        from DICOMBrowser.DICOMBrowserLib import export
+
+        node_or_source = self.export_source_node(source, node_name, loadable)
+        volume = node_or_source if isinstance(node_or_source, export.VolumeSource) else export.volume_from_node(node_or_source)
+        return export.export_volume(self.database, volume, study_uid, options or export.VolumeExportOptions(),
+                                    output_dir=output_dir, to_database=to_database, send=self._sender(send_to),
+                                    deidentify=self._deidentifier(deidentify))
+
+    def deidentify(self, uids: list[str], options: Any, output_dir: str | os.PathLike | None = None,
+                   to_database: str | os.PathLike | None = None):
+        """De-identified copies of everything under `uids` (any level) into a folder and/or
+        another database folder (never this one: its originals stay as they are); returns a
+        deidentify.DeidentifySummary (written files, refused files with reasons, UID map)."""
+        import shutil
+        import tempfile
+
+        from DICOMBrowser.DICOMBrowserLib import deidentify
+        from DICOMBrowser.DICOMBrowserLib.errors import NotFoundError
+
+        if output_dir is None and to_database is None:
+            raise ValueError("say where the de-identified copies go: an output folder and/or another database")
+        if to_database is not None and Path(to_database).expanduser().resolve() == self.database_folder.resolve():
+            raise ValueError(f"{to_database} is the database being de-identified; choose another folder")
+        files: list[str] = []
+        for uid in uids:
+            found = self.database.files_for_uid(uid)
+            if not found:
+                raise NotFoundError(f"UID {uid} is not in the database {self.database_folder}")
+            files.extend(f for f in found if f not in files)
+        work = None if output_dir is not None else Path(tempfile.mkdtemp(prefix="dicombrowser-deid-"))
+        try:
+            summary = deidentify.deidentify_files(files, output_dir if output_dir is not None else work, options)
+            if to_database is not None and summary.written:
+                from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+                from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+                target = DICOMDatabase(Path(to_database).expanduser())
+                try:
+                    imported = import_paths(target, summary.written, copy=True, workers=1)
+                    summary.refused.extend((str(path), f"not imported: {reason}") for path, reason in imported.errors)
+                finally:
+                    target.close()
+        finally:
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+        return summary
+
+    def _deidentifier(self, options: Any):
+        """A callable de-identifying data sets with `options` (None when not asked for)."""
+        if options is None:
+            return None
+        from DICOMBrowser.DICOMBrowserLib import deidentify
+
+        return deidentify.Deidentifier(options).deidentify_datasets
+
 
 
     # --- gui helpers (DICOMBrowserLib.widgets; thin, so the browser needs no loading code) -------

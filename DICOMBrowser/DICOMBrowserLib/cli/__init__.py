@@ -2,7 +2,7 @@
 
 The global options choose the database; each area registers its subcommands from its own
 module (database_commands, loading_commands, compare_commands, network_commands,
-gui_commands), so the shell stays small and every command is a call into the same logic the
+gui_commands, export_commands), so the shell stays small and every command is a call into the same logic the
 GUI and tests use.
 """
 from __future__ import annotations
@@ -83,7 +83,8 @@ def _register_commands() -> None:
     """Each area adds its commands; a missing area module must not break the others."""
     import importlib
 
-    for name in ("database_commands", "loading_commands", "compare_commands", "network_commands", "gui_commands"):
+    for name in ("database_commands", "loading_commands", "compare_commands", "network_commands", "gui_commands",
+                 "export_commands"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:
