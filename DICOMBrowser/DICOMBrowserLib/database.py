@@ -546,17 +546,29 @@ class DICOMDatabase:
         is relinked.
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
-        with self._write() as connection:  # SQLite failures (disk full...) become one DatabaseError
-            batch = _Batch(connection, records, self, copied=copied)
-            for record in records:
-                try:
-                    self._check_record(record)
-                    outcome = self._store_one(batch, record, copy=copy, copied=copied)
-                except DICOMFileError as error:
-                    outcome = error
-                outcomes.append(outcome)
-            batch.finish()
+        copies: list[Path] = []  # made by this batch: removed again if its transaction fails
+        try:
+            with self._write() as connection:  # SQLite failures (disk full...) become one DatabaseError
+                batch = _Batch(connection, records, self, copied=copied)
+                batch.copies = copies
+                self._store_batch(batch, records, outcomes, copy=copy, copied=copied)
+        except BaseException:
+            for path in copies:  # no row will point at them: orphans on a disk that is probably full
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
         return outcomes
+
+    def _store_batch(self, batch: "_Batch", records: Sequence[InstanceRecord],
+                     outcomes: list[StoreOutcome | DICOMFileError], *, copy: bool, copied: bool) -> None:
+        for record in records:
+            try:
+                self._check_record(record)
+                outcome = self._store_one(batch, record, copy=copy, copied=copied)
+            except DICOMFileError as error:
+                outcome = error
+            outcomes.append(outcome)
+        batch.finish()
 
     def _store_one(self, batch: "_Batch", record: InstanceRecord, *, copy: bool, copied: bool) -> StoreOutcome:
         connection = batch.connection
@@ -603,7 +615,10 @@ class DICOMDatabase:
                         raise
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(source, tmp)
+                existed = target.exists()
                 os.replace(tmp, target)
+                if not existed:
+                    batch.copies.append(target)
             except OSError as error:
                 # a full disk leaves a partial copy: removed, so that the space is given back
                 with contextlib.suppress(OSError):
@@ -1167,6 +1182,7 @@ class _Batch:
         self.owner: dict[str, str] = {}
         self.packed: list[tuple[str, int, str]] = []
         self.images: list[tuple] = []
+        self.copies: list[Path] = []
         sops = [r.values.get(DATABASE_TAGS["SOPInstanceUID"], "") for r in records]
         names = [r.path for r in records]
         if copied:  # files of the database folder are stored by relative path

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from . import headerscan
 from .database import DATABASE_TAGS, DICOMDatabase, InstanceRecord, StoreOutcome
-from .errors import DICOMFileError, NotFoundError
+from .errors import DatabaseError, DICOMFileError, NotFoundError
 from .tagreader import parse_tag, tag_string
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ class ImportSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     elapsed: float = 0.0
     cancelled: bool = False
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not DICOM, a DICOMDIR
+    duplicate_files: list[tuple[str, str]] = field(default_factory=list)  # (path, which copy is indexed)
+    not_done: list[str] = field(default_factory=list)  # never tried: the import stopped (disk full)
+    stopped: str = ""  # why the import stopped before the end ('' when it did not)
 
     @property
     def files_per_second(self) -> float:
@@ -61,7 +65,9 @@ class ImportSummary:
         return {"seen": self.seen, "indexed": self.indexed, "updated": self.updated, "unchanged": self.unchanged,
                 "duplicates": self.duplicates, "relinked": self.relinked, "skipped": self.skipped,
                 "errors": [list(e) for e in self.errors], "elapsed": round(self.elapsed, 3),
-                "cancelled": self.cancelled}
+                "cancelled": self.cancelled, "skipped_files": [list(e) for e in self.skipped_files],
+                "duplicate_files": [list(e) for e in self.duplicate_files], "not_done": list(self.not_done),
+                "stopped": self.stopped}
 
 
 _plugins_loaded = False
@@ -142,15 +148,23 @@ def scan_values(paths: Sequence[str], tags: Sequence[str]) -> dict[str, dict[str
     return values
 
 
-def find_files(paths: Iterable[str | os.PathLike], exclude: Path | None = None) -> Iterator[str]:
-    """Every file under the given files/folders (recursive, sorted); a DICOMDIR path yields the files it lists."""
+def find_files(paths: Iterable[str | os.PathLike], exclude: Path | None = None,
+               unreadable: list[tuple[str, str]] | None = None) -> Iterator[str]:
+    """Every file under the given files/folders (recursive, sorted); a DICOMDIR path yields the files it lists.
+    Folders that cannot be listed (permissions) are appended to `unreadable` as (path, reason)."""
     from . import dicomdir
+
+    def walk_error(error: OSError) -> None:
+        reason = f"cannot read folder: {error.strerror or error}"
+        logger.warning("%s: %s", error.filename, reason)
+        if unreadable is not None:
+            unreadable.append((os.fspath(error.filename or ""), reason))
 
     excluded = os.path.abspath(exclude) if exclude else None
     for entry in paths:
         path = os.path.abspath(os.fspath(entry))
         if os.path.isdir(path):
-            for root, dirs, files in os.walk(path):
+            for root, dirs, files in os.walk(path, onerror=walk_error):
                 if excluded and (root == excluded or root.startswith(excluded + os.sep)):
                     dirs[:] = []
                     continue
@@ -182,8 +196,11 @@ def import_paths(database: DICOMDatabase, paths: Iterable[str | os.PathLike], co
     (what was stored so far stays). Never raises for a single bad file: those are in `errors`.
     """
     started = time.perf_counter()
-    files = list(dict.fromkeys(find_files(paths, exclude=database.folder)))
-    return index_files(database, files, copy=copy, progress=progress, workers=workers, started=started)
+    unreadable: list[tuple[str, str]] = []
+    files = list(dict.fromkeys(find_files(paths, exclude=database.folder, unreadable=unreadable)))
+    summary = index_files(database, files, copy=copy, progress=progress, workers=workers, started=started)
+    summary.errors[:0] = unreadable
+    return summary
 
 
 def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False, copied: bool = False,
@@ -217,12 +234,20 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     if done and progress is not None and progress(done, total, ""):
         summary.cancelled = True
     batch: list[InstanceRecord] = []
+    scanned: list[str] = []
 
     def flush() -> None:
         if not batch:
             return
-        for outcome in database.store_instances(batch, copy=copy, copied=copied):
+        try:
+            outcomes = database.store_instances(batch, copy=copy, copied=copied)
+        except DatabaseError as error:  # the whole batch (a full disk): named file by file, then stop
+            outcomes = [DICOMFileError(record.path, f"not stored: {error}") for record in batch]
+            summary.stopped = summary.stopped or f"the database cannot be written: {error}"
+        for outcome in outcomes:
             _count(summary, outcome)
+            if isinstance(outcome, DICOMFileError) and "no space left on device" in outcome.reason:
+                summary.stopped = summary.stopped or f"no space left on device (copying {outcome.path})"
         batch.clear()
 
     if not summary.cancelled and to_scan:
@@ -233,11 +258,14 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
             stack.callback(getattr(results, "close", lambda: None))  # stops the worker pool on cancel/error
             for result in results:
                 done += 1
+                scanned.append(result.path)
                 if result.error:
                     summary.errors.append((result.path, result.error))
                     logger.info("Skipping broken DICOM file %s: %s", result.path, result.error)  # in summary.errors
                 elif not result.is_dicom or result.media_storage_sop_class_uid == MEDIA_STORAGE_DIRECTORY:
                     summary.skipped += 1
+                    summary.skipped_files.append((result.path, "not a DICOM file" if not result.is_dicom
+                                                  else "a DICOMDIR (media index), not an instance"))
                 else:
                     batch.append(_record(result))
                     if len(batch) >= BATCH_SIZE:
@@ -245,7 +273,13 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
                 if progress is not None and progress(done, total, result.path):
                     summary.cancelled = True
                     break
+                if summary.stopped:  # a full disk: every further file would fail the same way
+                    break
             flush()
+            if summary.stopped:
+                tried = set(scanned)
+                summary.not_done = [path for path in to_scan if path not in tried]
+                logger.warning("Import stopped: %s; %d file(s) not imported", summary.stopped, len(summary.not_done))
     summary.elapsed = time.perf_counter() - started
     logger.info("Import: %s", summary.as_dict())
     return summary
@@ -264,6 +298,7 @@ def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> No
         summary.unchanged += 1
     elif outcome.status == "duplicate":
         summary.duplicates += 1
+        summary.duplicate_files.append((outcome.path, f"instance {outcome.sop_instance_uid} {outcome.detail}"))
         logger.info("Duplicate instance %s at %s (%s)", outcome.sop_instance_uid, outcome.path, outcome.detail)
     elif outcome.status == "relinked":
         summary.relinked += 1

@@ -95,15 +95,24 @@ def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, worker
         summary = import_paths(logic.database, list(paths), copy=copy, progress=progress, workers=workers)
     if as_json:
         _print_json({**summary.as_dict(), "database": str(logic.database.folder)})
+        if summary.stopped:
+            sys.exit(1)
         return
-    for path, reason in summary.errors:
-        console.print(f"error: {path}: {reason}", markup=False)
+    # every file the import did not take, named with its reason (stderr; the summary on stdout)
+    for label, entries in (("error", summary.errors), ("skipped", summary.skipped_files),
+                           ("duplicate", summary.duplicate_files)):
+        for path, reason in entries:
+            console.print(f"{label}: {path}: {reason}", markup=False)
     rate = summary.files_per_second
     click.echo(f"{summary.seen} files seen: {summary.indexed} indexed, {summary.updated} updated, "
                f"{summary.unchanged} unchanged, {summary.duplicates} duplicates, {summary.relinked} relinked, "
                f"{summary.skipped} skipped (not DICOM), {len(summary.errors)} errors "
                f"in {summary.elapsed:.2f} s ({rate:.0f} files/s)")
     click.echo(f"database: {logic.database.folder}")
+    if summary.stopped:
+        click.echo(f"import stopped: {summary.stopped}; {len(summary.not_done)} of {summary.seen} file(s) were "
+                   f"not tried (import the same paths again once there is room)", err=True)
+        sys.exit(1)
 
 
 @click.command("ls")

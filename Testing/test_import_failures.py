@@ -1,0 +1,82 @@
+"""What an import could not take is named with its reason: unreadable folders, files that are not
+DICOM, damaged files, duplicates; and `import --copy` onto a disk that fills up removes its
+partial copies, lists every file it could not copy, says how much was left undone, and leaves a
+database folder that `db verify` finds clean (or repairs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+def test_every_file_not_taken_is_named(cli_runner, series_factory, tmp_path):
+    files = series_factory("input/series", count=3)
+    root = files[0].parent.parent
+    (root / "notes.txt").write_text("not DICOM")
+    damaged = root / "damaged.dcm"
+    damaged.write_bytes(files[0].read_bytes()[:400])  # preamble, file meta, then cut
+    copy_folder = root / "copy"
+    copy_folder.mkdir()
+    shutil.copy(files[0], copy_folder / "same-instance.dcm")
+    locked = root / "locked"
+    locked.mkdir()
+    shutil.copy(files[1], locked / "hidden.dcm")
+    locked.chmod(0)
+    try:
+        result = cli_runner("import", str(root), "--json")
+        if os.access(locked, os.R_OK):  # root reads any folder: the unreadable case cannot happen here
+            locked_reported = None
+        else:
+            locked_reported = True
+    finally:
+        locked.chmod(0o755)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    named = {os.path.basename(p): reason for p, reason in
+             summary["errors"] + summary["skipped_files"] + summary["duplicate_files"]}
+    assert "not a DICOM file" in named["notes.txt"]
+    assert "damaged.dcm" in named
+    assert "same-instance.dcm" in named or os.path.basename(str(files[0])) in named
+    if locked_reported:
+        assert any("cannot read folder" in reason and path.endswith("locked") for path, reason in summary["errors"])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root (the disk-full test runs where it can mount)")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_import_copy_on_a_full_disk(cli_runner, series_factory, small_disk):
+    files = series_factory("big", count=40, rows=256, columns=256)  # ~130 kB each, 5 MB in all
+    database = small_disk / "db"
+    result = cli_runner("import", "--copy", "--json", str(files[0].parent), database=database)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert "no space left on device" in summary["stopped"] or "cannot be written" in summary["stopped"]
+    not_copied = {p for p, _ in summary["errors"]} | set(summary["not_done"])
+    assert summary["indexed"] + len(not_copied) == len(files)
+    assert not list((database / "dicom").rglob("*.part")), "partial copies left behind"
+    verify = cli_runner("db", "verify", "--json", database=database)
+    report = json.loads(verify.output[verify.output.index("{"):])
+    repair = cli_runner("db", "verify", "--repair", database=database)
+    assert repair.exit_code == 0, repair.output
+    after = cli_runner("db", "verify", "--json", database=database)
+    assert after.exit_code == 0, after.output
+    print(f"{summary['stopped']}; copied {summary['indexed']} of {len(files)}, {len(summary['errors'])} named "
+          f"errors, {len(summary['not_done'])} not tried; verify before repair: {len(report['unindexed'])} "
+          f"unindexed, {len(report['partial'])} partial")
