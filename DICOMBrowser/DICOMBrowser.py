@@ -408,6 +408,23 @@ class DICOMBrowserLogic:
                 shutil.rmtree(work, ignore_errors=True)
         return summary
 
+    def send_deidentified(self, node_name: str, uids: list[str], options: Any):
+        """De-identified copies of `uids` sent to a configured node (the database keeps the
+        originals); returns the SendSummary, with refused files among its failures."""
+        import shutil
+        import tempfile
+
+        send = self._sender(node_name)
+        work = Path(tempfile.mkdtemp(prefix="dicombrowser-send-deid-"))
+        try:
+            summary = self.deidentify(uids, options, output_dir=work)
+            sent = send(summary.written)
+            sent.total += len(summary.refused)
+            sent.failed.extend(summary.refused)
+            return sent
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
     def _deidentifier(self, options: Any):
         """A callable de-identifying data sets with `options` (None when not asked for)."""
         if options is None:

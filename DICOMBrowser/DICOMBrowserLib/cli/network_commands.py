@@ -256,11 +256,15 @@ def register(cli: click.Group) -> None:
             raise NetworkError(f"retrieve from {node} incomplete: {summary.failed} failed, "
                                f"{len(summary.errors)} error(s)")
 
+    from .export_commands import deidentify_options, deidentify_settings
+
     @cli.command("send")
     @click.argument("node")
     @click.argument("uids", nargs=-1, required=True)
+    @click.option("--deidentify", is_flag=True, help="Send de-identified copies (PS3.15 Basic Profile; see export).")
+    @deidentify_options
     @pass_cli
-    def send_command(state, node: str, uids: tuple[str, ...]) -> None:
+    def send_command(state, node: str, uids: tuple[str, ...], deidentify: bool, **deid) -> None:
         """Send patients, studies or series (any UID in the database) to NODE with C-STORE."""
         _quiet_pynetdicom()
         printer = _progress_printer("send")
@@ -268,7 +272,13 @@ def register(cli: click.Group) -> None:
         def progress(done: int, total: int, failed: int) -> bool:
             return printer(done, total - done, failed)
 
-        summary = state.logic().send(node, list(uids), progress=progress)
+        if deidentify:  # copies de-identified in a temporary folder, then sent; the database is unchanged
+            settings = deidentify_settings(True, *(deid[k] for k in ("deid_key", "deid_retain", "deid_keep_private",
+                                                                     "deid_patient_id", "deid_patient_name",
+                                                                     "deid_allow_burned_in")))
+            summary = state.logic().send_deidentified(node, list(uids), settings)
+        else:
+            summary = state.logic().send(node, list(uids), progress=progress)
         click.echo(f"Sent {summary.sent} of {summary.total} instance(s) ({summary.sent_bytes / 1e6:.1f} MB) in "
                    f"{summary.elapsed:.1f} s; {len(summary.failed)} failed, {summary.converted} decompressed "
                    f"for the peer")
