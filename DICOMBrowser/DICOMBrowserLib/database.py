@@ -537,13 +537,14 @@ class DICOMDatabase:
                              for tag, value in record.values.items()}
 
     def store_instances(self, records: Sequence[InstanceRecord], *, copy: bool = False,
-                        copied: bool = False) -> list[StoreOutcome | DICOMFileError]:
+                        copied: bool = False, replace_duplicates: bool = False) -> list[StoreOutcome | DICOMFileError]:
         """Store a batch in one transaction; one outcome (or error) per record, in order.
 
         `copy`: copy each file into the database folder first. `copied`: the file already belongs
         to the database folder (received by the listener). Duplicates (same SOP Instance UID, old
         file still there) are reported, not stored; a SOP found at a new path whose old file is gone
-        is relinked.
+        is relinked. `replace_duplicates`: the caller found these records sounder than the copies
+        indexed under their SOP Instance UIDs; they take those rows over ("relinked").
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
         copies: list[Path] = []  # made by this batch: removed again if its transaction fails
@@ -551,6 +552,7 @@ class DICOMDatabase:
             with self._write() as connection:  # SQLite failures (disk full...) become one DatabaseError
                 batch = _Batch(connection, records, self, copied=copied)
                 batch.copies = copies
+                batch.replace_duplicates = replace_duplicates
                 self._store_batch(batch, records, outcomes, copy=copy, copied=copied)
         except BaseException:
             for path in copies:  # no row will point at them: orphans on a disk that is probably full
@@ -593,7 +595,7 @@ class DICOMDatabase:
         replaced = False
         if existing is not None and existing[0] != filename:
             old_path = self.absolute_path(existing[0])
-            if os.path.exists(old_path):
+            if os.path.exists(old_path) and not batch.replace_duplicates:
                 return StoreOutcome("duplicate", sop, source, f"already indexed as {old_path}")
             status = "relinked"
             replaced = True
@@ -1183,6 +1185,7 @@ class _Batch:
         self.packed: list[tuple[str, int, str]] = []
         self.images: list[tuple] = []
         self.copies: list[Path] = []
+        self.replace_duplicates = False
         sops = [r.values.get(DATABASE_TAGS["SOPInstanceUID"], "") for r in records]
         names = [r.path for r in records]
         if copied:  # files of the database folder are stored by relative path

@@ -117,6 +117,33 @@ def required_tags() -> list[str]:
     return list(_required_cache[1])
 
 
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+def soundness(result: headerscan.ScanResult) -> int:
+    """How many consistency checks a readable file passes (higher is sounder): the file meta's SOP
+    Instance UID equals the data set's; the pixel data lies within the file; uncompressed pixel
+    data has the length Rows x Columns x samples x bytes x frames says. Used to prefer the sound
+    copy when two files claim one SOP Instance UID (a bit flip or a cut usually breaks one)."""
+    values = result.values
+    score = int(bool(result.media_storage_sop_instance_uid)
+                and result.media_storage_sop_instance_uid == values.get("0008,0018", ""))
+    if result.pixel_data_offset is None:
+        return score + 2
+    length = result.pixel_data_length or 0
+    score += int(result.pixel_data_offset + length <= result.size)
+    if result.transfer_syntax in _UNCOMPRESSED:
+        try:
+            expected = (int(values["0028,0010"]) * int(values["0028,0011"]) * int(values.get("0028,0002") or 1)
+                        * ((int(values.get("0028,0100") or 16) + 7) // 8) * int(values.get("0028,0008") or 1))
+            score += int(length in (expected, expected + 1))
+        except (KeyError, ValueError):
+            pass
+    else:
+        score += 1
+    return score
+
+
 def _record(result: headerscan.ScanResult) -> InstanceRecord:
     return InstanceRecord(path=result.path, size=result.size, mtime_ns=result.mtime,
                           values=result.values, transfer_syntax=result.transfer_syntax,
@@ -235,6 +262,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
         summary.cancelled = True
     batch: list[InstanceRecord] = []
     scanned: list[str] = []
+    scores: dict[str, int] = {}  # path -> soundness, of this import's records
 
     def flush() -> None:
         if not batch:
@@ -244,10 +272,22 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
         except DatabaseError as error:  # the whole batch (a full disk): named file by file, then stop
             outcomes = [DICOMFileError(record.path, f"not stored: {error}") for record in batch]
             summary.stopped = summary.stopped or f"the database cannot be written: {error}"
+        sounder = _sounder_duplicates(batch, outcomes, scores) if not (copy or copied) else {}
         for outcome in outcomes:
+            if isinstance(outcome, StoreOutcome) and outcome.path in sounder:
+                continue  # counted when stored below, in place of the damaged copy
             _count(summary, outcome)
             if isinstance(outcome, DICOMFileError) and "no space left on device" in outcome.reason:
                 summary.stopped = summary.stopped or f"no space left on device (copying {outcome.path})"
+        if sounder:
+            records = [record for record in batch if record.path in sounder]
+            for outcome in database.store_instances(records, replace_duplicates=True):
+                _count(summary, outcome)
+                if isinstance(outcome, StoreOutcome):
+                    old = sounder[outcome.path]
+                    summary.duplicate_files.append((old, f"instance {outcome.sop_instance_uid}: a damaged copy; the "
+                                                         f"sound copy {outcome.path} is indexed instead"))
+                    summary.duplicates += 1
         batch.clear()
 
     if not summary.cancelled and to_scan:
@@ -268,6 +308,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
                                                   else "a DICOMDIR (media index), not an instance"))
                 else:
                     batch.append(_record(result))
+                    scores[result.path] = soundness(result)
                     if len(batch) >= BATCH_SIZE:
                         flush()
                 if progress is not None and progress(done, total, result.path):
@@ -283,6 +324,26 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     summary.elapsed = time.perf_counter() - started
     logger.info("Import: %s", summary.as_dict())
     return summary
+
+
+def _sounder_duplicates(batch: list[InstanceRecord], outcomes: list, scores: dict[str, int]) -> dict[str, str]:
+    """new path -> indexed path, for duplicates whose new file passes more checks (`soundness`)
+    than the file indexed under the same SOP Instance UID (scanned again here: it may come from
+    an earlier import). Ties keep the indexed copy."""
+    prefix = "already indexed as "
+    sounder = {}
+    for record, outcome in zip(batch, outcomes):
+        if not isinstance(outcome, StoreOutcome) or outcome.status != "duplicate" \
+                or not outcome.detail.startswith(prefix):
+            continue
+        old = outcome.detail[len(prefix):]
+        old_score = scores.get(old)
+        if old_score is None:
+            result = headerscan.scan_file(old, required_tags())
+            old_score = soundness(result) if result.is_dicom and not result.error else -1
+        if scores.get(record.path, 0) > old_score:
+            sounder[record.path] = old
+    return sounder
 
 
 def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> None:

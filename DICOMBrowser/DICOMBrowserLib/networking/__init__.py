@@ -3,7 +3,8 @@ move, get, store) that talks to PACS nodes configured in the database settings.
 
 Modules: `nodes` (local AE and remote node configuration), `sockets` (Nagle off),
 `storage` (atomic write of received instances, indexing off the receive thread),
-`listener` (the Storage SCP), `scu` (the requests we make).
+`listener` (the Storage SCP), `admission` (the listener's timeouts, connection and association
+limits, PDU size), `scu` (the requests we make).
 """
 from __future__ import annotations
 
