@@ -136,3 +136,69 @@ def dose_color_table(scene: Any) -> Any:
         table.SetColor(index, f"{index}", *rgb, 1.0)
     scene.AddNode(table)
     return table
+
+
+@dataclass
+class PlanSummary:
+    """What an RT Plan says, for showing: plan fields, one row per beam, prescriptions, isocentres (LPS mm)."""
+
+    fields: dict[str, str]
+    beams: list[dict[str, Any]]
+    prescriptions: list[dict[str, Any]]
+    isocenters: list[tuple[str, np.ndarray]]  # (beam names, LPS position), one per distinct position
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def read_plan(dataset: Any, path: str) -> PlanSummary:
+    """Beams (name, type, radiation, machine, energy, angles, isocentre, meterset), prescriptions
+    (dose references) and fractions of an RT Plan or RT Ion Plan."""
+    fields = {key: _text(dataset.get(key)) for key in ("RTPlanLabel", "RTPlanName", "RTPlanDate", "PlanIntent",
+                                                       "RTPlanGeometry", "ApprovalStatus")}
+    fractions, meterset = {}, {}
+    for group in dataset.get("FractionGroupSequence", []) or []:
+        fields.setdefault("NumberOfFractionsPlanned", _text(group.get("NumberOfFractionsPlanned")))
+        for item in group.get("ReferencedBeamSequence", []) or []:
+            number = _text(item.get("ReferencedBeamNumber"))
+            meterset[number] = _text(item.get("BeamMeterset"))
+            fractions[number] = _text(item.get("BeamDose"))
+    beams, positions = [], []
+    for beam in list(dataset.get("BeamSequence", []) or []) + list(dataset.get("IonBeamSequence", []) or []):
+        points = beam.get("ControlPointSequence", None) or beam.get("IonControlPointSequence", None) or []
+        first = points[0] if points else {}
+        number = _text(beam.get("BeamNumber"))
+        isocenter = first.get("IsocenterPosition") if points else None
+        row = {"BeamNumber": number, "BeamName": _text(beam.get("BeamName")), "BeamType": _text(beam.get("BeamType")),
+               "RadiationType": _text(beam.get("RadiationType")),
+               "TreatmentMachineName": _text(beam.get("TreatmentMachineName")),
+               "NominalBeamEnergy": _text(first.get("NominalBeamEnergy")) if points else "",
+               "GantryAngle": _text(first.get("GantryAngle")) if points else "",
+               "BeamLimitingDeviceAngle": _text(first.get("BeamLimitingDeviceAngle")) if points else "",
+               "PatientSupportAngle": _text(first.get("PatientSupportAngle")) if points else "",
+               "IsocenterPosition_LPS": _text(isocenter), "BeamMeterset": meterset.get(number, ""),
+               "BeamDose_Gy": fractions.get(number, ""),
+               "NumberOfControlPoints": _text(beam.get("NumberOfControlPoints"))}
+        beams.append(row)
+        if isocenter is not None:
+            position = np.asarray([float(v) for v in isocenter])
+            for index, (names, known) in enumerate(positions):
+                if np.allclose(known, position, atol=1e-3):
+                    positions[index] = (f"{names}, {row['BeamName'] or number}", known)
+                    break
+            else:
+                positions.append((row["BeamName"] or number, position))
+    prescriptions = []
+    for reference in dataset.get("DoseReferenceSequence", []) or []:
+        prescriptions.append({key: _text(reference.get(key)) for key in (
+            "DoseReferenceNumber", "DoseReferenceDescription", "DoseReferenceType", "DoseReferenceStructureType",
+            "TargetPrescriptionDose", "DeliveryMaximumDose", "OrganAtRiskMaximumDose", "DoseReferencePointCoordinates")
+            if reference.get(key) is not None})
+    if not beams and "ApplicationSetupSequence" not in dataset:
+        logger.info("%s: RT Plan without beams", path)
+    return PlanSummary(fields=fields, beams=beams, prescriptions=prescriptions, isocenters=positions)
