@@ -217,7 +217,7 @@ class DICOMBrowserLogic:
 
     def save_volume(self, node: Any, path: str | os.PathLike) -> Path:
         """Write a volume or 4D sequence as .nrrd, .nii/.nii.gz, or its scene as .mrml/.mrb; a
-        segmentation as Slicer's .seg.nrrd."""
+        segmentation as Slicer's .seg.nrrd; a table (RT plan beams, SR measurements) as .tsv/.csv."""
         from DICOMBrowser.DICOMBrowserLib import scene as scenes
 
         lower = str(path).lower()
@@ -225,6 +225,10 @@ class DICOMBrowserLogic:
             from DICOMBrowser.DICOMBrowserLib.segmentation import save_segmentation
 
             return Path(save_segmentation(node, str(path)))
+        if node.IsA("vtkMRMLTableNode") and lower.endswith((".tsv", ".csv", ".txt")):
+            from DICOMBrowser.DICOMBrowserLib.tables import save_table
+
+            return Path(save_table(node, str(path)))
         return scenes.save_volume(node, path)
 
     def screenshot(self, node: Any, path: str | os.PathLike, size: tuple[int, int] = (900, 300)) -> Path:
