@@ -74,8 +74,13 @@ def deidentify_settings(deidentify: bool, key, retain, keep_private, patient_id,
 @click.command("export")
 @click.argument("source")
 @click.option("--study", "study_uid", required=True, help="StudyInstanceUID (in the database) the new series joins.")
-@click.option("--modality", type=click.Choice(["CT", "MR", "OT"], case_sensitive=False), default="CT",
-              show_default=True, help="CT Image, MR Image or Secondary Capture (OT) objects, one per slice.")
+@click.option("--modality", type=click.Choice(["CT", "MR", "OT", "SEG"], case_sensitive=False), default="CT",
+              show_default=True, help="CT Image, MR Image or Secondary Capture (OT) objects, one per slice; SEG: "
+                                      "SOURCE is a labelmap, written as one DICOM Segmentation.")
+@click.option("--reference", "reference_uid", default=None,
+              help="SEG: the series (of --study) the labelmap was drawn on (default: the study's only series).")
+@click.option("--segment", "segment_texts", multiple=True, metavar="LABEL=Name[:R,G,B]",
+              help="SEG: name (and colour) of a label value (repeatable); others are 'Segment <label>'.")
 @click.option("--series-description", default="", help="SeriesDescription (default: the node's name).")
 @click.option("--series-number", type=int, default=None, help="SeriesNumber (default: one past the study's highest).")
 @click.option("--set", "assignments", multiple=True, metavar="Keyword=Value",
@@ -92,7 +97,8 @@ def deidentify_settings(deidentify: bool, key, retain, keep_private, patient_id,
 @deidentify_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_cli
-def export_command(state: CLIContext, source: str, study_uid: str, modality: str, series_description: str,
+def export_command(state: CLIContext, source: str, study_uid: str, modality: str, reference_uid: str | None,
+                   segment_texts: tuple[str, ...], series_description: str,
                    series_number: int | None, assignments: tuple[str, ...], frame_of_reference: str,
                    node_name: str | None, loadable: int | None, to_database: bool, output_dir: str | None,
                    send_to: str | None, deidentify: bool, deid_key, deid_retain, deid_keep_private, deid_patient_id,
@@ -100,16 +106,29 @@ def export_command(state: CLIContext, source: str, study_uid: str, modality: str
     """Write a volume as a new series of an existing study (CT/MR/OT image per slice; 4D: one series).
 
     SOURCE is a volume file (.nrrd, .nii, .nii.gz, .seq.nrrd for 4D), a scene (.mrb, .mrml;
-    --node picks the volume) or a database UID (series) loaded through the plugins.
+    --node picks the volume) or a database UID (series) loaded through the plugins. With
+    --modality SEG, SOURCE is a labelmap file written as a DICOM Segmentation of --reference.
     """
     from ..export import VolumeExportOptions
     from ..export.volume import parse_assignments
 
+    settings = deidentify_settings(deidentify, deid_key, deid_retain, deid_keep_private, deid_patient_id,
+                                   deid_patient_name, deid_allow_burned_in)
+    if modality.upper() == "SEG":
+        from ..export.segmentation import parse_segment
+
+        if assignments:
+            raise click.UsageError("--set applies to image series, not to SEG")
+        result = state.logic().export_segmentation(
+            source, study_uid, reference_uid, segments=[parse_segment(t) for t in segment_texts],
+            series_description=series_description, output_dir=output_dir, to_database=to_database,
+            send_to=send_to, deidentify=settings)
+        _print_result(result, as_json)
+        _check_sent(result)
+        return
     options = VolumeExportOptions(modality=modality.upper(), series_description=series_description,
                                   series_number=series_number, frame_of_reference=frame_of_reference,
                                   overrides=parse_assignments(assignments))
-    settings = deidentify_settings(deidentify, deid_key, deid_retain, deid_keep_private, deid_patient_id,
-                                   deid_patient_name, deid_allow_burned_in)
     result = state.logic().export_volume(source, study_uid, options, node_name=node_name, loadable=loadable,
                                          output_dir=output_dir, to_database=to_database, send_to=send_to,
                                          deidentify=settings)
