@@ -626,9 +626,13 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             node.SetAttribute("DICOM.warning", loadable.warning)
         return node
 
-    def read_volume(self, loadable: DICOMLoadable) -> "VolumeData":
+    def read_volume(self, loadable: DICOMLoadable, stored: bool = False) -> "VolumeData":
         """Voxels (k, j, i) or (t, k, j, i), modality values, and the IJK-to-RAS matrix (RAS mm);
-        colour loadables: (k, j, i, 3) RGB (uint8 for 8-bit images), no rescale."""
+        colour loadables: (k, j, i, 3) RGB (uint8 for 8-bit images), no rescale.
+
+        `stored=True` (file writers): when every frame shares one (slope, intercept), the stored
+        values in their own dtype and that pair in `VolumeData.rescale`, for NIfTI's scl fields
+        as dcm2niix writes them; modality values otherwise (rescale None)."""
         from DICOMBrowser.DICOMBrowserLib import pixelreader
 
         files = list(loadable.files)
@@ -680,7 +684,12 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 pairs = [pixelreader.philips_precise_scaling(slope, intercept, _philips_scale_slope(record))
                          for slope, intercept, record in zip(slopes, intercepts, all_records)]
                 slopes, intercepts = [p[0] for p in pairs], [p[1] for p in pairs]
-        voxels = pixelreader.apply_rescale(stack, slopes, intercepts)
+        rescale = None
+        if (stored and not loadable.extra.get("regularize") and len(set(slopes)) == 1 and len(set(intercepts)) == 1
+                and slopes[0] != 0):
+            voxels, rescale = stack, (float(slopes[0]), float(intercepts[0]))
+        else:
+            voxels = pixelreader.apply_rescale(stack, slopes, intercepts)
         slice_count = len(records[0])
         if loadable.extra.get("regularize"):
             voxels, matrix = geometry.regularize(voxels, records[0])
@@ -689,7 +698,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         if len(records) > 1:
             voxels = voxels.reshape(len(records), slice_count, *voxels.shape[1:])
         return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0], values,
-                          scaling=scaling)
+                          scaling=scaling, rescale=rescale)
 
     def _read_mosaic(self, loadable: DICOMLoadable) -> "VolumeData":
         """A mosaic loadable: tiles cut into slices by the mosaic reader; 3D for one file, else
@@ -739,6 +748,8 @@ class VolumeData:
     file_values: dict[str, dict[str, str]] = field(default_factory=dict)  # the declared tags of each file
     color: bool = False
     scaling: str = ""  # which of a vendor's scalings the voxels carry, when there is a choice (Philips)
+    #: read_volume(stored=True): voxels are stored values; modality value = slope * stored + intercept
+    rescale: tuple[float, float] | None = None
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def _register_commands() -> None:
     import importlib
 
     for name in ("database_commands", "loading_commands", "compare_commands", "network_commands", "gui_commands",
-                 "export_commands"):
+                 "export_commands", "convert_commands"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:

@@ -1,0 +1,145 @@
+"""An in-memory index of one header scan, answering the calls plugins make on a database.
+
+Why: converting a folder without a database (as dcm2niix does) used to scan each file once per
+plugin (grouping, the scalar plugin, the diffusion plan, every `fileValue` of other plugins), which
+cost more than reading the pixels. `ScanIndex.build` scans every file once, in parallel, for the
+union of the tags every registered plugin declares (plus the pixel module and the sidecar tags),
+and then serves `file_values`, `file_value`, `instances` (pixel data offsets) and the series
+grouping from memory, so examine and load read no header twice. A tag nobody declared is scanned
+on demand for the files asked about, then kept.
+
+It is not a database: nothing is written, the examine cache is off (`cached_value` is None).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from .headerscan import scan_files
+from .tagreader import tag_string
+
+logger = logging.getLogger(__name__)
+
+SERIES_TAG = "0020,000e"
+SOP_INSTANCE_TAG = "0008,0018"
+
+
+@dataclass
+class _Entry:
+    values: dict[str, str]
+    transfer_syntax: str
+    offset: int | None
+    length: int | None
+
+
+def plugin_tags(extra: Iterable[str] = ()) -> list[str]:
+    """Every tag the registered plugins declare, the common identity tags, the pixel module, the
+    diffusion plan's scan tags and `extra`, as "gggg,eeee"."""
+    from DICOMPlugins import allPlugins
+    from DICOMPlugins.DICOMPlugin import COMMON_TAGS
+
+    from .diffusion.series import SCAN_TAGS
+    from .pixelreader import PIXEL_TAGS
+
+    tags: set[str] = set(COMMON_TAGS) | set(SCAN_TAGS) | set(PIXEL_TAGS) | {SERIES_TAG, SOP_INSTANCE_TAG}
+    for plugin_class in allPlugins().values():
+        try:
+            tags.update(plugin_class.declaredTags())
+        except Exception as error:  # an extension's odd `tags` must not stop a conversion
+            logger.warning("Ignoring the tags of plugin %s: %s", plugin_class.__name__, error)
+    tags.update(tag_string(t) for t in extra)
+    return sorted(tags)
+
+
+class ScanIndex:
+    """Header values and pixel data locations of scanned files, by path; duck-types the parts of
+    DICOMDatabase the plugins and the pixel reader call."""
+
+    folder = "<header scan>"
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self.skipped: list[tuple[str, str]] = []  # (path, why) of files that are not usable DICOM
+
+    @classmethod
+    def build(cls, paths: Iterable[str], tags: Sequence[str], workers: int | None = None) -> "ScanIndex":
+        """Scan `paths` (files) for `tags` with `workers` processes (None: every core)."""
+        index = cls()
+        index.add(scan_files(paths, [tag_string(t) for t in tags], workers=workers))
+        return index
+
+    def add(self, results: Iterable[Any]) -> None:
+        for result in results:
+            path = str(result.path)
+            if not result.is_dicom:
+                self.skipped.append((path, "not a DICOM file"))
+                continue
+            if result.error:
+                self.skipped.append((path, result.error))
+                logger.warning("Skipping %s: %s", path, result.error)
+                continue
+            self._entries[path] = _Entry(dict(result.values), result.transfer_syntax, result.pixel_data_offset,
+                                         result.pixel_data_length)
+
+    def __contains__(self, path: str) -> bool:
+        return os.fspath(path) in self._entries
+
+    def series(self) -> dict[str, list[str]]:
+        """SeriesInstanceUID -> files in scan order (files without one are skipped and recorded)."""
+        groups: dict[str, list[str]] = {}
+        for path, entry in self._entries.items():
+            uid = entry.values.get(SERIES_TAG, "")
+            if not uid:
+                self.skipped.append((path, "no SeriesInstanceUID"))
+                continue
+            groups.setdefault(uid, []).append(path)
+        return groups
+
+    # --- the database calls ------------------------------------------------------------------
+    def file_values(self, paths: Iterable[str | os.PathLike], tags: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Tags of many files ('' when absent); tags not scanned yet are scanned now, once."""
+        paths = [os.fspath(p) for p in paths]
+        keys = [tag_string(t) for t in tags]
+        missing_tags = {key for path in paths if path in self._entries for key in keys
+                        if key not in self._entries[path].values}
+        if missing_tags:
+            wanted = [p for p in paths if p in self._entries]
+            for result in scan_files(wanted, sorted(missing_tags), workers=1):
+                entry = self._entries.get(str(result.path))
+                if entry is not None:
+                    for key in missing_tags:
+                        entry.values[key] = result.values.get(key, "") if result.is_dicom else ""
+        out: dict[str, dict[str, str]] = {}
+        for path in paths:
+            entry = self._entries.get(path)
+            out[path] = {key: (entry.values.get(key, "") if entry else "") for key in keys}
+        return out
+
+    def file_value(self, path: str | os.PathLike, tag: str) -> str:
+        key = os.fspath(path)
+        return self.file_values([key], [tag])[key][tag_string(tag)]
+
+    def instances(self, series_uid: str | None = None, **_filters: Any) -> list[dict[str, Any]]:
+        """Rows like DICOMDatabase.instances: path, UIDs and where the pixel data is."""
+        rows = []
+        for path, entry in self._entries.items():
+            uid = entry.values.get(SERIES_TAG, "")
+            if series_uid is not None and uid != series_uid:
+                continue
+            rows.append({"FilePath": path, "SeriesInstanceUID": uid,
+                         "SOPInstanceUID": entry.values.get(SOP_INSTANCE_TAG, ""),
+                         "TransferSyntaxUID": entry.transfer_syntax, "PixelDataOffset": entry.offset,
+                         "PixelDataLength": entry.length})
+        return rows
+
+    def files_for_series(self, series_uid: str) -> list[str]:
+        return [p for p, e in self._entries.items() if e.values.get(SERIES_TAG, "") == series_uid]
+
+    def cached_value(self, key: str) -> None:
+        """No examine cache: a scan lives for one conversion."""
+        return None
+
+    def store_cached_value(self, key: str, value: str) -> None:
+        return None

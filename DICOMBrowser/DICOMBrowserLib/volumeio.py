@@ -1,0 +1,182 @@
+"""Writing scalar volumes straight from the array that holds them: NIfTI-1 and NRRD.
+
+Why our own writers: SimpleITK's NIfTI writer (the path `load --output` took) copied the volume
+twice and needed a GetImageFromArray copy before that; nibabel's writer checks and may rescale.
+Here the header is built (NIfTI through nibabel's header class, so every field follows the
+standard) and the voxel bytes are written from the (k, j, i) array as they are: its C order is
+NIfTI's and NRRD's on-disk order (i fastest), so nothing is transposed or copied, and a .gz is
+compressed slab by slab.
+
+Frames: `ijk_to_ras` maps (i, j, k) voxel indices to RAS millimetres (NIfTI's frame, qform and
+sform code 1, "scanner"); NRRD is written in LPS (`space: left-posterior-superior`), as Slicer's
+NRRD writer does. Integer data keeps its dtype; `rescale=(slope, intercept)` goes into NIfTI's
+scl_slope/scl_inter (the stored values, as dcm2niix writes them). NRRD has no scale fields, so
+NRRD callers pass modality values.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DICOMBrowserError
+
+#: bytes per write; a slab is compressed and written before the next is touched
+SLAB_BYTES = 16 * 2**20
+#: gzip level of .nii.gz and NRRD's gzip encoding (dcm2niix's and zlib's default)
+GZIP_LEVEL = 6
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_NRRD_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32",
+               "uint32": "uint32", "int64": "int64", "uint64": "uint64", "float32": "float", "float64": "double"}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """'nii', 'nii.gz', 'nrrd', 'nhdr' or '' from a file name."""
+    name = str(path).lower()
+    for suffix in ("nii.gz", "nii", "nrrd", "nhdr"):
+        if name.endswith("." + suffix):
+            return suffix
+    return ""
+
+
+def _little_endian(voxels: np.ndarray) -> np.ndarray:
+    if voxels.dtype.byteorder == ">" or (voxels.dtype.byteorder == "=" and np.little_endian is False):
+        return voxels.astype(voxels.dtype.newbyteorder("<"))
+    return voxels
+
+
+def _slabs(voxels: np.ndarray) -> "Iterable[memoryview]":  # noqa: F821 - typing only
+    """The voxel bytes in C order, a few MB at a time (views when the array is contiguous)."""
+    flat_frames = voxels.reshape(-1, *voxels.shape[-2:]) if voxels.ndim >= 2 else voxels.reshape(1, -1)
+    frame_bytes = max(flat_frames[0].nbytes, 1) if len(flat_frames) else 1
+    step = max(1, SLAB_BYTES // frame_bytes)
+    for start in range(0, len(flat_frames), step):
+        slab = np.ascontiguousarray(flat_frames[start:start + step])  # no copy when already contiguous
+        yield memoryview(slab).cast("B")
+
+
+def _write_bytes(path: Path, header: bytes, voxels: np.ndarray, compress: bool) -> None:
+    """Header then voxel bytes; a partial file is removed when writing fails (no half-written output)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if compress:
+            with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
+                out.write(header)
+                for slab in _slabs(voxels):
+                    out.write(slab)
+        else:
+            with open(path, "wb") as out:
+                out.write(header)
+                for slab in _slabs(voxels):
+                    out.write(slab)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def nifti_header(shape_ijk: Sequence[int], dtype: np.dtype, ijk_to_ras: np.ndarray,
+                 rescale: tuple[float, float] | None = None, repetition_time: float | None = None,
+                 description: str = "") -> "nibabel.Nifti1Header":  # noqa: F821 - typing only
+    """A NIfTI-1 header for data of `shape_ijk` (3D or 4D, i fastest): RAS affine in qform and
+    sform (code 1), mm and seconds, scl_slope/scl_inter from `rescale`, TR in pixdim[4] for 4D."""
+    import nibabel
+
+    header = nibabel.Nifti1Header()
+    header.set_data_dtype(np.dtype(dtype))
+    header.set_data_shape(tuple(int(n) for n in shape_ijk))
+    affine = np.asarray(ijk_to_ras, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    zooms = [float(s) for s in spacing] + ([float(repetition_time or 1.0)] if len(shape_ijk) > 3 else [])
+    zooms += [1.0] * (len(shape_ijk) - len(zooms))
+    header.set_zooms(zooms)
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    header.set_xyzt_units("mm", "sec")
+    if rescale is not None:
+        header["scl_slope"], header["scl_inter"] = float(rescale[0]), float(rescale[1])
+    else:
+        header["scl_slope"], header["scl_inter"] = 1.0, 0.0
+    header["descrip"] = description.encode("ascii", "replace")[:79]
+    header["vox_offset"] = 352
+    return header
+
+
+def write_nifti(path: str | os.PathLike, voxels: np.ndarray, ijk_to_ras: np.ndarray, *,
+                rescale: tuple[float, float] | None = None, repetition_time: float | None = None,
+                description: str = "") -> Path:
+    """Write (k, j, i) or (t, k, j, i) voxels as .nii or .nii.gz (by the name); returns the path."""
+    path = Path(path)
+    if voxels.ndim not in (3, 4):
+        raise DICOMBrowserError(f"{path}: NIfTI needs 3D or 4D voxels, got shape {voxels.shape}")
+    voxels = _little_endian(voxels)
+    header = nifti_header(voxels.shape[::-1], voxels.dtype, ijk_to_ras, rescale, repetition_time, description)
+    block = header.binaryblock + b"\0\0\0\0"  # no extensions: voxels start at 352
+    _write_bytes(path, block, voxels, compress=str(path).lower().endswith(".gz"))
+    return path
+
+
+def write_nrrd(path: str | os.PathLike, voxels: np.ndarray, ijk_to_ras: np.ndarray, *, compress: bool = True) -> Path:
+    """Write (k, j, i) voxels (modality values) as a NRRD in LPS, or (t, k, j, i) with the volume
+    as the slowest axis (`kinds: domain domain domain list`); gzip encoding by default."""
+    path = Path(path)
+    if voxels.ndim not in (3, 4):
+        raise DICOMBrowserError(f"{path}: NRRD needs 3D or 4D voxels, got shape {voxels.shape}")
+    type_name = _NRRD_TYPES.get(np.dtype(voxels.dtype).name)
+    if type_name is None:
+        raise DICOMBrowserError(f"{path}: no NRRD type for voxels of {voxels.dtype}")
+    voxels = _little_endian(voxels)
+    lps = LPS_FROM_RAS @ np.asarray(ijk_to_ras, dtype=float)
+
+    def vector(values) -> str:
+        return "(" + ",".join(f"{float(v):.17g}" for v in values) + ")"
+
+    directions = " ".join(vector(lps[:3, axis]) for axis in range(3))
+    sizes = " ".join(str(n) for n in voxels.shape[::-1])
+    four = voxels.ndim == 4
+    lines = ["NRRD0004", "# written by DICOMBrowser (volumeio.write_nrrd)", f"type: {type_name}",
+             f"dimension: {voxels.ndim}", "space: left-posterior-superior", f"sizes: {sizes}",
+             f"space directions: {directions}" + (" none" if four else ""),
+             "kinds: domain domain domain" + (" list" if four else ""), "endian: little",
+             f"encoding: {'gzip' if compress else 'raw'}", f"space origin: {vector(lps[:3, 3])}"]
+    header = ("\n".join(lines) + "\n\n").encode("ascii")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not compress:
+        _write_bytes(path, header, voxels, compress=False)
+        return path
+    try:  # NRRD's gzip encoding: a gzip stream after the header
+        with open(path, "wb") as out:
+            out.write(header)
+            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+            for slab in _slabs(voxels):
+                out.write(compressor.compress(slab))
+            out.write(compressor.flush())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_volume(path: str | os.PathLike, voxels: np.ndarray, ijk_to_ras: np.ndarray, *,
+                 rescale: tuple[float, float] | None = None, repetition_time: float | None = None) -> Path:
+    """By extension: .nii / .nii.gz (stored values + scl fields) or .nrrd (modality values: a
+    `rescale` is applied first, into float32 unless it is the identity)."""
+    kind = output_format(path)
+    if kind in ("nii", "nii.gz"):
+        return write_nifti(path, voxels, ijk_to_ras, rescale=rescale, repetition_time=repetition_time)
+    if kind == "nrrd":
+        if rescale is not None and tuple(rescale) != (1.0, 0.0):
+            voxels = modality_values(voxels, rescale)
+        return write_nrrd(path, voxels, ijk_to_ras)
+    raise DICOMBrowserError(f"{path}: unknown volume format (use .nii, .nii.gz or .nrrd)")
+
+
+def modality_values(voxels: np.ndarray, rescale: tuple[float, float]) -> np.ndarray:
+    """slope * stored + intercept without a float64 copy (int16 kept when that is exact)."""
+    from .pixelreader import apply_rescale
+
+    flat = voxels.reshape(-1, *voxels.shape[-2:])
+    return apply_rescale(flat, rescale[0], rescale[1]).reshape(voxels.shape)
