@@ -393,6 +393,26 @@ class DICOMBrowserLogic:
             output_dir=output_dir, to_database=to_database, send=self._sender(send_to),
             deidentify=self._deidentifier(deidentify))
 
+    def export_scene(self, source: Any, study_uid: str, *, series_description: str = "Slicer Data Bundle",
+                     output_dir: str | os.PathLike | None = None, to_database: bool = False,
+                     send_to: str | None = None):
+        """A scene (an MRML scene object, a .mrml/.mrb file, or database UIDs loaded by default)
+        as one DICOM object in `study_uid`, as Slicer's data bundle; returns export.ExportResult."""
+        from DICOMBrowser.DICOMBrowserLib import scene as scenes
+        from DICOMBrowser.DICOMBrowserLib.export import bundle
+
+        if isinstance(source, (str, os.PathLike)) and os.path.exists(source):
+            scene = scenes.load_scene(source)
+        elif isinstance(source, (str, os.PathLike, list, tuple)):
+            uids = [str(source)] if isinstance(source, (str, os.PathLike)) else [str(u) for u in source]
+            scene = scenes.new_scene()
+            report = self.examine(uids)
+            self.load(self.choose_loadables(report.loadables), scene, report=report)
+        else:
+            scene = source
+        return bundle.export_scene(self.database, scene, study_uid, series_description, output_dir=output_dir,
+                                   to_database=to_database, send=self._sender(send_to))
+
     def deidentify(self, uids: list[str], options: Any, output_dir: str | os.PathLike | None = None,
                    to_database: str | os.PathLike | None = None):
         """De-identified copies of everything under `uids` (any level) into a folder and/or

@@ -174,7 +174,31 @@ def deidentify_command(state: CLIContext, uids: tuple[str, ...], output_dir: str
         raise click.ClickException(f"{len(summary.refused)} object(s) not de-identified")
 
 
+@click.command("export-scene")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--study", "study_uid", required=True, help="StudyInstanceUID (in the database) the scene object joins.")
+@click.option("--series-description", default="Slicer Data Bundle", show_default=True)
+@click.option("--to-database", is_flag=True, help="Import the scene object into the database.")
+@click.option("--output-dir", type=click.Path(file_okay=False), default=None, help="Write the file to this folder.")
+@click.option("--send", "send_to", default=None, metavar="NODE", help="C-STORE the scene object to a configured node.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@pass_cli
+def export_scene_command(state: CLIContext, sources: tuple[str, ...], study_uid: str, series_description: str,
+                         to_database: bool, output_dir: str | None, send_to: str | None, as_json: bool) -> None:
+    """Store a whole scene in the study as one DICOM object (3D Slicer's data bundle).
+
+    SOURCES is one scene file (.mrb, .mrml) or database UIDs whose default loadables make the
+    scene. `load` of the object (plugin DICOMSlicerDataBundlePlugin) restores the scene.
+    """
+    source = sources[0] if len(sources) == 1 else list(sources)
+    result = state.logic().export_scene(source, study_uid, series_description=series_description,
+                                        output_dir=output_dir, to_database=to_database, send_to=send_to)
+    _print_result(result, as_json)
+    _check_sent(result)
+
+
 def register(cli: click.Group) -> None:
     """Add the export commands to the `dicombrowser` group."""
     cli.add_command(export_command)
     cli.add_command(deidentify_command)
+    cli.add_command(export_scene_command)
