@@ -405,36 +405,14 @@ def _save_sequence_nrrd(sequence: Any, path: Path) -> Path:
     return path
 
 
-def _ras_to_lps(matrix: np.ndarray) -> np.ndarray:
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ matrix
-
-
-def _sitk_image(voxels: np.ndarray, ijk_to_ras: np.ndarray) -> Any:
-    import SimpleITK as sitk
-
-    ijk_to_lps = _ras_to_lps(np.asarray(ijk_to_ras, dtype=float))
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    image = sitk.GetImageFromArray(voxels, isVector=False)
-    image.SetSpacing([float(s) for s in spacing[: image.GetDimension()]] + [1.0] * (image.GetDimension() - 3))
-    image.SetOrigin([float(v) for v in ijk_to_lps[:3, 3]] + [0.0] * (image.GetDimension() - 3))
-    directions = ijk_to_lps[:3, :3] / spacing
-    if image.GetDimension() == 4:
-        direction4 = np.eye(4)
-        direction4[:3, :3] = directions
-        image.SetDirection([float(v) for v in direction4.ravel()])
-    else:
-        image.SetDirection([float(v) for v in directions.ravel()])
-    return image
-
-
 def _save_nifti(node: Any, path: Path) -> Path:
-    import SimpleITK as sitk
+    """The node's array written as it is (volumeio: one NIfTI writer for nodes and the converter)."""
+    from .volumeio import write_nifti
 
     voxels = array_from_volume(node)
     if voxels.ndim == 4:  # components (e.g. diffusion gradients) become NIfTI's 4th dimension
         voxels = np.moveaxis(voxels, 3, 0)
-    sitk.WriteImage(_sitk_image(voxels, ijk_to_ras_of(node)), str(path), useCompression=True)
-    return path
+    return write_nifti(path, voxels, ijk_to_ras_of(node))
 
 
 def _is_rgb_volume(node: Any) -> bool:
@@ -463,11 +441,10 @@ def _save_rgb_nifti(node: Any, path: Path) -> Path:
 
 
 def _save_sequence_nifti(sequence: Any, path: Path) -> Path:
-    import SimpleITK as sitk
+    from .volumeio import write_nifti
 
     voxels, ijk_to_ras = sequence_array(sequence)
-    sitk.WriteImage(_sitk_image(voxels, ijk_to_ras), str(path), useCompression=True)
-    return path
+    return write_nifti(path, voxels, ijk_to_ras)
 
 
 def save_scene(scene: Any, path: str | os.PathLike) -> Path:

@@ -88,17 +88,26 @@ def examine_command(state: CLIContext, targets: tuple[str, ...], as_json: bool) 
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
               help="Also write axial/sagittal/coronal slices of the volume to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.option("--sidecars", is_flag=True,
+              help="NIfTI/NRRD: also write the BIDS <name>.json and the <name>.provenance.json slice map (as convert).")
 @pass_cli
 def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None, output: str,
-                 screenshot: str | None, as_json: bool) -> None:
+                 screenshot: str | None, as_json: bool, sidecars: bool) -> None:
     """Load series into volume nodes and write them (NRRD, NIfTI, MRML scene or MRB bundle).
 
     TARGETS are database UIDs (patient key, study, series, instance) or files/folders read
-    without the database.
+    without the database. A NIfTI/NRRD output without --screenshot takes the converter's path
+    (docs/convert.md): no scene, no VTK, the array written once.
     """
     started = time.perf_counter()
     lower = output.lower()
     scene_output = lower.endswith(".mrb") or lower.endswith(".mrml")
+    if not scene_output and not screenshot and _fast_output(output):
+        result = _load_to_file(state, targets, index, output, sidecars)
+        if result is not None:
+            result["seconds"] = round(time.perf_counter() - started, 3)
+            _report(result, as_json)
+            return
     chosen, nodes = _load(state, targets, index, single=not scene_output)
     logic = state.logic()
     if scene_output or len(nodes) == 1:
@@ -116,13 +125,82 @@ def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
         result["outputs"] = outputs
         for entry, path in zip(result["loaded"], outputs):
             entry["output"] = path
+    _report(result, as_json)
+
+
+def _report(result: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    for entry in result["loaded"]:
+        click.echo(f"Loaded {entry['name']} ({entry['plugin']}) as {entry['class']} '{entry['node']}'")
+    outputs = result.get("outputs") or [result["output"]]
+    screenshot = result.get("screenshot")
+    click.echo(f"Wrote {', '.join(outputs)}" + (f" and {screenshot}" if screenshot else "")
+               + f" in {result['seconds']} s")
+
+
+def _fast_output(output: str) -> bool:
+    """Formats the converter writes from arrays (.seq.nrrd and .nhdr stay with Slicer's writers)."""
+    lower = output.lower()
+    return lower.endswith((".nii", ".nii.gz", ".nrrd")) and not lower.endswith(".seq.nrrd")
+
+
+def _mrml_class(loadable) -> str:
+    """The node class a scene load would have made (what `load --json` reports as "class")."""
+    if loadable.plugin == "DICOMDiffusionVolumePlugin":
+        return "vtkMRMLDiffusionWeightedVolumeNode"
+    four_d = loadable.extra.get("kind") == "sequence" or (
+        loadable.extra.get("kind") == "mosaic" and len(loadable.files) > 1)
+    return "vtkMRMLSequenceNode" if four_d else "vtkMRMLScalarVolumeNode"
+
+
+def _load_to_file(state: CLIContext, targets: tuple[str, ...], index: int | None, output: str, sidecars: bool):
+    """The converter's path (no scene): examine, choose, write each default from its array.
+    None when a chosen loadable needs a scene (other plugins, colour, 4D NRRD): the caller loads."""
+    import os
+    from pathlib import Path
+
+    from .. import conversion, loading
+
+    logic = state.logic()
+    if all(os.path.exists(t) for t in targets):
+        source, groups, _ = conversion.collect_series(list(targets))
+        report = loading.examine(source, list(groups.values()), use_cache=False)
     else:
-        for entry in result["loaded"]:
-            click.echo(f"Loaded {entry['name']} ({entry['plugin']}) as {entry['class']} '{entry['node']}'")
-        click.echo(f"Wrote {', '.join(outputs)}" + (f" and {screenshot}" if screenshot else "")
-                   + f" in {result['seconds']} s")
+        report = _examine(state, targets)
+        source = logic.database
+    chosen = logic.choose_loadables(report.loadables, index)
+    if len(chosen) > 1 and not _distinct_suffixes(chosen):
+        listing = "; ".join(f"{report.loadables.index(l)}: {l.name}" for l in chosen)
+        raise click.ClickException(f"{len(chosen)} loadables selected by default ({listing}); "
+                                   f"choose one with --loadable N, or write a .mrb/.mrml scene")
+    nrrd = output.lower().endswith(".nrrd")
+    for loadable in chosen:
+        scalar = loadable.plugin == "DICOMScalarVolumePlugin" and not loadable.extra.get("color")
+        four_d = _mrml_class(loadable) == "vtkMRMLSequenceNode"
+        if not (loadable.plugin == "DICOMDiffusionVolumePlugin" or (scalar and not (nrrd and four_d))):
+            return None
+    for loadable in chosen:
+        if loadable.warning:
+            click.echo(f"warning: {loadable.name}: {loadable.warning}", err=True)
+    fmt = "nii.gz" if output.lower().endswith(".nii.gz") else ("nii" if output.lower().endswith(".nii") else "nrrd")
+    options = conversion._Options(str(Path(output).parent), fmt, sidecars=sidecars, provenance=sidecars)
+    outputs = []
+    for loadable in chosen:
+        path = Path(output if len(chosen) == 1 else _output_with_suffix(output, loadable.extra.get("suffix", "")))
+        path = path.expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conversion.write_loadable(loadable, report, source, path.parent, "", options, path=path)
+        outputs.append(str(path))
+    result = {"output": outputs[0], "screenshot": None, "seconds": 0.0,
+              "loaded": [{"name": l.name, "plugin": l.plugin, "node": l.name, "class": _mrml_class(l),
+                          "warning": l.warning} for l in chosen]}
+    if len(outputs) > 1:
+        result["outputs"] = outputs
+        for entry, path in zip(result["loaded"], outputs):
+            entry["output"] = path
+    return result
 
 
 @click.command("view")
