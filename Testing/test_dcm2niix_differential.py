@@ -105,13 +105,16 @@ def _last_line(text: str) -> str:
 
 
 def series_verdict(database: Path, folder: str, root: Path, series: dict, files: list[str],
-                   work: Path) -> comparison.SeriesVerdict:
-    """One series through `examine --json` and `load --output`, compared with dcm2niix."""
+                   offered: list[dict], work: Path) -> comparison.SeriesVerdict:
+    """One series through `load --output` (after `examine UID --json` when several loadables are
+    defaults), compared with dcm2niix. `offered`: the series' loadables from examining the folder."""
     uid = series["SeriesInstanceUID"]
     number = "" if series.get("SeriesNumber") is None else str(series["SeriesNumber"])
     description = (series.get("SeriesDescription") or "").strip()
     label = f"{folder} #{number} {description}".strip()
-    loadables = json.loads(dicombrowser(database, "examine", uid, "--json").stdout)
+    loadables = offered
+    if sum(loadable["selected"] for loadable in offered) > 1:  # --loadable N indexes `examine UID`'s own list
+        loadables = json.loads(dicombrowser(database, "examine", uid, "--json").stdout)
     selected = [index for index, loadable in enumerate(loadables) if loadable["selected"]]
     ours, reasons, why_no_output = [], [], ""
     if not selected:
@@ -205,15 +208,22 @@ def test_every_series_matches_dcm2niix_or_is_a_known_difference(corpus, dcm2niix
     dicombrowser(database, "import", str(root))
     listing = json.loads(dicombrowser(database, "ls", "--level", "series", "--json").stdout)
     files: dict[str, list[str]] = {}
+    series_of_file: dict[str, str] = {}
     for instance in json.loads(dicombrowser(database, "ls", "--level", "instances", "--json").stdout):
         files.setdefault(instance["SeriesInstanceUID"], []).append(instance["FilePath"])
+        series_of_file[instance["FilePath"]] = instance["SeriesInstanceUID"]
     listing.sort(key=lambda s: (str(s.get("SeriesNumber")), s.get("SeriesDescription") or "", s["SeriesInstanceUID"]))
     assert listing, f"nothing imported from {root}"
+    # one examination of the whole folder says what each series offers (a process per series saved)
+    offered: dict[str, list[dict]] = {series["SeriesInstanceUID"]: [] for series in listing}
+    examined = dicombrowser(database, "examine", *offered, "--json").stdout
+    for loadable in json.loads(examined):
+        offered[series_of_file[loadable["files"][0]]].append(loadable)
 
     def verdict(numbered):
         index, series = numbered
-        return series_verdict(database, folder, root, series, files[series["SeriesInstanceUID"]],
-                              tmp_path / f"series{index}")
+        uid = series["SeriesInstanceUID"]
+        return series_verdict(database, folder, root, series, files[uid], offered[uid], tmp_path / f"series{index}")
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # each series is a few subprocesses
         verdicts = list(pool.map(verdict, enumerate(listing)))
