@@ -128,8 +128,6 @@ class GridMapping:
     translation_mm: float
     corners_mm: float
     direction: float
-    #: how far our origin falls from a reference voxel centre, in reference voxels
-    fraction: float
 
     def describe(self) -> str:
         """E.g. "+x -y +z": where our i, j, k point in the reference's voxel axes."""
@@ -181,8 +179,7 @@ def grid_mapping(ours_affine: np.ndarray, ours_shape: Sequence[int], reference_a
         axes=axes, signs=signs, start=tuple(start),
         translation_mm=float(np.max(np.abs(theirs[:3, 3] - ours_affine[:3, 3]))),
         corners_mm=float(np.max(np.linalg.norm((theirs @ corners - ours_affine @ corners)[:3], axis=0))),
-        direction=float(np.max(np.abs(_unit_columns(theirs) - _unit_columns(ours_affine)))),
-        fraction=float(np.max(np.abs(origin - shift))))
+        direction=float(np.max(np.abs(_unit_columns(theirs) - _unit_columns(ours_affine)))))
 
 
 def to_reference_order(array_ijk: np.ndarray, mapping: GridMapping) -> np.ndarray:
