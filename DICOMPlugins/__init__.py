@@ -1,6 +1,9 @@
-"""The plugin registry: a module-level dictionary of plugin classes by name.
+"""The built-in DICOM plugins, and the plugin registry re-exported from the library.
 
-Extensions add to it in one of two ways:
+The registry (`dicomPlugins`, `registerPlugin`, `allPlugins`, ...) and the base class live in
+`DICOMBrowser.DICOMBrowserLib.plugins`; this package re-exports them, so every existing import
+(`from DICOMPlugins import registerPlugin, DICOMPlugin, dicomPlugins`) keeps working and names
+the same objects. Extensions add plugins in one of two ways:
 
 1. In code, at import time::
 
@@ -15,103 +18,54 @@ Extensions add to it in one of two ways:
 
    `loadEntryPointPlugins()` (called by the loading logic) imports them; one that fails to import
    is recorded in `unavailablePlugins` with the reason, never fatal.
+
+This package declares itself a plugin package (pyproject's ``dicombrowser.plugin_packages``
+group, and `registerPluginPackage` on import): every `DICOM*Plugin.py` here is found by the
+library without editing this file; `_BUILTIN_PLUGINS` come first (their order breaks
+confidence ties).
 """
 from __future__ import annotations
 
-import logging
-from importlib import import_module
+from pathlib import Path
 
-from .DICOMPlugin import DICOMLoadable, DICOMPlugin
+from DICOMBrowser.DICOMBrowserLib.plugins import (
+    ENTRY_POINT_GROUP,
+    allPlugins,
+    dicomPlugins,
+    loadBuiltinPlugins,
+    loadEntryPointPlugins,
+    registerPlugin,
+    registerPluginPackage,
+    unavailablePlugins,
+)
 
-logger = logging.getLogger(__name__)
+# Through the submodule, as before the move: importing `DICOMPlugins.DICOMPlugin` binds the
+# package attribute `DICOMPlugin` to the submodule, and this line binds it back to the class.
+from .DICOMPlugin import DICOMLoadable, DICOMPlugin  # noqa: E402
 
-ENTRY_POINT_GROUP = "dicombrowser.plugins"
-
-#: name -> plugin class. Any package may add to this dictionary.
-dicomPlugins: dict[str, type[DICOMPlugin]] = {}
-#: name -> why it could not be registered (missing dependency, import error)
-unavailablePlugins: dict[str, str] = {}
-
-# Built-in plugins, imported lazily so a missing optional dependency of one never hides the others.
+# Built-in plugins loaded first, in this order; the others in the folder follow by name.
 _BUILTIN_PLUGINS: dict[str, str] = {
     "DICOMScalarVolumePlugin": "DICOMPlugins.DICOMScalarVolumePlugin",
     "DICOMDiffusionVolumePlugin": "DICOMPlugins.DICOMDiffusionVolumePlugin",
 }
-
-
-def registerPlugin(plugin_class: type[DICOMPlugin], name: str | None = None) -> None:
-    """Add a plugin class to the registry (under its class name unless `name` is given)."""
-    if not (isinstance(plugin_class, type) and issubclass(plugin_class, DICOMPlugin)):
-        raise TypeError(f"{plugin_class!r} is not a DICOMPlugin subclass; cannot register it as a DICOM plugin")
-    dicomPlugins[name or plugin_class.__name__] = plugin_class
+registerPluginPackage(__name__, str(Path(__file__).parent), list(_BUILTIN_PLUGINS))
 
 
 def _builtin_modules() -> dict[str, str]:
-    """The listed built-ins first (their order breaks confidence ties), then any other
-    `DICOMPlugins/DICOM*Plugin.py` whose class has the module's name, so a new built-in plugin
-    needs no edit here."""
-    from pathlib import Path
+    """Plugin name -> module of this package's plugins (the listed ones first)."""
+    from DICOMBrowser.DICOMBrowserLib.plugins import _package_modules
 
-    modules = dict(_BUILTIN_PLUGINS)
-    for path in sorted(Path(__file__).parent.glob("DICOM*Plugin.py")):
-        if path.stem != "DICOMPlugin" and path.stem not in modules:
-            modules[path.stem] = f"{__name__}.{path.stem}"
-    return modules
-
-
-def loadBuiltinPlugins() -> None:
-    """Import the built-in plugins; one whose dependency is missing is recorded, not fatal."""
-    for name, module_name in _builtin_modules().items():
-        if name in dicomPlugins:
-            continue
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue  # not written yet
-            unavailablePlugins[name] = f"missing dependency: {error.name}"
-            logger.warning("Plugin %s unavailable: %s", name, unavailablePlugins[name])
-            continue
-        except Exception as error:  # a broken plugin module must not hide the others
-            unavailablePlugins[name] = f"{type(error).__name__}: {error}"
-            logger.exception("Plugin %s could not be imported", name)
-            continue
-        plugin_class = getattr(module, name, None)
-        if plugin_class is None:
-            unavailablePlugins[name] = f"module {module_name} defines no class {name}"
-            logger.warning("Plugin %s unavailable: %s", name, unavailablePlugins[name])
-            continue
-        unavailablePlugins.pop(name, None)
-        dicomPlugins[name] = plugin_class
-
-
-def loadEntryPointPlugins() -> None:
-    """Import the plugins that installed packages declare in the `dicombrowser.plugins` group."""
-    from importlib.metadata import entry_points
-
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in dicomPlugins:
-            continue
-        try:
-            dicomPlugins[entry_point.name] = entry_point.load()
-        except Exception as error:  # an extension's bug must not stop the module
-            unavailablePlugins[entry_point.name] = f"{type(error).__name__}: {error}"
-            logger.warning("Plugin %s from entry point unavailable: %s", entry_point.name, error)
-
-
-def allPlugins() -> dict[str, type[DICOMPlugin]]:
-    """Built-in, entry-point and code-registered plugins, by name."""
-    loadBuiltinPlugins()
-    loadEntryPointPlugins()
-    return dict(dicomPlugins)
+    return _package_modules(__name__)
 
 
 __all__ = [
     "DICOMLoadable",
     "DICOMPlugin",
+    "ENTRY_POINT_GROUP",
     "dicomPlugins",
     "unavailablePlugins",
     "registerPlugin",
+    "registerPluginPackage",
     "allPlugins",
     "loadBuiltinPlugins",
     "loadEntryPointPlugins",
