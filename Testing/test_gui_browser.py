@@ -55,7 +55,7 @@ def panel(qtbot, logic):
 def import_through_action(qtbot, panel, monkeypatch, folder: Path, copy: bool = False):
     """Trigger the Import action; the dialog is answered with `folder` (and the copy option)."""
     def answer(dialog):
-        dialog.path_edit.setText(str(folder))
+        dialog.add_paths([str(folder)])
         dialog.copy_box.setChecked(copy)
         return QtWidgets.QDialog.DialogCode.Accepted
 
@@ -74,7 +74,10 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
     summary = import_through_action(qtbot, panel, monkeypatch, corpus / FAILING)
     assert summary.indexed == 8
     assert panel.patient_model.total_count == 2 == len(logic.database.patients())
-    assert panel.messages[-1][0] == "Import finished" and "indexed: 8" in panel.messages[-1][1]
+    # the summary speaks of what was added, in the status line, not in a modal box
+    assert panel.status_message.startswith("Import: Added 1 patient, 2 studies, 2 series (8 files)"), \
+        panel.status_message
+    assert not panel.messages
     assert "2 of 2 patients" in panel.count_label.text()
 
     # filter as you type (case-insensitive, on name or ID)
@@ -82,8 +85,10 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
     assert panel.patient_model.filtered_count == 1
     assert panel.patient_model.row_dict(0)["PatientName"] == "Austrialian"
     assert "1 of 2 patients" in panel.count_label.text()
+    selected = panel.current_patient_uid()
     panel.search.clear()
     assert panel.patient_model.filtered_count == 2
+    assert panel.current_patient_uid() == selected  # clearing the search keeps the patient
 
     # sortable: a click on the name header sorts ascending, a second click descending
     panel.patient_table.sortByColumn(0, QtCore.Qt.SortOrder.AscendingOrder)
@@ -111,7 +116,7 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
     with Image.open(thumbnail) as image:
         assert max(image.size) == 128 and image.getextrema()[1] > 100  # a real, not blank, image
 
-    # Load: a volume node of the CT's size appears in the scene
+    # Load (on a thread): a volume node of the CT's size appears in the scene
     with qtbot.waitSignal(panel.nodesLoaded, timeout=60_000) as loaded:
         qtbot.mouseClick(panel.load_button, QtCore.Qt.MouseButton.LeftButton)
     nodes = loaded.args[0]
@@ -169,7 +174,7 @@ def test_cancelled_import_reports_and_keeps_what_was_done(qtbot, panel, logic, c
     assert thread.cancel_requested and summary is not None
     assert summary.cancelled
     assert summary.indexed < total / 2
-    assert panel.messages[-1][1].startswith("Cancelled")
+    assert panel.import_status.startswith("Cancelled"), panel.import_status
     assert panel.patient_model.total_count == len(logic.database.patients())  # what was done is shown
 
 

@@ -4,9 +4,15 @@ Thin over DICOMBrowserLogic: every action is one call into the logic (import, de
 load, listener, query/retrieve, send, settings); this file only arranges widgets, runs slow
 calls off the GUI thread and shows results and errors. Dialogs that ask the user something go
 through `ask_*` methods so tests can answer them without a modal loop.
+
+What runs where: examining, thumbnails and verdicts on a small pool (`JobRunner`); loading,
+import and every network operation each on their own thread with progress and Cancel. The GUI
+thread runs the table queries (patients, studies, series of one study), which take tens of
+milliseconds even for large databases (docs/gui.md).
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from pathlib import Path
@@ -15,15 +21,34 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..errors import DICOMBrowserError
-from .errorlog import ErrorLogPanel
-from .verdict import geometry_verdict
+from .errorlog import ErrorLogPanel, browsing
+from .importing import ImportDialog, ImportThread, summary_text
 from .models import UID_ROLE, LoadableModel, PatientModel, SeriesModel, StudyModel
-from .workers import JobRunner, NetworkTask, start_task, stop_tasks
+from .state import gui_settings, recall, recall_bool, remember
+from .verdict import details_text, geometry_verdict, readable_name
+from .workers import BackgroundTask, JobRunner, NetworkTask, start_task, stop_tasks
+
+__all__ = ["DICOMBrowserPanel", "ImportDialog", "ImportThread", "summary_text"]
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_SIZE = 128
+THUMBNAIL_SIZE = 128  # the cached PNGs; shown smaller (ICON_SIZE) to leave room for the tables
+ICON_SIZE = 72
 POLL_MS = 1500
+#: modalities whose series hold no image to look at first (presentation states, reports, ...)
+NON_IMAGE_MODALITIES = {"PR", "SR", "KO", "REG", "RTPLAN", "RTRECORD", "RTSTRUCT", "SEG", "DOC", "FID", "AU",
+                        "ECG", "HD", "PLAN", "RWV", "OT_SR"}
+DATE_CHOICES = ["Any date", "Today", "Last 7 days", "Last 30 days", "Last 12 months", "Range…"]
+
+
+class _ModalityCombo(QtWidgets.QComboBox):
+    """Lists the database's modalities when opened (not at every refresh: that query is not free)."""
+
+    aboutToShow = QtCore.Signal()
+
+    def showPopup(self) -> None:
+        self.aboutToShow.emit()
+        super().showPopup()
 
 
 def _make_table(model: QtCore.QAbstractItemModel, name: str, multi: bool = False) -> QtWidgets.QTableView:
@@ -32,65 +57,54 @@ def _make_table(model: QtCore.QAbstractItemModel, name: str, multi: bool = False
     table.setObjectName(name)
     table.setModel(model)
     table.setSortingEnabled(True)
-    table.sortByColumn(-1, QtCore.Qt.SortOrder.AscendingOrder)
     table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection if multi
                            else QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
     table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setAlternatingRowColors(True)
     table.setWordWrap(False)
+    table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     table.verticalHeader().setVisible(False)
     table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Fixed)
-    table.verticalHeader().setDefaultSectionSize(22)
-    table.horizontalHeader().setStretchLastSection(True)
-    table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
+    table.verticalHeader().setDefaultSectionSize(21)
+    header = table.horizontalHeader()
+    header.setStretchLastSection(False)
+    header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
+    header.setSectionsMovable(True)
+    header.setHighlightSections(False)
+    header.setMinimumSectionSize(28)
     table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+    header.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+    header.customContextMenuRequested.connect(lambda position: _column_menu(table, position))
     return table
 
 
-class ImportThread(QtCore.QThread):
-    """Runs logic.import_paths off the GUI thread; cancelling is the progress callback's return value."""
-
-    progressed = QtCore.Signal(int, int, str)  # done, total (-1 unknown), current path
-    done = QtCore.Signal(object)  # ImportSummary
-    failed = QtCore.Signal(str)
-
-    def __init__(self, logic: Any, paths: list[str], copy: bool, parent: QtCore.QObject | None = None):
-        super().__init__(parent)
-        self.logic = logic
-        self.paths = paths
-        self.copy = copy
-        self.cancel_requested = False
-
-    def _progress(self, done: int, total: int | None, current: str = "") -> bool:
-        self.progressed.emit(int(done), -1 if total is None else int(total), str(current))
-        return self.cancel_requested
-
-    def run(self) -> None:
-        try:
-            summary = self.logic.import_paths(self.paths, copy=self.copy, progress=self._progress)
-        except (DICOMBrowserError, OSError) as error:
-            logger.error("Import of %s failed: %s", ", ".join(self.paths), error)
-            self.failed.emit(str(error))
-            return
-        self.done.emit(summary)
+def _column_menu(table: QtWidgets.QTableView, position: QtCore.QPoint) -> None:
+    """Right click on a header: show or hide columns (remembered with the widths)."""
+    header = table.horizontalHeader()
+    menu = QtWidgets.QMenu(table)
+    model = table.model()
+    for column in range(model.columnCount()):
+        action = menu.addAction(str(model.headerData(column, QtCore.Qt.Orientation.Horizontal)))
+        action.setCheckable(True)
+        action.setChecked(not header.isSectionHidden(column))
+        action.toggled.connect(lambda on, c=column: header.setSectionHidden(c, not on))
+    menu.exec(header.mapToGlobal(position))
 
 
-def summary_text(summary: Any) -> str:
-    """The ImportSummary as the sentence a user reads after an import."""
-    fields = ("seen", "indexed", "updated", "unchanged", "duplicates", "relinked", "skipped")
-    parts = [f"{name}: {getattr(summary, name)}" for name in fields if getattr(summary, name, 0)]
-    errors = list(getattr(summary, "errors", []) or [])
-    text = ", ".join(parts) or "nothing imported"
-    if getattr(summary, "cancelled", False):
-        text = "Cancelled. " + text
-    if errors:
-        text += f"\n{len(errors)} errors (details in the error log), e.g.\n" + "\n".join(
-            f"{path}: {reason}" for path, reason in errors[:5])
-    elapsed = getattr(summary, "elapsed", None)
-    if elapsed:
-        text += f"\n({elapsed:.1f} s)"
-    return text
+# Default column widths in characters of the table's font; the description column takes the rest.
+# (column index -> characters); STRETCH names the column that fills the width; HIDDEN the ones a
+# user turns on from the header's menu.
+COLUMN_CHARS = {
+    "patientTable": {1: 12, 2: 11, 3: 4, 4: 7},
+    "studyTable": {0: 11, 2: 10, 3: 11, 4: 6, 5: 8},
+    "seriesTable": {0: 4, 1: 8, 3: 9, 4: 8, 5: 15},
+}
+STRETCH = {"patientTable": 0, "studyTable": 1, "seriesTable": 2}
+HIDDEN = {"patientTable": (), "studyTable": (3,), "seriesTable": (3,)}
+DEFAULT_SORT = {"patientTable": (0, QtCore.Qt.SortOrder.AscendingOrder),
+                "studyTable": (0, QtCore.Qt.SortOrder.DescendingOrder),  # newest first
+                "seriesTable": (0, QtCore.Qt.SortOrder.AscendingOrder)}
 
 
 class DICOMBrowserPanel(QtWidgets.QWidget):
@@ -99,9 +113,11 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     importFinished = QtCore.Signal(object)  # ImportSummary, or None after a failure
     loadablesChanged = QtCore.Signal()
     nodesLoaded = QtCore.Signal(list)
+    loadFinished = QtCore.Signal(bool)  # True when everything asked for was loaded
     thumbnailReady = QtCore.Signal(str)  # series UID
     verdictReady = QtCore.Signal(str)  # series UID
     sendFinished = QtCore.Signal(bool)  # True when every instance was sent
+    statusChanged = QtCore.Signal(str)  # a line for the host's status bar
 
     def __init__(self, logic: Any, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -115,11 +131,17 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._data_version: int | None = None
         self._counts: dict | None = None
         self._examined_key: str | None = None
+        self._filter_index: tuple[list[dict], list[dict]] | None = None
         self.last_import_summary: Any = None
+        self.import_status = ""
+        self.status_message = ""
         self.last_nodes: list = []
+        self.load_task: BackgroundTask | None = None
+        self.loading = False
         self._send_task: NetworkTask | None = None
         self._send_node = ""
         self._send_progress_dialog: QtWidgets.QProgressDialog | None = None
+        self._query_dialog: Any = None
         self.last_send_summary: Any = None
         self.last_send_progress: tuple[int, int, int, int] | None = None
         self.network_busy = False
@@ -137,12 +159,13 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.study_model = StudyModel(self)
         self.series_model = SeriesModel(self)
         self.loadable_model = LoadableModel(self)
+        self.setAcceptDrops(True)
 
-        # database row: switcher + actions
+        # database row: switcher + listener
         self.database_combo = QtWidgets.QComboBox()
         self.database_combo.setObjectName("databaseCombo")
         self.database_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.database_combo.setMinimumContentsLength(30)
+        self.database_combo.setMinimumContentsLength(16)
         self.database_combo.setToolTip("Database folder (recently used databases)")
         self.database_combo.activated.connect(self._database_chosen)
         open_database = QtWidgets.QPushButton("Open…")
@@ -154,41 +177,81 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.listener_button.toggled.connect(self.set_listener)
         self.listener_status = QtWidgets.QLabel("listener off")
         self.listener_status.setObjectName("listenerStatus")
+        # a long status must not widen the panel (and squeeze the views): it is cut, the tooltip has it all
+        self.listener_status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.listener_status.setMinimumWidth(60)
 
         top = QtWidgets.QHBoxLayout()
         top.addWidget(QtWidgets.QLabel("Database:"))
-        top.addWidget(self.database_combo, 1)
+        top.addWidget(self.database_combo, 3)
         top.addWidget(open_database)
-        top.addSpacing(12)
+        top.addSpacing(8)
         top.addWidget(self.listener_button)
-        top.addWidget(self.listener_status)
+        top.addWidget(self.listener_status, 2)
 
         self.toolbar = QtWidgets.QToolBar()
         self.toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.import_action = self.toolbar.addAction("Import…", lambda: self.import_folder())
-        self.import_action.setToolTip("Import a folder (recursively) into the database")
+        self.import_action.setToolTip("Import folders, files, zip archives or a DICOMDIR (or drop them on the window)")
         self.query_action = self.toolbar.addAction("Query/Retrieve…", self.open_query_dialog)
         self.send_action = self.toolbar.addAction("Send…", self.send_selected)
         self.settings_action = self.toolbar.addAction("Settings…", self.open_settings)
+        self.metadata_action = self.toolbar.addAction("Metadata…", self.show_metadata_of_selection)
+        self.metadata_action.setToolTip("View the DICOM tags of the selected series (read from the files)")
         self.delete_action = self.toolbar.addAction("Delete", self.delete_selected)
-        self.delete_action.setToolTip("Remove the selected item from the database (files on disk are kept)")
+        self.delete_action.setToolTip("Remove the selected item from the database (files on disk are kept) [Del]")
         self.refresh_action = self.toolbar.addAction("Refresh", self.refresh_all)
+        self.thumbnails_action = self.toolbar.addAction("Thumbnails")
+        self.thumbnails_action.setCheckable(True)
+        self.thumbnails_action.setToolTip("Show or hide the thumbnail strip")
 
         self.search = QtWidgets.QLineEdit()
         self.search.setObjectName("searchBox")
-        self.search.setPlaceholderText("Search patients by name or ID…")
+        self.search.setPlaceholderText("Search patients by name or ID… (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.set_filter)
         self.count_label = QtWidgets.QLabel()
+        self.date_filter = QtWidgets.QComboBox()
+        self.date_filter.setObjectName("dateFilter")
+        self.date_filter.addItems(DATE_CHOICES)
+        self.date_filter.setToolTip("Study date")
+        today = QtCore.QDate.currentDate()
+        self.date_from = QtWidgets.QDateEdit(today.addYears(-1))
+        self.date_to = QtWidgets.QDateEdit(today)
+        for edit in (self.date_from, self.date_to):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setVisible(False)
+            edit.dateChanged.connect(self.apply_filters)
+        self.date_filter.currentIndexChanged.connect(self._date_choice_changed)
+        self.modality_filter = _ModalityCombo()
+        self.modality_filter.setObjectName("modalityFilter")
+        self.modality_filter.addItem("Any modality", "")
+        self.modality_filter.setToolTip("Studies with a series of this modality")
+        self.modality_filter.currentIndexChanged.connect(self.apply_filters)
+        self.modality_filter.aboutToShow.connect(self.update_modalities)
+        self.description_filter = QtWidgets.QLineEdit()
+        self.description_filter.setObjectName("descriptionFilter")
+        self.description_filter.setPlaceholderText("Study/series description…")
+        self.description_filter.setClearButtonEnabled(True)
+        self.description_filter.textChanged.connect(self.apply_filters)
         search_row = QtWidgets.QHBoxLayout()
         search_row.addWidget(self.search, 1)
         search_row.addWidget(self.count_label)
+        filter_row = QtWidgets.QHBoxLayout()
+        filter_row.addWidget(self.date_filter)
+        filter_row.addWidget(self.date_from)
+        filter_row.addWidget(self.date_to)
+        filter_row.addWidget(self.modality_filter)
+        filter_row.addWidget(self.description_filter, 1)
 
         self.patient_table = _make_table(self.patient_model, "patientTable")
         self.study_table = _make_table(self.study_model, "studyTable")
         self.series_table = _make_table(self.series_model, "seriesTable", multi=True)
-        for table in (self.patient_table, self.study_table, self.series_table):
+        self.tables = (self.patient_table, self.study_table, self.series_table)
+        for table in self.tables:
             table.customContextMenuRequested.connect(lambda pos, t=table: self._context_menu(t, pos))
+            table.activated.connect(lambda index, t=table: self._activated(t, index))
         self.patient_table.selectionModel().selectionChanged.connect(self._patient_selected)
         self.study_table.selectionModel().selectionChanged.connect(self._study_selected)
         self.series_table.selectionModel().selectionChanged.connect(self._series_selected)
@@ -196,35 +259,73 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.thumbnails = QtWidgets.QListWidget()
         self.thumbnails.setObjectName("thumbnailList")
         self.thumbnails.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
-        self.thumbnails.setIconSize(QtCore.QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.thumbnails.setGridSize(QtCore.QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 40))
+        self.thumbnails.setIconSize(QtCore.QSize(ICON_SIZE, ICON_SIZE))
+        self.thumbnails.setGridSize(QtCore.QSize(ICON_SIZE + 36, ICON_SIZE + 36))
         self.thumbnails.setResizeMode(QtWidgets.QListView.ResizeMode.Adjust)
         self.thumbnails.setMovement(QtWidgets.QListView.Movement.Static)
         self.thumbnails.setWrapping(False)
         self.thumbnails.setFlow(QtWidgets.QListView.Flow.LeftToRight)
-        self.thumbnails.setFixedHeight(THUMBNAIL_SIZE + 60)
+        self.thumbnails.setMinimumHeight(0)
         self.thumbnails.itemClicked.connect(self._thumbnail_clicked)
+        self.thumbnails.itemActivated.connect(lambda item: self.load_defaults([item.data(UID_ROLE)]))
         self._placeholder_icon = self._blank_icon()
+        self.thumbnails_action.toggled.connect(self.thumbnails.setVisible)
 
         self.loadable_table = QtWidgets.QTableView()
         self.loadable_table.setObjectName("loadableTable")
         self.loadable_table.setModel(self.loadable_model)
         self.loadable_table.verticalHeader().setVisible(False)
+        self.loadable_table.verticalHeader().setDefaultSectionSize(21)
         self.loadable_table.horizontalHeader().setStretchLastSection(True)
         self.loadable_table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.loadable_table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.loadable_table.setWordWrap(False)
+        self.loadable_table.setColumnWidth(0, 44)
+        self.loadable_table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.loadable_table.selectionModel().selectionChanged.connect(self._loadable_chosen)
+        self.loadable_table.activated.connect(self._loadable_activated)
+        self.loadable_detail = QtWidgets.QPlainTextEdit()
+        self.loadable_detail.setObjectName("loadableDetail")
+        self.loadable_detail.setReadOnly(True)
+        self.loadable_detail.setPlaceholderText("Select a loadable to read its details and warnings in full")
+        self.advanced_box = QtWidgets.QCheckBox("Plugin and confidence")
+        self.advanced_box.setObjectName("advancedLoadables")
+        self.advanced_box.setToolTip("Show which plugin offers each loadable and how confident it is")
+        self.advanced_box.toggled.connect(self._show_advanced)
         self.load_button = QtWidgets.QPushButton("Load")
         self.load_button.setObjectName("loadButton")
-        self.load_button.setToolTip("Load the checked loadables into the scene")
+        self.load_button.setToolTip("Load the checked loadables into the scene (double-click or Enter on a row "
+                                    "of the tables loads its defaults)")
         self.load_button.clicked.connect(self.load_selected)
         self.load_status = QtWidgets.QLabel()
+        self.load_status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.load_progress = QtWidgets.QProgressBar()
+        self.load_progress.setObjectName("loadProgress")
+        self.load_progress.setVisible(False)
+        self.load_progress.setMaximumWidth(160)
+        self.load_cancel = QtWidgets.QPushButton("Cancel")
+        self.load_cancel.setObjectName("loadCancel")
+        self.load_cancel.setToolTip("Stop loading after the volume being read; it is not added")
+        self.load_cancel.setVisible(False)
+        self.load_cancel.clicked.connect(self.cancel_load)
         load_row = QtWidgets.QHBoxLayout()
         load_row.addWidget(self.load_status, 1)
+        load_row.addWidget(self.load_progress)
+        load_row.addWidget(self.load_cancel)
+        load_row.addWidget(self.advanced_box)
         load_row.addWidget(self.load_button)
+        loadable_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        loadable_split.setObjectName("loadableSplitter")
+        loadable_split.addWidget(self.loadable_table)
+        loadable_split.addWidget(self.loadable_detail)
+        loadable_split.setStretchFactor(0, 3)
+        loadable_split.setStretchFactor(1, 2)
         loadables_box = QtWidgets.QWidget()
         loadables_layout = QtWidgets.QVBoxLayout(loadables_box)
         loadables_layout.setContentsMargins(0, 0, 0, 0)
-        loadables_layout.addWidget(self.loadable_table)
+        loadables_layout.addWidget(loadable_split, 1)
         loadables_layout.addLayout(load_row)
+        self.loadables_box = loadables_box
 
         self.error_log = ErrorLogPanel()
         self.bottom_tabs = QtWidgets.QTabWidget()
@@ -232,30 +333,80 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.bottom_tabs.addTab(self.error_log, "Error log")
         self.error_log.handler.bridge.record.connect(self._error_logged)
 
-        upper = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        upper.addWidget(self.patient_table)
-        upper.addWidget(self.study_table)
-        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        splitter.setObjectName("browserSplitter")
-        splitter.addWidget(upper)
-        splitter.addWidget(self.series_table)
-        splitter.addWidget(self.thumbnails)
-        splitter.addWidget(self.bottom_tabs)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setStretchFactor(3, 2)
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.splitter.setObjectName("browserSplitter")
+        for widget in (self.patient_table, self.study_table, self.series_table, self.thumbnails, self.bottom_tabs):
+            widget.setMinimumHeight(0)
+            self.splitter.addWidget(widget)
+        self.splitter.setChildrenCollapsible(True)
+        for index, stretch in enumerate((3, 2, 3, 0, 3)):
+            self.splitter.setStretchFactor(index, stretch)
+        self.splitter.setSizes([150, 90, 130, ICON_SIZE + 36, 200])
 
         layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.toolbar)
         layout.addLayout(search_row)
-        layout.addWidget(splitter, 1)
+        layout.addLayout(filter_row)
+        layout.addWidget(self.splitter, 1)
+
+        delete = QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Delete), self)
+        delete.setContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        delete.activated.connect(self.delete_selected)
+        find = QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Find), self)
+        find.setContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        find.activated.connect(self.focus_search)
+        self.shortcuts = {"delete": delete, "find": find}
+        self._setup_columns()
+        self.restore_state()
         self._update_network_actions()
+
+    def _setup_columns(self) -> None:
+        """Default widths from the font, the description column stretching, the default sort."""
+        metrics = self.fontMetrics()
+        for table in self.tables:
+            name = table.objectName()
+            header = table.horizontalHeader()
+            for column, chars in COLUMN_CHARS[name].items():
+                table.setColumnWidth(column, metrics.horizontalAdvance("0") * chars + 14)
+            header.setSectionResizeMode(STRETCH[name], QtWidgets.QHeaderView.ResizeMode.Stretch)
+            for column in HIDDEN[name]:
+                header.setSectionHidden(column, True)
+            column, order = DEFAULT_SORT[name]
+            table.sortByColumn(column, order)
 
     def _blank_icon(self) -> QtGui.QIcon:
         pixmap = QtGui.QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
         pixmap.fill(QtGui.QColor(40, 40, 40))
         return QtGui.QIcon(pixmap)
+
+    # --- remembered layout -------------------------------------------------------------------------
+    def restore_state(self) -> None:
+        """Column widths, order, visibility and sort of each table, the splitter, the thumbnails."""
+        settings = gui_settings()
+        for table in self.tables:
+            state = settings.value(f"browser/{table.objectName()}/header")
+            if isinstance(state, QtCore.QByteArray) and not state.isEmpty():
+                header = table.horizontalHeader()
+                if header.restoreState(state):
+                    table.sortByColumn(header.sortIndicatorSection(), header.sortIndicatorOrder())
+        splitter = settings.value("browser/splitter")
+        if isinstance(splitter, QtCore.QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        self.thumbnails_action.setChecked(recall_bool("browser/thumbnails", True))
+        self.thumbnails.setVisible(self.thumbnails_action.isChecked())
+        self.advanced_box.setChecked(recall_bool("browser/advancedLoadables", False))
+        self._show_advanced(self.advanced_box.isChecked())
+
+    def save_state(self) -> None:
+        settings = gui_settings()
+        for table in self.tables:
+            settings.setValue(f"browser/{table.objectName()}/header", table.horizontalHeader().saveState())
+        settings.setValue("browser/splitter", self.splitter.saveState())
+        settings.setValue("browser/thumbnails", self.thumbnails_action.isChecked())
+        settings.setValue("browser/advancedLoadables", self.advanced_box.isChecked())
+        settings.sync()
 
     # --- helpers ---------------------------------------------------------------------------------
     def ask_confirmation(self, title: str, text: str) -> bool:
@@ -264,17 +415,25 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def show_message(self, title: str, text: str, error: bool = False) -> None:
-        """Tell the user something; errors also go to the error log."""
+        """Tell the user something: errors in a box (and the error log), the rest in the status bar."""
+        self.set_status(f"{title}: {text}")
         if error:
             logger.error("%s: %s", title, text)
-        self.status_message = f"{title}: {text}"
-        box = QtWidgets.QMessageBox.warning if error else QtWidgets.QMessageBox.information
-        box(self, title, text)
+            QtWidgets.QMessageBox.warning(self, title, text)
+
+    def set_status(self, text: str) -> None:
+        """A line for the host's status bar (`statusChanged`); kept in `status_message`."""
+        self.status_message = text
+        self.statusChanged.emit(text.replace("\n", " "))
 
     def ask_directory(self, title: str) -> str | None:
         """A folder chosen by the user, or None (tests replace this method)."""
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, title)
         return folder or None
+
+    def focus_search(self) -> None:
+        self.search.setFocus(QtCore.Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
 
     def _has_logic(self, *names: str) -> bool:
         return all(callable(getattr(self.logic, name, None)) for name in names)
@@ -304,16 +463,18 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         selected_patient = self.current_patient_uid()
         selected_study = self.current_study_uid()
         selected_series = self.selected_series_uids()
+        self._filter_index = None
         self.patient_model.set_source(lambda: database.patients())
         self._update_database_combo()
-        self._update_count()
         self._data_version = self._safe_data_version()
         self._counts = self._safe_counts()
+        self.apply_filters()
         if selected_patient:
             self.select_uid(self.patient_table, selected_patient)
         if selected_study:
             self.select_uid(self.study_table, selected_study)
         if selected_series:
+            self.series_table.clearSelection()
             for uid in selected_series:
                 self.select_uid(self.series_table, uid, add=True)
 
@@ -338,7 +499,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         again only when the counts of patients/studies/series/instances changed as well.
         """
         if self.listener_button.isChecked() and self._has_logic("listener_status"):
-            self.listener_status.setText(self._listener_text(self.logic.listener_status(), True))
+            self._set_listener_text(self._listener_text(self.logic.listener_status(), True))
         version = self._safe_data_version()
         if version is None or version == self._data_version:
             return
@@ -353,20 +514,121 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.count_label.setText(f"{model.filtered_count} of {model.total_count} patients")
 
     def set_filter(self, text: str) -> None:
-        """Filter patients as the user types (in memory over cached rows; see models.py)."""
+        """Filter patients as the user types (in memory over cached rows; see models.py).
+
+        The selected patient stays selected while it still matches (clearing the box keeps it).
+        """
+        selected = self.current_patient_uid()
         self.patient_model.set_filter(text)
+        self._after_patient_filter(selected)
+
+    def _after_patient_filter(self, selected: str | None) -> None:
         self._update_count()
+        if selected and self.select_uid(self.patient_table, selected):
+            return
         if self.patient_model.filtered_count == 1:
             self.patient_table.selectRow(0)
         else:  # the reset model dropped the selection: do not keep showing a hidden patient's studies
             self._patient_selected()
+
+    # --- filters: study date, modality, description --------------------------------------------------
+    def _date_choice_changed(self) -> None:
+        custom = self.date_filter.currentText() == "Range…"
+        self.date_from.setVisible(custom)
+        self.date_to.setVisible(custom)
+        self.apply_filters()
+
+    def date_range(self) -> tuple[str, str] | None:
+        """The study date filter as (from, to) DICOM dates, inclusive; None for any date."""
+        choice = self.date_filter.currentText()
+        today = datetime.date.today()
+        days = {"Today": 0, "Last 7 days": 7, "Last 30 days": 30, "Last 12 months": 365}
+        if choice in days:
+            return (today - datetime.timedelta(days=days[choice])).strftime("%Y%m%d"), today.strftime("%Y%m%d")
+        if choice == "Range…":
+            return self.date_from.date().toString("yyyyMMdd"), self.date_to.date().toString("yyyyMMdd")
+        return None
+
+    def set_date_range(self, start: str, end: str) -> None:
+        """Filter studies from `start` to `end` (YYYYMMDD, inclusive), as the Range… fields do."""
+        for edit, text in ((self.date_from, start), (self.date_to, end)):
+            edit.blockSignals(True)
+            edit.setDate(QtCore.QDate.fromString(text, "yyyyMMdd"))
+            edit.blockSignals(False)
+        self.date_filter.setCurrentText("Range…")
+        self.apply_filters()
+
+    def update_modalities(self) -> None:
+        """Fill the modality filter with the modalities in the database (keeping the choice)."""
+        current = self.modality_filter.currentData() or ""
+        modalities = sorted({str(row.get("Modality") or "") for row in self._index()[1]} - {""})
+        self.modality_filter.blockSignals(True)
+        self.modality_filter.clear()
+        self.modality_filter.addItem("Any modality", "")
+        for modality in modalities:
+            self.modality_filter.addItem(modality, modality)
+        index = self.modality_filter.findData(current)
+        self.modality_filter.setCurrentIndex(max(index, 0))
+        self.modality_filter.blockSignals(False)
+
+    def _index(self) -> tuple[list[dict], list[dict]]:
+        """Every study and series row (for the filters and the modality list), until the next refresh."""
+        if self._filter_index is None:
+            database = self.logic.database
+            self._filter_index = (database.studies(), database.series())
+        return self._filter_index
+
+    def filters_active(self) -> bool:
+        return bool(self.date_range() or self.modality_filter.currentData() or self.description_filter.text().strip())
+
+    def apply_filters(self) -> None:
+        """Keep the patients, studies and series that match the date, modality and description filters."""
+        selected = self.current_patient_uid()
+        if not self.filters_active():
+            self.patient_model.set_allowed(None)
+            self.study_model.set_allowed(None)
+            self.series_model.set_allowed(None)
+            self._after_patient_filter(selected)
+            return
+        studies, series = self._index()
+        dates = self.date_range()
+        modality = self.modality_filter.currentData() or ""
+        words = self.description_filter.text().strip().lower().split()
+        series_by_study: dict[str, list[dict]] = {}
+        for row in series:
+            series_by_study.setdefault(str(row.get("StudyInstanceUID")), []).append(row)
+        allowed_patients, allowed_studies, allowed_series = set(), set(), set()
+        for study in studies:
+            uid = str(study.get("StudyInstanceUID"))
+            date = str(study.get("StudyDate") or "")
+            if dates and not (date and dates[0] <= date[:8] <= dates[1]):
+                continue
+            candidates = series_by_study.get(uid, [])
+            if modality:
+                candidates = [row for row in candidates if str(row.get("Modality") or "") == modality]
+                if not candidates:
+                    continue
+            if words:
+                study_text = str(study.get("StudyDescription") or "").lower()
+                if not all(word in study_text for word in words):
+                    candidates = [row for row in candidates
+                                  if all(word in str(row.get("SeriesDescription") or "").lower() for word in words)]
+                    if not candidates:
+                        continue
+            allowed_studies.add(uid)
+            allowed_patients.add(str(study.get("PatientUID")))
+            allowed_series.update(str(row.get("SeriesInstanceUID")) for row in candidates)
+        self.patient_model.set_allowed(allowed_patients)
+        self.study_model.set_allowed(allowed_studies)
+        self.series_model.set_allowed(allowed_series)
+        self._after_patient_filter(selected)
 
     # --- selection -------------------------------------------------------------------------------
     @staticmethod
     def _selected_uids(table: QtWidgets.QTableView) -> list[str]:
         rows = sorted({index.row() for index in table.selectionModel().selectedRows()})
         model = table.model()
-        return [model.uid(row) for row in rows]
+        return [model.uid(row) for row in rows if row < model.filtered_count]
 
     def current_patient_uid(self) -> str | None:
         uids = self._selected_uids(self.patient_table)
@@ -388,6 +650,9 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         flags |= (QtCore.QItemSelectionModel.SelectionFlag.Select if add
                   else QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect)
         table.selectionModel().select(table.model().index(row, 0), flags)
+        if not add:
+            table.selectionModel().setCurrentIndex(table.model().index(row, 0),
+                                                   QtCore.QItemSelectionModel.SelectionFlag.NoUpdate)
         table.scrollTo(table.model().index(row, 0))
         return True
 
@@ -395,10 +660,19 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         uid = self.current_patient_uid()
         database = self.logic.database
         self.study_model.set_source((lambda: database.studies(uid)) if uid else None)
-        if self.study_model.filtered_count == 1:
-            self.study_table.selectRow(0)
+        if self.study_model.filtered_count >= 1:
+            self.study_table.selectRow(0)  # the newest study (studies are sorted newest first)
         else:
             self._study_selected()
+
+    def first_image_row(self) -> int:
+        """Row of the first series that holds images (not a presentation state, report, ...)."""
+        model = self.series_model
+        for row in range(model.filtered_count):
+            info = model.row_dict(row)
+            if str(info.get("Modality") or "").upper() not in NON_IMAGE_MODALITIES:
+                return row
+        return 0
 
     def _study_selected(self, *args: Any) -> None:
         uid = self.current_study_uid()
@@ -406,12 +680,12 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.jobs.clear()
         self.series_model.set_source((lambda: database.series(uid)) if uid else None)
         self._fill_thumbnails()
+        logic = self.logic
         for series_uid in self.series_model.uids():
             if series_uid not in self.series_model.verdicts and self._has_logic("examine_uids"):
-                self.jobs.submit(f"verdict:{series_uid}",
-                                 lambda s=series_uid: geometry_verdict(self.logic.examine_uids([s])))
+                self.jobs.submit(f"verdict:{series_uid}", lambda s=series_uid: _browse_verdict(logic, s))
         if self.series_model.filtered_count >= 1 and not self.selected_series_uids():
-            self.series_table.selectRow(0)
+            self.select_uid(self.series_table, self.series_model.uid(self.first_image_row()))
         else:
             self._series_selected()
 
@@ -483,10 +757,11 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             logger.error("Examining series %s failed: %s", uid, message)
             self._show_loadables([])
 
-    # --- loadables and loading --------------------------------------------------------------------
+    # --- loadables ------------------------------------------------------------------------------------
     def examine_series(self, series_uids: list[str]) -> None:
         """Ask the plugins for loadables of the selected series (in the background)."""
         self.loadable_model.set_loadables([])
+        self.loadable_detail.clear()
         if not series_uids:
             self._examined_key = None
             self.load_button.setEnabled(False)
@@ -502,18 +777,190 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._examined_key = key
         self.load_status.setText("Examining…")
         self.load_button.setEnabled(False)
-        self.jobs.submit(key, lambda: self.logic.examine_uids(series_uids))
+        logic = self.logic
+
+        def examine() -> list:
+            with browsing():  # findings go to the Geometry column and the detail pane, not the log
+                return logic.examine_uids(series_uids)
+
+        self.jobs.submit(key, examine)
 
     def _show_loadables(self, loadables: list) -> None:
+        # what the plugins chose comes first, then the alternatives, most confident first
+        loadables = sorted(loadables, key=lambda l: (not l.selected, -float(l.confidence)))
         self.loadable_model.set_loadables(loadables)
         self.loadable_table.resizeColumnsToContents()
+        self.loadable_table.setColumnWidth(1, min(self.loadable_table.columnWidth(1), 260))
+        self.loadable_table.setColumnWidth(2, min(self.loadable_table.columnWidth(2), 120))
+        self._show_advanced(self.advanced_box.isChecked())
         warnings = sum(1 for loadable in loadables if loadable.warning)
         self.load_status.setText(f"{len(loadables)} loadables" + (f", {warnings} with warnings" if warnings else ""))
-        self.load_button.setEnabled(bool(loadables))
+        self.load_button.setEnabled(bool(loadables) and not self.loading)
+        first = next((row for row, loadable in enumerate(loadables) if loadable.selected), 0 if loadables else -1)
+        if first >= 0:
+            self.loadable_table.selectRow(first)
         self.loadablesChanged.emit()
 
-    def load_selected(self) -> list:
-        """Load the checked loadables into the logic's scene; returns the nodes created."""
+    def _show_advanced(self, on: bool) -> None:
+        for column in LoadableModel.ADVANCED:
+            self.loadable_table.setColumnHidden(column, not on)
+
+    def _loadable_chosen(self, *args: Any) -> None:
+        rows = self.loadable_table.selectionModel().selectedRows()
+        loadables = self.loadable_model.loadables
+        if rows and rows[0].row() < len(loadables):
+            self.loadable_detail.setPlainText(details_text(loadables[rows[0].row()], loadables))
+        else:
+            self.loadable_detail.clear()
+
+    def _loadable_activated(self, index: QtCore.QModelIndex) -> None:
+        if index.isValid() and index.column() != 0:  # column 0 is the checkbox
+            self.start_load([self.loadable_model.loadables[index.row()]])
+
+    # --- loading (on a thread, with progress and Cancel) -------------------------------------------------
+    def _activated(self, table: QtWidgets.QTableView, index: QtCore.QModelIndex) -> None:
+        """Double-click or Enter on a patient, study or series: load its default loadables."""
+        if not index.isValid():
+            return
+        uid = table.model().uid(index.row())
+        if table is self.series_table:
+            uids = self.selected_series_uids() or [uid]
+        else:
+            uids = [uid]
+        self.load_defaults(uids)
+
+    def load_selected(self) -> BackgroundTask | None:
+        """Load the checked loadables on a thread; `nodesLoaded`/`loadFinished` say when."""
+        loadables = self.loadable_model.selected()
+        if not loadables:
+            self.show_message("Load", "No loadable is checked.")
+            return None
+        return self.start_load(loadables)
+
+    def load_defaults(self, uids: list[str]) -> BackgroundTask | None:
+        """Examine patients/studies/series and load what the plugins select by default, on a thread."""
+        uids = [u for u in uids if u]
+        return self.start_load(None, uids) if uids else None
+
+    def start_load(self, loadables: list | None, uids: list[str] | None = None) -> BackgroundTask | None:
+        """Load `loadables` (or the defaults of `uids`) one by one on a thread.
+
+        The progress bar counts loadables; Cancel stops before the next one, and a loadable
+        whose reading was under way when Cancel was pressed is removed again, so a cancelled load
+        adds only complete, wanted volumes.
+        """
+        if self.loading:
+            self.set_status("A load is already running (Cancel it first).")
+            return None
+        logic = self.logic
+
+        def work(task: BackgroundTask) -> tuple[list, list]:
+            chosen = loadables
+            if chosen is None:
+                task.note("Examining…")
+                with browsing():
+                    chosen = [loadable for loadable in logic.examine_uids(uids) if loadable.selected]
+                if not chosen:
+                    raise DICOMBrowserError("no loadable is selected by default for " + ", ".join(uids)
+                                            + " (select the series and check one)")
+            kept: list = []
+            discarded: list = []
+            for number, loadable in enumerate(chosen):
+                if task.report(number, len(chosen) - number):
+                    break
+                task.note(f"Loading {readable_name(loadable)} ({number + 1} of {len(chosen)})")
+                nodes = list(logic.load_into_scene([loadable]) or [])
+                (discarded if task.cancel_requested else kept).extend(nodes)
+            task.report(len(kept), 0)
+            return kept, discarded
+
+        task = BackgroundTask("Load", work, cancellable=True, log_failures=False)
+        task.progressed.connect(self._load_progress)
+        task.noted.connect(self.load_status.setText)
+        task.succeeded.connect(self._load_done)
+        task.failed.connect(self._load_failed)
+        self.load_task = task
+        self._load_started = time.perf_counter()
+        self._set_loading(True)
+        self.load_status.setText("Loading…")
+        self.bottom_tabs.setCurrentWidget(self.loadables_box)
+        return start_task(task)
+
+    def _set_loading(self, busy: bool) -> None:
+        self.loading = busy
+        self.load_progress.setVisible(busy)
+        self.load_cancel.setVisible(busy)
+        self.load_cancel.setEnabled(busy)
+        self.load_button.setEnabled(not busy and bool(self.loadable_model.loadables))
+        if busy:
+            self.load_progress.setRange(0, 0)
+
+    def cancel_load(self) -> None:
+        if self.loading and self.load_task is not None:
+            self.load_task.cancel()
+            self.load_cancel.setEnabled(False)
+            self.load_status.setText("Cancelling after the volume being read…")
+
+    def _load_progress(self, completed: int, remaining: int, failed: int, warning: int) -> None:
+        total = completed + remaining
+        if total > 1:
+            self.load_progress.setRange(0, total)
+            self.load_progress.setValue(completed)
+
+    def _load_done(self) -> None:
+        task = self.load_task
+        kept, discarded = task.result if task is not None and task.result else ([], [])
+        cancelled = bool(task is not None and task.cancel_requested)
+        scene = getattr(self.logic, "gui_scene", None)
+        for node in discarded:
+            if scene is not None:
+                scene.RemoveNode(node)
+        self._set_loading(False)
+        self.last_nodes = kept
+        elapsed = time.perf_counter() - self._load_started
+        text = f"Loaded {len(kept)} node(s) in {elapsed:.1f} s"
+        if cancelled:
+            text = f"Cancelled: {len(kept)} node(s) loaded, the one being read was dropped"
+        self.load_status.setText(text)
+        self.set_status(text + (": " + ", ".join(n.GetName() for n in kept[:4]) if kept else ""))
+        if kept:
+            self.nodesLoaded.emit(kept)
+        self.loadFinished.emit(not cancelled)
+
+    def _load_failed(self, message: str) -> None:
+        self._set_loading(False)
+        self.load_status.setText("Load failed")
+        self.show_message("Load failed", message, error=True)
+        self.loadFinished.emit(False)
+
+    def reveal_uid(self, uid: str) -> list[str]:
+        """Select the patient, study and series of a UID of any level; returns its series UIDs."""
+        database = self.logic.database
+        series_uids = database.series_for_uid(uid)
+        if not series_uids:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"{uid}: no such UID in the database {database.folder}")
+        rows = database.series(SeriesInstanceUID=series_uids[0])
+        if rows:
+            self.search.clear()
+            self.description_filter.clear()
+            self.date_filter.setCurrentIndex(0)
+            self.modality_filter.setCurrentIndex(0)
+            self.select_uid(self.patient_table, str(rows[0]["PatientUID"]))
+            self.select_uid(self.study_table, str(rows[0]["StudyInstanceUID"]))
+            self.series_table.clearSelection()
+            for number, series_uid in enumerate(series_uids):
+                self.select_uid(self.series_table, series_uid, add=number > 0)
+        return series_uids
+
+    def load_uid(self, uid: str) -> list:
+        """Examine a UID's series and load the default loadables now, in this thread (the CLI's
+        `gui --load` and scripts; the window's own actions load on a thread)."""
+        series_uids = self.reveal_uid(uid)
+        self.jobs.wait()
+        self._examined_key = None
+        self._show_loadables(self.logic.examine_uids(series_uids))
         loadables = self.loadable_model.selected()
         if not loadables:
             self.show_message("Load", "No loadable is checked.")
@@ -533,48 +980,52 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.nodesLoaded.emit(nodes)
         return nodes
 
-    def reveal_uid(self, uid: str) -> list[str]:
-        """Select the patient, study and series of a UID of any level; returns its series UIDs."""
-        database = self.logic.database
-        series_uids = database.series_for_uid(uid)
-        if not series_uids:
-            from ..errors import NotFoundError
+    # --- metadata ----------------------------------------------------------------------------------------
+    def show_metadata(self, uid: str) -> Any:
+        """A non-modal tag viewer for the instances of a UID (any level), read from the files."""
+        from .metadata import MetadataDialog
 
-            raise NotFoundError(f"{uid}: no such UID in the database {database.folder}")
-        rows = database.series(SeriesInstanceUID=series_uids[0])
-        if rows:
-            self.search.clear()
-            self.select_uid(self.patient_table, str(rows[0]["PatientUID"]))
-            self.select_uid(self.study_table, str(rows[0]["StudyInstanceUID"]))
-            self.series_table.clearSelection()
-            for number, series_uid in enumerate(series_uids):
-                self.select_uid(self.series_table, series_uid, add=number > 0)
-        return series_uids
+        files = self.logic.files_for_uid(uid)
+        if not files:
+            self.show_message("DICOM metadata", f"{uid}: no files in the database")
+            return None
+        dialog = MetadataDialog(files, self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.metadata_dialog = dialog
+        return dialog
 
-    def load_uid(self, uid: str) -> list:
-        """Examine a UID's series now (not in the background) and load the default loadables."""
-        series_uids = self.reveal_uid(uid)
-        self.jobs.wait()
-        self._examined_key = None
-        self._show_loadables(self.logic.examine_uids(series_uids))
-        return self.load_selected()
+    def show_metadata_of_selection(self) -> Any:
+        uid = next(iter(self.selected_series_uids()), None) or self.current_study_uid() or self.current_patient_uid()
+        if not uid:
+            self.show_message("DICOM metadata", "Select a series first.")
+            return None
+        return self.show_metadata(uid)
 
     # --- import ---------------------------------------------------------------------------------
     def import_folder(self, folder: str | None = None, copy: bool | None = None) -> ImportThread | None:
-        """Import a folder: ask for it (and for 'copy into database') unless given; runs in the background."""
+        """Import a folder (asks for folders/files unless given); runs in the background."""
+        if folder is None:
+            dialog = ImportDialog(self, str(recall("import/lastFolder", "")))
+            dialog.copy_box.setChecked(recall_bool("import/copy", False))
+            if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted or not dialog.paths():
+                return None
+            remember("import/lastFolder", dialog.last_folder)
+            remember("import/copy", dialog.copy())
+            return self.import_paths(dialog.paths(), dialog.copy())
+        return self.import_paths([str(folder)], bool(copy))
+
+    def import_paths(self, paths: list[str], copy: bool = False) -> ImportThread | None:
+        """Import folders, files, zip archives and DICOMDIRs on a thread with progress and Cancel."""
         if self._import_thread is not None and self._import_thread.isRunning():
             self.show_message("Import", "An import is already running.")
             return None
-        if folder is None:
-            dialog = ImportDialog(self)
-            if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted or not dialog.folder():
-                return None
-            folder, copy = dialog.folder(), dialog.copy()
-        thread = ImportThread(self.logic, [str(folder)], bool(copy), self)
-        progress = QtWidgets.QProgressDialog(f"Importing {folder}…", "Cancel", 0, 0, self)
+        thread = ImportThread(self.logic, [str(p) for p in paths], bool(copy), self)
+        what = Path(paths[0]).name + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+        progress = QtWidgets.QProgressDialog(f"Importing {what}…", "Cancel", 0, 0, self)
         progress.setObjectName("importProgress")
         progress.setWindowTitle("Import")
-        progress.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        progress.setWindowModality(QtCore.Qt.WindowModality.NonModal)
         progress.setMinimumDuration(300)
         progress.canceled.connect(self.cancel_import)
         thread.progressed.connect(self._import_progress)
@@ -583,6 +1034,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         thread.finished.connect(progress.reset)
         self._import_thread = thread
         self._progress_dialog = progress
+        self.set_status(f"Importing {what}…")
         thread.start()
         return thread
 
@@ -600,33 +1052,64 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         progress.setLabelText(f"Importing {done}{'' if total < 0 else f' of {total}'} files\n{Path(current).name}")
 
     def _import_done(self, summary: Any) -> None:
-        cancelled = bool(self._import_thread and self._import_thread.cancel_requested)
+        thread = self._import_thread
+        cancelled = bool(thread and thread.cancel_requested)
         self.last_import_summary = summary
         for path, reason in list(getattr(summary, "errors", []) or []):
             logger.warning("Import: %s: %s", path, reason)
         self.refresh_all()
-        text = summary_text(summary)
+        text = summary_text(summary, thread.added if thread else None)
         if cancelled and not text.startswith("Cancelled"):
             text = "Cancelled. " + text
         self.import_status = text
+        if thread is not None and thread.new_series:  # show what arrived
+            try:
+                self.reveal_uid(thread.new_series[0])
+            except DICOMBrowserError as error:
+                logger.debug("new series not shown: %s", error)
+        self.set_status("Import: " + text)
         self.importFinished.emit(summary)
-        self.show_message("Import finished", text)
 
     def _import_failed(self, message: str) -> None:
         self.import_status = message
         self.importFinished.emit(None)
         self.show_message("Import failed", message, error=True)
 
-    # --- delete ------------------------------------------------------------------------------------
+    # drag and drop of folders, files, zip archives, DICOMDIRs
+    @staticmethod
+    def dropped_paths(mime: QtCore.QMimeData) -> list[str]:
+        return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if self.dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:
+        if self.dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        paths = self.dropped_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.import_paths(paths, recall_bool("import/copy", False))
+
+    # --- context menu and delete ------------------------------------------------------------------------
     def _context_menu(self, table: QtWidgets.QTableView, position: QtCore.QPoint) -> None:
         index = table.indexAt(position)
         if not index.isValid():
             return
         uid = table.model().uid(index.row())
+        uids = self.selected_series_uids() if table is self.series_table and uid in self.selected_series_uids() else [uid]
         menu = QtWidgets.QMenu(self)
-        menu.addAction("Delete from database…", lambda: self.delete_uids([uid]))
-        if table is self.series_table:
-            menu.addAction("Load", self.load_selected)
+        menu.addAction("Load", lambda: self.load_defaults(uids))
+        menu.addAction("View DICOM metadata…", lambda: self.show_metadata(uid))
+        send = menu.addAction("Send…", lambda: self.send_uids(uids))
+        send.setEnabled(self.send_action.isEnabled())
+        menu.addSeparator()
+        menu.addAction("Delete from database…", lambda: self.delete_uids(uids))
         self.exec_menu(menu, table.viewport().mapToGlobal(position))
 
     def exec_menu(self, menu: QtWidgets.QMenu, position: QtCore.QPoint) -> None:
@@ -634,9 +1117,15 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         menu.exec(position)
 
     def delete_selected(self) -> None:
-        """Delete the most specific selection: series if any, else the study, else the patient."""
-        uids = self.selected_series_uids() or [u for u in (self.current_study_uid(),) if u] \
-            or [u for u in (self.current_patient_uid(),) if u]
+        """Delete what the user points at: the focused table's selection, else the most specific one."""
+        focus = QtWidgets.QApplication.focusWidget()
+        if focus is self.patient_table and self.current_patient_uid():
+            uids = [self.current_patient_uid()]
+        elif focus is self.study_table and self.current_study_uid():
+            uids = [self.current_study_uid()]
+        else:
+            uids = self.selected_series_uids() or [u for u in (self.current_study_uid(),) if u] \
+                or [u for u in (self.current_patient_uid(),) if u]
         if uids:
             self.delete_uids(uids)
 
@@ -644,7 +1133,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         """Remove items from the database after confirmation; files on disk are kept."""
         database = self.logic.database
         levels = {database.level_of(uid) or "item" for uid in uids}
-        what = f"{len(uids)} {'/'.join(sorted(levels))}{'s' if len(uids) > 1 else ''}"
+        what = f"{len(uids)} {'/'.join(sorted(levels))}{'s' if len(uids) > 1 and levels != {'series'} else ''}"
         text = (f"Remove {what} from the database?\n\nThe files on disk are kept; "
                 f"only the database entries (and copies made by 'copy into database') are removed.")
         if not self.ask_confirmation("Delete from database", text):
@@ -656,6 +1145,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
                 logger.error("Deleting %s failed: %s", uid, error)
         self.refresh_all()
         self._patient_selected()
+        self.set_status(f"Removed {what} from the database")
         return True
 
     # --- database switching ---------------------------------------------------------------------
@@ -668,6 +1158,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.database_combo.clear()
         for folder in folders:
             self.database_combo.addItem(folder, folder)
+            self.database_combo.setItemData(self.database_combo.count() - 1, folder, QtCore.Qt.ItemDataRole.ToolTipRole)
         self.database_combo.setCurrentIndex(0)
         self.database_combo.blockSignals(False)
 
@@ -706,10 +1197,14 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.listener_button.blockSignals(True)
             self.listener_button.setChecked(False)
             self.listener_button.blockSignals(False)
-            self.listener_status.setText("listener off (failed)")
+            self._set_listener_text("listener off (failed)")
             self.show_message("Listener", str(error), error=True)
             return
-        self.listener_status.setText(self._listener_text(status, on))
+        self._set_listener_text(self._listener_text(status, on))
+
+    def _set_listener_text(self, text: str) -> None:
+        self.listener_status.setText(text)
+        self.listener_status.setToolTip(text)
 
     @staticmethod
     def _listener_text(status: Any, on: bool) -> str:
@@ -731,32 +1226,57 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             self._update_network_actions()
 
-    def open_query_dialog(self) -> None:
+    def open_query_dialog(self) -> Any:
+        """The Query/Retrieve window (non-modal: the browser stays usable while it is open)."""
         from .dialogs import QueryRetrieveDialog
 
-        dialog = QueryRetrieveDialog(self.logic, self)
-        dialog.retrieved.connect(lambda *_: self.refresh_all())
-        dialog.exec()
+        if self._query_dialog is None:
+            dialog = QueryRetrieveDialog(self.logic, self)
+            dialog.retrieved.connect(lambda *_: self.refresh_all())
+            dialog.finished.connect(self._query_dialog_closed)
+            self._query_dialog = dialog
+        self._query_dialog.show()
+        self._query_dialog.raise_()
+        self._query_dialog.activateWindow()
+        return self._query_dialog
+
+    def _query_dialog_closed(self) -> None:
+        self._query_dialog = None
 
     def send_selected(self) -> NetworkTask | None:
-        """Send the selected series (or study, or patient) to a configured node, on a thread.
+        """Send the selected series (or study, or patient) to a configured node, on a thread."""
+        uids = self.selected_series_uids() or [u for u in (self.current_study_uid(), self.current_patient_uid()) if u][:1]
+        return self.send_uids(uids)
+
+    def ask_send_target(self, uids: list[str]) -> str | None:
+        """The node to send to, chosen in a dialog that says what goes where (tests replace this)."""
+        from .dialogs import SendDialog
+
+        if not self.logic.settings.nodes:
+            self.show_message("Send", "No remote node configured: add one in Settings.")
+            return None
+        dialog = SendDialog(self.logic, uids, self)
+        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
+            return None
+        return dialog.node_name()
+
+    def send_uids(self, uids: list[str]) -> NetworkTask | None:
+        """Send patients/studies/series to a node on a thread.
 
         A progress dialog counts the instances (sent / remaining / failed) and its Cancel stops
         the send after the current file; Send and Query/Retrieve stay disabled until it ends.
         `sendFinished(ok)` says when; the summary is in `last_send_summary`.
         """
-        from .dialogs import choose_node
-
         if self.network_busy:  # not _send_task.isRunning(): the thread lingers after its result
             self.show_message("Send", "A send is already running.")
             return None
-        uids = self.selected_series_uids() or [u for u in (self.current_study_uid(), self.current_patient_uid()) if u][:1]
         if not uids:
             self.show_message("Send", "Select a patient, study or series first.")
             return None
-        node = choose_node(self.logic, self, "Send to")
+        node = self.ask_send_target(uids)
         if node is None:
             return None
+        remember("network/lastNode", node)
         logic = self.logic
 
         def work(task: NetworkTask) -> Any:
@@ -778,6 +1298,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._send_task, self._send_node, self._send_progress_dialog = task, node, progress
         self.last_send_progress = None
         self._set_network_busy(True)
+        self.set_status(f"Sending to {node}…")
         return start_task(task)
 
     def _set_network_busy(self, busy: bool) -> None:
@@ -840,15 +1361,20 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
 
     # --- shutdown ---------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop timers, workers and the import; detach the log handler (the window is closing)."""
+        """Remember the layout; stop timers, workers, the import and loads; detach the log handler."""
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
+        self.save_state()
         self.poll_timer.stop()
         self.cancel_import()
+        self.cancel_load()
         if self._import_thread is not None:
             self._import_thread.wait(30000)
         self.jobs.clear()
         self.jobs.wait(30000)
         if not stop_tasks(30000):
-            logger.warning("A network operation did not end within 30 s of closing the browser")
+            logger.warning("A background operation did not end within 30 s of closing the browser")
         self.error_log.uninstall()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
@@ -856,36 +1382,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         super().closeEvent(event)
 
 
-class ImportDialog(QtWidgets.QDialog):
-    """Folder chooser plus the 'copy into database' option."""
+def _browse_verdict(logic: Any, series_uid: str) -> tuple[str, str, bool]:
+    """The Geometry column's verdict of one series (in a pool thread; findings stay out of the log)."""
+    with browsing():
+        return geometry_verdict(logic.examine_uids([series_uid]))
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Import DICOM files")
-        self.path_edit = QtWidgets.QLineEdit()
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        self.copy_box = QtWidgets.QCheckBox("Copy files into the database folder (for CDs, USB sticks, downloads)")
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
-                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.path_edit, 1)
-        row.addWidget(browse)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(QtWidgets.QLabel("Folder to import (searched recursively):"))
-        layout.addLayout(row)
-        layout.addWidget(self.copy_box)
-        layout.addWidget(buttons)
-
-    def _browse(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder to import")
-        if folder:
-            self.path_edit.setText(folder)
-
-    def folder(self) -> str:
-        return self.path_edit.text().strip()
-
-    def copy(self) -> bool:
-        return self.copy_box.isChecked()

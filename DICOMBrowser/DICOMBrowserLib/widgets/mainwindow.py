@@ -2,7 +2,9 @@
 
 `dicombrowser gui` opens this window. Under a real display (X, Xvfb) the view area holds VTK
 views; on Qt's offscreen platform (headless tests) it holds a placeholder, because VTK cannot
-render inside Qt there, and everything else works the same.
+render inside Qt there, and everything else works the same. The window's size, dock layout and
+the browser's columns are remembered between runs (widgets/state.py); folders and files dropped
+anywhere on the window are imported.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from .browser import DICOMBrowserPanel
 from .sliceviews import views_supported, volume_of
+from .state import gui_settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +42,16 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
         self.logic = logic
         self.browser = DICOMBrowserPanel(logic)
         self.browser.nodesLoaded.connect(self.show_nodes)
+        self.browser.statusChanged.connect(lambda text: self.statusBar().showMessage(text))
+        self.setAcceptDrops(True)
         module_dock = QtWidgets.QDockWidget("DICOM", self)
         module_dock.setObjectName("moduleDock")
         module_dock.setWidget(self.browser)
         module_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, module_dock)
+        self.module_dock = module_dock
+        # the browser keeps the full height; the data panel sits under the views only
+        self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
 
         self.with_views = views_supported() if with_views is None else with_views
         if self.with_views:
@@ -61,23 +69,74 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
         self.data_list = QtWidgets.QListWidget()
         self.data_list.setObjectName("dataList")
         self.data_list.currentRowChanged.connect(self._data_selected)
-        self.data_list.setMaximumHeight(110)
+        self.data_list.setMinimumHeight(0)
         data_dock = QtWidgets.QDockWidget("Data", self)
         data_dock.setObjectName("dataDock")
         data_dock.setWidget(self.data_list)
+        # closable (View > Data panel brings it back): the views get the height
+        data_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, data_dock)
+        self.data_dock = data_dock
         self.nodes: list[Any] = []
         self._build_menus()
         self.statusBar().showMessage(f"Database: {logic.database.folder}")
+        self.setMinimumSize(800, 520)
         self.resize(1280, 1000)
+        self._place_docks()
+        self.restore_window_state()
+
+    def _place_docks(self) -> None:
+        """The browser takes about half the width (its tables must show their key columns), the
+        data panel a few lines."""
+        width = max(560, int(self.width() * 0.48))
+        self.resizeDocks([self.module_dock], [width], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([self.data_dock], [80], QtCore.Qt.Orientation.Vertical)
+
+    def resize_for_screenshot(self, width: int, height: int) -> None:
+        """Resize and lay the docks out again as for a first start at that size."""
+        self.resize(width, height)
+        self._place_docks()
+
+    def restore_window_state(self) -> None:
+        settings = gui_settings()
+        geometry = settings.value("window/geometry")
+        state = settings.value("window/state")
+        if isinstance(geometry, QtCore.QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        if isinstance(state, QtCore.QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+
+    def save_window_state(self) -> None:
+        settings = gui_settings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState())
+        settings.sync()
+
+    # drops anywhere on the window import, as on the browser panel
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        self.browser.dragEnterEvent(event)
+
+    def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:
+        self.browser.dragMoveEvent(event)
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        self.browser.dropEvent(event)
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction("&Import DICOM folder…", lambda: self.browser.import_folder())
+        file_menu.addAction("&Import DICOM files…", lambda: self.browser.import_folder(), QtGui.QKeySequence("Ctrl+I"))
         file_menu.addAction("&Open database…", lambda: self.browser.switch_database(None))
         file_menu.addAction("Save &screenshot…", self._ask_screenshot)
         file_menu.addSeparator()
         file_menu.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        view_menu = self.menuBar().addMenu("&View")
+        self.data_action = self.data_dock.toggleViewAction()
+        self.data_action.setText("&Data panel")
+        view_menu.addAction(self.data_action)
+        view_menu.addAction(self.browser.thumbnails_action)
+        view_menu.addAction("DICOM &metadata of the selection…", self.browser.show_metadata_of_selection)
+        view_menu.addSeparator()
+        view_menu.addAction("&Reset layout", self.reset_layout)
         help_menu = self.menuBar().addMenu("&Help")
         self.self_test_action = help_menu.addAction("Run &self-test", self.run_self_test)
         help_menu.addAction("&About", self._about)
@@ -157,7 +216,17 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
         logger.info("Screenshot saved to %s (%dx%d)", path, pixmap.width(), pixmap.height())
         return path
 
+    def reset_layout(self) -> None:
+        """Forget the remembered window and column layout (takes full effect at the next start)."""
+        settings = gui_settings()
+        settings.clear()
+        settings.sync()
+        self.data_dock.show()
+        self.browser.thumbnails_action.setChecked(True)
+        self._place_docks()
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.save_window_state()
         self.browser.shutdown()
         if self.views is not None:
             self.views.close_vtk()

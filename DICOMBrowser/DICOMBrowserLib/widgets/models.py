@@ -29,6 +29,7 @@ class Column:
     key: str
     numeric: bool = False
     searchable: bool = False
+    blank: str = ""  # shown (greyed) when the value is empty, e.g. "(no name)"
 
 
 def dicom_date(text: str) -> str:
@@ -70,6 +71,7 @@ class RowTableModel(QtCore.QAbstractTableModel):
         self._visible: list[int] = []  # indexes into _rows, filtered and sorted
         self._exposed = 0  # rows the view knows about (batches)
         self._filter = ""
+        self._allowed: set[str] | None = None  # UIDs the side filters let through (None: all)
         self._sort: tuple[int, QtCore.Qt.SortOrder] | None = None
         self.decorations: dict[str, Any] = {}  # uid -> icon/colour for column 0
         self.tooltips: dict[str, str] = {}  # uid -> tooltip override
@@ -101,6 +103,15 @@ class RowTableModel(QtCore.QAbstractTableModel):
         self._apply()
         self.endResetModel()
 
+    def set_allowed(self, uids: set[str] | None) -> None:
+        """Show only rows whose UID is in `uids` (the date/modality/description filters); None: all."""
+        if uids is None and self._allowed is None:
+            return
+        self.beginResetModel()
+        self._allowed = None if uids is None else set(uids)
+        self._apply()
+        self.endResetModel()
+
     def _apply(self) -> None:
         words = self._filter.split()
         if words:
@@ -108,11 +119,18 @@ class RowTableModel(QtCore.QAbstractTableModel):
             visible = [i for i, h in enumerate(haystacks) if all(w in h for w in words)]
         else:
             visible = list(range(len(self._rows)))
-        if self._sort is not None:
+        if self._allowed is not None:
+            allowed, key_name = self._allowed, self.uid_key
+            visible = [i for i in visible if str(self._rows[i].get(key_name, "")) in allowed]
+        if self._sort is not None and 0 <= self._sort[0] < len(self.columns):
             column, order = self._sort
+            # empty values (a nameless patient, a study without date) stay last in both directions
+            key_name = self.columns[column].key
+            filled = [i for i in visible if str(self._rows[i].get(key_name, "") or "").strip()]
+            empty = [i for i in visible if not str(self._rows[i].get(key_name, "") or "").strip()]
             key = self._sort_key(self.columns[column])
-            visible.sort(key=lambda i: key(self._rows[i]),
-                         reverse=order == QtCore.Qt.SortOrder.DescendingOrder)
+            filled.sort(key=lambda i: key(self._rows[i]), reverse=order == QtCore.Qt.SortOrder.DescendingOrder)
+            visible = filled + empty
         self._visible = visible
         self._exposed = min(len(visible), BATCH)
 
@@ -185,7 +203,9 @@ class RowTableModel(QtCore.QAbstractTableModel):
         row = self.row_dict(index.row())
         column = self.columns[index.column()]
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return self.display_text(row, column)
+            return self.display_text(row, column) or column.blank
+        if role == QtCore.Qt.ItemDataRole.ForegroundRole and column.blank and not self.display_text(row, column):
+            return QtGui.QBrush(QtGui.QColor(140, 140, 140))
         if role == QtCore.Qt.ItemDataRole.ToolTipRole:
             uid = str(row.get(self.uid_key, ""))
             return self.tooltips.get(uid) or f"{self.uid_key}: {uid}"
@@ -201,7 +221,7 @@ class RowTableModel(QtCore.QAbstractTableModel):
 
     def sort(self, column: int, order: QtCore.Qt.SortOrder = QtCore.Qt.SortOrder.AscendingOrder) -> None:
         self.layoutAboutToBeChanged.emit()
-        self._sort = (column, order)
+        self._sort = (column, order) if column >= 0 else None
         self._apply()
         self.layoutChanged.emit()
 
@@ -211,7 +231,7 @@ class PatientModel(RowTableModel):
 
     def __init__(self, parent: QtCore.QObject | None = None):
         super().__init__([
-            Column("Patient name", "PatientName", searchable=True),
+            Column("Patient name", "PatientName", searchable=True, blank="(no name)"),
             Column("Patient ID", "PatientID", searchable=True),
             Column("Birth date", "PatientBirthDate"),
             Column("Sex", "PatientSex"),
@@ -224,8 +244,8 @@ class StudyModel(RowTableModel):
 
     def __init__(self, parent: QtCore.QObject | None = None):
         super().__init__([
-            Column("Study date", "StudyDate", searchable=True),
-            Column("Description", "StudyDescription", searchable=True),
+            Column("Study date", "StudyDate", searchable=True, blank="(no date)"),
+            Column("Description", "StudyDescription", searchable=True, blank="(no description)"),
             Column("Modalities", "ModalitiesInStudy", searchable=True),
             Column("Accession", "AccessionNumber", searchable=True),
             Column("Series", "NumberOfSeries", numeric=True),
@@ -242,7 +262,7 @@ class SeriesModel(RowTableModel):
         super().__init__([
             Column("#", "SeriesNumber", numeric=True),
             Column("Modality", "Modality", searchable=True),
-            Column("Description", "SeriesDescription", searchable=True),
+            Column("Description", "SeriesDescription", searchable=True, blank="(no description)"),
             Column("Body part", "BodyPartExamined", searchable=True),
             Column("Instances", "NumberOfInstances", numeric=True),
             Column("Geometry", self.GEOMETRY_KEY),
@@ -272,9 +292,14 @@ class SeriesModel(RowTableModel):
 
 
 class LoadableModel(QtCore.QAbstractTableModel):
-    """The loadables of the selected series: checkable, with warnings highlighted."""
+    """The loadables of the selected series: checkable, named as a user reads them, warnings highlighted.
 
-    HEADERS = ["Load", "Name", "Plugin", "Confidence", "Warning"]
+    The plugin's own name, the plugin and its confidence are in the columns an advanced user
+    shows (the browser hides them by default); the whole text is in the detail pane.
+    """
+
+    HEADERS = ["Load", "Loadable", "Series", "Warning", "Plugin", "Confidence"]
+    ADVANCED = (4, 5)
 
     def __init__(self, parent: QtCore.QObject | None = None):
         super().__init__(parent)
@@ -306,6 +331,8 @@ class LoadableModel(QtCore.QAbstractTableModel):
         return flags
 
     def data(self, index: QtCore.QModelIndex, role: int = QtCore.Qt.ItemDataRole.DisplayRole):
+        from .verdict import details_text, readable_name, series_label
+
         if not index.isValid():
             return None
         loadable = self.loadables[index.row()]
@@ -313,9 +340,19 @@ class LoadableModel(QtCore.QAbstractTableModel):
         if role == QtCore.Qt.ItemDataRole.CheckStateRole and column == 0:
             return QtCore.Qt.CheckState.Checked if loadable.selected else QtCore.Qt.CheckState.Unchecked
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return ["", loadable.name, loadable.plugin, f"{float(loadable.confidence):.2f}", loadable.warning][column]
+            if column == 1:
+                return readable_name(loadable)
+            if column == 2:
+                return series_label(loadable)
+            if column == 3:
+                return (loadable.warning or "").split(". ")[0]
+            if column == 4:
+                return loadable.plugin.replace("DICOM", "").replace("Plugin", "")
+            if column == 5:
+                return f"{float(loadable.confidence):.2f}"
+            return ""
         if role == QtCore.Qt.ItemDataRole.ToolTipRole:
-            return "\n".join(t for t in (loadable.tooltip, loadable.warning, f"{len(loadable.files)} files") if t)
+            return details_text(loadable, self.loadables)
         if role == QtCore.Qt.ItemDataRole.BackgroundRole and loadable.warning:
             return QtGui.QBrush(QtGui.QColor(255, 236, 179))
         return None

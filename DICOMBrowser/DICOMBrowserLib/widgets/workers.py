@@ -1,4 +1,4 @@
-"""Background work for the browser: thumbnails, geometry verdicts and examinations, off the GUI thread.
+"""Background work for the browser: thumbnails, verdicts, examinations, loading and network, off the GUI thread.
 
 Each job is a QRunnable on a private QThreadPool. Its result waits in a locked mailbox and only
 the job's key (a str) comes back through a queued signal, which Qt delivers in the GUI thread:
@@ -98,8 +98,8 @@ class JobRunner(QtCore.QObject):
         return self.pool.waitForDone(msecs)
 
 
-class NetworkTask(QtCore.QThread):
-    """One network operation (C-ECHO, C-FIND, retrieve, send) on its own thread, so the window never freezes.
+class BackgroundTask(QtCore.QThread):
+    """One long operation (loading, C-ECHO, C-FIND, retrieve, send) on its own thread, so the window never freezes.
 
     `work(task)` runs in the thread and calls the same DICOMBrowserLogic method the GUI called
     before; the logic's progress callback is `task.report`, whose return value (the cancel flag)
@@ -114,7 +114,7 @@ class NetworkTask(QtCore.QThread):
     succeeded = QtCore.Signal()
     failed = QtCore.Signal(str)
 
-    def __init__(self, name: str, work: Callable[["NetworkTask"], Any], cancellable: bool = False,
+    def __init__(self, name: str, work: Callable[["BackgroundTask"], Any], cancellable: bool = False,
                  log_failures: bool = True):
         super().__init__()
         self.setObjectName(name)
@@ -159,6 +159,10 @@ class NetworkTask(QtCore.QThread):
         self.succeeded.emit()
 
 
+#: the name the network dialogs and their tests know
+NetworkTask = BackgroundTask
+
+
 class _TaskKeeper(QtCore.QObject):
     """Keeps running tasks alive until their thread has ended, then lets them go (in the GUI thread).
 
@@ -168,15 +172,15 @@ class _TaskKeeper(QtCore.QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self.tasks: set[NetworkTask] = set()
+        self.tasks: set[BackgroundTask] = set()
 
-    def add(self, task: NetworkTask) -> None:
+    def add(self, task: BackgroundTask) -> None:
         self.tasks.add(task)
         task.finished.connect(self.forget)
 
     def forget(self) -> None:
         task = self.sender()
-        if isinstance(task, NetworkTask):
+        if isinstance(task, BackgroundTask):
             task.wait(5000)  # `finished` is sent just before the thread really ends
             self.tasks.discard(task)
 
@@ -184,7 +188,7 @@ class _TaskKeeper(QtCore.QObject):
 _keeper: _TaskKeeper | None = None
 
 
-def start_task(task: NetworkTask) -> NetworkTask:
+def start_task(task: BackgroundTask) -> BackgroundTask:
     """Start a task (from the GUI thread); it stays alive until its thread ended, whoever started it."""
     global _keeper
     if _keeper is None:
@@ -194,12 +198,12 @@ def start_task(task: NetworkTask) -> NetworkTask:
     return task
 
 
-def running_tasks() -> list[NetworkTask]:
+def running_tasks() -> list[BackgroundTask]:
     return [task for task in (_keeper.tasks if _keeper else ()) if task.isRunning()]
 
 
 def stop_tasks(msecs: int = 30000) -> bool:
-    """Cancel every running network task and wait for them (the application is closing); True if all ended."""
+    """Cancel every running background task and wait for them (the application is closing); True if all ended."""
     tasks = running_tasks()
     for task in tasks:
         task.cancel()
