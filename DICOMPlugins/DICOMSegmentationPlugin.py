@@ -9,6 +9,7 @@ from the database, so the segmentation is seen over its image.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from DICOMBrowser.DICOMBrowserLib import referenced, segmentation
@@ -43,8 +44,8 @@ class DICOMSegmentationPlugin(DICOMPlugin):
                       if int(item.get("SegmentNumber", 1)) != 0]
             number, description = self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e")
             name = f"{number}: {description}" if number and description else (description or number or "Segmentation")
-            if len(segs) > 1:
-                name = f"{name} [{header.get('InstanceNumber', segs.index(path) + 1)}]"
+            if len(segs) > 1:  # several SEG objects in one series: named by file, which tells them apart
+                name = f"{name} [{os.path.basename(path)}]"
             present = self._series_present(series_uids)
             tooltip = (f"DICOM SEG ({self.fileValue(path, '0062,0001') or '?'}), {len(labels)} segments: "
                        f"{', '.join(labels)}; references series {', '.join(series_uids) or 'none'}")

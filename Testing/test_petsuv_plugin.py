@@ -142,3 +142,19 @@ def test_refusals_name_the_missing_attribute_and_the_file(cli_runner, corpus, si
     del dataset.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife
     with pytest.raises(SUVError, match="RadionuclideHalfLife"):
         _factors(dataset)
+
+
+def test_real_world_value_mapping_in_the_image_is_used(siemens):
+    """A scanner's own SUVbw mapping (slope on stored values) replaces the computed factor: the
+    factor on rescaled values is its slope / RescaleSlope."""
+    dataset = pydicom.dcmread(siemens, stop_before_pixels=True)
+    mapping = pydicom.Dataset()
+    units = pydicom.Dataset()
+    units.CodeValue, units.CodingSchemeDesignator, units.CodeMeaning = "{SUVbw}g/ml", "UCUM", "SUVbw"
+    mapping.MeasurementUnitsCodeSequence = [units]
+    mapping.RealWorldValueSlope = float(dataset.RescaleSlope) * 4.5e-4
+    mapping.RealWorldValueIntercept = 0.0
+    dataset.RealWorldValueMappingSequence = [mapping]
+    factors = _factors(dataset)
+    assert factors.factors["bw"] == pytest.approx(4.5e-4, rel=1e-9)
+    assert any("Real World Value Mapping" in note for note in factors.notes)

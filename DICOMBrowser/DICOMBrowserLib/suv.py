@@ -18,6 +18,9 @@ Semin Ultrasound CT MR 2010, and QIBA's "Vendor-neutral pseudo-code for SUV calc
   with RadiopharmaceuticalStartTime (0018,1072); a time-only difference that comes out negative
   crossed midnight and gets 24 h added.
 - decayed dose (Bq) = RadionuclideTotalDose x 2^(-(scan start - injection) / RadionuclideHalfLife).
+- A Real World Value Mapping in the image whose units are an SUV (e.g. {SUVbw}g/ml, as Siemens
+  and GE write them) is the scanner's own SUV: it replaces the computed factor of that kind
+  (its slope applies to stored values; divided by RescaleSlope it applies to rescaled ones).
 
 Normalisers (W weight kg, H height, sex from PatientSex):
 - bw: W x 1000 (g); SUVbw in g/ml.
@@ -193,6 +196,29 @@ def body_normalisers(dataset: Any, path: str) -> tuple[dict[str, float], dict[st
     return found, refused
 
 
+#: SUV units of a Real World Value Mapping (UCUM code value) -> SUV kind
+RWVM_UNITS = {"{SUVbw}g/ml": "bw", "{SUVlbm}g/ml": "lbm", "{SUVbsa}cm2/ml": "bsa", "{SUVibw}g/ml": "ibw"}
+
+
+def mapped_suv_factors(first: Any) -> dict[str, float]:
+    """SUV kind -> factor on rescaled values, from the image's own Real World Value Mappings in SUV
+    units (linear ones with intercept 0, the only kind a single factor can express)."""
+    items = list(first.get("RealWorldValueMappingSequence", []) or [])
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in (first.get(groups, []) or [])[:1]:
+            items.extend(group.get("RealWorldValueMappingSequence", []) or [])
+    slope = float(first.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(first.get("RescaleIntercept", 0.0) or 0.0)
+    found: dict[str, float] = {}
+    for item in items:
+        units = item.get("MeasurementUnitsCodeSequence")
+        kind = RWVM_UNITS.get(str(units[0].get("CodeValue", ""))) if units else None
+        mapped_slope, mapped_intercept = item.get("RealWorldValueSlope"), item.get("RealWorldValueIntercept", 0.0)
+        if kind and mapped_slope is not None and float(mapped_intercept or 0.0) == 0.0 and intercept == 0.0 and slope:
+            found.setdefault(kind, float(mapped_slope) / slope)
+    return found
+
+
 def suv_factors(first: Any, path: str, acquisitions: Sequence[datetime] = ()) -> SUVFactors:
     """SUV factors for a PET series: `first` is a representative header (pydicom Dataset) read from
     `path`, `acquisitions` the AcquisitionDate/Time of every image of the series.
@@ -249,4 +275,9 @@ def suv_factors(first: Any, path: str, acquisitions: Sequence[datetime] = ()) ->
                        "(uncorrected frames would each need their own factor); SUV cannot be computed")
     result.decayed_dose_bq = decayed
     result.factors = {kind: normalisers[kind] / decayed for kind in KINDS if kind in normalisers}
+    for kind, factor in mapped_suv_factors(first).items():
+        result.notes.append(f"{LABELS[kind]} from the image's Real World Value Mapping ({factor:.6g}; computed "
+                            f"{result.factors.get(kind, float('nan')):.6g})")
+        result.factors[kind] = factor
+        result.refused.pop(kind, None)
     return result
