@@ -153,3 +153,50 @@ def test_examine_names_referenced_series_and_always_loads_it(cli_runner, seg_dat
     result = cli_runner("load", uids["liver.dcm"], "--output", str(tmp_path / "alone.mrb"), database=database)
     assert result.exit_code == 0, result.output
     assert scene.load_scene(tmp_path / "alone.mrb").GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 0
+
+
+def test_96_frame_seg_without_its_images_keeps_every_segment_pixel(corpus):
+    """Orthanc's glioma SEG (3 segments over 32 planes, the MR absent): every segment keeps exactly
+    the foreground pixels pydicom finds in that segment's frames."""
+    import pydicom
+
+    from DICOMBrowser.DICOMBrowserLib import segmentation
+
+    path = corpus / "orthanc_tests" / "Database" / "DicomSeg.dcm"
+    dataset = pydicom.dcmread(path)
+    frames = dataset.pixel_array
+    expected: dict[int, int] = {}
+    for index, group in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        expected[number] = expected.get(number, 0) + int(np.count_nonzero(frames[index]))
+    data = segmentation.read_seg(str(path))
+    assert [s.label for s in data.segments] == ["Necrosis", "Edema", "Enhancing Lesion"]
+    assert {s.number: int(np.count_nonzero(mask)) for s, mask in zip(data.segments, data.masks)} == expected
+
+
+def test_fractional_seg_is_binary_at_half(corpus, tmp_path):
+    """A fractional SEG written by highdicom over the real CT slices: values >= 0.5 are inside."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from DICOMBrowser.DICOMBrowserLib import segmentation
+
+    images = [pydicom.dcmread(p) for p in sorted((corpus / SEGMENTATIONS / "ct-3slice").glob("*.dcm"))]
+    images.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    for image in images:  # the slices carry an empty SpecificCharacterSet, which highdicom refuses
+        if "SpecificCharacterSet" in image and not image.SpecificCharacterSet:
+            del image.SpecificCharacterSet
+    fraction = np.zeros((len(images), images[0].Rows, images[0].Columns), dtype=np.float32)
+    fraction[:, 100:200, 150:300] = 0.8
+    fraction[:, 200:220, 150:300] = 0.4  # below half: outside
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Fraction", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    seg = hd.seg.Segmentation(images, fraction, hd.seg.SegmentationTypeValues.FRACTIONAL, [description],
+                              hd.UID(), 5, hd.UID(), 1, "test", "test", "1", "1", max_fractional_value=255)
+    path = tmp_path / "fractional.dcm"
+    seg.save_as(path)
+    data = segmentation.read_seg(str(path))
+    assert data.segmentation_type == "FRACTIONAL"
+    assert int(np.count_nonzero(data.masks[0])) == len(images) * 100 * 150
