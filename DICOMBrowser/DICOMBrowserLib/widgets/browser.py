@@ -1108,9 +1108,20 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         menu.addAction("View DICOM metadata…", lambda: self.show_metadata(uid))
         send = menu.addAction("Send…", lambda: self.send_uids(uids))
         send.setEnabled(self.send_action.isEnabled())
+        if table is self.study_table:
+            menu.addAction("Export to DICOM…", lambda: self.open_export_dialog(uid))
         menu.addSeparator()
         menu.addAction("Delete from database…", lambda: self.delete_uids(uids))
         self.exec_menu(menu, table.viewport().mapToGlobal(position))
+
+    def open_export_dialog(self, study_uid: str) -> QtWidgets.QDialog:
+        """Export a loaded node, a file or the scene into `study_uid` (widgets.exportdialog); non-modal."""
+        from .exportdialog import ExportDialog
+
+        dialog = ExportDialog(self.logic, study_uid, self)
+        dialog.exportFinished.connect(lambda ok: self.refresh_all() if ok else None)
+        dialog.show()
+        return dialog
 
     def exec_menu(self, menu: QtWidgets.QMenu, position: QtCore.QPoint) -> None:
         """Show a context menu and run the chosen action (tests replace this method)."""

@@ -1,0 +1,261 @@
+"""The Export dialog (the study's context menu: "Export to DICOM…"), as Slicer's export dialog.
+
+Pick what to export (a loaded volume, 4D sequence or labelmap of the browser's scene, a file,
+or the whole scene as a data bundle), see the study's pre-filled patient/study attributes and
+edit the series attributes (each edited or added row becomes a `--set`), choose
+de-identification and where the objects go (database, folder, a configured node). The export
+runs on a BackgroundTask with a busy progress dialog; the GUI thread only collects the choices.
+Every choice is one argument of the same logic call the CLI makes.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from .workers import BackgroundTask, start_task
+
+logger = logging.getLogger(__name__)
+
+#: kind shown -> (what the logic exports, modality)
+KINDS = {"CT image series": ("volume", "CT"), "MR image series": ("volume", "MR"),
+         "Secondary capture (OT) series": ("volume", "OT"), "Segmentation (SEG)": ("seg", "SEG"),
+         "Scene (data bundle)": ("scene", "")}
+#: series attributes shown for editing (prefilled); others can be added as rows
+SERIES_ROWS = ("SeriesDescription", "SeriesNumber", "BodyPartExamined", "ProtocolName")
+
+
+class ExportDialog(QtWidgets.QDialog):
+    """Export into `study_uid`; `exportFinished(ok)` after the task ended; `last_result` holds the ExportResult."""
+
+    exportFinished = QtCore.Signal(bool)
+
+    def __init__(self, logic: Any, study_uid: str, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        from ..export.study import study_context
+
+        self.setObjectName("exportDialog")
+        self.setWindowTitle("Export to DICOM")
+        self.logic = logic
+        self.study_uid = study_uid
+        self.study = study_context(logic.database, study_uid)
+        self.last_result: Any = None
+        self.last_error: str | None = None
+        self.task: BackgroundTask | None = None
+
+        self.source_combo = QtWidgets.QComboBox(objectName="exportSource")
+        self._fill_sources()
+        self.file_button = QtWidgets.QPushButton("File…", objectName="exportFile")
+        self.file_button.clicked.connect(self.choose_file)
+        self.kind_combo = QtWidgets.QComboBox(objectName="exportKind")
+        self.kind_combo.addItems(list(KINDS))
+        self.source_combo.currentIndexChanged.connect(self._source_changed)
+        self.reference_combo = QtWidgets.QComboBox(objectName="exportReference")
+        for row in logic.database.series(study_uid):
+            self.reference_combo.addItem(f"{row.get('SeriesNumber', '')} {row.get('SeriesDescription', '')} "
+                                         f"({row.get('Modality', '')})", row["SeriesInstanceUID"])
+
+        self.tags = QtWidgets.QTableWidget(0, 2, objectName="exportTags")
+        self.tags.setHorizontalHeaderLabels(["Attribute", "Value"])
+        self.tags.horizontalHeader().setStretchLastSection(True)
+        self._fill_tags()
+        self.tags.resizeColumnToContents(0)
+        add_row = QtWidgets.QPushButton("Add attribute", objectName="exportAddTag")
+        add_row.clicked.connect(lambda: self.add_tag_row("", ""))
+
+        self.deidentify_box = QtWidgets.QGroupBox("De-identify (PS3.15 Basic Profile)", objectName="exportDeidentify")
+        self.deidentify_box.setCheckable(True)
+        self.deidentify_box.setChecked(False)
+        self.key_edit = QtWidgets.QLineEdit(objectName="exportKey")
+        self.key_edit.setPlaceholderText("project key (same key, same new UIDs)")
+        self.option_boxes: dict[str, QtWidgets.QCheckBox] = {}
+        deid_layout = QtWidgets.QFormLayout(self.deidentify_box)
+        deid_layout.addRow("Key", self.key_edit)
+        from ..deidentify import PROFILE_OPTIONS
+
+        for name in sorted(PROFILE_OPTIONS):
+            box = QtWidgets.QCheckBox(f"retain {name}", objectName=f"exportRetain-{name}")
+            self.option_boxes[name] = box
+            deid_layout.addRow(box)
+
+        self.to_database = QtWidgets.QCheckBox("Into this database", objectName="exportToDatabase")
+        self.to_database.setChecked(True)
+        self.folder_edit = QtWidgets.QLineEdit(objectName="exportFolder")
+        self.folder_edit.setPlaceholderText("folder (optional)")
+        self.node_combo = QtWidgets.QComboBox(objectName="exportNode")
+        self.node_combo.addItem("(do not send)", None)
+        for name in sorted(logic.settings.nodes):
+            self.node_combo.addItem(name, name)
+
+        form = QtWidgets.QFormLayout()
+        source_row = QtWidgets.QHBoxLayout()
+        source_row.addWidget(self.source_combo, 1)
+        source_row.addWidget(self.file_button)
+        form.addRow("Export", source_row)
+        form.addRow("As", self.kind_combo)
+        form.addRow("Drawn on (SEG)", self.reference_combo)
+        destinations = QtWidgets.QFormLayout()
+        destinations.addRow(self.to_database)
+        destinations.addRow("Folder", self.folder_edit)
+        destinations.addRow("Send to", self.node_combo)
+        self.buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                                  | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok).setText("Export")
+        self.buttons.accepted.connect(self.start_export)
+        self.buttons.rejected.connect(self.reject)
+        self.status = QtWidgets.QLabel("", objectName="exportStatus")
+        self.status.setWordWrap(True)
+        layout = QtWidgets.QVBoxLayout(self)
+        header = self.study.header
+        layout.addWidget(QtWidgets.QLabel(f"<b>Study</b> {header.get('StudyDescription', '')} "
+                                          f"{header.get('StudyDate', '')} — {header.get('PatientName', '')}"))
+        layout.addLayout(form)
+        layout.addWidget(QtWidgets.QLabel("<b>Attributes</b> (patient and study from the study; series ones editable)"))
+        layout.addWidget(self.tags, 1)
+        layout.addWidget(add_row)
+        layout.addWidget(self.deidentify_box)
+        layout.addWidget(QtWidgets.QLabel("<b>Destination</b>"))
+        layout.addLayout(destinations)
+        layout.addWidget(self.status)
+        layout.addWidget(self.buttons)
+        self.resize(640, 720)
+        self._source_changed()
+
+    # --- filling ------------------------------------------------------------------------------
+    def _fill_sources(self) -> None:
+        scene = self.logic.gui_scene
+        for class_name in ("vtkMRMLSequenceNode", "vtkMRMLScalarVolumeNode"):
+            nodes = scene.GetNodesByClass(class_name)
+            for index in range(nodes.GetNumberOfItems()):
+                node = nodes.GetItemAsObject(index)
+                if class_name == "vtkMRMLScalarVolumeNode" and node.GetImageData() is None:
+                    continue
+                self.source_combo.addItem(node.GetName(), node.GetID())
+        self.source_combo.addItem("Whole scene (data bundle)", "scene")
+
+    def _fill_tags(self) -> None:
+        for element in self.study.header:
+            if element.VR == "SQ" or element.keyword == "SpecificCharacterSet":
+                continue
+            row = self.add_tag_row(element.keyword, str(element.value))
+            for column in range(2):  # patient/study rows are the study's: shown, not edited
+                item = self.tags.item(row, column)
+                item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsEditable)
+        for keyword in SERIES_ROWS:
+            self.add_tag_row(keyword, "")
+        self._editable_start = self.tags.rowCount() - len(SERIES_ROWS)
+
+    def add_tag_row(self, keyword: str, value: str) -> int:
+        row = self.tags.rowCount()
+        self.tags.insertRow(row)
+        self.tags.setItem(row, 0, QtWidgets.QTableWidgetItem(keyword))
+        self.tags.setItem(row, 1, QtWidgets.QTableWidgetItem(value))
+        return row
+
+    def set_tag(self, keyword: str, value: str) -> None:
+        """Set an editable row's value (adds the row when missing); what typing in the table does."""
+        for row in range(getattr(self, "_editable_start", 0), self.tags.rowCount()):
+            if self.tags.item(row, 0).text() == keyword:
+                self.tags.item(row, 1).setText(value)
+                return
+        self.add_tag_row(keyword, value)
+
+    def _source_changed(self, *args: Any) -> None:
+        data = self.source_combo.currentData()
+        if data == "scene":
+            self.kind_combo.setCurrentText("Scene (data bundle)")
+        elif data and isinstance(data, str) and not data.startswith("file:"):
+            node = self.logic.gui_scene.GetNodeByID(data)
+            if node is not None and node.IsA("vtkMRMLLabelMapVolumeNode"):
+                self.kind_combo.setCurrentText("Segmentation (SEG)")
+            elif node is not None:
+                modality = node.GetAttribute("DICOM.Modality") or ""
+                self.kind_combo.setCurrentText("MR image series" if modality == "MR" else "CT image series")
+
+    def choose_file(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Volume, labelmap or scene", "", "Volumes and scenes (*.nrrd *.nhdr *.nii *.nii.gz *.mrb *.mrml)")
+        if path:
+            self.source_combo.addItem(path, f"file:{path}")
+            self.source_combo.setCurrentIndex(self.source_combo.count() - 1)
+
+    # --- choices -> logic ---------------------------------------------------------------------
+    def overrides(self) -> dict[str, str]:
+        """The series rows the user filled (SeriesDescription and SeriesNumber go to their own options)."""
+        values = {}
+        for row in range(self._editable_start, self.tags.rowCount()):
+            keyword = self.tags.item(row, 0).text().strip()
+            value = self.tags.item(row, 1).text()
+            if keyword and value != "":
+                values[keyword] = value
+        return values
+
+    def deidentify_options(self):
+        if not self.deidentify_box.isChecked():
+            return None
+        from ..deidentify import DeidentifyOptions
+
+        return DeidentifyOptions(key=self.key_edit.text().strip() or None,
+                                 options={name for name, box in self.option_boxes.items() if box.isChecked()})
+
+    def export_call(self):
+        """A function of no arguments doing the chosen export through the logic (run on the task)."""
+        from ..export import VolumeExportOptions
+
+        what, modality = KINDS[self.kind_combo.currentText()]
+        data = self.source_combo.currentData()
+        scene = self.logic.gui_scene
+        source: Any = data[5:] if isinstance(data, str) and data.startswith("file:") else (
+            scene if data == "scene" else scene.GetNodeByID(data))
+        overrides = self.overrides()
+        description = overrides.pop("SeriesDescription", "")
+        number = overrides.pop("SeriesNumber", None)
+        destinations = {"output_dir": self.folder_edit.text().strip() or None,
+                        "to_database": self.to_database.isChecked(), "send_to": self.node_combo.currentData()}
+        deidentify = self.deidentify_options()
+        logic, study_uid = self.logic, self.study_uid
+        if what == "scene" or data == "scene":
+            return lambda: logic.export_scene(source, study_uid, series_description=description or "Slicer Data Bundle",
+                                              **destinations)
+        if what == "seg":
+            reference = self.reference_combo.currentData()
+            return lambda: logic.export_segmentation(source, study_uid, reference, series_description=description,
+                                                     deidentify=deidentify, **destinations)
+        options = VolumeExportOptions(modality=modality, series_description=description,
+                                      series_number=int(number) if number else None, overrides=overrides)
+        return lambda: logic.export_volume(source, study_uid, options, deidentify=deidentify, **destinations)
+
+    def start_export(self) -> BackgroundTask | None:
+        """Run the export on a thread with a busy progress dialog; the dialog closes when it succeeded."""
+        try:
+            call = self.export_call()
+        except (ValueError, KeyError) as error:
+            self.status.setText(f"Cannot export: {error}")
+            return None
+        self.buttons.setEnabled(False)
+        self.status.setText("Exporting…")
+        self.progress = QtWidgets.QProgressDialog("Exporting…", None, 0, 0, self)
+        self.progress.setObjectName("exportProgress")
+        self.progress.setMinimumDuration(300)
+        self.task = BackgroundTask("Export to DICOM", lambda task: call())
+        self.task.succeeded.connect(self._succeeded)
+        self.task.failed.connect(self._failed)
+        return start_task(self.task)
+
+    def _succeeded(self) -> None:
+        self.progress.close()
+        self.last_result = self.task.result
+        result = self.last_result
+        self.status.setText(f"Exported series {result.series_uid} ({len(result.datasets)} objects)"
+                            + (f"; notes: {'; '.join(result.notes)}" if result.notes else ""))
+        self.buttons.setEnabled(True)
+        self.exportFinished.emit(True)
+        self.accept()
+
+    def _failed(self, message: str) -> None:
+        self.progress.close()
+        self.last_error = message
+        self.status.setText(f"Export failed: {message}")
+        self.buttons.setEnabled(True)
+        self.exportFinished.emit(False)
