@@ -47,6 +47,8 @@ def test_every_transfer_syntax_of_the_corpus(corpus):
     folder = corpus / "orthanc_tests" / "Database" / "TransferSyntaxes"
     checked = 0
     for path in sorted(folder.glob("*.dcm")):
+        if path.name == pixelreader.JPEG_EXTENDED + ".dcm":
+            continue  # pydicom cannot decode it; GDCM can (next test)
         try:
             expected = _pydicom_array(path)
         except (RuntimeError, ValueError, AttributeError, NotImplementedError):
@@ -59,6 +61,23 @@ def test_every_transfer_syntax_of_the_corpus(corpus):
         assert np.array_equal(stack.reshape(expected.shape), expected), path.name
         checked += 1
     assert checked >= 11  # native LE/BE/implicit, deflate, JPEG baseline/lossless, JPEG-LS, JPEG 2000, RLE
+
+
+def test_jpeg_extended_12_bit_decoded_as_dcmtk_decodes_it(corpus, tmp_path):
+    """pydicom's plugins refuse this 12-bit JPEG Extended file; GDCM's own reader decodes it to
+    the values DCMTK's dcmdjpeg gives."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dcmdjpeg") is None:
+        pytest.skip("DCMTK's dcmdjpeg not installed (Debian package dcmtk)")
+    path = corpus / "orthanc_tests" / "Database" / "TransferSyntaxes" / (pixelreader.JPEG_EXTENDED + ".dcm")
+    with pytest.raises((RuntimeError, ValueError, NotImplementedError)):
+        pydicom.dcmread(path).pixel_array
+    subprocess.run(["dcmdjpeg", str(path), str(tmp_path / "plain.dcm")], check=True, timeout=60)
+    expected = pydicom.dcmread(tmp_path / "plain.dcm").pixel_array
+    stack = pixelreader.read_frames([str(path)])
+    assert stack.shape == (1, 512, 512) and np.array_equal(stack[0], expected)
 
 
 def test_frame_selection_in_a_multiframe_file(pydicom_file):

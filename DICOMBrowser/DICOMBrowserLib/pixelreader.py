@@ -262,7 +262,14 @@ def _read_with_pydicom(path: str, frame_index: int, frame_count: int, out: np.nd
                 implicit, little = dataset.original_encoding
                 dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
                                                        ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-            decoded[file_index] = dataset.pixel_array
+            try:
+                decoded[file_index] = dataset.pixel_array
+            except (ValueError, RuntimeError, NotImplementedError) as error:
+                fallback = _decode_with_gdcm(path, dataset)
+                if fallback is None:
+                    raise
+                logger.info("%s: decoded by GDCM directly (pydicom's plugins: %s)", path, error)
+                decoded[file_index] = fallback
         frame = decoded[file_index] if frame_count == 1 else decoded[file_index][frame_index]
     except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, OSError,
             KeyError, IndexError) as error:
@@ -270,6 +277,37 @@ def _read_with_pydicom(path: str, frame_index: int, frame_count: int, out: np.nd
     if frame.shape != out.shape:
         raise DICOMFileError(path, f"decoded frame shape {frame.shape} != expected {out.shape}")
     out[...] = frame
+
+
+#: JPEG Extended (process 2 & 4): pydicom's plugins refuse its 12-bit form (GDCM and Pillow by
+#: policy, libjpeg on scans some encoders write), which GDCM itself decodes as DCMTK's dcmdjpeg does
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+
+
+def _decode_with_gdcm(path: str, dataset: pydicom.Dataset) -> np.ndarray | None:
+    """Grey-scale JPEG Extended pixels decoded by GDCM's own reader, shaped as pydicom would
+    ((rows, cols) or (frames, rows, cols)); None when it does not apply or GDCM cannot."""
+    syntax = str(getattr(dataset.file_meta, "TransferSyntaxUID", ""))
+    if syntax != JPEG_EXTENDED or int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    try:
+        import gdcm
+    except ImportError:
+        return None
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    if not reader.Read():
+        return None
+    buffer = reader.GetImage().GetBuffer()
+    data = buffer.encode("utf-8", "surrogateescape") if isinstance(buffer, str) else bytes(buffer)
+    signed = int(dataset.get("PixelRepresentation", 0) or 0) == 1
+    dtype = np.dtype(("<i" if signed else "<u") + str(max(1, int(dataset.BitsAllocated) // 8)))
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    array = np.frombuffer(data, dtype=dtype)
+    if array.size != frames * rows * columns:
+        return None
+    return array.reshape((frames, rows, columns) if frames > 1 else (rows, columns)).copy()
 
 
 def _fix_stored_bits(stack: np.ndarray, pixel_format: PixelFormat) -> None:
