@@ -86,7 +86,6 @@ def test_rth_structure_set_matches_plastimatch(cli_runner, corpus, tmp_path):
     assert np.count_nonzero(masks["Lung_R"]) == pytest.approx(np.count_nonzero(reference["Lung_R"]), rel=0.01)
 
 
-@pytest.mark.slow
 def test_closed_surface_and_markups_from_pydicom_rtstruct(pydicom_file, tmp_path):
     from DICOMBrowser.DICOMBrowserLib import loading, scene, segmentation
 
