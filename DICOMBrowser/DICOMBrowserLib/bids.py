@@ -163,13 +163,18 @@ def _convert(value: Any, kind: str) -> Any:
 def _image_type(ds: pydicom.Dataset, suffix: str) -> list[str] | None:
     """ImageType values, each split at '_' (Philips' M_SE), then the image component dcm2niix appends
     (MAGNITUDE, PHASE, REAL, IMAGINARY) when the values name one."""
-    value = ds.get("ImageType") or _find(ds, "FrameType")
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds
+    value = (_find(ds, "FrameType") if enhanced else None) or ds.get("ImageType")
     if not value:
         return None
     values = [str(v) for v in (value if isinstance(value, pydicom.multival.MultiValue) else [value])]
     parts = [part for v in values for part in v.split("_") if part] if manufacturer_name(
         str(ds.get("Manufacturer", ""))) == "Philips" else values
     upper = {p.upper() for p in parts}
+    ge_component = ds.get((0x0043, 0x102F))
+    ge = {0: "MAGNITUDE", 1: "PHASE", 2: "REAL", 3: "IMAGINARY"}.get(
+        int(ge_component.value) if ge_component is not None and str(ge_component.value).strip().lstrip("-").isdigit()
+        else -1)
     component = None
     if upper & {"P", "PHASE"} or suffix.endswith("_ph"):
         component = "PHASE"
@@ -177,8 +182,10 @@ def _image_type(ds: pydicom.Dataset, suffix: str) -> list[str] | None:
         component = "REAL"
     elif upper & {"I", "IMAGINARY"} or suffix.endswith("_imaginary"):
         component = "IMAGINARY"
-    elif upper & {"M", "MAGNITUDE"} or ds.get("Modality") == "MR":
+    elif upper & {"M", "MAGNITUDE"}:
         component = "MAGNITUDE"
+    elif ge:
+        component = ge
     if component and component not in upper:
         parts.append(component)
     return parts
@@ -225,9 +232,11 @@ def _ge(ds: pydicom.Dataset, sidecar: dict[str, Any], recon_pe: int | None) -> N
     except (TypeError, ValueError, IndexError):
         return
     if spacing and recon_pe:
-        if 0 < acceleration < 1:  # GE writes 1/R for ASSET
-            acceleration = 1.0 / acceleration
-        effective = spacing / max(acceleration, 1.0) if acceleration > 1 else spacing
+        # GE's spacing is per acquired line: times the ASSET factor (written as 1/R, <= 1), then
+        # scaled from the acquired to the reconstructed phase-encoding matrix
+        factor = acceleration if 0 < acceleration <= 1 else 1.0 / acceleration if acceleration > 1 else 1.0
+        acquired = sidecar.get("AcquisitionMatrixPE") or recon_pe
+        effective = spacing * factor * acquired / recon_pe
         sidecar["EffectiveEchoSpacing"] = _number(effective)
         sidecar["TotalReadoutTime"] = _number(effective * (recon_pe - 1))
     name = ds.get((0x0019, 0x109C))
@@ -277,12 +286,14 @@ def sidecar(ds: pydicom.Dataset, *, suffix: str = "", rows_flipped: bool = False
         if shape_kji is not None and len(shape_kji) >= 3:  # mosaics: the tile, not the whole mosaic
             recon_pe = int(shape_kji[-1] if direction == "ROW" else shape_kji[-2])
         if matrix is not None and len(matrix) == 4:
-            acquired = int(matrix[1] or matrix[2]) if direction == "ROW" else int(matrix[0] or matrix[3])
+            acquired = int(matrix[2] or matrix[3])  # (frequency rows, frequency columns, phase rows, phase columns)
             if acquired:
                 out["AcquisitionMatrixPE"] = acquired
         out["ReconMatrixPE"] = recon_pe
     vendor = manufacturer_name(str(ds.get("Manufacturer", "")))
     if vendor == "Siemens":
+        upper_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+        out["NonlinearGradientCorrection"] = bool(upper_type & {"DIS2D", "DIS3D"})
         _siemens(ds, out, rows_flipped, recon_pe)
     elif vendor == "GE":
         _ge(ds, out, recon_pe)
