@@ -36,8 +36,9 @@ NOT_SCALAR_VOLUMES = {
     "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
     "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
     "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
+    # stored values are not dose: the RT dose plugin applies DoseGridScaling (Gy)
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
 }
-RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 #: private SOP classes without a pixel stack (Philips private MR series data, spectra, ...)
 NOT_SCALAR_PREFIXES = ("1.3.46.670589.11.0.0.12.",)
 #: modalities that are never a scalar image stack
@@ -485,8 +486,6 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                                                                    and not _is_mosaic(image_type)):
             confidence = min(confidence, 0.3)
             notes.append("a localizer/scout, kept apart from the main volume")
-        if first.get("0008,0016", "") == RT_DOSE:
-            confidence = min(confidence, 0.4)
         return confidence, notes
 
     def _informational_kinds(self, records: list[FrameGeometry]) -> set[str]:

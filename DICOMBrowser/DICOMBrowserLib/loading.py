@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from DICOMPlugins import DICOMLoadable, DICOMPlugin, allPlugins
-
 from .errors import LoadError, NotFoundError
+from .plugins import DICOMLoadable, DICOMPlugin, allPlugins
 
 logger = logging.getLogger(__name__)
 
