@@ -954,6 +954,21 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
                 self.select_uid(self.series_table, series_uid, add=number > 0)
         return series_uids
 
+    def reveal_study_of(self, series_uid: str) -> None:
+        """Select the patient and study of a series; the study's first image series follows."""
+        rows = self.logic.database.series(SeriesInstanceUID=series_uid)
+        if not rows:
+            return
+        self.search.clear()
+        self.description_filter.clear()
+        self.date_filter.setCurrentIndex(0)
+        self.modality_filter.setCurrentIndex(0)
+        self.select_uid(self.patient_table, str(rows[0]["PatientUID"]))
+        self.series_table.clearSelection()
+        self.select_uid(self.study_table, str(rows[0]["StudyInstanceUID"]))
+        if not self.selected_series_uids() and self.series_model.filtered_count:
+            self.select_uid(self.series_table, self.series_model.uid(self.first_image_row()))
+
     def load_uid(self, uid: str) -> list:
         """Examine a UID's series and load the default loadables now, in this thread (the CLI's
         `gui --load` and scripts; the window's own actions load on a thread)."""
@@ -1063,10 +1078,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             text = "Cancelled. " + text
         self.import_status = text
         if thread is not None and thread.new_series:  # show what arrived
-            try:
-                self.reveal_uid(thread.new_series[0])
-            except DICOMBrowserError as error:
-                logger.debug("new series not shown: %s", error)
+            self.reveal_study_of(thread.new_series[0])
         self.set_status("Import: " + text)
         self.importFinished.emit(summary)
 
