@@ -176,7 +176,9 @@ def _image_type(ds: pydicom.Dataset, suffix: str) -> list[str] | None:
         int(ge_component.value) if ge_component is not None and str(ge_component.value).strip().lstrip("-").isdigit()
         else -1)
     component = None
-    if upper & {"P", "PHASE"} or suffix.endswith("_ph"):
+    if suffix.endswith("_fieldmaphz"):
+        component = "FIELDMAPHZ"  # dcm2niix's word for a field map in Hz
+    elif upper & {"P", "PHASE"} or suffix.endswith("_ph"):
         component = "PHASE"
     elif upper & {"R", "REAL"} or suffix.endswith("_real"):
         component = "REAL"
