@@ -215,6 +215,14 @@ def test_settings_dialog_saves_nodes_and_rejects_bad_port(qtbot, logic):
     assert "port" in dialog.message.text() and "99999" in dialog.message.text()
     assert logic.settings.nodes["orthanc"].port == 4242  # not saved
 
+    # the retrieve method is a choice, not free text
+    dialog.nodes.item(0, 3).setText("4242")
+    method = dialog.nodes.cellWidget(0, 4)
+    assert [method.itemText(i) for i in range(method.count())] == ["C-GET", "C-MOVE"]
+    method.setCurrentText("C-MOVE")
+    dialog.accept()
+    assert logic.settings.nodes["orthanc"].retrieve == "move"
+
 
 def test_database_switcher_lists_recent_databases(qtbot, panel, logic, tmp_path, series_factory):
     first = str(logic.database.folder)

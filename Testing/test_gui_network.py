@@ -5,8 +5,11 @@ wildcard name, "Retrieve selected" fetches it by C-GET into our database, and th
 Send puts a generated series into Orthanc, checked through Orthanc's REST API.
 
 Every network operation runs on a NetworkTask thread: a QTimer ticking in the GUI thread must
-keep firing while the 93-slice CT is retrieved and while a silent peer lets a C-ECHO time out,
-which it cannot when the call blocks the GUI thread (the timer then fires zero times).
+keep firing while a query runs, while the 93-slice CT is retrieved, while a series is sent and
+while a silent peer lets a C-ECHO time out, which it cannot when the call blocks the GUI thread
+(the timer then fires zero times). The dialogs speak a user's words: readable headers and
+dates, an "In database" column, the series of a study, the last used node, what a partial
+retrieve brought, and a Send dialog naming what goes to which node.
 """
 from __future__ import annotations
 
@@ -99,11 +102,22 @@ def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus, no
     qtbot.addWidget(dialog)
     assert dialog.node_combo.currentText() == "orthanc"
     dialog.filter_edits["PatientName"].setText("Austr*")
+    ticks = TickRecorder(dialog.busy)
     with qtbot.waitSignal(dialog.queryFinished, timeout=60_000) as finished:
         assert dialog.run_query() is not None
         assert not dialog.query_button.isEnabled()  # no second query while one runs
+    ticks.stop()
+    assert ticks.busy_ticks() >= 1, "the GUI thread was blocked during the query"
     assert finished.args == [1] and dialog.results.rowCount() == 1 and len(dialog.matches) == 1
     assert dialog.results.item(0, 0).text() == "Austrialian"
+    # readable headers and dates; the UID column is there for the code, hidden
+    headers = [dialog.results.horizontalHeaderItem(c).text() for c in range(dialog.results.columnCount())
+               if not dialog.results.isColumnHidden(c)]
+    assert headers == ["Patient name", "Patient ID", "Study date", "Description", "Modalities", "Instances",
+                       "In database"]
+    date = dialog.results.item(0, 2).text()
+    assert len(date) == 10 and date[4] == date[7] == "-", date
+    assert dialog.results.item(0, 6).text() == ""  # not in our database yet
     assert dialog.query_button.isEnabled() and dialog.retrieve_button.isEnabled()
     dialog.filter_edits["PatientName"].setText("Nobody*")
     with qtbot.waitSignal(dialog.queryFinished, timeout=60_000) as finished:
@@ -153,6 +167,11 @@ def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus, no
     assert retrieved and retrieved[0] is not None
     assert "Retrieved 1 of 1" in dialog.message.text() and "93 instances" in dialog.message.text()
     assert dialog.query_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    # queried again: the study is marked as in the database
+    with qtbot.waitSignal(dialog.queryFinished, timeout=60_000):
+        dialog.run_query()
+    assert dialog.results.item(0, 6).text() == "yes"
+    dialog.results.selectRow(0)
 
     # Again by C-MOVE to a listener the logic starts for the retrieve: same counts, same progress
     study_uid = dialog.selected_study_uids()[0]
@@ -165,6 +184,62 @@ def test_query_retrieve_dialog_fetches_a_study(qtbot, logic, orthanc, corpus, no
     assert dialog.summaries[0].method == "move" and dialog.summaries[0].received == 93
     assert dialog.last_progress[0] + dialog.last_progress[3] == 93 and dialog.last_progress[1] == 0
     assert len(logic.database.instances()) == 93
+
+    # series level: the study's series listed by a double-click, one series retrieved by C-GET
+    logic.delete(study_uid)
+    dialog.node_combo.setCurrentText("orthanc")
+    with qtbot.waitSignal(dialog.queryFinished, timeout=60_000):
+        dialog.run_query()
+    dialog.results.selectRow(0)
+    with qtbot.waitSignal(dialog.seriesFinished, timeout=60_000) as finished:
+        dialog.results.itemDoubleClicked.emit(dialog.results.item(0, 0))
+    assert finished.args == [1] and dialog.series_results.item(0, 1).text() == "CT"
+    assert dialog.series_results.item(0, 3).text() == "93" and dialog.series_results.item(0, 4).text() == ""
+    dialog.series_results.selectRow(0)
+    with qtbot.waitSignal(dialog.retrieveFinished, timeout=120_000) as finished:
+        dialog.retrieve_selected()
+    assert finished.args == [1] and "Retrieved 1 of 1 series" in dialog.message.text(), dialog.message.text()
+    assert len(logic.database.instances()) == 93
+
+
+def test_query_dialog_is_non_modal_and_defaults_to_the_last_node(qtbot, logic, orthanc, corpus, no_tasks_left):
+    from DICOMBrowser.DICOMBrowserLib.widgets.browser import DICOMBrowserPanel
+
+    panel = DICOMBrowserPanel(logic)
+    qtbot.addWidget(panel)
+    dialog = panel.open_query_dialog()
+    assert dialog.isVisible() and not dialog.isModal()
+    assert panel.patient_table.isEnabled()  # the browser stays usable
+    assert dialog.node_combo.currentText() == "orthanc"
+    dialog.node_combo.setCurrentText("orthanc-move")
+    with qtbot.waitSignal(dialog.queryFinished, timeout=60_000):
+        dialog.run_query()
+    dialog.close()
+    qtbot.waitUntil(lambda: panel._query_dialog is None, timeout=5000)
+    again = panel.open_query_dialog()
+    assert again is not dialog and again.node_combo.currentText() == "orthanc-move"
+    again.close()
+    panel.shutdown()
+
+
+def test_partial_retrieve_says_what_arrived(qtbot, logic):
+    """A peer that sends 16 of 17 instances and ends with a failure status: the message says so."""
+    from DICOMBrowser.DICOMBrowserLib.networking.scu import RetrieveSummary
+    from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import QueryRetrieveDialog
+
+    dialog = QueryRetrieveDialog(logic)
+    qtbot.addWidget(dialog)
+
+    class Finished:
+        cancel_requested = False
+        result = [("1.2.3", RetrieveSummary("get", completed=16, failed=1, status=0xC000, received=16), None)]
+
+    dialog.task, dialog._node, dialog._uids, dialog._level = Finished(), "pacs", ["1.2.3"], "study"
+    dialog._retrieve_done()
+    text = dialog.message.text()
+    assert text.startswith("Retrieved 0 of 1 study completely from pacs; 16 instances arrived, 1 failed "
+                           "(what arrived is in the database)"), text
+    assert "status 0xC000: the node could not process the request" in text
 
 
 def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, tmp_path, monkeypatch,
@@ -180,7 +255,16 @@ def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, 
     panel.patient_table.selectRow(0)
     series_uid = panel.selected_series_uids()[0]
     assert panel.send_action.isEnabled()
-    monkeypatch.setattr(QtWidgets.QInputDialog, "getItem", lambda *args, **kwargs: ("orthanc", True))
+
+    # the Send dialog names what is sent and where to
+    from DICOMBrowser.DICOMBrowserLib.widgets.dialogs import SendDialog
+
+    send_dialog = SendDialog(logic, [series_uid])
+    qtbot.addWidget(send_dialog)
+    assert send_dialog.what[0].startswith("Series ") and send_dialog.what[0].endswith(", 20 instances, of Send, Test"), \
+        send_dialog.what
+    assert send_dialog.node_combo.currentText().startswith(f"orthanc  ({orthanc.ae_title} at 127.0.0.1:")
+    panel.ask_send_target = lambda uids: "orthanc"
 
     # Cancel in the progress dialog right away: the send stops after the file in flight
     with qtbot.waitSignal(panel.sendFinished, timeout=60_000) as finished:
@@ -192,9 +276,12 @@ def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, 
     assert summary.total == 20 and summary.sent < 20
     assert {reason for _, reason in summary.failed} == {"cancelled"}
 
+    ticks = TickRecorder(lambda: panel.network_busy)
     with qtbot.waitSignal(panel.sendFinished, timeout=60_000) as finished:
         panel.send_action.trigger()
         assert not panel.send_action.isEnabled() and not panel.query_action.isEnabled()
+    ticks.stop()
+    assert ticks.busy_ticks() >= 1, "the GUI thread was blocked during the send"
     assert finished.args == [True]
     assert messages and not messages[-1][2], messages
     assert "20 of 20 instances sent" in messages[-1][1]
