@@ -349,6 +349,7 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
     from . import volumeio
 
     nifti = options.fmt in ("nii", "nii.gz")
+    _return_freed_memory()  # before the biggest allocation: the scan's and examine's garbage goes back
     volume = plugin.read_volume(loadable, stored=nifti)
     voxels = volume.voxels
     kind = loadable.extra.get("kind")
@@ -384,6 +385,19 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
     return WrittenImage(series_uid="", series="", loadable=loadable.name, plugin=loadable.plugin, path=str(path),
                         sidecars=sidecars, shape=shape, dtype=str(voxels.dtype), suffix=suffix,
                         warning=loadable.warning)
+
+
+def _return_freed_memory() -> None:
+    """Give memory freed by the header scan and examine back to the system (glibc keeps it otherwise),
+    so the process's peak is the volume plus the interpreter, not plus yesterday's garbage."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _write_dwi(loadable: Any, plugin: Any, index: Any, path: Path, options: _Options) -> WrittenImage:

@@ -2,8 +2,8 @@
 
 Why our own writers: SimpleITK's NIfTI writer (the path `load --output` took) copied the volume
 twice and needed a GetImageFromArray copy before that; nibabel's writer checks and may rescale.
-Here the header is built (NIfTI through nibabel's header class, so every field follows the
-standard) and the voxel bytes are written from the (k, j, i) array as they are: its C order is
+Here the header is packed field by field as nifti1.h declares it (no NIfTI library imported on
+the fast path; tests read it back with nibabel) and the voxel bytes are written from the (k, j, i) array as they are: its C order is
 NIfTI's and NRRD's on-disk order (i fastest), so nothing is transposed or copied, and a .gz is
 compressed slab by slab.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -78,31 +79,70 @@ def _write_bytes(path: Path, header: bytes, voxels: np.ndarray, compress: bool) 
         raise
 
 
+#: NIfTI-1 datatype codes
+_NIFTI_TYPES = {"uint8": 2, "int16": 4, "int32": 8, "float32": 16, "float64": 64, "int8": 256, "uint16": 512,
+                "uint32": 768, "int64": 1024, "uint64": 1280}
+#: the 348-byte NIfTI-1 header, little endian, field by field as nifti1.h declares them
+_NIFTI_LAYOUT = struct.Struct("<i10s18sihcc8h3fhhhh8ffffhcBffffii80s24shh3f3f4f4f4f16s4s")
+NIFTI_MM_SEC = 2 | 8  # xyzt_units: millimetres and seconds
+
+
+def _quaternion(affine: np.ndarray) -> tuple[tuple[float, float, float], float, list[float]]:
+    """(quatern b, c, d), qfac and the voxel sizes of an affine, as nifti1_io's nifti_mat44_to_quatern."""
+    columns = np.array(affine[:3, :3], dtype=float)
+    sizes = np.linalg.norm(columns, axis=0)
+    sizes[sizes == 0] = 1.0
+    rotation = columns / sizes
+    u, _, vt = np.linalg.svd(rotation)  # nearest orthogonal matrix (our matrices already are)
+    rotation = u @ vt
+    qfac = 1.0
+    if np.linalg.det(rotation) < 0:
+        qfac = -1.0
+        rotation[:, 2] = -rotation[:, 2]
+    r = rotation
+    a = r[0, 0] + r[1, 1] + r[2, 2] + 1.0
+    if a > 0.5:
+        a = 0.5 * np.sqrt(a)
+        b, c, d = 0.25 * (r[2, 1] - r[1, 2]) / a, 0.25 * (r[0, 2] - r[2, 0]) / a, 0.25 * (r[1, 0] - r[0, 1]) / a
+    else:
+        xd, yd, zd = 1.0 + r[0, 0] - (r[1, 1] + r[2, 2]), 1.0 + r[1, 1] - (r[0, 0] + r[2, 2]), \
+            1.0 + r[2, 2] - (r[0, 0] + r[1, 1])
+        if xd > 1.0:
+            b = 0.5 * np.sqrt(xd)
+            c, d, a = 0.25 * (r[0, 1] + r[1, 0]) / b, 0.25 * (r[0, 2] + r[2, 0]) / b, 0.25 * (r[2, 1] - r[1, 2]) / b
+        elif yd > 1.0:
+            c = 0.5 * np.sqrt(yd)
+            b, d, a = 0.25 * (r[0, 1] + r[1, 0]) / c, 0.25 * (r[1, 2] + r[2, 1]) / c, 0.25 * (r[0, 2] - r[2, 0]) / c
+        else:
+            d = 0.5 * np.sqrt(zd)
+            b, c, a = 0.25 * (r[0, 2] + r[2, 0]) / d, 0.25 * (r[1, 2] + r[2, 1]) / d, 0.25 * (r[1, 0] - r[0, 1]) / d
+        if a < 0:
+            b, c, d = -b, -c, -d
+    return (float(b), float(c), float(d)), qfac, [float(v) for v in sizes]
+
+
 def nifti_header(shape_ijk: Sequence[int], dtype: np.dtype, ijk_to_ras: np.ndarray,
                  rescale: tuple[float, float] | None = None, repetition_time: float | None = None,
-                 description: str = "") -> "nibabel.Nifti1Header":  # noqa: F821 - typing only
-    """A NIfTI-1 header for data of `shape_ijk` (3D or 4D, i fastest): RAS affine in qform and
-    sform (code 1), mm and seconds, scl_slope/scl_inter from `rescale`, TR in pixdim[4] for 4D."""
-    import nibabel
-
-    header = nibabel.Nifti1Header()
-    header.set_data_dtype(np.dtype(dtype))
-    header.set_data_shape(tuple(int(n) for n in shape_ijk))
+                 description: str = "") -> bytes:
+    """The 348-byte NIfTI-1 header (+ 4 bytes: no extensions) for data of `shape_ijk` (3D or 4D, i
+    fastest): the RAS affine in qform (quaternion) and sform, both code 1; mm and seconds;
+    scl_slope/scl_inter from `rescale`; TR in pixdim[4] for 4D. Written by hand (nifti1.h) so
+    the fast path imports no NIfTI library; tests read it back with nibabel."""
+    dtype = np.dtype(dtype)
+    code = _NIFTI_TYPES.get(dtype.name)
+    if code is None:
+        raise DICOMBrowserError(f"no NIfTI data type for voxels of {dtype}")
     affine = np.asarray(ijk_to_ras, dtype=float)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    zooms = [float(s) for s in spacing] + ([float(repetition_time or 1.0)] if len(shape_ijk) > 3 else [])
-    zooms += [1.0] * (len(shape_ijk) - len(zooms))
-    header.set_zooms(zooms)
-    header.set_qform(affine, code=1)
-    header.set_sform(affine, code=1)
-    header.set_xyzt_units("mm", "sec")
-    if rescale is not None:
-        header["scl_slope"], header["scl_inter"] = float(rescale[0]), float(rescale[1])
-    else:
-        header["scl_slope"], header["scl_inter"] = 1.0, 0.0
-    header["descrip"] = description.encode("ascii", "replace")[:79]
-    header["vox_offset"] = 352
-    return header
+    (qb, qc, qd), qfac, sizes = _quaternion(affine)
+    dims = [len(shape_ijk), *[int(n) for n in shape_ijk]] + [1] * (7 - len(shape_ijk))
+    pixdim = [qfac, *sizes, float(repetition_time or 1.0) if len(shape_ijk) > 3 else 1.0, 1.0, 1.0, 1.0]
+    slope, intercept = (float(rescale[0]), float(rescale[1])) if rescale is not None else (1.0, 0.0)
+    header = _NIFTI_LAYOUT.pack(
+        348, b"", b"", 0, 0, b"r", b"\0", *dims, 0.0, 0.0, 0.0, 0, code, dtype.itemsize * 8, 0, *pixdim,
+        352.0, slope, intercept, 0, b"\0", NIFTI_MM_SEC, 0.0, 0.0, 0.0, 0.0, 0, 0,
+        description.encode("ascii", "replace")[:79], b"", 1, 1, qb, qc, qd, *affine[:3, 3],
+        *affine[0, :4], *affine[1, :4], *affine[2, :4], b"", b"n+1\0")
+    return header + b"\0\0\0\0"
 
 
 def write_nifti(path: str | os.PathLike, voxels: np.ndarray, ijk_to_ras: np.ndarray, *,
@@ -114,8 +154,7 @@ def write_nifti(path: str | os.PathLike, voxels: np.ndarray, ijk_to_ras: np.ndar
         raise DICOMBrowserError(f"{path}: NIfTI needs 3D or 4D voxels, got shape {voxels.shape}")
     voxels = _little_endian(voxels)
     header = nifti_header(voxels.shape[::-1], voxels.dtype, ijk_to_ras, rescale, repetition_time, description)
-    block = header.binaryblock + b"\0\0\0\0"  # no extensions: voxels start at 352
-    _write_bytes(path, block, voxels, compress=str(path).lower().endswith(".gz"))
+    _write_bytes(path, header, voxels, compress=str(path).lower().endswith(".gz"))
     return path
 
 
