@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,36 @@ def test_import_copy_on_a_full_disk(cli_runner, series_factory, small_disk):
     print(f"{summary['stopped']}; copied {summary['indexed']} of {len(files)}, {len(summary['errors'])} named "
           f"errors, {len(summary['not_done'])} not tried; verify before repair: {len(report['unindexed'])} "
           f"unindexed, {len(report['partial'])} partial")
+
+
+@pytest.mark.parametrize("mode", ["reference", "copy"])
+def test_the_sound_copy_is_indexed_whatever_the_order(cli_runner, series_factory, tmp_path, mode):
+    """Given a file and a copy that sorts before it with two bytes overwritten in a value (which
+    the header scanner reads without complaint), when imported, then the sound file is indexed
+    (copied) and the damaged copy is named with the reason, whether or not --copy is used."""
+    import pydicom
+
+    sound = series_factory("order/b", count=1)[0]
+    cut = tmp_path / "order" / "a" / "damaged.dcm"
+    cut.parent.mkdir(parents=True)
+    data = bytearray(sound.read_bytes())
+    at = pydicom.dcmread(sound, defer_size=1 << 30).get_item("SliceThickness", keep_deferred=True).value_tell
+    data[at:at + 2] = b"\x01\x02"
+    cut.write_bytes(bytes(data))
+    result = cli_runner("import", str(tmp_path / "order"), "--json", *(["--copy"] if mode == "copy" else []))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    reasons = dict(summary["duplicate_files"])
+    assert "breaks its VR's rules" in reasons[str(cut)]
+    assert str(sound) in reasons[str(cut)]
+    listing = json.loads(cli_runner("ls", "--level", "instances", "--json").output)
+    assert len(listing) == 1
+    indexed = Path(listing[0]["FilePath"])
+    assert indexed.read_bytes() == sound.read_bytes()
+    if mode == "reference":
+        assert indexed == sound
+    again = json.loads(cli_runner("import", str(tmp_path / "order"), "--json",
+                                  *(["--copy"] if mode == "copy" else [])).output)
+    assert again["indexed"] == again["updated"] == again["relinked"] == 0
+    assert Path(json.loads(cli_runner("ls", "--level", "instances", "--json").output)[0]["FilePath"]
+                ).read_bytes() == sound.read_bytes()

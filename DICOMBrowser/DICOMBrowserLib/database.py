@@ -544,7 +544,8 @@ class DICOMDatabase:
         to the database folder (received by the listener). Duplicates (same SOP Instance UID, old
         file still there) are reported, not stored; a SOP found at a new path whose old file is gone
         is relinked. `replace_duplicates`: the caller found these records sounder than the copies
-        indexed under their SOP Instance UIDs; they take those rows over ("relinked").
+        indexed under their SOP Instance UIDs; they take those rows over ("relinked"; with `copy`
+        the file in the database folder is overwritten, "updated").
         """
         outcomes: list[StoreOutcome | DICOMFileError] = []
         copies: list[Path] = []  # made by this batch: removed again if its transaction fails
@@ -601,7 +602,9 @@ class DICOMDatabase:
             replaced = True
         elif existing is not None:
             if copy and target is not None:
-                if target.exists() and target.stat().st_size == record.size:
+                # the indexer decides which copy is sounder (indexer: validity ranking) and
+                # comes back with replace_duplicates; a later file never silently overwrites
+                if target.exists() and not batch.replace_duplicates:
                     return StoreOutcome("duplicate", sop, source, f"already copied to {target}")
             elif existing[1] == record.size and existing[2] == record.mtime_ns:
                 return StoreOutcome("unchanged", sop, source)

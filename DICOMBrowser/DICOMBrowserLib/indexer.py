@@ -117,33 +117,6 @@ def required_tags() -> list[str]:
     return list(_required_cache[1])
 
 
-_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
-
-
-def soundness(result: headerscan.ScanResult) -> int:
-    """How many consistency checks a readable file passes (higher is sounder): the file meta's SOP
-    Instance UID equals the data set's; the pixel data lies within the file; uncompressed pixel
-    data has the length Rows x Columns x samples x bytes x frames says. Used to prefer the sound
-    copy when two files claim one SOP Instance UID (a bit flip or a cut usually breaks one)."""
-    values = result.values
-    score = int(bool(result.media_storage_sop_instance_uid)
-                and result.media_storage_sop_instance_uid == values.get("0008,0018", ""))
-    if result.pixel_data_offset is None:
-        return score + 2
-    length = result.pixel_data_length or 0
-    score += int(result.pixel_data_offset + length <= result.size)
-    if result.transfer_syntax in _UNCOMPRESSED:
-        try:
-            expected = (int(values["0028,0010"]) * int(values["0028,0011"]) * int(values.get("0028,0002") or 1)
-                        * ((int(values.get("0028,0100") or 16) + 7) // 8) * int(values.get("0028,0008") or 1))
-            score += int(length in (expected, expected + 1))
-        except (KeyError, ValueError):
-            pass
-    else:
-        score += 1
-    return score
-
-
 def _record(result: headerscan.ScanResult) -> InstanceRecord:
     return InstanceRecord(path=result.path, size=result.size, mtime_ns=result.mtime,
                           values=result.values, transfer_syntax=result.transfer_syntax,
@@ -262,7 +235,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
         summary.cancelled = True
     batch: list[InstanceRecord] = []
     scanned: list[str] = []
-    scores: dict[str, int] = {}  # path -> soundness, of this import's records
+    taken: dict[str, str] = {}  # SOP Instance UID -> the path this import indexed it from
 
     def flush() -> None:
         if not batch:
@@ -272,22 +245,19 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
         except DatabaseError as error:  # the whole batch (a full disk): named file by file, then stop
             outcomes = [DICOMFileError(record.path, f"not stored: {error}") for record in batch]
             summary.stopped = summary.stopped or f"the database cannot be written: {error}"
-        sounder = _sounder_duplicates(batch, outcomes, scores) if not (copy or copied) else {}
-        for outcome in outcomes:
-            if isinstance(outcome, StoreOutcome) and outcome.path in sounder:
-                continue  # counted when stored below, in place of the damaged copy
+        duplicates: dict[str, tuple[str, list[InstanceRecord]]] = {}
+        for record, outcome in zip(batch, outcomes):
+            indexed_as = _duplicate_of(outcome) if not copied else None
+            if indexed_as is not None:
+                duplicates.setdefault(outcome.sop_instance_uid, (indexed_as, []))[1].append(record)
+                continue
             _count(summary, outcome)
+            if isinstance(outcome, StoreOutcome) and outcome.status in ("indexed", "updated", "relinked"):
+                taken[outcome.sop_instance_uid] = outcome.path
             if isinstance(outcome, DICOMFileError) and "no space left on device" in outcome.reason:
                 summary.stopped = summary.stopped or f"no space left on device (copying {outcome.path})"
-        if sounder:
-            records = [record for record in batch if record.path in sounder]
-            for outcome in database.store_instances(records, replace_duplicates=True):
-                _count(summary, outcome)
-                if isinstance(outcome, StoreOutcome):
-                    old = sounder[outcome.path]
-                    summary.duplicate_files.append((old, f"instance {outcome.sop_instance_uid}: a damaged copy; the "
-                                                         f"sound copy {outcome.path} is indexed instead"))
-                    summary.duplicates += 1
+        for sop, (indexed_as, records) in duplicates.items():
+            _keep_sound_copy(database, summary, sop, indexed_as, records, copy=copy, taken=taken)
         batch.clear()
 
     if not summary.cancelled and to_scan:
@@ -308,7 +278,6 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
                                                   else "a DICOMDIR (media index), not an instance"))
                 else:
                     batch.append(_record(result))
-                    scores[result.path] = soundness(result)
                     if len(batch) >= BATCH_SIZE:
                         flush()
                 if progress is not None and progress(done, total, result.path):
@@ -326,24 +295,76 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     return summary
 
 
-def _sounder_duplicates(batch: list[InstanceRecord], outcomes: list, scores: dict[str, int]) -> dict[str, str]:
-    """new path -> indexed path, for duplicates whose new file passes more checks (`soundness`)
-    than the file indexed under the same SOP Instance UID (scanned again here: it may come from
-    an earlier import). Ties keep the indexed copy."""
-    prefix = "already indexed as "
-    sounder = {}
-    for record, outcome in zip(batch, outcomes):
-        if not isinstance(outcome, StoreOutcome) or outcome.status != "duplicate" \
-                or not outcome.detail.startswith(prefix):
+_DUPLICATE_DETAILS = ("already indexed as ", "already copied to ")
+
+
+def _duplicate_of(outcome: StoreOutcome | DICOMFileError) -> str | None:
+    """The path of the copy indexed under the same SOP Instance UID, for a duplicate outcome."""
+    if isinstance(outcome, StoreOutcome) and outcome.status == "duplicate":
+        for prefix in _DUPLICATE_DETAILS:
+            if outcome.detail.startswith(prefix):
+                return outcome.detail[len(prefix):]
+    return None
+
+
+def _keep_sound_copy(database: DICOMDatabase, summary: ImportSummary, sop: str, indexed_as: str,
+                     records: list[InstanceRecord], *, copy: bool, taken: dict[str, str]) -> None:
+    """Of the indexed copy and the files of this batch that claim its SOP Instance UID, index the
+    soundest (validity.best_copy: the indexed copy stays on a tie) and name every other with why.
+
+    Why: sort order decided before, and a damaged copy that sorted first (or, with --copy, the
+    last one copied) won. Files identical to the indexed copy are named without being checked."""
+    from . import validity
+
+    by_path = {record.path: record for record in records}
+    differing = []
+    for record in records:
+        if _same_bytes(record.path, indexed_as):
+            summary.duplicates += 1
+            summary.duplicate_files.append((record.path, f"instance {sop}: identical to the indexed copy {indexed_as}"))
+        else:
+            differing.append(record.path)
+    if not differing:
+        return
+    best, checked = validity.best_copy([indexed_as, *differing])
+    if best != indexed_as:
+        outcome = database.store_instances([by_path[best]], copy=copy, replace_duplicates=True)[0]
+        if isinstance(outcome, DICOMFileError):  # could not take the sounder copy over: the indexed one stays
+            _count(summary, outcome)
+            differing.remove(best)
+            best = indexed_as
+        else:
+            earlier = taken.get(sop)
+            if earlier is None:  # the replaced copy came from an earlier import: this one relinks it
+                _count(summary, outcome)
+            taken[sop] = best
+            replaced = earlier or indexed_as
+            verdict = checked[indexed_as].describe()
+            summary.duplicates += 1
+            summary.duplicate_files.append((replaced, f"instance {sop}: replaced by the sounder copy {best} (this "
+                                                      f"copy: {verdict}; {best}: {checked[best].describe()})"))
+            logger.info("Instance %s: %s replaces %s (%s)", sop, best, replaced, verdict)
+    for path in differing:
+        if path == best:
             continue
-        old = outcome.detail[len(prefix):]
-        old_score = scores.get(old)
-        if old_score is None:
-            result = headerscan.scan_file(old, required_tags())
-            old_score = soundness(result) if result.is_dicom and not result.error else -1
-        if scores.get(record.path, 0) > old_score:
-            sounder[record.path] = old
-    return sounder
+        summary.duplicates += 1
+        if checked[path].rank == checked[best].rank:
+            reason = (f"instance {sop}: differs from the indexed copy {best}, and no check tells which is sound "
+                      f"(both: {checked[path].describe()}); the copy indexed first stays")
+        else:
+            reason = (f"instance {sop}: not indexed ({checked[path].describe()}); the sounder copy {best} is "
+                      f"indexed ({checked[best].describe()})")
+        summary.duplicate_files.append((path, reason))
+        logger.info("Duplicate %s: %s", path, reason)
+
+
+def _same_bytes(path: str, other: str) -> bool:
+    import filecmp
+
+    try:
+        return os.path.getsize(path) == os.path.getsize(other) and filecmp.cmp(path, other, shallow=False)
+    except OSError:
+        return False
 
 
 def _count(summary: ImportSummary, outcome: StoreOutcome | DICOMFileError) -> None:
