@@ -42,6 +42,12 @@ def pane_statistics(image, rect) -> tuple[float, int]:
     return float(pane.std()), int(len(np.unique(pane)))
 
 
+@pytest.fixture(autouse=True)
+def private_config(tmp_path, monkeypatch):
+    """The remembered layout goes to a temporary folder, also for the CLI in a subprocess."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 def test_window_with_loaded_ct_renders_every_view(qtbot, tmp_path, corpus):
     needs_x_display()
     from PIL import Image
@@ -104,3 +110,64 @@ def test_cli_screenshot_mode(tmp_path, corpus):
     # the right-hand view area holds the slices: plenty of grey levels, not a blank pane
     std, levels = pane_statistics(image, (image.size[0] // 2, 40, image.size[0] // 2 - 10, image.size[1] // 2))
     assert std > 15 and levels > 30
+
+
+def grab(window, path: Path) -> Path:
+    """The window as the screen shows it (VTK panes included), saved and kept as an artifact."""
+    from PySide6 import QtGui, QtWidgets
+
+    QtWidgets.QApplication.processEvents()
+    screen = window.screen() or QtGui.QGuiApplication.primaryScreen()
+    pixmap = screen.grabWindow(window.winId())
+    assert pixmap.save(str(path), "PNG")
+    keep_artifact(path)
+    return path
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1024, 700)])
+def test_main_screens_at_laptop_sizes(qtbot, tmp_path, corpus, size):
+    """The screens of docs/: the browser with a CT loaded (views filled, tables without horizontal
+    scrolling) at 1280x800 and 1024x700, and the tag viewer; named screenshot-<what>-<size>.png."""
+    needs_x_display()
+    from PIL import Image
+
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+    from DICOMBrowser.DICOMBrowserLib.widgets.mainwindow import DICOMBrowserMainWindow
+
+    logic = DICOMBrowserLogic(tmp_path / "db")
+    logic.import_paths([corpus / CT_HEAD, corpus / "dicom2nifti/tests/data/failing", corpus / "dcmqi_seg",
+                        corpus / "philips_dwi/In/cl"])
+    window = DICOMBrowserMainWindow(logic)
+    qtbot.addWidget(window)
+    window.resize_for_screenshot(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    panel = window.browser
+    panel.show_message = lambda *args, **kwargs: None
+    panel.reveal_study_of(CT_SERIES)
+    with qtbot.waitSignal(panel.nodesLoaded, timeout=120_000):
+        panel.load_defaults([CT_SERIES])
+    qtbot.waitUntil(lambda: CT_SERIES in panel.series_model.verdicts, timeout=60_000)
+    qtbot.waitUntil(lambda: bool(panel.loadable_model.loadables), timeout=60_000)
+    panel.jobs.wait(30_000)
+    qtbot.wait(300)
+    if window.views is not None:
+        window.views.render()
+    label = f"{size[0]}x{size[1]}"
+    shot = grab(window, tmp_path / f"screenshot-{label}.png")
+    image = Image.open(shot)
+    assert image.size == size, image.size
+    for table in panel.tables:
+        assert not table.horizontalScrollBar().isVisible(), table.objectName()
+        assert table.viewport().height() >= 2 * 21, f"{table.objectName()} shows fewer than two rows"
+
+    dialog = panel.show_metadata("1.3.46.670589.11.45190.5.0.6424.2021100515345467861")  # the Philips DWI
+    dialog.resize(min(900, size[0] - 100), min(600, size[1] - 100))
+    with qtbot.waitSignal(dialog.loaded, timeout=30_000):
+        dialog.instance.setValue(2)
+    dialog.search.setText("diffusion")  # private elements and sequences, matches shown with their parents
+    qtbot.wait(200)
+    grab(dialog, tmp_path / f"screenshot-metadata-{label}.png")
+    dialog.close()
+    window.close()
+    logic.close()

@@ -98,7 +98,7 @@ def _column_menu(table: QtWidgets.QTableView, position: QtCore.QPoint) -> None:
 COLUMN_CHARS = {
     "patientTable": {1: 12, 2: 11, 3: 4, 4: 7},
     "studyTable": {0: 11, 2: 10, 3: 11, 4: 6, 5: 8},
-    "seriesTable": {0: 4, 1: 8, 3: 9, 4: 8, 5: 15},
+    "seriesTable": {0: 6, 1: 8, 3: 9, 4: 8, 5: 15},
 }
 STRETCH = {"patientTable": 0, "studyTable": 1, "seriesTable": 2}
 HIDDEN = {"patientTable": (), "studyTable": (3,), "seriesTable": (3,)}
@@ -201,7 +201,9 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.delete_action = self.toolbar.addAction("Delete", self.delete_selected)
         self.delete_action.setToolTip("Remove the selected item from the database (files on disk are kept) [Del]")
         self.refresh_action = self.toolbar.addAction("Refresh", self.refresh_all)
-        self.thumbnails_action = self.toolbar.addAction("Thumbnails")
+        self.refresh_action.setShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Refresh))
+        # in the host's View menu (and the splitter handle collapses the strip too)
+        self.thumbnails_action = QtGui.QAction("&Thumbnails", self)
         self.thumbnails_action.setCheckable(True)
         self.thumbnails_action.setToolTip("Show or hide the thumbnail strip")
 
@@ -266,6 +268,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.thumbnails.setWrapping(False)
         self.thumbnails.setFlow(QtWidgets.QListView.Flow.LeftToRight)
         self.thumbnails.setMinimumHeight(0)
+        self.thumbnails.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails.itemClicked.connect(self._thumbnail_clicked)
         self.thumbnails.itemActivated.connect(lambda item: self.load_defaults([item.data(UID_ROLE)]))
         self._placeholder_icon = self._blank_icon()
@@ -341,7 +344,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.splitter.setChildrenCollapsible(True)
         for index, stretch in enumerate((3, 2, 3, 0, 3)):
             self.splitter.setStretchFactor(index, stretch)
-        self.splitter.setSizes([150, 90, 130, ICON_SIZE + 36, 200])
+        self.splitter.setSizes([150, 90, 130, ICON_SIZE + 40, 200])
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)

@@ -428,6 +428,8 @@ class QueryRetrieveDialog(QtWidgets.QDialog):
         table.verticalHeader().setDefaultSectionSize(21)
         table.setSortingEnabled(True)
         table.setColumnHidden(len(columns) - 1, True)  # the UID: for the code, not for reading
+        description = next(c for c, (key, _) in enumerate(columns) if key.endswith("Description"))
+        table.horizontalHeader().setSectionResizeMode(description, QtWidgets.QHeaderView.ResizeMode.Stretch)
         return table
 
     def filters(self) -> dict[str, str]:
@@ -488,6 +490,9 @@ class QueryRetrieveDialog(QtWidgets.QDialog):
         table.resizeColumnsToContents()
         for c in range(table.columnCount()):
             table.setColumnWidth(c, min(table.columnWidth(c), 260))
+        table.horizontalHeader().setSectionResizeMode(
+            next(c for c, (key, _) in enumerate(columns) if key.endswith("Description")),
+            QtWidgets.QHeaderView.ResizeMode.Stretch)
 
     # --- query -------------------------------------------------------------------------------------
     def run_query(self) -> NetworkTask | None:

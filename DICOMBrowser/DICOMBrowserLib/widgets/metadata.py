@@ -123,7 +123,7 @@ class MetadataDialog(QtWidgets.QDialog):
         self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
-        for column, width in enumerate((110, 260, 40)):
+        for column, width in enumerate((150, 260, 40)):
             self.tree.setColumnWidth(column, width)
         copy = QtGui.QShortcut(QtGui.QKeySequence(QtGui.QKeySequence.StandardKey.Copy), self.tree)
         copy.activated.connect(self.copy_selected)
