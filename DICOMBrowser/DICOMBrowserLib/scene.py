@@ -351,9 +351,12 @@ def save_volume(node: Any, path: str | os.PathLike) -> Path:
     path = Path(path).expanduser().resolve()  # the MRML writers resolve relative names against their own roots
     suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if node.IsA("vtkMRMLSegmentationNode") and suffix not in (".mrml", ".mrb"):
-        raise LoadError(f"{path}: {node.GetName()} is a segmentation: write it as Slicer's .seg.nrrd (segment names, "
-                        "colours and overlaps kept), or in a .mrb/.mrml scene; a NIfTI label image would lose them")
+    if not (node.IsA("vtkMRMLVolumeNode") or node.IsA("vtkMRMLSequenceNode")) and suffix not in (".mrml", ".mrb"):
+        formats = {"vtkMRMLSegmentationNode": "Slicer's .seg.nrrd (segment names, colours and overlaps kept)",
+                   "vtkMRMLTableNode": ".tsv or .csv"}
+        kind = next((f for c, f in formats.items() if node.IsA(c)), None)
+        raise LoadError(f"{path}: {node.GetName()} is a {node.GetClassName()}, not a volume: write it "
+                        + (f"as {kind}, or " if kind else "") + "in a .mrb/.mrml scene")
     if node.IsA("vtkMRMLDiffusionWeightedVolumeNode") and suffix in (".nrrd", ".nhdr", ".nii", ".nii.gz"):
         from .diffusion.dwi_io import save_dwi
 
