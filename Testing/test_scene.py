@@ -201,3 +201,16 @@ def test_scene_is_freed_with_its_last_reference_and_orphan_nodes_still_save(tmp_
     assert np.array_equal(sitk.GetArrayFromImage(image), voxels)
     with pytest.raises(LoadError, match="in no scene"):
         scenes.save_volume(node, tmp_path / "orphan.mrb")
+
+
+def test_mrml_scene_keeps_segmentations_and_tables_not_builtin_colours(cli_runner, corpus, tmp_path):
+    """A .mrml scene holds every node a plugin made (a SEG as .seg.nrrd beside it), not only
+    volumes, and none of the built-in colour tables."""
+    output = tmp_path / "scene" / "scene.mrml"
+    result = cli_runner("load", str(corpus / "dcmqi_seg/data/segmentations/liver.dcm"), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in output.parent.iterdir()) == ["1__Liver_Segmentation.seg.nrrd", "scene.mrml"]
+    scene = scenes.load_scene(output)
+    segmentation = scene.GetNodesByClass("vtkMRMLSegmentationNode").GetItemAsObject(0)
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    scenes.close_scene(scene)

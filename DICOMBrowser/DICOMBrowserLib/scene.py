@@ -467,13 +467,34 @@ def save_scene(scene: Any, path: str | os.PathLike) -> Path:
         elif node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
             file_name = _safe_file_name(node.GetName()) + ".nrrd"
             _save_with_storage_node(node, path.parent / file_name)
-        else:
-            continue
+        elif node.IsA("vtkMRMLVolumeNode") or _is_sequence_proxy(scene, node) or not node.GetSaveWithScene():
+            continue  # an empty volume, the proxy of a sequence written above, a built-in colour table
+        else:  # segmentations (.seg.nrrd), tables (.tsv), markups (.mrk.json): each node's own storage
+            file_name = _save_with_default_storage(scene, node, path.parent)
+            if file_name is None:
+                continue
         node.GetStorageNode().SetFileName(file_name)
     scene.SetURL(str(path))
     if not scene.Commit(str(path)):
         raise LoadError(f"{path}: could not write the MRML scene")
     return path
+
+
+def _save_with_default_storage(scene: Any, node: Any, folder: Path) -> str | None:
+    """Write a non-volume node (segmentation, table, markups) through the storage node Slicer
+    would give it, beside the scene; returns the file name, None when the node has no storage."""
+    storage = node.GetStorageNode() or node.CreateDefaultStorageNode()
+    if storage is None:
+        logger.info("%s: no storage node, not written with the scene", node.GetName())
+        return None
+    if storage.GetScene() is None:
+        scene.AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+    file_name = _safe_file_name(node.GetName()) + "." + (storage.GetDefaultWriteFileExtension() or "dat")
+    storage.SetFileName(str(folder / file_name))
+    if not storage.WriteData(node):
+        raise LoadError(f"{folder / file_name}: Slicer's {storage.GetClassName()} could not write {node.GetName()}")
+    return file_name
 
 
 def _is_sequence_proxy(scene: Any, node: Any) -> bool:
