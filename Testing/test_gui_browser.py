@@ -135,8 +135,9 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
 
     panel.exec_menu = choose_delete
     row = panel.study_model.row_of_uid(study_uid)
-    panel.study_table.customContextMenuRequested.emit(
-        panel.study_table.visualRect(panel.study_model.index(row, 0)).center())
+    with qtbot.waitSignal(panel.deleteFinished, timeout=30_000):
+        panel.study_table.customContextMenuRequested.emit(
+            panel.study_table.visualRect(panel.study_model.index(row, 0)).center())
     assert len(questions) == 1
     assert "files on disk are kept" in questions[0]
     assert logic.database.level_of(study_uid) is None
@@ -273,8 +274,11 @@ def test_self_test_from_help_menu(qtbot, logic):
     window = DICOMBrowserMainWindow(logic, with_views=False)
     qtbot.addWidget(window)
     shown = []
-    window.browser.show_message = lambda title, text, error=False: shown.append((title, text, error))
-    window.self_test_action.trigger()
+    window.show_report = lambda title, text, error=False: shown.append((title, text, error))
+    with qtbot.waitSignal(window.selfTestFinished, timeout=120_000) as finished:
+        window.self_test_action.trigger()
+        assert not window.self_test_action.isEnabled()  # runs on a thread
+    assert finished.args == [True]
     results = window.self_test_results
     assert results and all(ok for _, ok, _ in results), results
     assert shown[-1][0].startswith(f"Self-test: {len(results)} of {len(results)} passed")

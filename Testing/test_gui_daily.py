@@ -188,7 +188,9 @@ def test_delete_key_and_ctrl_f(qtbot, panel, logic, corpus):
     assert studies_before == 2
     panel.study_table.setFocus()
     study_uid = panel.current_study_uid()
-    qtbot.keyClick(panel.study_table, QtCore.Qt.Key.Key_Delete)
+    with qtbot.waitSignal(panel.deleteFinished, timeout=30_000) as deleted:
+        qtbot.keyClick(panel.study_table, QtCore.Qt.Key.Key_Delete)
+    assert deleted.args == [1]
     assert len(questions) == 1 and "1 study" in questions[0] and "files on disk are kept" in questions[0]
     assert logic.database.level_of(study_uid) is None
     assert len(logic.database.studies()) == 1
@@ -235,7 +237,10 @@ def test_sorting_layout_and_remembered_columns(qtbot, logic, corpus):
     # the user sorts patients by ID and widens a column; both come back in the next session
     panel.patient_table.sortByColumn(1, QtCore.Qt.SortOrder.DescendingOrder)
     panel.study_table.setColumnWidth(2, 140)
-    window.data_dock.hide()
+    window.data_dock.hide()  # the Data panel and the thumbnails fold away for more room
+    window.data_action.setChecked(False)
+    panel.thumbnails_action.setChecked(False)
+    assert not panel.thumbnails.isVisible()
     window.close()
 
     window = DICOMBrowserMainWindow(logic, with_views=False)
@@ -248,7 +253,17 @@ def test_sorting_layout_and_remembered_columns(qtbot, logic, corpus):
     filled = [i for i in ids if i]
     assert ids[:len(filled)] == sorted(filled, key=str.lower, reverse=True)
     assert panel.study_table.columnWidth(2) == 140
-    assert not window.data_dock.isVisible()
+    assert not window.data_dock.isVisible() and not panel.thumbnails.isVisible()
+
+    # View > Reset layout: the next start has the defaults again
+    window.reset_layout()
+    window.close()
+    window = DICOMBrowserMainWindow(logic, with_views=False)
+    qtbot.addWidget(window)
+    window.show()
+    header = window.browser.patient_table.horizontalHeader()
+    assert (header.sortIndicatorSection(), header.sortIndicatorOrder()) == (0, QtCore.Qt.SortOrder.AscendingOrder)
+    assert window.data_dock.isVisible() and window.browser.thumbnails.isVisible()
     window.close()
 
 

@@ -118,6 +118,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     verdictReady = QtCore.Signal(str)  # series UID
     sendFinished = QtCore.Signal(bool)  # True when every instance was sent
     statusChanged = QtCore.Signal(str)  # a line for the host's status bar
+    deleteFinished = QtCore.Signal(int)  # items removed
 
     def __init__(self, logic: Any, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -403,6 +404,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._show_advanced(self.advanced_box.isChecked())
 
     def save_state(self) -> None:
+        if getattr(self, "forget_layout", False):  # View > Reset layout
+            return
         settings = gui_settings()
         for table in self.tables:
             settings.setValue(f"browser/{table.objectName()}/header", table.horizontalHeader().saveState())
@@ -1155,24 +1158,42 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         if uids:
             self.delete_uids(uids)
 
-    def delete_uids(self, uids: list[str]) -> bool:
-        """Remove items from the database after confirmation; files on disk are kept."""
+    def delete_uids(self, uids: list[str]) -> BackgroundTask | None:
+        """Remove items from the database after confirmation, on a thread (a large patient takes
+        a while); files on disk are kept. `deleteFinished(n)` says when, with the number removed."""
         database = self.logic.database
         levels = {database.level_of(uid) or "item" for uid in uids}
         what = f"{len(uids)} {'/'.join(sorted(levels))}{'s' if len(uids) > 1 and levels != {'series'} else ''}"
         text = (f"Remove {what} from the database?\n\nThe files on disk are kept; "
                 f"only the database entries (and copies made by 'copy into database') are removed.")
         if not self.ask_confirmation("Delete from database", text):
-            return False
-        for uid in uids:
-            try:
-                self.logic.delete(uid)
-            except DICOMBrowserError as error:
-                logger.error("Deleting %s failed: %s", uid, error)
+            return None
+        logic = self.logic
+
+        def work(_task: BackgroundTask) -> int:
+            removed = 0
+            for uid in uids:
+                try:
+                    logic.delete(uid)
+                    removed += 1
+                except DICOMBrowserError as error:
+                    logger.error("Deleting %s failed: %s", uid, error)
+            return removed
+
+        task = BackgroundTask(f"Delete {what}", work)
+        task.succeeded.connect(lambda: self._deleted(task, what))
+        task.failed.connect(lambda message: self._deleted(task, what))
+        self.delete_action.setEnabled(False)
+        self.set_status(f"Removing {what} from the database…")
+        return start_task(task)
+
+    def _deleted(self, task: BackgroundTask, what: str) -> None:
+        self.delete_action.setEnabled(True)
         self.refresh_all()
         self._patient_selected()
-        self.set_status(f"Removed {what} from the database")
-        return True
+        removed = int(task.result or 0)
+        self.set_status(f"Removed {what} from the database" if removed else f"Nothing removed ({what})")
+        self.deleteFinished.emit(removed)
 
     # --- database switching ---------------------------------------------------------------------
     def _update_database_combo(self) -> None:

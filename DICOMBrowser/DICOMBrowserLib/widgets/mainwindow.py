@@ -35,6 +35,8 @@ def describe_volume(node: Any) -> str:
 class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
     """Module panel (left), views (centre), loaded data (right); Help > Run self-test."""
 
+    selfTestFinished = QtCore.Signal(bool)  # True when every self-test passed
+
     def __init__(self, logic: Any, with_views: bool | None = None, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("DICOMBrowserMainWindow")
@@ -107,6 +109,8 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
             self.restoreState(state)
 
     def save_window_state(self) -> None:
+        if getattr(self, "_forget_layout", False):
+            return
         settings = gui_settings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/state", self.saveState())
@@ -167,15 +171,23 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
                 self.show_volume(volume)
 
     # --- help -------------------------------------------------------------------------------------
-    def run_self_test(self) -> list[tuple[str, bool, str]]:
-        """Run DICOMBrowserTest (import sample data, load, check geometry) and show the results."""
+    def run_self_test(self) -> Any:
+        """Run DICOMBrowserTest (import sample data, load, check geometry) on a thread; the results
+        are shown when it ends (`selfTestFinished`, `self_test_results`)."""
         from DICOMBrowser.DICOMBrowser import DICOMBrowserTest
 
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
-        try:
-            results = DICOMBrowserTest().runTest()
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
+        from .workers import BackgroundTask, start_task
+
+        self.self_test_action.setEnabled(False)
+        self.statusBar().showMessage("Running the self-test…")
+        task = BackgroundTask("Self-test", lambda _task: DICOMBrowserTest().runTest())
+        task.succeeded.connect(lambda: self._self_test_done(task.result or []))
+        task.failed.connect(lambda message: self._self_test_done([("runTest", False, message)]))
+        self._self_test_task = task
+        return start_task(task)
+
+    def _self_test_done(self, results: list[tuple[str, bool, str]]) -> None:
+        self.self_test_action.setEnabled(True)
         self.self_test_results = results
         passed = sum(1 for _, ok, _ in results if ok)
         text = "\n".join(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + message if message else ''}"
@@ -183,8 +195,15 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
         for name, ok, message in results:
             if not ok:
                 logger.error("Self-test %s failed: %s", name, message)
-        self.browser.show_message(f"Self-test: {passed} of {len(results)} passed", text, error=passed < len(results))
-        return results
+        title = f"Self-test: {passed} of {len(results)} passed"
+        self.show_report(title, text, error=passed < len(results))
+        self.statusBar().showMessage(title)
+        self.selfTestFinished.emit(passed == len(results))
+
+    def show_report(self, title: str, text: str, error: bool = False) -> None:
+        """A result the user asked for, in a box (tests replace this method)."""
+        box = QtWidgets.QMessageBox.warning if error else QtWidgets.QMessageBox.information
+        box(self, title, text)
 
     def _about(self) -> None:
         from DICOMBrowser.DICOMBrowser import DICOMBrowser
@@ -217,13 +236,17 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
         return path
 
     def reset_layout(self) -> None:
-        """Forget the remembered window and column layout (takes full effect at the next start)."""
+        """Forget the remembered window and column layout; the default one is used from the next start."""
         settings = gui_settings()
-        settings.clear()
+        for group in ("window", "browser"):
+            settings.remove(group)
         settings.sync()
+        self._forget_layout = True
+        self.browser.forget_layout = True
         self.data_dock.show()
         self.browser.thumbnails_action.setChecked(True)
         self._place_docks()
+        self.statusBar().showMessage("The default layout is used from the next start")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.save_window_state()
