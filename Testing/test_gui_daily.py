@@ -320,8 +320,9 @@ def test_date_modality_and_description_filters(qtbot, panel, logic, corpus):
     dated = sorted({s["StudyDate"] for s in studies if s["StudyDate"]})
     assert len(dated) >= 2
 
-    # a date range holding only the oldest date
-    panel.set_date_range(dated[0], dated[0])
+    # a date range holding only the oldest date (the studies and series are read on a thread)
+    with qtbot.waitSignal(panel.filtersApplied, timeout=30_000):
+        panel.set_date_range(dated[0], dated[0])
     expected = {s["PatientUID"] for s in studies if s["StudyDate"] == dated[0]}
     assert {panel.patient_model.uid(r) for r in range(panel.patient_model.filtered_count)} == expected
     assert f"{len(expected)} of {total} patients" in panel.count_label.text()
@@ -330,9 +331,9 @@ def test_date_modality_and_description_filters(qtbot, panel, logic, corpus):
 
     # modality SEG: the patients with a segmentation; their studies; only the SEG series
     panel.modality_filter.showPopup()  # the list is filled when opened
+    qtbot.waitUntil(lambda: panel.modality_filter.findData("SEG") > 0, timeout=30_000)
     panel.modality_filter.hidePopup()
     index = panel.modality_filter.findData("SEG")
-    assert index > 0
     panel.modality_filter.setCurrentIndex(index)
     seg_patients = {s["PatientUID"] for s in logic.database.series(Modality="SEG")}
     assert {panel.patient_model.uid(r) for r in range(panel.patient_model.filtered_count)} == seg_patients

@@ -119,6 +119,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     sendFinished = QtCore.Signal(bool)  # True when every instance was sent
     statusChanged = QtCore.Signal(str)  # a line for the host's status bar
     deleteFinished = QtCore.Signal(int)  # items removed
+    filtersApplied = QtCore.Signal()  # the date/modality/description filters are in effect
 
     def __init__(self, logic: Any, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -133,6 +134,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._counts: dict | None = None
         self._examined_key: str | None = None
         self._filter_index: tuple[list[dict], list[dict]] | None = None
+        self._index_task: BackgroundTask | None = None
         self.last_import_summary: Any = None
         self.import_status = ""
         self.status_message = ""
@@ -470,6 +472,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         selected_study = self.current_study_uid()
         selected_series = self.selected_series_uids()
         self._filter_index = None
+        self._index_task = None
         self.patient_model.set_source(lambda: database.patients())
         self._update_database_combo()
         self._data_version = self._safe_data_version()
@@ -566,23 +569,45 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
 
     def update_modalities(self) -> None:
         """Fill the modality filter with the modalities in the database (keeping the choice)."""
+        index = self._index()
+        if index is None:  # arrives from a thread; the list is filled then
+            return
         current = self.modality_filter.currentData() or ""
-        modalities = sorted({str(row.get("Modality") or "") for row in self._index()[1]} - {""})
+        modalities = sorted({str(row.get("Modality") or "") for row in index[1]} - {""})
         self.modality_filter.blockSignals(True)
         self.modality_filter.clear()
         self.modality_filter.addItem("Any modality", "")
         for modality in modalities:
             self.modality_filter.addItem(modality, modality)
-        index = self.modality_filter.findData(current)
-        self.modality_filter.setCurrentIndex(max(index, 0))
+        position = self.modality_filter.findData(current)
+        self.modality_filter.setCurrentIndex(max(position, 0))
         self.modality_filter.blockSignals(False)
 
-    def _index(self) -> tuple[list[dict], list[dict]]:
-        """Every study and series row (for the filters and the modality list), until the next refresh."""
-        if self._filter_index is None:
-            database = self.logic.database
-            self._filter_index = (database.studies(), database.series())
-        return self._filter_index
+    def _index(self) -> tuple[list[dict], list[dict]] | None:
+        """Every study and series row (for the filters and the modality list), until the next refresh.
+
+        Read on a thread (about a second for 10,000 patients): None until it is there; then the
+        filters are applied again and `filtersApplied` is emitted.
+        """
+        if self._filter_index is not None:
+            return self._filter_index
+        if self._index_task is None:
+            logic = self.logic
+            task = BackgroundTask("Filter index", lambda _task: (logic.database.studies(), logic.database.series()))
+            task.succeeded.connect(lambda: self._index_ready(task))
+            task.failed.connect(lambda message: self._index_ready(task))
+            self._index_task = task
+            self.count_label.setText("filtering…")
+            start_task(task)
+        return None
+
+    def _index_ready(self, task: BackgroundTask) -> None:
+        if task is not self._index_task:  # a refresh asked for a newer one
+            return
+        self._index_task = None
+        self._filter_index = task.result or ([], [])
+        self.update_modalities()
+        self.apply_filters()
 
     def filters_active(self) -> bool:
         return bool(self.date_range() or self.modality_filter.currentData() or self.description_filter.text().strip())
@@ -595,8 +620,12 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.study_model.set_allowed(None)
             self.series_model.set_allowed(None)
             self._after_patient_filter(selected)
+            self.filtersApplied.emit()
             return
-        studies, series = self._index()
+        index = self._index()
+        if index is None:
+            return
+        studies, series = index
         dates = self.date_range()
         modality = self.modality_filter.currentData() or ""
         words = self.description_filter.text().strip().lower().split()
@@ -628,6 +657,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.study_model.set_allowed(allowed_studies)
         self.series_model.set_allowed(allowed_series)
         self._after_patient_filter(selected)
+        self.filtersApplied.emit()
 
     # --- selection -------------------------------------------------------------------------------
     @staticmethod
