@@ -25,6 +25,11 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the check after an unclean shutdown is then skipped
+    fcntl = None  # type: ignore[assignment]
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,9 +46,31 @@ DATABASE_FILE = "ctkDICOM.sql"
 TAGCACHE_FILE = "ctkDICOMTagCache.sql"
 IMAGES_FOLDER = "dicom"
 #: CTK's schema 0.8.1 plus our additions; bump the suffix on every change and add an upgrade step.
-SCHEMA_VERSION = "0.8.1+dicombrowser.1"
-#: Versions we know how to upgrade from, mapped to the SQL that does it (none yet).
-SCHEMA_UPGRADES: dict[str, str] = {}
+SCHEMA_VERSION = "0.8.1+dicombrowser.2"
+#: Versions we know how to upgrade from, mapped to the SQL that does it. After a step, the
+#: indexes of schema.sql are created and every maintained count is computed (`_upgrade`).
+SCHEMA_UPGRADES: dict[str, str] = {
+    # .2: counts maintained per patient, study and series; indexes for ordered paging and filters
+    "0.8.1+dicombrowser.1": """
+        ALTER TABLE Patients ADD COLUMN NumberOfStudies INT NOT NULL DEFAULT 0;
+        ALTER TABLE Patients ADD COLUMN NumberOfSeries INT NOT NULL DEFAULT 0;
+        ALTER TABLE Patients ADD COLUMN NumberOfInstances INT NOT NULL DEFAULT 0;
+        ALTER TABLE Patients ADD COLUMN LastStudyDate VARCHAR(8) NULL;
+        ALTER TABLE Studies ADD COLUMN NumberOfSeries INT NOT NULL DEFAULT 0;
+        ALTER TABLE Studies ADD COLUMN NumberOfInstances INT NOT NULL DEFAULT 0;
+        ALTER TABLE Series ADD COLUMN NumberOfInstances INT NOT NULL DEFAULT 0;
+        ALTER TABLE Series ADD COLUMN NumberOfFrames INT NOT NULL DEFAULT 0;
+        DROP INDEX IF EXISTS ImagesSeriesIndex;
+        DROP INDEX IF EXISTS SeriesStudyIndex;
+        DROP INDEX IF EXISTS StudiesPatientIndex;
+    """,
+}
+#: The lock file every process holding the database open keeps a shared flock on: the first one
+#: to open it alone learns whether the last one closed cleanly (see `_check_after_unclean_shutdown`).
+OPEN_LOCK_FILE = "ctkDICOM.sql.open"
+#: SQLite page cache per connection, KiB (SQLite's default is 2 MB: at a million instances the
+#: indexes browsing walks did not fit, and every page was read again from the OS).
+CACHE_KIB = 65536
 
 #: The attributes the database's own columns are filled from: keyword -> tag "gggg,eeee".
 DATABASE_KEYWORDS = (
@@ -172,8 +199,17 @@ class VerifyReport:
 class DICOMDatabase:
     """An index of DICOM files (Patient / Study / Series / Instance) plus a tag cache."""
 
-    def __init__(self, folder: str | os.PathLike, *, create: bool = True):
+    def __init__(self, folder: str | os.PathLike, *, create: bool = True, check: bool = False):
+        """Open (or create) the database in `folder`.
+
+        Opening costs the same at any size: the schema version is read and both files' headers,
+        nothing more. The full integrity check (`check_integrity`) runs when `check` is true, when
+        the last process to use the database did not close it (its write-ahead log was left
+        behind), and in `db verify`.
+        """
         self.folder = Path(folder).expanduser().resolve()
+        self._open_lock: int | None = None
+        self._check_requested = check
         self.images_folder = self.folder / IMAGES_FOLDER
         self._delete_on_close = False
         self._local = threading.local()
@@ -266,6 +302,7 @@ class DICOMDatabase:
                 self._enable_wal(connection, schema)
             connection.execute("PRAGMA main.synchronous = NORMAL")
             connection.execute("PRAGMA tagcache.synchronous = NORMAL")
+            connection.execute(f"PRAGMA main.cache_size = -{CACHE_KIB}")
         except sqlite3.DatabaseError as error:
             raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot open database: {error}. {REBUILD_HINT}") from error
         connection.row_factory = sqlite3.Row
@@ -348,9 +385,11 @@ class DICOMDatabase:
         self._tag_sets_by_id.clear()
 
     def _open(self) -> None:
+        unclean = self._check_requested or self._last_close_unclean()
         connection = self._conn()
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM main.sqlite_master WHERE type='table'")}
+            connection.execute("SELECT COUNT(*) FROM tagcache.sqlite_master").fetchone()  # its header and schema
         except sqlite3.DatabaseError as error:
             self.close()
             raise DatabaseError(f"{self.folder / DATABASE_FILE}: not a readable SQLite database: {error}. "
@@ -378,7 +417,54 @@ class DICOMDatabase:
                         f"{SCHEMA_VERSION!r}; refusing to open it so nothing is damaged. {REBUILD_HINT}")
             # The tag cache is only a cache: make sure its tables exist (it may have been deleted).
             connection.executescript(self._schema_sql(tagcache_only=True))
-        self._quick_check(connection)
+        if unclean:
+            self._quick_check(connection)
+
+    def _last_close_unclean(self) -> bool:
+        """True when no other process has the database open and a write-ahead log was left behind.
+
+        SQLite removes the log when the last connection closes; one left behind means the last
+        user was killed or crashed (SQLite recovers the log itself; the check is for what a crash
+        may have done besides). A shared flock on OPEN_LOCK_FILE, held while the database is open,
+        tells whether anyone else has it open (their log is then legitimately there).
+        """
+        if fcntl is None:
+            return False
+        try:
+            descriptor = os.open(self.folder / OPEN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:  # a read-only folder: no marker, no check
+            logger.debug("%s: cannot open %s: %s", self.folder, OPEN_LOCK_FILE, error)
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except OSError:
+            alone = False
+        left_behind = False
+        if alone:
+            for name in (DATABASE_FILE, TAGCACHE_FILE):
+                with contextlib.suppress(OSError):
+                    left_behind = left_behind or os.stat(self.folder / f"{name}-wal").st_size > 0
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        if self._open_lock is not None:
+            os.close(self._open_lock)
+        self._open_lock = descriptor
+        if left_behind:
+            logger.warning("%s: not closed cleanly last time; checking its integrity", self.folder)
+        return left_behind
+
+    def check_integrity(self) -> list[str]:
+        """SQLite's quick_check of both files: [] when sound, else the problems found (for `db verify`)."""
+        problems = []
+        connection = self._conn()
+        for schema, file_name in (("main", DATABASE_FILE), ("tagcache", TAGCACHE_FILE)):
+            try:
+                result = [row[0] for row in connection.execute(f"PRAGMA {schema}.quick_check")]
+            except sqlite3.DatabaseError as error:
+                result = [str(error)]
+            if result != ["ok"]:
+                problems.extend(f"{self.folder / file_name}: {line}" for line in result[:20])
+        return problems
 
     @staticmethod
     def _schema_sql(tagcache_only: bool = False) -> str:
@@ -396,9 +482,28 @@ class DICOMDatabase:
         logger.info("Created DICOM database in %s", self.folder)
 
     def _upgrade(self, connection: sqlite3.Connection, version: str) -> None:
-        """Apply a known upgrade in one transaction; data is kept (files are re-indexed if needed)."""
+        """Apply a known upgrade in one transaction; data is kept.
+
+        After the step's SQL, schema.sql's indexes are created and every maintained count is
+        computed. Two processes opening an old database at once: the second finds the version
+        already current once it holds the write lock and does nothing.
+        """
         logger.warning("Upgrading %s from schema %s to %s", self.folder, version, SCHEMA_VERSION)
-        connection.executescript(f"BEGIN;\n{SCHEMA_UPGRADES[version]}\nUPDATE SchemaInfo SET Version='{SCHEMA_VERSION}';\nCOMMIT;")
+        indexes = [s for s in self._schema_sql().split(";") if "CREATE INDEX" in s or "CREATE UNIQUE INDEX" in s]
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if connection.execute("SELECT Version FROM SchemaInfo").fetchone()[0] == version:
+                for statement in [*SCHEMA_UPGRADES[version].split(";"), *indexes]:
+                    if statement.strip():
+                        connection.execute(statement)
+                self._refresh_all_counts(connection)
+                connection.execute("UPDATE SchemaInfo SET Version = ?", (SCHEMA_VERSION,))
+                connection.execute("UPDATE Generation SET Value = Value + 1 WHERE Id = 0")
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     def _quick_check(self, connection: sqlite3.Connection) -> None:
         for schema, file_name in (("main", DATABASE_FILE), ("tagcache", TAGCACHE_FILE)):
@@ -422,6 +527,9 @@ class DICOMDatabase:
             except sqlite3.ProgrammingError:
                 pass  # closed already by its thread
         self._local = threading.local()
+        if self._open_lock is not None:  # after the connections: the last one has removed the log
+            os.close(self._open_lock)
+            self._open_lock = None
         if self._delete_on_close and self.folder.exists():
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -555,12 +663,41 @@ class DICOMDatabase:
                 batch.copies = copies
                 batch.replace_duplicates = replace_duplicates
                 self._store_batch(batch, records, outcomes, copy=copy, copied=copied)
-        except BaseException:
-            for path in copies:  # no row will point at them: orphans on a disk that is probably full
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        except BaseException as error:
+            # A commit that fails on a full disk may still have committed the index's rows: with
+            # WAL, a transaction over the attached tag cache is atomic per file, not across both
+            # (the tag cache is only a cache: missing values are read from the file when asked).
+            committed = self._committed(records, outcomes) if isinstance(error, DatabaseError) else {}
+            for path in copies:  # no row points at the others: orphans on a disk that is probably full
+                if str(path) not in committed.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            if isinstance(error, DatabaseError):
+                error.committed = list(committed)  # type: ignore[attr-defined]  # record paths whose rows exist
             raise
         return outcomes
+
+    def _committed(self, records: Sequence[InstanceRecord], outcomes: list) -> dict[str, str]:
+        """record path -> absolute path of its file, for the records of a failed batch whose Images
+        row exists anyway (see store_instances)."""
+        stored = {}
+        for record, outcome in zip(records, outcomes):
+            # only new rows: a row updated or relinked by the batch existed before it either way
+            if isinstance(outcome, StoreOutcome) and outcome.status == "indexed":
+                path = self.absolute_path(outcome.detail) if outcome.detail else record.path
+                stored[self._lookup_filename(path)] = (record.path, path)
+        found: dict[str, str] = {}
+        try:
+            connection = self._conn()
+            for chunk in _chunks(list(stored)):
+                marks = ",".join("?" * len(chunk))
+                for (filename,) in connection.execute(f"SELECT Filename FROM Images WHERE Filename IN ({marks})",
+                                                      chunk):
+                    found[stored[filename][0]] = stored[filename][1]
+        except sqlite3.Error as error:  # cannot tell: keep every copy (db verify names what is unindexed)
+            logger.warning("Cannot tell which rows of a failed write were kept (%s); keeping its copies", error)
+            return {source: path for source, path in stored.values()}
+        return found
 
     def _store_batch(self, batch: "_Batch", records: Sequence[InstanceRecord],
                      outcomes: list[StoreOutcome | DICOMFileError], *, copy: bool, copied: bool) -> None:

@@ -54,7 +54,8 @@ class ImportSummary:
     cancelled: bool = False
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not DICOM, a DICOMDIR
     duplicate_files: list[tuple[str, str]] = field(default_factory=list)  # (path, which copy is indexed)
-    not_done: list[str] = field(default_factory=list)  # never tried: the import stopped (disk full)
+    not_done: list[str] = field(default_factory=list)  # not imported: the import stopped first (disk full)
+    not_done_bytes: int = 0  # their size
     stopped: str = ""  # why the import stopped before the end ('' when it did not)
 
     @property
@@ -67,6 +68,7 @@ class ImportSummary:
                 "errors": [list(e) for e in self.errors], "elapsed": round(self.elapsed, 3),
                 "cancelled": self.cancelled, "skipped_files": [list(e) for e in self.skipped_files],
                 "duplicate_files": [list(e) for e in self.duplicate_files], "not_done": list(self.not_done),
+                "not_done_bytes": self.not_done_bytes,
                 "stopped": self.stopped}
 
 
@@ -237,25 +239,49 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     scanned: list[str] = []
     taken: dict[str, str] = {}  # SOP Instance UID -> the path this import indexed it from
 
+    untried: list[str] = []  # scanned, never stored: the import stopped first
+    out_of_space: list[str] = []  # the file the disk could not take (named in errors)
+
     def flush() -> None:
         if not batch:
             return
-        try:
-            outcomes = database.store_instances(batch, copy=copy, copied=copied)
-        except DatabaseError as error:  # the whole batch (a full disk): named file by file, then stop
-            outcomes = [DICOMFileError(record.path, f"not stored: {error}") for record in batch]
-            summary.stopped = summary.stopped or f"the database cannot be written: {error}"
+        if copy and _disk_short(database, batch):
+            outcomes = _store_one_by_one(database, batch, summary, copy=copy, copied=copied)
+        else:
+            try:
+                outcomes = database.store_instances(batch, copy=copy, copied=copied)
+            except DatabaseError as error:
+                if not _disk_full(error):  # named file by file, then stop
+                    outcomes = [DICOMFileError(record.path, f"not stored: {error}") for record in batch]
+                    summary.stopped = summary.stopped or f"the database cannot be written: {error}"
+                else:  # rolled back (its copies removed) but for rows the index kept: the rest file by file
+                    logger.warning("Import: %s; storing the batch of %d file(s) one by one", error, len(batch))
+                    kept = set(getattr(error, "committed", ()))
+                    rest = [record for record in batch if record.path not in kept]
+                    stored = iter(_store_one_by_one(database, rest, summary, copy=copy, copied=copied))
+                    outcomes = []
+                    for record in batch:
+                        outcome = (StoreOutcome("indexed", record.value("SOPInstanceUID"), record.path)
+                                   if record.path in kept else next(stored, None))
+                        if outcome is None:  # stopped before this one
+                            break
+                        outcomes.append(outcome)
+        untried.extend(record.path for record in batch[len(outcomes):])
         duplicates: dict[str, tuple[str, list[InstanceRecord]]] = {}
         for record, outcome in zip(batch, outcomes):
             indexed_as = _duplicate_of(outcome) if not copied else None
             if indexed_as is not None:
                 duplicates.setdefault(outcome.sop_instance_uid, (indexed_as, []))[1].append(record)
                 continue
+            if isinstance(outcome, DICOMFileError) and _out_of_space(outcome.reason):
+                if out_of_space:  # not the first: left undone, like the files after it
+                    untried.append(record.path)
+                    continue
+                out_of_space.append(record.path)
+                summary.stopped = summary.stopped or f"no space left on device (copying {outcome.path})"
             _count(summary, outcome)
             if isinstance(outcome, StoreOutcome) and outcome.status in ("indexed", "updated", "relinked"):
                 taken[outcome.sop_instance_uid] = outcome.path
-            if isinstance(outcome, DICOMFileError) and "no space left on device" in outcome.reason:
-                summary.stopped = summary.stopped or f"no space left on device (copying {outcome.path})"
         for sop, (indexed_as, records) in duplicates.items():
             _keep_sound_copy(database, summary, sop, indexed_as, records, copy=copy, taken=taken)
         batch.clear()
@@ -288,11 +314,63 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
             flush()
             if summary.stopped:
                 tried = set(scanned)
-                summary.not_done = [path for path in to_scan if path not in tried]
+                summary.not_done = untried + [path for path in to_scan if path not in tried]
+                summary.not_done_bytes = sum(_size(path) for path in summary.not_done)
                 logger.warning("Import stopped: %s; %d file(s) not imported", summary.stopped, len(summary.not_done))
     summary.elapsed = time.perf_counter() - started
     logger.info("Import: %s", summary.as_dict())
     return summary
+
+
+# room kept free beyond a batch's own bytes before copying it in one transaction: the index
+# rows, the WAL and the tag cache of 500 files take a few megabytes
+_SPARE_BYTES = 16 << 20
+
+
+def _disk_short(database: DICOMDatabase, batch: list[InstanceRecord]) -> bool:
+    """Whether the database's file system may not hold this batch's copies and its rows. Why: a
+    batch is one transaction, and a disk that fills up halfway fails the commit, which used to
+    throw away every copy of the batch (up to 500 files) though most of them fitted."""
+    try:
+        stats = os.statvfs(database.folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < sum(record.size for record in batch) + _SPARE_BYTES
+
+
+def _out_of_space(reason: str) -> bool:
+    return "no space left on device" in reason or "database or disk is full" in reason
+
+
+def _disk_full(error: DatabaseError) -> bool:
+    return _out_of_space(str(error)) or _out_of_space(str(error.__cause__ or ""))
+
+
+def _store_one_by_one(database: DICOMDatabase, records: list[InstanceRecord], summary: ImportSummary, *,
+                      copy: bool, copied: bool) -> list:
+    """Store (copy) each record in its own transaction, and stop at the first that the disk cannot
+    take: what fitted stays, that file's partial copy is removed (store_instances), and the
+    records after it get no outcome (the caller names them as not done)."""
+    outcomes: list = []
+    for record in records:
+        try:
+            outcome = database.store_instances([record], copy=copy, copied=copied)[0]
+        except DatabaseError as error:
+            full = _disk_full(error)
+            outcome = DICOMFileError(record.path, f"not stored: {'no space left on device: ' if full else ''}{error}")
+            summary.stopped = summary.stopped or (f"no space left on device (storing {record.path})"
+                                                  if full else f"the database cannot be written: {error}")
+        outcomes.append(outcome)
+        if isinstance(outcome, DICOMFileError) and (_out_of_space(outcome.reason) or summary.stopped):
+            break
+    return outcomes
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 _DUPLICATE_DETAILS = ("already indexed as ", "already copied to ")

@@ -110,8 +110,11 @@ def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, worker
                f"in {summary.elapsed:.2f} s ({rate:.0f} files/s)")
     click.echo(f"database: {logic.database.folder}")
     if summary.stopped:
-        click.echo(f"import stopped: {summary.stopped}; {len(summary.not_done)} of {summary.seen} file(s) were "
-                   f"not tried (import the same paths again once there is room)", err=True)
+        for path in summary.not_done:
+            console.print(f"not done: {path}", markup=False)
+        click.echo(f"import stopped: {summary.stopped}; {len(summary.not_done)} of {summary.seen} file(s) "
+                   f"({summary.not_done_bytes / 1e6:.1f} MB) were not imported, listed above as 'not done' "
+                   f"(import the same paths again once there is room)", err=True)
         sys.exit(1)
 
 
