@@ -271,8 +271,9 @@ class DICOMBrowserLogic:
         return nodes.get_node(self.database_folder, name)
 
     def start_listener(self, port: int | None = None, ae_title: str | None = None, host: str | None = None,
-                       on_indexed: Callable[[str, str], Any] | None = None, limits: Any = None):
-        """Start the Storage SCP in the background (settings' AE title/port/timeouts/limits unless
+                       on_indexed: Callable[[str, str], Any] | None = None, limits: Any = None,
+                       fsync: bool | None = None):
+        """Start the Storage SCP in the background (settings' AE title/port/timeouts/limits/fsync unless
         given; `limits`: networking.admission.ConnectionLimits); returns its status."""
         from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
         from DICOMBrowser.DICOMBrowserLib.networking.admission import ConnectionLimits
@@ -283,7 +284,8 @@ class DICOMBrowserLogic:
         self._listener = StorageListener(
             self.database, ae_title=ae_title or settings.ae_title, port=port or settings.port,
             host=host or settings.listen_host, allowed_callers=settings.allowed_callers, on_indexed=on_indexed,
-            limits=limits or ConnectionLimits(**settings.listener_limits()))
+            limits=limits or ConnectionLimits(**settings.listener_limits()),
+            fsync=settings.fsync if fsync is None else fsync)
         return self._listener.start()
 
     def stop_listener(self):

@@ -170,3 +170,70 @@ def test_disk_full_answers_out_of_resources(small_disk, series_factory):
     stop(listener)
     assert acked <= indexed_uids(folder)
     assert not leftovers(folder)
+
+
+def count_fsyncs(monkeypatch) -> list[int]:
+    """Count os.fsync calls of this process (SQLite's own, in C, are not counted)."""
+    calls = []
+    real = os.fsync
+
+    def counting(descriptor):
+        calls.append(descriptor)
+        return real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_fsync_setting_flushes_each_received_instance(tmp_path, series_factory, cli_runner, monkeypatch, setting):
+    """Given `config set fsync on|off`, when storescu sends 3 instances to the listener the logic
+    starts from the settings, then each is flushed (file and folder: at least 2 fsyncs each) before
+    its Success, or none is."""
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+    from network_peers import storescu
+
+    assert cli_runner("config", "set", "fsync", setting).exit_code == 0
+    shown = json.loads(cli_runner("config", "show", "--json").output)
+    assert shown["fsync"] is (setting == "on")
+    files = series_factory(count=3)
+    calls = count_fsyncs(monkeypatch)
+    logic = DICOMBrowserLogic(cli_runner.database_dir)
+    port = free_port()
+    logic.start_listener(port=port, ae_title=AE, host="127.0.0.1")
+    try:
+        assert storescu(port, AE, files, timeout=60).returncode == 0
+    finally:
+        status = logic.stop_listener()
+        logic.database.close()
+    assert status.received == 3 and status.indexed == 3
+    if setting == "on":
+        assert len(calls) >= 2 * 3
+    else:
+        assert calls == []
+
+
+def test_listen_fsync_option_and_bad_value(tmp_path, series_factory, cli_runner, monkeypatch):
+    """`listen --fsync` overrides the setting (off), and `config set fsync` refuses anything but on/off."""
+    import threading
+
+    from network_peers import storescu
+
+    bad = cli_runner("config", "set", "fsync", "sometimes")
+    assert bad.exit_code != 0 and "on or off" in bad.output
+    files = series_factory(count=2)
+    calls = count_fsyncs(monkeypatch)
+    port = free_port()
+    result = {}
+    listener = threading.Thread(target=lambda: result.update(run=cli_runner(
+        "listen", "--fsync", "--port", str(port), "--host", "127.0.0.1", "--ae-title", AE, "--duration", "6")))
+    listener.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert storescu(port, AE, files, timeout=60).returncode == 0
+    finally:
+        listener.join(60)
+    assert "fsync on" in result["run"].output and "2 received" in result["run"].output, result["run"].output
+    assert len(calls) >= 2 * 2

@@ -70,6 +70,8 @@ class DatabaseSettings:
     max_associations: int = 16
     max_associations_per_host: int = 8
     max_pdu_size: int = 1 << 20
+    # received instances (listener, C-GET) flushed to disk before Success: see docs/networking.md
+    fsync: bool = False
 
     def listener_limits(self) -> dict[str, float | int]:
         """The keyword arguments of networking.admission.ConnectionLimits."""

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 LIMIT_KEYS = ("acse-timeout", "dimse-timeout", "network-timeout", "max-associations",
               "max-associations-per-host", "max-pdu-size")
-CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers", *LIMIT_KEYS)
+CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers", *LIMIT_KEYS, "fsync")
 
 
 def _quiet_pynetdicom() -> None:
@@ -63,12 +63,15 @@ def register(cli: click.Group) -> None:
     def config_set(state, key: str, value: str) -> None:
         """Set KEY to VALUE: ae-title, port, host (listener interface), allowed-callers (comma list, '' = any);
         the listener's acse-timeout, dimse-timeout, network-timeout (seconds, default 30),
-        max-associations (16), max-associations-per-host (8), max-pdu-size (bytes, 1048576)."""
+        max-associations (16), max-associations-per-host (8), max-pdu-size (bytes, 1048576);
+        fsync on|off (received instances flushed to disk before they are acknowledged; default off)."""
         from ..networking import nodes
 
         folder = state.logic().database_folder
         if key in LIMIT_KEYS:
             nodes.set_listener_limit(folder, key, value)
+        elif key == "fsync":
+            value = "on" if nodes.set_fsync(folder, value).fsync else "off"
         elif key == "ae-title":
             settings = nodes.set_ae_title(folder, value)
         elif key == "port":
@@ -93,6 +96,7 @@ def register(cli: click.Group) -> None:
                    f"allowed-callers: {', '.join(settings.allowed_callers) or '(any)'}\nnodes: {len(settings.nodes)}")
         for key in LIMIT_KEYS:
             click.echo(f"{key}: {getattr(settings, key.replace('-', '_'))}")
+        click.echo(f"fsync: {'on' if settings.fsync else 'off'}")
 
     @cli.group("node")
     def node_group() -> None:
@@ -160,10 +164,14 @@ def register(cli: click.Group) -> None:
     @click.option("--max-associations", type=int, default=None, help="Associations at once (default: setting, 16).")
     @click.option("--max-associations-per-host", type=int, default=None,
                   help="Associations at once from one host (default: setting, 8).")
+    @click.option("--max-pdu-size", type=int, default=None,
+                  help="Largest P-DATA PDU we announce and accept, bytes (default: setting, 1048576).")
+    @click.option("--fsync/--no-fsync", default=None,
+                  help="Flush each received instance to disk before acknowledging it (default: setting, off).")
     @click.option("--duration", type=float, default=None, hidden=True, help="Stop after this many seconds.")
     @pass_cli
     def listen_command(state, port: int | None, ae_title: str | None, host: str | None,
-                       duration: float | None, **overrides: float | int | None) -> None:
+                       duration: float | None, fsync: bool | None, **overrides: float | int | None) -> None:
         """Receive instances into the database until Ctrl-C or SIGTERM."""
         from ..networking.admission import ConnectionLimits, LimitError
 
@@ -182,9 +190,11 @@ def register(cli: click.Group) -> None:
             except ValueError:  # not the main thread (e.g. a test runner): rely on --duration
                 pass
         try:
-            status = logic.start_listener(port=port, ae_title=ae_title, host=host, limits=limits)
+            fsync = logic.settings.fsync if fsync is None else fsync
+            status = logic.start_listener(port=port, ae_title=ae_title, host=host, limits=limits, fsync=fsync)
             click.echo(f"Listening as {status.ae_title} on {status.host}:{status.port}, storing into "
-                       f"{logic.database_folder}; timeouts ACSE {limits.acse_timeout:g} s, DIMSE "
+                       f"{logic.database_folder}{' (fsync on)' if fsync else ''}; timeouts ACSE "
+                       f"{limits.acse_timeout:g} s, DIMSE "
                        f"{limits.dimse_timeout:g} s, idle {limits.network_timeout:g} s; at most "
                        f"{limits.max_associations} associations ({limits.max_associations_per_host} per host); "
                        f"Ctrl-C to stop", err=True)

@@ -141,3 +141,19 @@ def set_listener_limit(folder: Path, name: str, value: str | float | int) -> Dat
     settings = dataclasses.replace(settings, **{field_name: number})
     settings.save(folder)
     return settings
+
+
+def set_fsync(folder: Path, value: str | bool) -> DatabaseSettings:
+    """Turn the fsync of received instances on or off ('on'/'off', also true/false, yes/no, 1/0)."""
+    import dataclasses
+
+    text = str(value).strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        enabled = True
+    elif text in ("off", "false", "no", "0"):
+        enabled = False
+    else:
+        raise NodeConfigError(f"fsync {value!r} must be on or off")
+    settings = dataclasses.replace(DatabaseSettings.load(folder), fsync=enabled)
+    settings.save(folder)
+    return settings

@@ -41,7 +41,7 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
         else:
             targets.append((uid, level, None))
     if method == "get":
-        writer = ReceivedInstanceWriter(database)
+        writer = ReceivedInstanceWriter(database, fsync=settings.fsync)
         writer.start()
         try:
             for uid, uid_level, study_uid in targets:
@@ -57,7 +57,7 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
     if own:
         listener = StorageListener(database, ae_title=settings.ae_title, port=settings.port,
                                    host=settings.listen_host, allowed_callers=settings.allowed_callers,
-                                   limits=ConnectionLimits(**settings.listener_limits()))
+                                   limits=ConnectionLimits(**settings.listener_limits()), fsync=settings.fsync)
         listener.start()
     assert listener is not None
     before = listener.writer.counters.received

@@ -10,8 +10,10 @@ EVT_C_STORE event pynetdicom triggers, and `store_encoded(...)` for the store la
 Atomicity: each instance is written to a hidden temporary file in its final folder, optionally
 fsync'ed, then `os.replace`d onto its final name, and only then queued for indexing; so a reader,
 the indexer or a crash never sees a half-written instance under a final name. fsync policy
-(`fsync=`): False by default (ext4/xfs order the data before the rename's metadata, and a
-transfer that dies with the machine is re-sent anyway); True adds an fsync per file.
+(`fsync=`, the `fsync` setting): off by default: a killed process loses nothing (the page cache
+is the kernel's), a power cut may lose what the kernel had not yet written back. On: the file is
+fsync'ed before its rename and its folder after it (and new study/series folders when made), so
+the instance is on disk, under its name, before the peer hears Success.
 
 Paths: `images_folder/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`, each part a UID only when it
 is a well-formed UID (digits and dots, no empty or '..' component, <= 64 chars); anything else
@@ -222,6 +224,15 @@ def _write_all(descriptor: int, buffers: list[bytes | memoryview]) -> None:
                 view = view[os.write(descriptor, view):]
 
 
+def _fsync_directory(folder: str) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _head(fragments: list[bytes | memoryview], enough: int = 1 << 20) -> bytes | memoryview:
     """The start of a data set received in fragments, for study_and_series: the first fragment when
     it is big enough, else the first ones joined up to `enough` bytes (the UIDs are near the start)."""
@@ -283,7 +294,13 @@ class ReceivedInstanceWriter:
             # belt and braces: the components above cannot contain separators, check anyway
             if os.path.commonpath([self.images_folder, path]) != str(self.images_folder):
                 raise DICOMBrowserError(f"refusing to write series {series_uid!r} outside {self.images_folder}")
-            path.mkdir(parents=True, exist_ok=True)
+            if self.fsync and not path.is_dir():
+                made = [p for p in (path, path.parent) if not p.is_dir()]
+                path.mkdir(parents=True, exist_ok=True)
+                for directory in [*made, self.images_folder]:  # each new entry, in its parent
+                    _fsync_directory(str(directory.parent))
+            else:
+                path.mkdir(parents=True, exist_ok=True)
             folder = str(path)
             with self._lock:
                 if len(self._folders) >= 4096:  # a long-running listener: forget, re-check on next use
@@ -326,6 +343,8 @@ class ReceivedInstanceWriter:
             finally:
                 os.close(descriptor)
             os.replace(temporary, final)
+            if self.fsync:  # the rename itself is durable only once its folder is flushed
+                _fsync_directory(folder)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
