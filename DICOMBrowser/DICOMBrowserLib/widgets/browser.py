@@ -342,10 +342,11 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.splitter.setObjectName("browserSplitter")
         for widget in (self.patient_table, self.study_table, self.series_table, self.thumbnails, self.bottom_tabs):
-            widget.setMinimumHeight(0)
+            # a set (non-zero) minimum replaces the widget's own larger hint: the window can shrink
+            widget.setMinimumHeight(24)
             self.splitter.addWidget(widget)
         self.splitter.setChildrenCollapsible(True)
-        for index, stretch in enumerate((3, 2, 3, 0, 3)):
+        for index, stretch in enumerate((3, 2, 3, 1, 3)):
             self.splitter.setStretchFactor(index, stretch)
         self.splitter.setSizes([150, 90, 130, ICON_SIZE + 40, 200])
 
