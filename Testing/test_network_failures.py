@@ -422,3 +422,75 @@ def test_storescu_command_sets_parse_as_pynetdicom_decodes_them(database, series
         with open(row["FilePath"], "rb") as handle:
             data = handle.read()
         assert data[received.file_meta.FileMetaInformationGroupLength + 144:] == sent[received.SOPInstanceUID]
+
+
+class StallingGetSCP:
+    """A C-GET SCP (pynetdicom) that announces one sub-operation, then writes the first 100 bytes
+    of a 16 kB P-DATA PDU and says nothing more until the test ends (bounded wait)."""
+
+    def __init__(self, database_folder, ae_title: str = "STALLING"):
+        from pynetdicom import AE as PynetdicomAE, StoragePresentationContexts, evt as pyevt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+        self.release = threading.Event()
+        self.ae = PynetdicomAE(ae_title=ae_title)
+        self.ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+        for context in StoragePresentationContexts[:126]:
+            self.ae.add_supported_context(context.abstract_syntax, scu_role=True, scp_role=True)
+        self.port = free_port()
+        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
+                                           evt_handlers=[(pyevt.EVT_C_GET, self.handle_get)])
+
+    def handle_get(self, event):
+        yield 1
+        raw = event.assoc.dul.socket.socket
+        raw.sendall(bytes([0x04, 0, 0, 0, 0x40, 0x00]) + bytes(94))  # 100 of 16,390 bytes
+        self.release.wait(60)
+        yield 0xA702, None
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_c_get_gets_the_listeners_timeouts(cli_runner, monkeypatch):
+    """Given the listener's timeouts set to 2 s, when a C-GET peer stops halfway through a PDU,
+    then the retrieve ends with an error naming the peer (its network thread is not held: the
+    association's socket reads time out after dimse-timeout), and the association used every
+    timeout of the listener's settings."""
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+    for key, value in (("acse-timeout", "2"), ("dimse-timeout", "2"), ("network-timeout", "3"),
+                       ("max-pdu-size", "65536")):
+        assert cli_runner("config", "set", key, value).exit_code == 0
+    seen = {}
+    real_associate = scu.associate
+
+    def recording_associate(ae, node, **kwargs):
+        assoc = real_associate(ae, node, **kwargs)
+        raw = assoc.dul.socket.socket
+        seen.update(acse=assoc.acse_timeout, dimse=assoc.dimse_timeout, network=assoc.network_timeout,
+                    socket=raw.gettimeout(), pdu=assoc.requestor.maximum_length)
+        return assoc
+
+    monkeypatch.setattr(scu, "associate", recording_associate)
+    peer = StallingGetSCP(cli_runner.database_dir)
+    logic = DICOMBrowserLogic(cli_runner.database_dir)
+    outcome = {}
+    try:
+        assert cli_runner("node", "add", "stalling", "--ae-title", "STALLING", "--host", "127.0.0.1",
+                          "--port", str(peer.port), "--retrieve", "get").exit_code == 0
+        worker = threading.Thread(target=lambda: outcome.update(
+            summary=logic.retrieve("stalling", ["1.2.3.4"], level="study", method="get")), daemon=True)
+        worker.start()
+        worker.join(60)  # a hang guard: the 2 s timeouts end it long before
+        assert not worker.is_alive(), "the C-GET did not give up on a peer stuck halfway through a PDU"
+    finally:
+        peer.stop()
+        logic.database.close()
+    assert seen == {"acse": 2.0, "dimse": 2.0, "network": 3.0, "socket": 2.0, "pdu": 65536}
+    summary = outcome["summary"]
+    assert summary.errors and any("stalling" in error and "STALLING@127.0.0.1" in error for error in summary.errors), \
+        summary.errors
+    assert summary.received == 0

@@ -218,6 +218,21 @@ def _host(assoc: Any) -> str:
     return str(getattr(getattr(assoc, "requestor", None), "address", "?"))
 
 
+def requestor_guard(limits: ConnectionLimits):
+    """An EVT_CONN_OPEN handler for our own requestor associations that receive data (C-GET):
+    what the listener's connections get in ConnectionGuard._on_open. pynetdicom leaves a
+    requestor's socket blocking once connected, so a peer stopping halfway through a PDU held
+    the network thread until the association was aborted from outside."""
+
+    def on_open(event: Any) -> None:
+        sock = raw_socket(event.assoc)
+        if sock is not None:
+            sock.settimeout(limits.dimse_timeout)
+        guard_reads(event.assoc, limits)
+
+    return on_open
+
+
 def guard_reads(assoc: Any, limits: ConnectionLimits) -> None:
     """The connection's `recv(n)`, which pynetdicom's own PDU reader calls with the claimed PDU
     length (the store lane reads only headers through it): a length above our limits is refused

@@ -31,7 +31,8 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
 from .. import headerscan
 from ..config import RemoteNode
 from ..errors import NetworkError
-from . import storesend
+from . import admission, storesend
+from .admission import ConnectionLimits
 from .sockets import NAGLE_OFF
 from .storage import ReceivedInstanceWriter, store_handler
 
@@ -146,7 +147,7 @@ def _classify_connect_failure(node: RemoteNode, timeout: float) -> str:
 
 
 def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list | None = None,
-              evt_handlers: list | None = None):
+              evt_handlers: list | None = None, max_pdu: int = MAX_PDU_SIZE):
     """Open an association or raise NetworkError naming the peer and the reason."""
     answers: list[Any] = []
 
@@ -159,7 +160,7 @@ def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list 
     _config.LOG_RESPONSE_IDENTIFIERS = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
     started = time.monotonic()
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg,
-                         evt_handlers=handlers, max_pdu=MAX_PDU_SIZE)
+                         evt_handlers=handlers, max_pdu=max_pdu)
     if assoc.is_established:
         return assoc
     if assoc.is_rejected:
@@ -365,19 +366,30 @@ def get_contexts() -> list:
 
 def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: ReceivedInstanceWriter, *,
         study_uid: str | None = None, model: str = "study", timeout: float = 60.0,
-        progress: Progress | None = None, summary: RetrieveSummary | None = None) -> RetrieveSummary:
-    """C-GET a study or series on one association; instances are written and indexed by `writer`."""
+        progress: Progress | None = None, summary: RetrieveSummary | None = None,
+        limits: ConnectionLimits | None = None) -> RetrieveSummary:
+    """C-GET a study or series on one association; instances are written and indexed by `writer`.
+
+    `limits` (the listener's settings, admission.ConnectionLimits): the peer sends us C-STOREs
+    here as it would to our listener, so the association gets the listener's timeouts (ACSE,
+    DIMSE, idle), its PDU size, a socket read timeout of dimse_timeout and the same bounded PDU
+    reads (admission.guard_reads): a PACS that stops halfway through a PDU or claims a huge one
+    cannot hold the retrieve. Without `limits`, every timeout is `timeout`."""
     model_uid = (PatientRootQueryRetrieveInformationModelGet if model == "patient"
                  else StudyRootQueryRetrieveInformationModelGet)
     summary = summary or RetrieveSummary(method="get")
+    limits = limits or ConnectionLimits(acse_timeout=timeout, dimse_timeout=timeout, network_timeout=timeout)
     ae = make_ae(calling_ae, timeout=timeout)
+    ae.acse_timeout, ae.dimse_timeout = limits.acse_timeout, limits.dimse_timeout
+    ae.network_timeout, ae.maximum_pdu_size = limits.network_timeout, limits.max_pdu_size
     contexts = get_contexts()
     ae.requested_contexts = contexts
     roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts[2:]]
     received_before = writer.counters.received
     started = time.monotonic()
-    assoc = associate(ae, node, timeout=timeout, ext_neg=roles,
-                      evt_handlers=[(evt.EVT_C_STORE, store_handler(writer))])
+    assoc = associate(ae, node, timeout=limits.acse_timeout, ext_neg=roles, max_pdu=limits.max_pdu_size,
+                      evt_handlers=[(evt.EVT_C_STORE, store_handler(writer)),
+                                    (evt.EVT_CONN_OPEN, admission.requestor_guard(limits))])
     responses = assoc.send_c_get(_retrieve_identifier(level, uid, study_uid), model_uid)
     _follow_retrieve(assoc, responses, node, uid, "C-GET", summary, progress)
     summary.received += writer.counters.received - received_before

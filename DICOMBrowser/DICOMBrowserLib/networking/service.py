@@ -46,7 +46,7 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
         try:
             for uid, uid_level, study_uid in targets:
                 scu.get(node, settings.ae_title, uid, uid_level, writer, study_uid=study_uid, timeout=timeout,
-                        progress=progress, summary=summary)
+                        progress=progress, summary=summary, limits=ConnectionLimits(**settings.listener_limits()))
         finally:
             writer.wait_indexed(timeout)
             writer.stop()
