@@ -349,7 +349,8 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
     from . import volumeio
 
     nifti = options.fmt in ("nii", "nii.gz")
-    _return_freed_memory()  # before the biggest allocation: the scan's and examine's garbage goes back
+    if len(loadable.files) > LARGE_SERIES_FILES:  # before the biggest allocation: the scan's and examine's
+        _return_freed_memory()                     # garbage goes back (a full collection costs ~80 ms)
     volume = plugin.read_volume(loadable, stored=nifti)
     voxels = volume.voxels
     kind = loadable.extra.get("kind")
@@ -385,6 +386,11 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
     return WrittenImage(series_uid="", series="", loadable=loadable.name, plugin=loadable.plugin, path=str(path),
                         sidecars=sidecars, shape=shape, dtype=str(voxels.dtype), suffix=suffix,
                         warning=loadable.warning)
+
+
+#: series of more files than this return freed memory to the system before their voxels are read:
+#: for them the peak matters; for small series the collection would cost more than they weigh
+LARGE_SERIES_FILES = 256
 
 
 def _return_freed_memory() -> None:

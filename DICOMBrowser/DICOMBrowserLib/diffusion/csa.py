@@ -5,6 +5,7 @@ The older CSA1 layout (no "SV10" signature) is delegated to nibabel.nicom.csarea
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import struct
@@ -91,13 +92,29 @@ def _private_block(ds: pydicom.Dataset, element: int) -> bytes | None:
 def image_header(ds: pydicom.Dataset, source: str = "") -> dict[str, list[Any]]:
     """The CSA image header (0029,xx10) as a dict; {} when absent."""
     data = _private_block(ds, 0x10)
-    return parse_csa(data, source) if data else {}
+    return _parsed_csa(bytes(data), source) if data else {}
 
 
 def series_header(ds: pydicom.Dataset, source: str = "") -> dict[str, list[Any]]:
     """The CSA series header (0029,xx20) as a dict; {} when absent."""
     data = _private_block(ds, 0x20)
-    return parse_csa(data, source) if data else {}
+    return _parsed_csa(bytes(data), source) if data else {}
+
+
+#: parsed CSA headers by content: a series' files share their series header, and one examination
+#: parses each file's image header in several places (mosaic layout, diffusion encoding). Callers
+#: only read the dicts.
+_CSA_CACHE: "dict[bytes, dict[str, list[Any]]]" = {}
+
+
+def _parsed_csa(data: bytes, source: str) -> dict[str, list[Any]]:
+    found = _CSA_CACHE.get(data)
+    if found is None:
+        found = parse_csa(data, source)
+        if len(_CSA_CACHE) >= 512:
+            _CSA_CACHE.clear()
+        _CSA_CACHE[data] = found
+    return found
 
 
 _ASCCONV = re.compile(rb"### ASCCONV BEGIN[^\n]*\n(.*?)### ASCCONV END", re.S)
@@ -108,6 +125,11 @@ def ascconv(ds: pydicom.Dataset, source: str = "") -> dict[str, str]:
     data = _private_block(ds, 0x20)
     if not data:
         return {}
+    return _parsed_ascconv(bytes(data))
+
+
+@functools.lru_cache(maxsize=64)  # one protocol per series: every file of it carries the same block
+def _parsed_ascconv(data: bytes) -> dict[str, str]:
     match = _ASCCONV.search(data)
     if match is None:
         return {}

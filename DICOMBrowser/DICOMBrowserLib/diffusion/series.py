@@ -9,6 +9,7 @@ have different frame counts (missing slices), a warning says so.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from dataclasses import dataclass, field
@@ -321,10 +322,33 @@ def _headers(files: list[str], database: Any = None) -> tuple[list[Any], dict[st
 
 
 def _read_header(path: str, tags: Sequence[int] | None = None) -> pydicom.Dataset | None:
-    """A full header parse, or only `tags` (pydicom skips the other values by length)."""
+    """A full header parse, or only `tags` (pydicom skips the other values by length).
+
+    Kept per file (path, size, modification time) and tag set: one examination plans a mosaic or
+    multi-frame series in both plugins and again to load it, and these parses are most of that
+    time. The datasets are shared: callers only read them."""
+    import os
+
+    if not tags:  # the whole header: the one cache the scalar plugin's multi-frame reading uses too
+        from .. import multiframe
+
+        try:
+            return multiframe.read_header(str(path))
+        except DICOMFileError as error:
+            logger.warning("Skipping %s: %s", path, error)
+            return None
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                               specific_tags=list(tags) if tags else None)
+        stat = os.stat(path)
+    except OSError as error:
+        logger.warning("Skipping %s: %s", path, error)
+        return None
+    return _cached_header(str(path), stat.st_size, stat.st_mtime_ns, tuple(tags))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_header(path: str, size: int, mtime_ns: int, tags: tuple[int, ...]) -> pydicom.Dataset | None:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=list(tags))
     except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as error:
         logger.warning("Skipping %s: %s", path, error)
         return None
