@@ -154,6 +154,12 @@ def test_examine_names_referenced_series_and_always_loads_it(cli_runner, seg_dat
     assert result.exit_code == 0, result.output
     assert scene.load_scene(tmp_path / "alone.mrb").GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 0
 
+    # the command-line flag overrides the environment
+    result = cli_runner("load", uids["liver.dcm"], "--referenced", "always", "--output", str(tmp_path / "flag.mrb"),
+                        database=database)
+    assert result.exit_code == 0, result.output
+    assert scene.load_scene(tmp_path / "flag.mrb").GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1
+
 
 def test_96_frame_seg_without_its_images_keeps_every_segment_pixel(corpus):
     """Orthanc's glioma SEG (3 segments over 32 planes, the MR absent): every segment keeps exactly

@@ -22,8 +22,10 @@ def _examine(state: CLIContext, targets: tuple[str, ...]):
     return report
 
 
-def _load(state: CLIContext, targets: tuple[str, ...], index: int | None, single: bool):
-    """Examine, choose (index or defaults), load into a new scene; returns (loadables, nodes)."""
+def _load(state: CLIContext, targets: tuple[str, ...], index: int | None, single: bool,
+          referenced: str | None = None):
+    """Examine, choose (index or defaults), load into a new scene; returns (loadables, nodes).
+    `referenced` says whether a SEG or structure set also loads the series it refers to."""
     logic = state.logic()
     report = _examine(state, targets)
     chosen = logic.choose_loadables(report.loadables, index)
@@ -34,7 +36,7 @@ def _load(state: CLIContext, targets: tuple[str, ...], index: int | None, single
     for loadable in chosen:
         if loadable.warning:
             click.echo(f"warning: {loadable.name}: {loadable.warning}", err=True)
-    return chosen, logic.load(chosen, report=report)
+    return chosen, logic.load(chosen, report=report, referenced=referenced)
 
 
 def _distinct_suffixes(loadables) -> bool:
@@ -88,11 +90,14 @@ def examine_command(state: CLIContext, targets: tuple[str, ...], as_json: bool) 
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
               help="Also write axial/sagittal/coronal slices of the volume to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.option("--referenced", type=click.Choice(["ask", "always", "never"]), default=None,
+              help="Also load the image series a SEG or structure set refers to: always, never, or ask "
+                   "(without a terminal to ask: never). Default: $DICOMBROWSER_LOAD_REFERENCED, else ask.")
 @click.option("--sidecars", is_flag=True,
               help="NIfTI/NRRD: also write the BIDS <name>.json and the <name>.provenance.json slice map (as convert).")
 @pass_cli
 def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None, output: str,
-                 screenshot: str | None, as_json: bool, sidecars: bool) -> None:
+                 screenshot: str | None, as_json: bool, referenced: str | None, sidecars: bool) -> None:
     """Load series into volume nodes and write them (NRRD, NIfTI, MRML scene or MRB bundle).
 
     TARGETS are database UIDs (patient key, study, series, instance) or files/folders read
@@ -108,7 +113,7 @@ def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
             result["seconds"] = round(time.perf_counter() - started, 3)
             _report(result, as_json)
             return
-    chosen, nodes = _load(state, targets, index, single=not scene_output)
+    chosen, nodes = _load(state, targets, index, single=not scene_output, referenced=referenced)
     logic = state.logic()
     if scene_output or len(nodes) == 1:
         outputs = [str(logic.save_volume(nodes[0], output))]
