@@ -240,3 +240,90 @@ def test_six_byte_attack_keeps_memory_bounded(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def _peak_resident_mb(pid: int) -> float:
+    """The process's high-water mark of resident memory (VmHWM): no polling needed."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def write_large_instance(path: Path, rows: int, columns: int) -> int:
+    """A valid 16-bit CT instance of rows x columns zero pixels, written without holding its pixel
+    data in memory; returns the pixel data length."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.SOPClassUID = CTImageStorage
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.PatientName, dataset.PatientID, dataset.Modality = "Large^Instance", "LARGE", "CT"
+    dataset.Rows, dataset.Columns, dataset.SamplesPerPixel = rows, columns, 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 16, 15, 0
+    pydicom.dcmwrite(path, dataset, enforce_file_format=True)
+    length = rows * columns * 2
+    chunk = bytes(1 << 20)
+    with open(path, "ab") as handle:
+        handle.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, length))
+        for start in range(0, length, len(chunk)):
+            handle.write(chunk[:min(len(chunk), length - start)])
+    return length
+
+
+@pytest.mark.slow
+def test_large_instance_in_small_pdus_keeps_memory_bounded(tmp_path):
+    """`dicombrowser listen --max-pdu-size 16384` in its own process; storescu sends one 200 MB
+    instance, which arrives in ~12,800 PDUs: the listener writes it as it arrives (it used to hold
+    every PDU until the last), so its peak resident memory grows by far less than the instance,
+    and the stored file is the instance, byte for byte after the file meta."""
+    import subprocess
+    import sys
+
+    from network_peers import port_open
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to read the listener's peak resident memory")
+    source = tmp_path / "large.dcm"
+    pixel_bytes = write_large_instance(source, 10240, 10240)
+    port = free_port()
+    database = tmp_path / "db"
+    process = subprocess.Popen([sys.executable, "-m", "DICOMBrowser", "--database", str(database), "listen",
+                                "--port", str(port), "--host", "127.0.0.1", "--ae-title", AE,
+                                "--max-pdu-size", "16384"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open(port) and time.monotonic() < deadline:
+            assert process.poll() is None, "listener exited"
+            time.sleep(0.1)
+        before = _peak_resident_mb(process.pid)
+        result = storescu(port, AE, [source], timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        peak = _peak_resident_mb(process.pid)
+    finally:
+        process.terminate()
+        try:
+            _, errors = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate(timeout=10)
+    [stored] = list((database / "dicom").rglob("*.dcm"))
+    assert stored.stat().st_size > pixel_bytes
+    with open(source, "rb") as a, open(stored, "rb") as b:
+        a.seek(-(pixel_bytes + 12), 2)
+        b.seek(-(pixel_bytes + 12), 2)
+        while True:  # the data set's tail (pixel data element), compared in 8 MB steps
+            left, right = a.read(8 << 20), b.read(8 << 20)
+            assert left == right
+            if not left:
+                break
+    print(f"200 MB instance in 16 kB PDUs: listener peak resident memory {before:.0f} MB before, {peak:.0f} MB after")
+    assert peak - before < 64, f"peak resident memory grew from {before:.0f} MB to {peak:.0f} MB ({errors[-500:]!r})"

@@ -34,6 +34,7 @@ class Outcome:
     stored: dict[str, bytes]      # SOP Instance UID -> data set bytes of the file in the database
     served: int = 0               # by the lane (0 when it was off)
     handed_over: int = 0          # P-DATA-TF PDUs the lane gave to pynetdicom
+    spooled: int = 0              # data sets the lane wrote as they arrived
 
 
 def data_set_bytes(path: Path) -> tuple[str, str, str, bytes]:
@@ -106,7 +107,7 @@ def run(tmp_path: Path, name: str, pdus: list[bytes], responses: int, syntax: st
             database.close()
     served = lanes[0].served if lanes else 0
     handed = lanes[0].handed_over if lanes else 0
-    return Outcome(statuses, aborted, stored, served, handed)
+    return Outcome(statuses, aborted, stored, served, handed, lanes[0].spooled if lanes else 0)
 
 
 @pytest.fixture
@@ -311,3 +312,41 @@ def test_writer_takes_a_data_set_in_fragments(tmp_path, series_factory):
         assert writer.counters.received_bytes == 2 * len(data)
     finally:
         database.close()
+
+
+@pytest.fixture
+def spool_at_once(monkeypatch):
+    """The lane writes every data set as it arrives from its first data PDU on (normally only
+    beyond max(4 x max PDU, 1 MB)), so that small hand-made messages take the spooling path."""
+    monkeypatch.setattr(storelane, "SPOOL_AFTER", 1)
+    monkeypatch.setattr(storelane, "SPOOL_FACTOR", 0)
+
+
+def test_data_set_written_as_it_arrives(tmp_path, monkeypatch, instance, spool_at_once):
+    """A data set over three PDUs, written to its file PDU by PDU: same response, same bytes."""
+    sop_class, sop, syntax, data = instance
+    pdus = [p_data_tf(pdv(1, COMMAND | LAST, store_rq_command(sop_class, sop, 1))),
+            *(p_data_tf(pdv(1, 0, piece)) for piece in pieces(data, 3)[:-1]),
+            p_data_tf(pdv(1, LAST, pieces(data, 3)[-1]))]
+    theirs, ours = both_ways(tmp_path, monkeypatch, "spooled", pdus, 1, syntax)
+    assert ours.statuses == [0] and ours.stored == {sop: data} and (ours.served, ours.spooled) == (1, 1)
+
+
+def test_spooled_message_that_changes_course_is_aborted(tmp_path, monkeypatch, instance, spool_at_once):
+    """Once a data set is being written as it arrives, its PDUs are gone: a data fragment on another
+    context (which pynetdicom would have taken into the same message) ends the association with
+    A-ABORT and leaves no file and no .part file."""
+    sop_class, sop, syntax, data = instance
+    first, rest = pieces(data, 2)
+    pdus = [p_data_tf(pdv(1, COMMAND | LAST, store_rq_command(sop_class, sop, 1))),
+            p_data_tf(pdv(1, 0, first)), p_data_tf(pdv(3, LAST, rest))]
+    ours = run(tmp_path, "spooled-other-context", pdus, 1, syntax, lane=True, monkeypatch=monkeypatch)
+    assert ours.aborted and ours.statuses == [] and ours.stored == {} and ours.spooled == 1
+
+
+def test_peer_gone_mid_spooled_message_leaves_nothing(tmp_path, monkeypatch, instance, spool_at_once):
+    sop_class, sop, syntax, data = instance
+    first, _rest = pieces(data, 2)
+    pdus = [p_data_tf(pdv(1, COMMAND | LAST, store_rq_command(sop_class, sop, 1))), p_data_tf(pdv(1, 0, first))]
+    theirs, ours = both_ways(tmp_path, monkeypatch, "spooled-gone", pdus, 0, syntax, close_early=True)
+    assert ours.stored == {} and ours.served == 0 and ours.spooled == 1

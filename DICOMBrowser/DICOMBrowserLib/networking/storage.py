@@ -312,43 +312,18 @@ class ReceivedInstanceWriter:
                       raw_dataset: bytes | memoryview | list[bytes | memoryview], source_ae: str | None = None) -> Path:
         """Preamble + file meta (from the C-STORE request's own values, no pydicom File Meta dataset
         to build) + the data set bytes as received; returns the final path.
-        `raw_dataset` may be the fragments it arrived in (the store lane): never joined in memory.
-
-        Plain os.open/os.writev/os.close: Python's open() adds fstat, isatty and lseek calls per
-        file, and every system call is a moment the receiving thread may lose the GIL to the indexer."""
+        `raw_dataset` may be the fragments it arrived in (the store lane): never joined in memory."""
         fragments = raw_dataset if isinstance(raw_dataset, list) else [raw_dataset]
-        size = sum(len(fragment) for fragment in fragments)
-        data_set_sop, study_uid, series_uid = instance_uids(_head(fragments), transfer_syntax)
-        check_instance_uids(sop_uid, data_set_sop, study_uid, series_uid)
-        folder = self._folder_for(study_uid, series_uid)
-        name = f"{safe_uid_component(sop_uid)}.dcm"
-        final = f"{folder}{os.sep}{name}"
-        header = encode_file_meta(sop_class, sop_uid, transfer_syntax, source_ae)
-        # unique per writing thread: two associations may deliver the same instance at once; the
-        # process id in the name lets a later start tell a killed listener's leftovers (database.partial_is_stale)
-        temporary = f"{folder}{os.sep}{partial_name(name)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        try:
-            try:
-                descriptor = os.open(temporary, flags, 0o666)
-            except FileNotFoundError:  # the series folder was removed meanwhile (a delete): make it again
-                with self._lock:
-                    self._folders.pop((study_uid, series_uid), None)
-                self._folder_for(study_uid, series_uid)
-                descriptor = os.open(temporary, flags, 0o666)
-            try:
-                _write_all(descriptor, [header, *fragments])
-                if self.fsync:
-                    os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-            os.replace(temporary, final)
-            if self.fsync:  # the rename itself is durable only once its folder is flushed
-                _fsync_directory(folder)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        instance = InstanceFile(self, sop_class, sop_uid, transfer_syntax, fragments, source_ae)
+        return instance.finish()
+
+    def open_encoded(self, sop_class: str, sop_uid: str, transfer_syntax: str,
+                     head: list[bytes | memoryview], source_ae: str | None = None) -> "InstanceFile":
+        """Start writing an instance from the first fragments of its data set (they must hold its
+        UIDs); the rest is appended with `write` as it arrives, `finish` renames it into place."""
+        return InstanceFile(self, sop_class, sop_uid, transfer_syntax, head, source_ae)
+
+    def _written(self, final: str, size: int) -> None:
         with self._lock:
             self.counters.received += 1
             self.counters.received_bytes += size
@@ -356,7 +331,6 @@ class ReceivedInstanceWriter:
                 self._pending += 1
         if self.index:
             self._queue.put(final)
-        return Path(final)
 
     def record_failure(self, message: str) -> None:
         with self._lock:
@@ -493,29 +467,149 @@ class ReceivedInstanceWriter:
         self._indexed(path, sop_uid)
 
 
+class InstanceFile:
+    """One received instance being written: opened from the start of its data set (the UIDs
+    checked, the folder chosen), appended to as fragments arrive, renamed into place by `finish`.
+
+    Why: a data set sent in many PDUs was held in memory until its last fragment; the store
+    lane now writes a large one as it arrives (storelane.SPOOL_AFTER), so memory per association
+    stays a few PDUs whatever the instance's size. Plain os.open/os.writev/os.close: Python's
+    open() adds fstat, isatty and lseek calls per file, and every system call is a moment the
+    receiving thread may lose the GIL to the indexer."""
+
+    def __init__(self, writer: ReceivedInstanceWriter, sop_class: str, sop_uid: str, transfer_syntax: str,
+                 head: list[bytes | memoryview], source_ae: str | None = None):
+        self.writer = writer
+        data_set_sop, study_uid, series_uid = instance_uids(_head(head), transfer_syntax)
+        check_instance_uids(sop_uid, data_set_sop, study_uid, series_uid)
+        self.folder = folder = writer._folder_for(study_uid, series_uid)
+        name = f"{safe_uid_component(sop_uid)}.dcm"
+        self.final = f"{folder}{os.sep}{name}"
+        header = encode_file_meta(sop_class, sop_uid, transfer_syntax, source_ae)
+        # unique per writing thread: two associations may deliver the same instance at once; the
+        # process id in the name lets a later start tell a killed listener's leftovers (database.partial_is_stale)
+        self.temporary = f"{folder}{os.sep}{partial_name(name)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        self.descriptor = -1
+        try:
+            self.descriptor = os.open(self.temporary, flags, 0o666)
+        except FileNotFoundError:  # the series folder was removed meanwhile (a delete): make it again
+            with writer._lock:
+                writer._folders.pop((study_uid, series_uid), None)
+            writer._folder_for(study_uid, series_uid)
+            self.descriptor = os.open(self.temporary, flags, 0o666)
+        self.size = 0
+        self.write([header, *head])
+        self.size -= len(header)
+
+    def write(self, fragments: list[bytes | memoryview]) -> None:
+        """Append fragments; on failure the partial file is removed and the error raised."""
+        try:
+            _write_all(self.descriptor, fragments)
+        except BaseException:
+            self.discard()
+            raise
+        self.size += sum(len(fragment) for fragment in fragments)
+
+    def finish(self) -> Path:
+        """Flush (with fsync on), close and rename into place, then queue for indexing."""
+        try:
+            if self.writer.fsync:
+                os.fsync(self.descriptor)
+            os.close(self.descriptor)
+            self.descriptor = -1
+            os.replace(self.temporary, self.final)
+            if self.writer.fsync:  # the rename itself is durable only once its folder is flushed
+                _fsync_directory(self.folder)
+        except BaseException:
+            self.discard()
+            raise
+        self.writer._written(self.final, self.size)
+        return Path(self.final)
+
+    def discard(self) -> None:
+        """Close and remove the partial file (a failure, a refusal, a peer gone mid-message)."""
+        if self.descriptor >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.descriptor)
+            self.descriptor = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.temporary)
+
+
+def _failure_status(writer: ReceivedInstanceWriter, sop_instance: str, error: BaseException) -> int:
+    """The C-STORE status for a failure to store an instance, logged and counted."""
+    if isinstance(error, RefusedInstance):
+        logger.error("Refused received instance (status 0x%04X): %s", error.status, error)
+        writer.record_failure(f"{sop_instance}: {error}")
+        return error.status
+    if isinstance(error, (OSError, DICOMBrowserError, ValueError, AttributeError)):
+        logger.error("Could not store received instance %s: %s", sop_instance, error)
+        writer.record_failure(f"{sop_instance}: {error}")
+        return STATUS_OUT_OF_RESOURCES
+    logger.error("Unexpected error storing received instance %s", sop_instance, exc_info=error)
+    writer.record_failure(f"{sop_instance}: {type(error).__name__}: {error}")
+    return 0xC210  # Cannot understand
+
+
+class SpooledStore:
+    """The handler's side of an instance written as it arrives (store_handler's `open_encoded`):
+    never raises; a failure (refused UIDs, a full disk) removes the partial file, the rest of the
+    data set is then read and dropped, and `finish` returns the failure status."""
+
+    def __init__(self, writer: ReceivedInstanceWriter, sop_class: str, sop_instance: str, transfer_syntax: str,
+                 head: list[bytes | memoryview]):
+        self.writer, self.sop_instance = writer, sop_instance
+        self.status = 0x0000
+        self.file: InstanceFile | None = None
+        try:
+            self.file = writer.open_encoded(sop_class, sop_instance, transfer_syntax, head)
+        except Exception as error:  # noqa: BLE001 - becomes the status the peer gets
+            self.status = _failure_status(writer, sop_instance, error)
+
+    def write(self, fragments: list[bytes | memoryview]) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(fragments)
+        except Exception as error:  # noqa: BLE001 - write() removed the partial file
+            self.file = None
+            self.status = _failure_status(self.writer, self.sop_instance, error)
+
+    def finish(self) -> int:
+        if self.file is None:
+            return self.status
+        file, self.file = self.file, None
+        try:
+            file.finish()
+        except Exception as error:  # noqa: BLE001 - finish() removed the partial file
+            return _failure_status(self.writer, self.sop_instance, error)
+        return 0x0000
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.discard()
+            self.file = None
+
+
 def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
     """An EVT_C_STORE handler writing through `writer`; returns a status, never raises.
 
     Its attribute `store_encoded(sop_class, sop_instance, transfer_syntax, data_set_bytes)` is the
-    same handler without pynetdicom's event: storelane.py calls it for the requests it serves."""
+    same handler without pynetdicom's event: storelane.py calls it for the requests it serves;
+    `open_encoded(..., first_fragments) -> SpooledStore` for a data set written as it arrives."""
 
     def store_encoded(sop_class: str, sop_instance: str, transfer_syntax: str,
                       raw: bytes | memoryview | list[bytes | memoryview]) -> int:
         try:
             writer.write_encoded(sop_class, sop_instance, transfer_syntax, raw)
             return 0x0000
-        except RefusedInstance as error:
-            logger.error("Refused received instance (status 0x%04X): %s", error.status, error)
-            writer.record_failure(f"{sop_instance}: {error}")
-            return error.status
-        except (OSError, DICOMBrowserError, ValueError, AttributeError) as error:
-            logger.error("Could not store received instance %s: %s", sop_instance, error)
-            writer.record_failure(f"{sop_instance}: {error}")
-            return 0xA700  # Out of Resources
         except Exception as error:  # noqa: BLE001 - a handler never raises; the peer gets a failure status
-            logger.exception("Unexpected error storing received instance %s", sop_instance)
-            writer.record_failure(f"{sop_instance}: {type(error).__name__}: {error}")
-            return 0xC210  # Cannot understand
+            return _failure_status(writer, sop_instance, error)
+
+    def open_encoded(sop_class: str, sop_instance: str, transfer_syntax: str,
+                     head: list[bytes | memoryview]) -> SpooledStore:
+        return SpooledStore(writer, sop_class, sop_instance, transfer_syntax, head)
 
     def handle_store(event: Any) -> int:
         try:
@@ -534,4 +628,5 @@ def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
             return store_encoded(sop_class, sop_instance, transfer_syntax, raw)
 
     handle_store.store_encoded = store_encoded  # type: ignore[attr-defined]
+    handle_store.open_encoded = open_encoded  # type: ignore[attr-defined]
     return handle_store

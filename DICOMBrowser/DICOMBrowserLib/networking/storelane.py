@@ -17,6 +17,10 @@ sop_instance, transfer_syntax, data_set_fragments) -> status`, see storage.store
 and the C-STORE-RSP (the same bytes pynetdicom would encode: commands.encode_store_response) goes
 straight to the socket. pynetdicom's state machine stays in Sta6 either way (receiving and sending
 P-DATA does not change the state), and its idle timer restarts on every PDU as before.
+A data set larger than max(SPOOL_FACTOR x our maximum PDU, SPOOL_AFTER) is written to its file
+as it arrives (`handler.open_encoded(...) -> storage.SpooledStore`) and its PDUs are let go, so
+memory per association stays a few PDUs; such a message can no longer be handed to pynetdicom,
+so one that stops being plain after that point is answered with A-ABORT.
 
 Everything else goes to pynetdicom exactly as it arrived, in order: any other PDU, a message that
 starts while pynetdicom still has one in progress or queued, and a message that turns out not to
@@ -58,6 +62,14 @@ _DUL_NEEDS = ("_read_pdu_data", "_decode_pdu", "_recv_pdu", "event_queue", "stat
 _ASSOC_NEEDS = ("_accepted_cx", "_sent_release", "acceptor", "get_handlers", "is_acceptor", "_get_valid_context")
 _P_DATA_TF = 0x04
 _PDU_TYPES = range(0x01, 0x08)
+
+# Memory per association: a data set is kept in memory (its PDUs, so that a message that stops
+# being plain halfway can still be handed to pynetdicom as it arrived) up to the larger of
+# SPOOL_FACTOR x our maximum PDU size and SPOOL_AFTER bytes; beyond that it is written to its
+# .part file as each PDU arrives (storage.InstanceFile) and the PDUs are let go. A 512 x 512 CT
+# slice (0.5 MB) stays in memory as before; a 200 MB instance costs a few PDUs.
+SPOOL_FACTOR = 4
+SPOOL_AFTER = 1 << 20
 
 
 def supported(assoc: Any) -> bool:
@@ -103,7 +115,10 @@ class StoreLane:
         self.request: commands.StoreRequest | None = None
         self.context_id = 0
         self.fragments: list[memoryview] = []
+        self.kept_bytes = 0   # data set bytes in `fragments`
+        self.spool: Any = None  # storage.SpooledStore once the data set is written as it arrives
         self.served = 0       # C-STOREs answered here
+        self.spooled = 0      # of which written as they arrived
         self.handed_over = 0  # P-DATA-TF PDUs given to pynetdicom
         self._storage_classes: dict[str, bool] = {}
         self.dul._read_pdu_data = self.read_pdu_data
@@ -140,6 +155,10 @@ class StoreLane:
             return
         if pdu_type == _P_DATA_TF and self._offer(pdu):
             return
+        if self.spool is not None:  # its PDUs are gone: the message cannot go to pynetdicom any more
+            self._give_up_spooled(pdu_type)
+            if pdu_type == _P_DATA_TF:
+                return
         self._hand_over_kept()
         self._hand_over(pdu)
 
@@ -184,13 +203,37 @@ class StoreLane:
         for pdu in kept:
             self._hand_over(pdu)
 
+    def _give_up_spooled(self, pdu_type: int) -> None:
+        """A message being written as it arrived stopped being a plain C-STORE (another command,
+        another context, data after its last fragment, bad PDV lengths: all against PS3.7/PS3.8),
+        or an association PDU came in the middle of it. Its file is removed; a P-DATA is answered
+        with A-ABORT (pynetdicom, which would have had it, cannot any more), anything else
+        (A-ABORT, A-RELEASE-RQ) goes on to pynetdicom."""
+        request = self.request
+        logger.error("%s sent a PDU of type 0x%02X in the middle of the data set of %s, which was being "
+                     "written as it arrived: the instance is dropped%s", acceptor._peer(self.assoc), pdu_type,
+                     request.sop_instance if request else "?",
+                     ", the association aborted" if pdu_type == _P_DATA_TF else "")
+        self._drop_message()
+        if pdu_type == _P_DATA_TF:
+            try:  # A-ABORT, service provider, unexpected PDU parameter (PS3.8 9.3.8)
+                self.dul.socket.socket.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x05))
+            except OSError:
+                pass
+            admission.drop_connection(self.assoc)
+            self.dul.event_queue.put("Evt17")
+
     def _drop_message(self) -> None:
         self.kept = []
+        if self.spool is not None:
+            self.spool.discard()
         self._reset()
 
     def _reset(self) -> None:
         self.request = None
         self.fragments = []
+        self.kept_bytes = 0
+        self.spool = None
 
     # --- assembling ---------------------------------------------------------------------------
     def _offer(self, pdu: bytearray) -> bool:
@@ -201,6 +244,7 @@ class StoreLane:
         if items is None:
             return False
         complete = False
+        arrived: list[memoryview] = []
         for context_id, control, fragment in items:
             if complete:  # anything after the last data set fragment
                 return False
@@ -214,12 +258,32 @@ class StoreLane:
             elif control & 0x01 or context_id != self.context_id:  # a command, or another context
                 return False
             else:
-                self.fragments.append(fragment)
+                arrived.append(fragment)
                 complete = bool(control & 0x02)
-        self.kept.append(pdu)
+        if self.spool is not None:  # written now; the PDU is not kept
+            self.spool.write(arrived)
+        else:
+            self.kept.append(pdu)
+            self.fragments.extend(arrived)
+            self.kept_bytes += sum(len(fragment) for fragment in arrived)
+            if not complete and self.kept_bytes >= max(SPOOL_AFTER, SPOOL_FACTOR * self._pdu_limit(_P_DATA_TF)):
+                self._start_spooling()
         if complete:
             self._serve()
         return True
+
+    def _start_spooling(self) -> None:
+        """Write what was kept of the data set to its file and let its PDUs go (SPOOL_AFTER)."""
+        bound = self.assoc.get_handlers(evt.EVT_C_STORE)
+        open_encoded = getattr(bound[0], "open_encoded", None) if bound else None
+        if open_encoded is None:  # a handler without the entry: kept in memory as before
+            return
+        request = self.request
+        assert request is not None
+        transfer_syntax = str(self.assoc._accepted_cx[self.context_id].transfer_syntax[0])
+        self.spool = open_encoded(request.sop_class, request.sop_instance, transfer_syntax, self.fragments)
+        self.spooled += 1
+        self.kept, self.fragments, self.kept_bytes = [], [], 0
 
     def _pynetdicom_idle(self) -> bool:
         """Nothing of this association's in pynetdicom's pipeline, and nobody watching its events."""
@@ -254,13 +318,17 @@ class StoreLane:
 
     # --- serving ------------------------------------------------------------------------------
     def _serve(self) -> None:
-        request, context_id, fragments = self.request, self.context_id, self.fragments
+        request, context_id, fragments, spool = self.request, self.context_id, self.fragments, self.spool
         self.kept = []
+        self.spool = None  # finished below, not discarded
         self._reset()
         assert request is not None
         transfer_syntax = str(self.assoc._accepted_cx[context_id].transfer_syntax[0])
         try:  # the fragments as they are: a data set of several PDUs is never joined in memory
-            status = self._store_entry()(request.sop_class, request.sop_instance, transfer_syntax, fragments)
+            if spool is not None:
+                status = spool.finish()
+            else:
+                status = self._store_entry()(request.sop_class, request.sop_instance, transfer_syntax, fragments)
         except Exception:  # pynetdicom answers a failing handler with 0xC211
             logger.exception("Exception in the C-STORE handler for %s", request.sop_instance)
             status = 0xC211
