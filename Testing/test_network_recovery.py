@@ -237,3 +237,34 @@ def test_listen_fsync_option_and_bad_value(tmp_path, series_factory, cli_runner,
         listener.join(60)
     assert "fsync on" in result["run"].output and "2 received" in result["run"].output, result["run"].output
     assert len(calls) >= 2 * 2
+
+
+def test_disk_full_while_writing_as_it_arrives(small_disk, series_factory, monkeypatch):
+    """The same full disk with every data set written as it arrives (the store lane's path for
+    large instances, forced here for 130 kB ones): Out of Resources, never Success, for what does
+    not fit, and no partial file left; once there is room, everything acknowledged is indexed."""
+    from DICOMBrowser.DICOMBrowserLib.indexer import reconcile
+    from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, storelane
+
+    monkeypatch.setattr(storelane, "SPOOL_AFTER", 1)
+    monkeypatch.setattr(storelane, "SPOOL_FACTOR", 0)
+    files = series_factory("big", count=40, rows=256, columns=256)
+    uid_of = sop_uids(files)
+    database = DICOMDatabase(small_disk / "db")
+    try:
+        with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1") as listener:
+            result = subprocess.run(["storescu", "-v", "-aec", AE, "-nh", "127.0.0.1", str(listener.port),
+                                     *map(str, files)], env=dcmtk_env(), capture_output=True, text=True, timeout=120)
+            assert listener.wait_indexed(60)
+        log = result.stdout + result.stderr
+        acked = {uid_of[path] for path in acknowledged(log)}
+        assert "Refused: OutOfResources" in log, log[-2000:]
+        assert 0 < len(acked) < len(files)
+        assert not list((small_disk / "db" / "dicom").rglob("*.part"))
+        # room again (the index could not be written on the full disk): what was acknowledged is there
+        grown = subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], capture_output=True, text=True)
+        assert grown.returncode == 0, grown.stderr
+        reconcile(database)
+        assert acked <= {row["SOPInstanceUID"] for row in database.instances()}
+    finally:
+        database.close()
