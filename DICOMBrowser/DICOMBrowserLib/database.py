@@ -303,6 +303,8 @@ class DICOMDatabase:
             connection.execute("PRAGMA main.synchronous = NORMAL")
             connection.execute("PRAGMA tagcache.synchronous = NORMAL")
             connection.execute(f"PRAGMA main.cache_size = -{CACHE_KIB}")
+            # every join has its index: a temporary one built per query would read a whole table
+            connection.execute("PRAGMA automatic_index = OFF")
         except sqlite3.DatabaseError as error:
             raise DatabaseError(f"{self.folder / DATABASE_FILE}: cannot open database: {error}. {REBUILD_HINT}") from error
         connection.row_factory = sqlite3.Row
@@ -489,7 +491,7 @@ class DICOMDatabase:
         already current once it holds the write lock and does nothing.
         """
         logger.warning("Upgrading %s from schema %s to %s", self.folder, version, SCHEMA_VERSION)
-        indexes = [s for s in self._schema_sql().split(";") if "CREATE INDEX" in s or "CREATE UNIQUE INDEX" in s]
+        indexes = re.findall(r"CREATE (?:UNIQUE )?INDEX [^;]*", self._schema_sql())
         connection.execute("BEGIN IMMEDIATE")
         try:
             if connection.execute("SELECT Version FROM SchemaInfo").fetchone()[0] == version:
@@ -773,12 +775,14 @@ class DICOMDatabase:
         # A different instance previously stored at this very path (file overwritten): replace it.
         other = batch.owner.get(filename)
         if other is not None and other != sop:
-            self._delete_instances(connection, [other])
+            # counts and empty parents are settled once, in finish(), after this batch's rows exist
+            batch.touched_series.update(self._delete_instances(connection, [other], refresh=False))
             batch.existing.pop(other, None)
             status = "updated"
             replaced = True
         if series not in batch.upserted:
             patient_uid = self._patient_uid(connection, record)
+            batch.note_moves(series, study, patient_uid)
             self._upsert_study_series(connection, record, patient_uid)
             batch.upserted.add(series)
         batch.images.append(
@@ -790,6 +794,8 @@ class DICOMDatabase:
         batch.owner[filename] = sop
         if replaced:
             batch.replaced = True
+            if sop in batch.old_series:  # the replaced row's series loses it (when it is another series)
+                batch.touched_series.add(batch.old_series[sop])
             connection.execute("DELETE FROM tagcache.TagCache WHERE SOPInstanceUID = ?", (sop,))
         batch.add_tags(sop, record.values)
         return StoreOutcome(status, sop, source, filename if is_copied else "")
@@ -831,17 +837,73 @@ class DICOMDatabase:
         return outcome.sop_instance_uid
 
     # --- deleting ---------------------------------------------------------------------------
-    @staticmethod
-    def _delete_instances(connection: sqlite3.Connection, sop_uids: Sequence[str]) -> None:
-        for start in range(0, len(sop_uids), 500):
-            chunk = list(sop_uids[start:start + 500])
+    def _delete_instances(self, connection: sqlite3.Connection, sop_uids: Sequence[str],
+                          refresh: bool = True) -> set[str]:
+        """Remove instances; returns the series they were in. With `refresh`, those series'
+        counts (and their studies' and patients') are settled and the ones left empty removed:
+        the cost is what is deleted, never a sweep of the whole database."""
+        series: set[str] = set()
+        for chunk in _chunks(list(sop_uids)):
             marks = ",".join("?" * len(chunk))
+            series.update(row[0] for row in connection.execute(
+                f"SELECT DISTINCT SeriesInstanceUID FROM Images WHERE SOPInstanceUID IN ({marks})", chunk))
             connection.execute(f"DELETE FROM Images WHERE SOPInstanceUID IN ({marks})", chunk)
             connection.execute(f"DELETE FROM tagcache.TagCache WHERE SOPInstanceUID IN ({marks})", chunk)
             connection.execute(f"DELETE FROM tagcache.InstanceTags WHERE SOPInstanceUID IN ({marks})", chunk)
+        if refresh:
+            self._refresh_counts(connection, series)
+        return series
+
+    def _refresh_counts(self, connection: sqlite3.Connection, series_uids: Iterable[str],
+                        study_uids: Iterable[str] = (), patient_ids: Iterable[int] = ()) -> None:
+        """Recount the given series, their studies and patients (plus the studies and patients
+        given: a series or study moved away from them); remove those left empty.
+
+        Counts are kept in the rows so that listing costs what is listed. A series is recounted
+        from the Images index (its instances), a study from its series' counts, a patient from
+        its studies': each costs the children of what the write touched, nothing more.
+        """
+        studies = set(study_uids)
+        patients = set(patient_ids)
+        for chunk in _chunks(sorted(series_uids)):
+            marks = ",".join("?" * len(chunk))
+            studies.update(row[0] for row in connection.execute(
+                f"SELECT DISTINCT StudyInstanceUID FROM Series WHERE SeriesInstanceUID IN ({marks})", chunk))
+            connection.execute(
+                "UPDATE Series SET NumberOfInstances = (SELECT COUNT(*) FROM Images i"
+                "   WHERE i.SeriesInstanceUID = Series.SeriesInstanceUID),"
+                " NumberOfFrames = (SELECT COALESCE(SUM(COALESCE(i.NumberOfFrames, 1)), 0) FROM Images i"
+                "   WHERE i.SeriesInstanceUID = Series.SeriesInstanceUID)"
+                f" WHERE SeriesInstanceUID IN ({marks})", chunk)
+            connection.execute(f"DELETE FROM Series WHERE SeriesInstanceUID IN ({marks}) AND NumberOfInstances = 0",
+                               chunk)
+        for chunk in _chunks(sorted(studies)):
+            marks = ",".join("?" * len(chunk))
+            patients.update(row[0] for row in connection.execute(
+                f"SELECT DISTINCT PatientsUID FROM Studies WHERE StudyInstanceUID IN ({marks})", chunk))
+            connection.execute(f"UPDATE Studies SET {_STUDY_COUNTS} WHERE StudyInstanceUID IN ({marks})", chunk)
+            connection.execute(f"DELETE FROM Studies WHERE StudyInstanceUID IN ({marks}) AND NumberOfSeries = 0", chunk)
+        for chunk in _chunks(sorted(patients)):
+            marks = ",".join("?" * len(chunk))
+            connection.execute(f"UPDATE Patients SET {_PATIENT_COUNTS} WHERE UID IN ({marks})", chunk)
+            if connection.execute(f"DELETE FROM Patients WHERE UID IN ({marks}) AND NumberOfStudies = 0",
+                                  chunk).rowcount:
+                self._patient_uids.clear()
+
+    @staticmethod
+    def _refresh_all_counts(connection: sqlite3.Connection) -> None:
+        """Every maintained count computed afresh (the schema upgrade; `db verify --repair`)."""
+        connection.execute(
+            "UPDATE Series SET NumberOfInstances = (SELECT COUNT(*) FROM Images i"
+            "   WHERE i.SeriesInstanceUID = Series.SeriesInstanceUID),"
+            " NumberOfFrames = (SELECT COALESCE(SUM(COALESCE(i.NumberOfFrames, 1)), 0) FROM Images i"
+            "   WHERE i.SeriesInstanceUID = Series.SeriesInstanceUID)")
+        connection.execute(f"UPDATE Studies SET {_STUDY_COUNTS}")
+        connection.execute(f"UPDATE Patients SET {_PATIENT_COUNTS}")
 
     def _delete_orphans(self, connection: sqlite3.Connection) -> None:
-        """Series without images, studies without series, patients without studies go."""
+        """Series without images, studies without series, patients without studies go (a sweep
+        of every table: for repairs only; deletes and imports settle what they touch)."""
         connection.execute("DELETE FROM Series WHERE NOT EXISTS"
                            " (SELECT 1 FROM Images i WHERE i.SeriesInstanceUID = Series.SeriesInstanceUID)")
         connection.execute("DELETE FROM Studies WHERE NOT EXISTS"
@@ -850,25 +912,30 @@ class DICOMDatabase:
                            " (SELECT 1 FROM Studies s WHERE s.PatientsUID = Patients.UID)")
         self._patient_uids.clear()
 
-    def delete(self, uid: str, remove_copied_files: bool = False) -> int:
-        """Remove a patient/study/series/instance; returns how many instances went.
+    def delete(self, uids: str | Sequence[str], remove_copied_files: bool = False) -> int:
+        """Remove patients/studies/series/instances (one UID or many, in one transaction);
+        returns how many instances went.
 
-        Referenced files are never touched; files copied into the database folder are removed
-        only when `remove_copied_files` is true.
+        Unknown UIDs raise NotFoundError before anything is removed. Referenced files are never
+        touched; files copied into the database folder are removed only when
+        `remove_copied_files` is true.
         """
-        level = self.level_of(uid)
-        if level is None:
-            raise NotFoundError(f"{uid}: no patient, study, series or instance with this UID in {self.folder}")
-        rows = self._image_rows_for_uid(uid, level)
-        with self._write() as connection:
-            self._delete_instances(connection, [row["SOPInstanceUID"] for row in rows])
-            self._delete_orphans(connection)
+        levels: dict[str, str] = {}
+        for uid in [uids] if isinstance(uids, str) else uids:
+            level = self.level_of(uid)
+            if level is None:
+                raise NotFoundError(f"{uid}: no patient, study, series or instance with this UID in {self.folder}")
+            levels[uid] = level
+        rows = [row for uid, level in levels.items() for row in self._image_rows_for_uid(uid, level)]
+        with self._write() as connection:  # all or nothing: one transaction for every UID given
+            self._delete_instances(connection, list(dict.fromkeys(row["SOPInstanceUID"] for row in rows)))
         if remove_copied_files:
             for row in rows:
                 if row["Copied"]:
                     self._remove_copied_file(self.absolute_path(row["Filename"]))
-        logger.info("Deleted %s %s (%d instances)", level, uid, len(rows))
-        return len(rows)
+        for uid, level in levels.items():
+            logger.info("Deleted %s %s", level, uid)
+        return len({row["SOPInstanceUID"] for row in rows})
 
     def _remove_copied_file(self, path: str) -> None:
         target = Path(path)
@@ -888,89 +955,137 @@ class DICOMDatabase:
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
 
-    def patients(self, **filters: Any) -> list[dict[str, Any]]:
-        """Patients matching the filters, with study/series/instance counts."""
-        where, params = _filter_clause(filters)
-        sql = (
-            "SELECT p.PatientUID, p.PatientID, p.PatientsName AS PatientName, p.PatientsBirthDate AS PatientBirthDate,"
-            " p.PatientsSex AS PatientSex,"
-            " (SELECT COUNT(*) FROM Studies s WHERE s.PatientsUID = p.UID) AS NumberOfStudies,"
-            " (SELECT COUNT(*) FROM Studies s JOIN Series se ON se.StudyInstanceUID = s.StudyInstanceUID"
-            "   WHERE s.PatientsUID = p.UID) AS NumberOfSeries,"
-            " (SELECT COUNT(*) FROM Studies s JOIN Series se ON se.StudyInstanceUID = s.StudyInstanceUID"
-            "   JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID WHERE s.PatientsUID = p.UID) AS NumberOfInstances,"
-            " (SELECT MAX(s.StudyDate) FROM Studies s WHERE s.PatientsUID = p.UID) AS LastStudyDate"
-            " FROM Patients p"
-        )
-        if where:
-            sql += f" WHERE p.UID IN (SELECT p.UID FROM {_HIERARCHY} WHERE {where})"
-        sql += " ORDER BY p.PatientsName, p.PatientID"
-        return [dict(row) for row in self._rows(sql, params)]
+    def patients(self, *, limit: int | None = None, offset: int = 0, after: Any = None,
+                 **filters: Any) -> list[dict[str, Any]]:
+        """Patients matching the filters, with study/series/instance counts, by name.
 
-    def studies(self, patient_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        Paging (every level): `limit` rows from `offset`, or the `limit` rows after `after` (the
+        last row of the previous page, or its UID): keyset paging, whose cost does not grow with
+        the position, for scrolling.
+        """
+        return list(self.browse_rows("patients", limit=limit, offset=offset, after=after, **filters))
+
+    def studies(self, patient_uid: str | None = None, *, limit: int | None = None, offset: int = 0,
+                after: Any = None, **filters: Any) -> list[dict[str, Any]]:
         """Studies (of one patient, or all) matching the filters, with series/instance counts."""
         if patient_uid is not None:
             filters["PatientUID"] = patient_uid
-        where, params = _filter_clause(filters)
-        sql = (
-            "SELECT st.StudyInstanceUID, st.StudyID, st.StudyDate, st.StudyTime, st.StudyDescription, st.AccessionNumber,"
-            " COALESCE((SELECT group_concat(m, '\\') FROM (SELECT DISTINCT se.Modality AS m FROM Series se"
-            "   WHERE se.StudyInstanceUID = st.StudyInstanceUID AND se.Modality != '' ORDER BY m)), '') AS ModalitiesInStudy,"
-            " (SELECT COUNT(*) FROM Series se WHERE se.StudyInstanceUID = st.StudyInstanceUID) AS NumberOfSeries,"
-            " (SELECT COUNT(*) FROM Series se JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID"
-            "   WHERE se.StudyInstanceUID = st.StudyInstanceUID) AS NumberOfInstances,"
-            " p.PatientUID, p.PatientID, p.PatientsName AS PatientName"
-            " FROM Studies st JOIN Patients p ON p.UID = st.PatientsUID"
-        )
-        if where:
-            sql += f" WHERE st.StudyInstanceUID IN (SELECT st.StudyInstanceUID FROM {_HIERARCHY} WHERE {where})"
-        sql += " ORDER BY p.PatientsName, p.PatientID, st.StudyDate, st.StudyTime, st.StudyInstanceUID"
-        return [dict(row) for row in self._rows(sql, params)]
+        return list(self.browse_rows("studies", limit=limit, offset=offset, after=after, **filters))
 
-    def series(self, study_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+    def series(self, study_uid: str | None = None, *, limit: int | None = None, offset: int = 0,
+               after: Any = None, **filters: Any) -> list[dict[str, Any]]:
         """Series (of one study, or all) matching the filters, with instance counts."""
         if study_uid is not None:
             filters["StudyInstanceUID"] = study_uid
-        where, params = _filter_clause(filters)
-        sql = (
-            "SELECT se.SeriesInstanceUID, se.SeriesNumber, se.Modality, se.SeriesDescription, se.BodyPartExamined,"
-            " se.SeriesDate, se.SeriesTime, se.FrameOfReferenceUID,"
-            " (SELECT COUNT(*) FROM Images i WHERE i.SeriesInstanceUID = se.SeriesInstanceUID) AS NumberOfInstances,"
-            " (SELECT SUM(COALESCE(i.NumberOfFrames, 1)) FROM Images i"
-            "   WHERE i.SeriesInstanceUID = se.SeriesInstanceUID) AS NumberOfFrames,"
-            " se.StudyInstanceUID, p.PatientUID, p.PatientID, p.PatientsName AS PatientName"
-            f" FROM {_HIERARCHY}"
-        )
-        if where:
-            sql += f" WHERE {where}"
-        sql += " ORDER BY p.PatientsName, p.PatientID, st.StudyDate, st.StudyInstanceUID, se.SeriesNumber, se.SeriesInstanceUID"
-        return [dict(row) for row in self._rows(sql, params)]
+        return list(self.browse_rows("series", limit=limit, offset=offset, after=after, **filters))
 
-    def instances(self, series_uid: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+    def instances(self, series_uid: str | None = None, *, limit: int | None = None, offset: int = 0,
+                  after: Any = None, **filters: Any) -> list[dict[str, Any]]:
         """Instances (of one series, or all) matching the filters, with absolute file paths."""
         if series_uid is not None:
             filters["SeriesInstanceUID"] = series_uid
-        sop_uid = filters.pop("SOPInstanceUID", None)
-        where, params = _filter_clause(filters)
-        if sop_uid:
-            where = " AND ".join(w for w in (where, "i.SOPInstanceUID = ?") if w)
-            params.append(sop_uid)
-        sql = (
-            "SELECT i.SOPInstanceUID, i.SOPClassUID, i.InstanceNumber, i.Filename, i.TransferSyntaxUID,"
-            " i.PixelDataOffset, i.PixelDataLength, i.NumberOfFrames, i.FileSize, i.Copied, i.SeriesInstanceUID,"
-            " se.SeriesNumber, se.Modality, se.StudyInstanceUID, p.PatientUID, p.PatientID, p.PatientsName AS PatientName"
-            f" FROM {_IMAGE_HIERARCHY}"
-        )
-        if where:
-            sql += f" WHERE {where}"
-        sql += " ORDER BY i.SeriesInstanceUID, i.InstanceNumber, i.Filename"
-        result = []
-        for row in self._rows(sql, params):
+        return list(self.browse_rows("instances", limit=limit, offset=offset, after=after, **filters))
+
+    def browse_rows(self, level: str, *, limit: int | None = None, offset: int = 0, after: Any = None,
+                    from_patient: dict[str, Any] | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+        """The rows of one level ("patients", "studies", "series", "instances") as they are read:
+        what `patients()`... return, streamed (the CLI prints a large answer while reading it).
+        `from_patient` (a row of `patients()`): start at that patient's rows (a tree's page)."""
+        sql, params = self.browse_query(level, limit=limit, offset=offset, after=after, from_patient=from_patient,
+                                        **filters)
+        for row in self._conn().execute(sql, params):
             item = dict(row)
-            item["FilePath"] = self.absolute_path(item.pop("Filename"))
-            item["Copied"] = bool(item["Copied"])
-            result.append(item)
-        return result
+            if level == "instances":
+                item["FilePath"] = self.absolute_path(item.pop("Filename"))
+                item["Copied"] = bool(item["Copied"])
+            yield item
+
+    def browse_query(self, level: str, *, limit: int | None = None, offset: int = 0, after: Any = None,
+                     from_patient: dict[str, Any] | None = None, **filters: Any) -> tuple[str, list[Any]]:
+        """The SQL and parameters `browse_rows` runs (tests read their query plans).
+
+        Rows come in the order of the indexes (schema.sql), so a page is read, not sorted.
+        Filters on the level itself or above it apply to the rows' own tables; filters below it
+        (a patient list filtered by modality) become one `IN (...)` over the tables from the
+        deepest filtered level up, so the join never starts from every row of the level.
+        """
+        if level not in _LEVELS:
+            raise ValueError(f"unknown level {level!r}; known: {', '.join(_LEVELS)}")
+        depth = _LEVELS.index(level)
+        where: list[str] = []
+        params: list[Any] = []
+        deeper: list[tuple[int, str, list[Any], bool]] = []
+        conditions = _conditions(filters)
+        for condition in conditions:
+            if condition[0] <= depth:
+                where.append(condition[1])
+                params.extend(condition[2])
+            else:
+                deeper.append(condition)
+        if deeper:
+            deepest = max(condition[0] for condition in deeper)
+            child_column, own_column = _PARENT_LINK[depth + 1]
+            where.append(f"{own_column} IN (SELECT {child_column} FROM {_tables(depth + 1, deepest)}"
+                         f" WHERE {' AND '.join(condition[1] for condition in deeper)})")
+            params.extend(value for condition in deeper for value in condition[2])
+        # Without a filter an index can find (none, or substrings only), walk the levels in their
+        # order from the patients' name index (CROSS JOIN fixes SQLite's join order): a page then
+        # costs its rows. Otherwise SQLite starts from the filter's index and sorts what matched
+        # (the unary + keeps it from walking the name index instead, which reads every patient
+        # when few match): the cost grows with the answer, not with the database.
+        walk = not any(condition[3] for condition in conditions)
+        order = _order(depth)
+        sort = order if walk else [f"+{order[0]}", *order[1:]]
+        if from_patient is not None:
+            key = (from_patient["PatientName"], from_patient["PatientID"], from_patient["PatientUID"])
+            where.append(f"{order[0]} >= ?")
+            where.append(f"({', '.join(sort[:3])}) >= (?, ?, ?)")
+            params.extend([key[0], *key])
+        if after is not None:
+            key = self._after_key(depth, after)
+            # the first term alone lets SQLite seek its index; the row value decides the rest
+            where.append(f"{order[0]} >= ?")
+            where.append(f"({', '.join(sort)}) > ({', '.join('?' * len(order))})")
+            params.extend([key[0], *key])
+        # instances are reached from their series, unless the filter names one
+        images_last = not any(condition[0] == 3 for condition in conditions)
+        sql = f"SELECT {_SELECT[depth]} FROM {_tables(0, depth, cross=walk, images_last=images_last)}"
+        if where:
+            sql += f" WHERE {' AND '.join(where)}"
+        sql += f" ORDER BY {', '.join(sort)}"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([-1 if limit is None else max(0, int(limit)), max(0, int(offset))])
+        return sql, params
+
+    def _after_key(self, depth: int, after: Any) -> tuple:
+        """The ordering values of the row a page continues after (read again by its UID; for a
+        row deleted meanwhile, taken from the row itself when it holds them)."""
+        order = _order(depth)
+        uid = after if isinstance(after, str) else after.get(_KEY_FIELDS[depth])
+        row = self._conn().execute(f"SELECT {', '.join(order)} FROM {_tables(0, depth)}"
+                                   f" WHERE {_KEY_COLUMNS[depth]} = ?", (uid,)).fetchone()
+        if row is not None:
+            return tuple(row)
+        if isinstance(after, dict) and all(_ORDER_FIELDS.get(term) in after for term in order):
+            return tuple(_NO_NUMBER if after[_ORDER_FIELDS[term]] is None and "IFNULL" in term
+                         else after[_ORDER_FIELDS[term]] for term in order)
+        raise NotFoundError(f"{uid}: the row to continue after is no longer in {self.folder}; start from the first page")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads in this thread see one state of the database (several queries of one answer,
+        such as `tree`'s, agree even while another process writes). For reads only."""
+        connection = self._conn()
+        if connection.in_transaction:
+            yield
+            return
+        connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if connection.in_transaction:
+                connection.execute("COMMIT")
 
     def level_of(self, uid: str) -> str | None:
         """Which level a UID (or patient key) belongs to, or None when unknown."""
@@ -1088,10 +1203,27 @@ class DICOMDatabase:
         """A number that changes whenever any connection (any thread or process) commits a change."""
         return int(self._conn().execute("SELECT Value FROM Generation WHERE Id = 0").fetchone()[0])
 
-    def indexed_files(self) -> dict[str, tuple[int | None, int | None, str]]:
-        """Filename (absolute) -> (size, mtime_ns, SOPInstanceUID), for the indexer's unchanged check."""
-        rows = self._rows("SELECT Filename, FileSize, FileMTimeNs, SOPInstanceUID FROM Images")
-        return {self.absolute_path(row[0]): (row[1], row[2], row[3]) for row in rows}
+    def indexed_files(self, paths: Iterable[str] | None = None) -> dict[str, tuple[int | None, int | None, str]]:
+        """Filename (absolute) -> (size, mtime_ns, SOPInstanceUID), for the indexer's unchanged check.
+
+        `paths` (absolute): only those are looked up, through the Filename index: an import of ten
+        files costs ten lookups, not a read of every row of a million-instance database.
+        """
+        if paths is None:
+            rows = self._rows("SELECT Filename, FileSize, FileMTimeNs, SOPInstanceUID FROM Images")
+            return {self.absolute_path(row[0]): (row[1], row[2], row[3]) for row in rows}
+        wanted: dict[str, str] = {}  # stored form -> the absolute path asked for
+        for path in paths:
+            wanted[path] = path
+            wanted.setdefault(self.stored_filename(path, True), path)  # relative inside the folder
+        found: dict[str, tuple[int | None, int | None, str]] = {}
+        connection = self._conn()
+        for chunk in _chunks(list(wanted)):
+            marks = ",".join("?" * len(chunk))
+            for row in connection.execute("SELECT Filename, FileSize, FileMTimeNs, SOPInstanceUID FROM Images"
+                                          f" WHERE Filename IN ({marks})", chunk):
+                found[wanted[row[0]]] = (row[1], row[2], row[3])
+        return found
 
     # --- tag cache --------------------------------------------------------------------------
     def file_value(self, path: str | os.PathLike, tag: str) -> str:
@@ -1320,6 +1452,12 @@ class _Batch:
         self.timestamp = _now()
         self.upserted: set[str] = set()
         self.replaced = False
+        # whose counts finish() settles: series written or losing instances, and the studies and
+        # patients a series or study moved away from
+        self.touched_series: set[str] = set()
+        self.touched_studies: set[str] = set()
+        self.touched_patients: set[int] = set()
+        self.old_series: dict[str, str] = {}  # SOP Instance UID -> series of its existing row
         self.existing: dict[str, tuple[str, int | None, int | None]] = {}
         self.owner: dict[str, str] = {}
         self.packed: list[tuple[str, int, str]] = []
@@ -1332,14 +1470,26 @@ class _Batch:
             names += [database.stored_filename(r.path, True) for r in records]
         for chunk in _chunks(sops):
             marks = ",".join("?" * len(chunk))
-            for row in connection.execute("SELECT SOPInstanceUID, Filename, FileSize, FileMTimeNs FROM Images"
-                                          f" WHERE SOPInstanceUID IN ({marks})", chunk):
+            for row in connection.execute("SELECT SOPInstanceUID, Filename, FileSize, FileMTimeNs, SeriesInstanceUID"
+                                          f" FROM Images WHERE SOPInstanceUID IN ({marks})", chunk):
                 self.existing[row[0]] = (row[1], row[2], row[3])
+                self.old_series[row[0]] = row[4]
         for chunk in _chunks(names):
             marks = ",".join("?" * len(chunk))
             for row in connection.execute(f"SELECT Filename, SOPInstanceUID FROM Images WHERE Filename IN ({marks})",
                                           chunk):
                 self.owner[row[0]] = row[1]
+
+    def note_moves(self, series: str, study: str, patient_uid: int) -> None:
+        """Before a series is upserted: remember the study and patient it (or its study) leaves."""
+        self.touched_series.add(series)
+        row = self.connection.execute("SELECT StudyInstanceUID FROM Series WHERE SeriesInstanceUID = ?",
+                                      (series,)).fetchone()
+        if row is not None and row[0] != study:
+            self.touched_studies.add(row[0])
+        row = self.connection.execute("SELECT PatientsUID FROM Studies WHERE StudyInstanceUID = ?", (study,)).fetchone()
+        if row is not None and row[0] != patient_uid:
+            self.touched_patients.add(row[0])
 
     def add_tags(self, sop: str, values: dict[str, str]) -> None:
         tags = tuple(values)
@@ -1353,11 +1503,25 @@ class _Batch:
                 " PixelDataOffset, PixelDataLength) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", self.images)
         if self.packed:
             self.connection.executemany("INSERT OR REPLACE INTO tagcache.InstanceTags VALUES (?,?,?)", self.packed)
-        if self.replaced:
-            self.database._delete_orphans(self.connection)
+        self.database._refresh_counts(self.connection, self.touched_series, self.touched_studies,
+                                      self.touched_patients)
 
 
-def _chunks(items: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+_STUDY_COUNTS = (
+    "NumberOfSeries = (SELECT COUNT(*) FROM Series se WHERE se.StudyInstanceUID = Studies.StudyInstanceUID),"
+    " NumberOfInstances = (SELECT COALESCE(SUM(se.NumberOfInstances), 0) FROM Series se"
+    "   WHERE se.StudyInstanceUID = Studies.StudyInstanceUID),"
+    " ModalitiesInStudy = COALESCE((SELECT group_concat(m, '\\') FROM (SELECT DISTINCT se.Modality AS m FROM Series se"
+    "   WHERE se.StudyInstanceUID = Studies.StudyInstanceUID AND se.Modality != '' ORDER BY m)), '')")
+_PATIENT_COUNTS = (
+    "NumberOfStudies = (SELECT COUNT(*) FROM Studies st WHERE st.PatientsUID = Patients.UID),"
+    " NumberOfSeries = (SELECT COALESCE(SUM(st.NumberOfSeries), 0) FROM Studies st WHERE st.PatientsUID = Patients.UID),"
+    " NumberOfInstances = (SELECT COALESCE(SUM(st.NumberOfInstances), 0) FROM Studies st"
+    "   WHERE st.PatientsUID = Patients.UID),"
+    " LastStudyDate = (SELECT MAX(st.StudyDate) FROM Studies st WHERE st.PatientsUID = Patients.UID)")
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield list(items[start:start + size])
 
@@ -1368,21 +1532,68 @@ _IMAGE_HIERARCHY = ("Images i JOIN Series se ON se.SeriesInstanceUID = i.SeriesI
                     " JOIN Studies st ON st.StudyInstanceUID = se.StudyInstanceUID"
                     " JOIN Patients p ON p.UID = st.PatientsUID")
 
-# Filter keyword -> (SQL column, kind): "text" substring/wildcard case-insensitive, "exact" exact or wildcard.
-_FILTER_COLUMNS: dict[str, tuple[str, str]] = {
-    "PatientUID": ("p.PatientUID", "exact"),
-    "PatientName": ("p.PatientsName", "text"),
-    "PatientID": ("p.PatientID", "exact"),
-    "StudyInstanceUID": ("st.StudyInstanceUID", "exact"),
-    "StudyDescription": ("st.StudyDescription", "text"),
-    "AccessionNumber": ("st.AccessionNumber", "exact"),
-    "StudyDate": ("st.StudyDate", "date"),
-    "SeriesInstanceUID": ("se.SeriesInstanceUID", "exact"),
-    "SeriesDescription": ("se.SeriesDescription", "text"),
-    "Modality": ("se.Modality", "exact"),
-    "BodyPartExamined": ("se.BodyPartExamined", "exact"),
-    "SOPInstanceUID": ("(SELECT 1 FROM Images fi WHERE fi.SeriesInstanceUID = se.SeriesInstanceUID"
-                       " AND fi.SOPInstanceUID", "instance"),
+_LEVELS = ("patients", "studies", "series", "instances")
+_TABLES = ("Patients p", "Studies st", "Series se", "Images i")
+_UP_JOINS = {1: "st.PatientsUID = p.UID", 2: "se.StudyInstanceUID = st.StudyInstanceUID",
+             3: "i.SeriesInstanceUID = se.SeriesInstanceUID"}
+# level -> (its column naming the parent, the parent's key column)
+_PARENT_LINK = {1: ("st.PatientsUID", "p.UID"), 2: ("se.StudyInstanceUID", "st.StudyInstanceUID"),
+                3: ("i.SeriesInstanceUID", "se.SeriesInstanceUID")}
+_KEY_COLUMNS = ("p.PatientUID", "st.StudyInstanceUID", "se.SeriesInstanceUID", "i.SOPInstanceUID")
+_KEY_FIELDS = ("PatientUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+# a missing SeriesNumber/InstanceNumber sorts first, as NULL did, yet compares in a row value
+_NO_NUMBER = -(2 ** 62)
+# each level's ordering terms (the indexes of schema.sql); a level's rows sort by its ancestors' first
+_ORDER_TERMS = (("p.PatientsName COLLATE NOCASE", "p.PatientID", "p.PatientUID"),
+                ("st.StudyDate", "st.StudyTime", "st.StudyInstanceUID"),
+                (f"IFNULL(se.SeriesNumber, {_NO_NUMBER})", "se.SeriesInstanceUID"),
+                (f"IFNULL(i.InstanceNumber, {_NO_NUMBER})", "i.Filename"))
+_ORDER_FIELDS = {"p.PatientsName COLLATE NOCASE": "PatientName", "p.PatientID": "PatientID", "p.PatientUID": "PatientUID",
+                 "st.StudyDate": "StudyDate", "st.StudyTime": "StudyTime", "st.StudyInstanceUID": "StudyInstanceUID"}
+_SELECT = (
+    "p.PatientUID, p.PatientID, p.PatientsName AS PatientName, p.PatientsBirthDate AS PatientBirthDate,"
+    " p.PatientsSex AS PatientSex, p.NumberOfStudies, p.NumberOfSeries, p.NumberOfInstances, p.LastStudyDate",
+    "st.StudyInstanceUID, st.StudyID, st.StudyDate, st.StudyTime, st.StudyDescription, st.AccessionNumber,"
+    " COALESCE(st.ModalitiesInStudy, '') AS ModalitiesInStudy, st.NumberOfSeries, st.NumberOfInstances,"
+    " p.PatientUID, p.PatientID, p.PatientsName AS PatientName",
+    "se.SeriesInstanceUID, se.SeriesNumber, se.Modality, se.SeriesDescription, se.BodyPartExamined,"
+    " se.SeriesDate, se.SeriesTime, se.FrameOfReferenceUID, se.NumberOfInstances, se.NumberOfFrames,"
+    " se.StudyInstanceUID, p.PatientUID, p.PatientID, p.PatientsName AS PatientName",
+    "i.SOPInstanceUID, i.SOPClassUID, i.InstanceNumber, i.Filename, i.TransferSyntaxUID,"
+    " i.PixelDataOffset, i.PixelDataLength, i.NumberOfFrames, i.FileSize, i.Copied, i.SeriesInstanceUID,"
+    " se.SeriesNumber, se.Modality, se.StudyInstanceUID, p.PatientUID, p.PatientID, p.PatientsName AS PatientName",
+)
+
+
+def _tables(top: int, bottom: int, cross: bool = False, images_last: bool = False) -> str:
+    """The tables of levels top..bottom (0 patients ... 3 images) joined child to parent
+    (`cross`: in this order, parents first; `images_last`: Images after the others)."""
+    text = _TABLES[top]
+    for level in range(top + 1, bottom + 1):
+        join = " CROSS JOIN " if cross or (images_last and level == 3) else " JOIN "
+        text += f"{join}{_TABLES[level]} ON {_UP_JOINS[level]}"
+    return text
+
+
+def _order(depth: int) -> list[str]:
+    return [term for level in range(depth + 1) for term in _ORDER_TERMS[level]]
+
+
+# Filter keyword -> (level 0-3, SQL column, kind): "text" substring/wildcard case-insensitive,
+# "exact" exact or wildcard, "nocase" exact ignoring case, "date" a date or DICOM range.
+_FILTER_COLUMNS: dict[str, tuple[int, str, str]] = {
+    "PatientUID": (0, "p.PatientUID", "exact"),
+    "PatientName": (0, "p.PatientsName", "text"),
+    "PatientID": (0, "p.PatientID", "exact"),
+    "StudyInstanceUID": (1, "st.StudyInstanceUID", "exact"),
+    "StudyDescription": (1, "st.StudyDescription", "text"),
+    "AccessionNumber": (1, "st.AccessionNumber", "exact"),
+    "StudyDate": (1, "st.StudyDate", "date"),
+    "SeriesInstanceUID": (2, "se.SeriesInstanceUID", "exact"),
+    "SeriesDescription": (2, "se.SeriesDescription", "text"),
+    "Modality": (2, "se.Modality", "nocase"),
+    "BodyPartExamined": (2, "se.BodyPartExamined", "exact"),
+    "SOPInstanceUID": (3, "i.SOPInstanceUID", "exact"),
 }
 FILTER_KEYWORDS = tuple(_FILTER_COLUMNS) + ("date_from", "date_to")
 
@@ -1392,48 +1603,45 @@ def _wildcard_to_like(text: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _filter_clause(filters: dict[str, Any]) -> tuple[str, list[Any]]:
-    """SQL WHERE text over _HIERARCHY for DICOM-keyword filters.
+def _conditions(filters: dict[str, Any]) -> list[tuple[int, str, list[Any], bool]]:
+    """(level, SQL condition, parameters, whether an index can find the rows) for DICOM-keyword filters.
 
     Names and descriptions match case-insensitive substrings; IDs, UIDs and codes match exactly;
-    both accept DICOM wildcards * and ?. StudyDate takes a DICOM range ("20200101-20201231",
-    "-20201231", "20200101-") or date_from/date_to.
+    both accept DICOM wildcards * and ? (a pattern without a leading wildcard uses the column's
+    index). StudyDate takes a DICOM range ("20200101-20201231", "-20201231", "20200101-") or
+    date_from/date_to.
     """
-    clauses: list[str] = []
-    params: list[Any] = []
+    conditions: list[tuple[int, str, list[Any], bool]] = []
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
     date_from = filters.pop("date_from", None)
     date_to = filters.pop("date_to", None)
     for key, value in filters.items():
         if key not in _FILTER_COLUMNS:
             raise ValueError(f"unknown filter {key!r}; known: {', '.join(FILTER_KEYWORDS)}")
-        column, kind = _FILTER_COLUMNS[key]
+        level, column, kind = _FILTER_COLUMNS[key]
         text = str(value)
+        wildcard = "*" in text or "?" in text
+        prefix = not text.startswith(("*", "?"))  # a pattern with a fixed start: the index finds it
         if kind == "date":
             if "-" in text:
                 low, high = text.split("-", 1)
                 date_from = low or date_from
                 date_to = high or date_to
             else:
-                clauses.append(f"{column} = ?")
-                params.append(text)
-        elif kind == "instance":
-            clauses.append(f"EXISTS {column} = ?)")
-            params.append(text)
+                conditions.append((level, f"{column} = ?", [text], True))
         elif kind == "text":
-            pattern = _wildcard_to_like(text) if ("*" in text or "?" in text) else f"%{_wildcard_to_like(text)}%"
-            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
-            params.append(pattern)
-        elif "*" in text or "?" in text:
-            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
-            params.append(_wildcard_to_like(text))
+            pattern = _wildcard_to_like(text) if wildcard else f"%{_wildcard_to_like(text)}%"
+            conditions.append((level, f"{column} LIKE ? ESCAPE '\\'", [pattern], wildcard and prefix))
+        elif wildcard:
+            conditions.append((level, f"{column} LIKE ? ESCAPE '\\'", [_wildcard_to_like(text)], prefix))
+        elif kind == "nocase":
+            conditions.append((level, f"{column} = ? COLLATE NOCASE", [text], True))
         else:
-            clauses.append(f"{column} = ?" if key != "Modality" else f"UPPER({column}) = UPPER(?)")
-            params.append(text)
+            conditions.append((level, f"{column} = ?", [text], True))
+    # each bound as a closed range (':' follows the digits, '' is no date): SQLite, which has no
+    # statistics of the dates, takes a one-sided range for most of the table and may scan instead
     if date_from:
-        clauses.append("st.StudyDate >= ?")
-        params.append(str(date_from).replace("-", ""))
+        conditions.append((1, "st.StudyDate >= ? AND st.StudyDate < ':'", [str(date_from).replace("-", "")], True))
     if date_to:
-        clauses.append("st.StudyDate != '' AND st.StudyDate <= ?")
-        params.append(str(date_to).replace("-", ""))
-    return " AND ".join(clauses), params
+        conditions.append((1, "st.StudyDate > '' AND st.StudyDate <= ?", [str(date_to).replace("-", "")], True))
+    return conditions

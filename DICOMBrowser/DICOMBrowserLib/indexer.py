@@ -218,7 +218,7 @@ def index_files(database: DICOMDatabase, files: list[str], *, copy: bool = False
     total = len(files)
     summary.seen = total
     files = _storable_paths(files, summary)
-    known = database.indexed_files() if not copy else {}
+    known = database.indexed_files(files) if not copy else {}  # only the files being imported
     to_scan: list[str] = []
     done = total - len(files)  # names SQLite cannot store are already reported
     for path in files:

@@ -25,7 +25,13 @@ CREATE TABLE IF NOT EXISTS Patients (
   DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
   -- DICOMBrowser additions
   PatientKey TEXT NOT NULL UNIQUE,   -- derived identity: PatientID + PatientName (or the study UID when both are empty)
-  PatientUID TEXT NOT NULL UNIQUE    -- stable public key "patient-<hash of PatientKey>", used by the API and CLI
+  PatientUID TEXT NOT NULL UNIQUE,   -- stable public key "patient-<hash of PatientKey>", used by the API and CLI
+  -- maintained by every write (database._refresh_counts) instead of counted per query: counting
+  -- per query made listing patients grow with the whole database
+  NumberOfStudies INT NOT NULL DEFAULT 0,
+  NumberOfSeries INT NOT NULL DEFAULT 0,
+  NumberOfInstances INT NOT NULL DEFAULT 0,
+  LastStudyDate VARCHAR(8) NULL
 );
 
 CREATE TABLE IF NOT EXISTS Studies (
@@ -43,6 +49,9 @@ CREATE TABLE IF NOT EXISTS Studies (
   InsertTimestamp VARCHAR(20) NOT NULL,
   DisplayedNumberOfSeries INT NULL,
   DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
+  -- DICOMBrowser additions, maintained like the patient's (ModalitiesInStudy above is CTK's, also maintained)
+  NumberOfSeries INT NOT NULL DEFAULT 0,
+  NumberOfInstances INT NOT NULL DEFAULT 0,
   PRIMARY KEY (StudyInstanceUID)
 );
 
@@ -66,6 +75,9 @@ CREATE TABLE IF NOT EXISTS Series (
   DisplayedSize VARCHAR(20) NULL,
   DisplayedNumberOfFrames INT NULL,
   DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
+  -- DICOMBrowser additions, maintained like the patient's
+  NumberOfInstances INT NOT NULL DEFAULT 0,
+  NumberOfFrames INT NOT NULL DEFAULT 0,  -- frames of all instances (an instance without NumberOfFrames counts 1)
   PRIMARY KEY (SeriesInstanceUID)
 );
 
@@ -88,10 +100,23 @@ CREATE TABLE IF NOT EXISTS Images (
   PRIMARY KEY (SOPInstanceUID)
 );
 
+-- Indexes (named *2 where an earlier schema had a narrower index of the same role). Browsing
+-- lists each level in the order of these indexes, so a page is read in order and never sorted:
+-- patients by name (case-insensitive), ID, key, a patient's studies by date, a study's series by
+-- number. The filters users type have their own: name and descriptions (prefix and wildcard
+-- matches, NOCASE as LIKE needs), patient ID, study date, accession number, modality.
 CREATE UNIQUE INDEX IF NOT EXISTS ImagesFilenameIndex ON Images (Filename);
-CREATE INDEX IF NOT EXISTS ImagesSeriesIndex ON Images (SeriesInstanceUID);
-CREATE INDEX IF NOT EXISTS SeriesStudyIndex ON Series (StudyInstanceUID);
-CREATE INDEX IF NOT EXISTS StudiesPatientIndex ON Studies (PatientsUID);
+-- covering the series' counts: refreshing a series' NumberOfInstances/NumberOfFrames reads no table row
+CREATE INDEX IF NOT EXISTS ImagesSeriesIndex2 ON Images (SeriesInstanceUID, NumberOfFrames);
+CREATE INDEX IF NOT EXISTS SeriesStudyIndex2 ON Series (StudyInstanceUID, SeriesNumber);
+CREATE INDEX IF NOT EXISTS SeriesModalityIndex ON Series (Modality COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS SeriesDescriptionIndex ON Series (SeriesDescription COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS StudiesPatientIndex2 ON Studies (PatientsUID, StudyDate, StudyTime);
+CREATE INDEX IF NOT EXISTS StudiesDateIndex ON Studies (StudyDate);
+CREATE INDEX IF NOT EXISTS StudiesDescriptionIndex ON Studies (StudyDescription COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS StudiesAccessionIndex ON Studies (AccessionNumber);
+CREATE INDEX IF NOT EXISTS PatientsNameIndex ON Patients (PatientsName COLLATE NOCASE, PatientID, PatientUID);
+CREATE INDEX IF NOT EXISTS PatientsIDIndex ON Patients (PatientID);
 
 -- CTK keeps the list of imported directories; we keep the table for recognisability.
 CREATE TABLE IF NOT EXISTS Directories ( Dirname VARCHAR(1024), PRIMARY KEY (Dirname) );

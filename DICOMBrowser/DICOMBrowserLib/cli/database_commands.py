@@ -1,15 +1,18 @@
 """Database commands of `dicombrowser`: import, ls, show, delete, db info|verify|vacuum.
 
 Thin shells over DICOMBrowserLogic. Shapes printed with --json are contracts (DICOM keywords as
-keys); tables and the progress bar are for people and go through rich.
+keys); tables and the progress bar are for people and go through rich. `ls` and `tree` print
+while they read: rich tables only for answers of up to SMALL_ANSWER rows (rich spends about half a
+millisecond per row laying a table out), tab-separated plain text beyond.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import click
 from rich.console import Console
@@ -51,6 +54,25 @@ def _console(stderr: bool = False) -> Console:
 
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+#: Rows (ls) or nodes (tree) up to which an answer is drawn as a rich table or tree.
+SMALL_ANSWER = 200
+
+
+def _stream_json(items: Iterable[Any]) -> None:
+    """One JSON array printed item by item (the same text as _print_json, never all in memory)."""
+    out = sys.stdout
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False, default=str).replace("\n", "\n  ")
+        out.write(("[\n  " if first else ",\n  ") + text)
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+
+
+def _plain(value: Any) -> str:
+    return "" if value is None else str(value).replace("\t", " ").replace("\n", " ")
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
@@ -128,12 +150,16 @@ def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, worker
 @click.option("--modality", help="Series modality (CT, MR, ...).")
 @click.option("--description", help="Study or series description substring (at the level's own description).")
 @click.option("--uid", help="Limit to one patient key / study / series / instance UID and what it contains.")
+@click.option("--limit", type=click.IntRange(0), help="At most this many rows.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many rows first.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array keyed by DICOM keywords.")
 @pass_cli
 def ls_command(state: CLIContext, level: str, name: str | None, patient_id: str | None, date_from: str | None,
                date_to: str | None, date_range: str | None, modality: str | None, description: str | None,
-               uid: str | None, as_json: bool) -> None:
-    """List patients, studies, series or instances, with counts."""
+               uid: str | None, limit: int | None, offset: int, as_json: bool) -> None:
+    """List patients, studies, series or instances, with counts (by patient name, then date, number).
+
+    Up to 200 rows are drawn as a table; more are printed tab-separated as they are read."""
     logic = state.logic()
     filters: dict[str, Any] = {"PatientName": name, "PatientID": patient_id, "date_from": date_from,
                                "date_to": date_to, "StudyDate": date_range, "Modality": modality}
@@ -145,57 +171,132 @@ def ls_command(state: CLIContext, level: str, name: str | None, patient_id: str 
             raise click.ClickException(f"{uid}: not in the database {logic.database.folder}")
         filters[LEVEL_FILTER[uid_level]] = uid
     try:
-        rows = logic.browse(level, **filters)
+        rows = logic.database.browse_rows(level, limit=limit, offset=offset, **filters)
+        first = list(itertools.islice(rows, SMALL_ANSWER + 1))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     if as_json:
-        _print_json(rows)
+        _stream_json(itertools.chain(first, rows))
         return
-    _console().print(_table(rows, COLUMNS[level], f"{len(rows)} {level}"))
+    if len(first) <= SMALL_ANSWER:
+        _console().print(_table(first, COLUMNS[level], f"{len(first)} {level}"))
+        return
+    columns = COLUMNS[level]
+    out = sys.stdout
+    out.write("\t".join(HEADERS.get(c, c) for c in columns) + "\n")
+    count = 0
+    for row in itertools.chain(first, rows):
+        out.write("\t".join(_plain(row.get(c)) for c in columns) + "\n")
+        count += 1
+    out.write(f"{count} {level}\n")
+
+
+def _peek(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any] | None]:
+    """rows, then None forever: lets the tree's merge look at the next row without taking it."""
+    yield from rows
+    while True:
+        yield None
+
+
+def _nested_tree(patients: Iterable[dict[str, Any]], studies: Iterator[dict[str, Any]],
+                 series: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Patients with their studies and series, merged from three queries read in one order
+    (patient, study, series: the database's browsing order), one patient at a time."""
+    studies, series = _peek(studies), _peek(series)
+    study, one_series = next(studies), next(series)
+    for patient in patients:
+        patient_studies = []
+        while study is not None and study["PatientUID"] == patient["PatientUID"]:
+            study_series = []
+            while one_series is not None and one_series["StudyInstanceUID"] == study["StudyInstanceUID"]:
+                study_series.append(one_series)
+                one_series = next(series)
+            patient_studies.append({**study, "Series": study_series})
+            study = next(studies)
+        yield {**patient, "Studies": patient_studies}
+
+
+def _tree_lines(patient: dict[str, Any]) -> Iterator[tuple[int, str, str, str]]:
+    """(depth, label, counts, UID) of a patient's node and the nodes under it."""
+    def t(value: Any, empty: str = "") -> str:
+        return str(value) if value not in (None, "") else empty
+
+    yield (0, f"{t(patient['PatientName'], '(no name)')} ID {t(patient['PatientID'], '(none)')}",
+           f"{patient['NumberOfStudies']} studies, {patient['NumberOfInstances']} instances", patient["PatientUID"])
+    for study in patient["Studies"]:
+        yield (1, f"{t(study['StudyDate'], '(no date)')} {t(study['StudyDescription'], '(no description)')}",
+               f"[{study['ModalitiesInStudy']}]", study["StudyInstanceUID"])
+        for series in study["Series"]:
+            yield (2, f"#{t(series['SeriesNumber'], '-')} {t(series['Modality'])} "
+                      f"{t(series['SeriesDescription'], '(no description)')}",
+                   f"{series['NumberOfInstances']} instances", series["SeriesInstanceUID"])
 
 
 @click.command("tree")
 @click.option("--uid", help="Only this patient key / study / series.")
 @click.option("--name", help="Patient name: case-insensitive substring, or wildcards.")
+@click.option("--limit", type=click.IntRange(0), help="At most this many patients.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many patients first.")
 @click.option("--json", "as_json", is_flag=True, help="Print nested JSON (patients > studies > series).")
 @pass_cli
-def tree_command(state: CLIContext, uid: str | None, name: str | None, as_json: bool) -> None:
-    """Print the Patient / Study / Series tree with instance counts."""
+def tree_command(state: CLIContext, uid: str | None, name: str | None, limit: int | None, offset: int,
+                 as_json: bool) -> None:
+    """Print the Patient / Study / Series tree with instance counts.
+
+    Three queries whatever the size (patients, studies, series, read side by side); a tree of up
+    to 200 nodes is drawn with rich, a larger one printed as indented text while it is read."""
     from rich.markup import escape
     from rich.tree import Tree
 
     logic = state.logic()
+    database = logic.database
     filters: dict[str, Any] = {"PatientName": name}
     if uid:
         uid_level = logic.level_of(uid)
         if uid_level is None:
-            raise click.ClickException(f"{uid}: not in the database {logic.database.folder}")
+            raise click.ClickException(f"{uid}: not in the database {database.folder}")
         filters[LEVEL_FILTER[uid_level]] = uid
-    patients = logic.patients(**filters)
-    nested = []
-    for patient in patients:
-        studies = logic.studies(patient["PatientUID"], **filters)
-        nested.append({**patient, "Studies": [{**study, "Series": logic.series(study["StudyInstanceUID"], **filters)}
-                                              for study in studies]})
-    if as_json:
-        _print_json(nested)
-        return
-    def e(value: Any, empty: str = "") -> str:  # file contents are text, never rich markup
-        return escape(str(value)) if value not in (None, "") else empty
+    with database.snapshot():  # the three queries see one state even while a listener stores
+        patients: Iterable[dict[str, Any]] = database.browse_rows("patients", limit=limit, offset=offset, **filters)
+        start = None
+        if limit is not None or offset:
+            patients = list(patients)
+            start = patients[0] if patients else None
+            if start is None:
+                patients = []
+        nested = _nested_tree(patients, database.browse_rows("studies", from_patient=start, **filters),
+                              database.browse_rows("series", from_patient=start, **filters))
+        if as_json:
+            _stream_json(nested)
+            return
+        first: list[dict[str, Any]] = []
+        nodes = 0
+        for patient in nested:
+            first.append(patient)
+            nodes += 1 + sum(1 + len(study["Series"]) for study in patient["Studies"])
+            if nodes > SMALL_ANSWER:
+                break
+        if nodes <= SMALL_ANSWER:
+            def e(value: Any) -> str:  # file contents are text, never rich markup
+                return escape(str(value))
 
-    root = Tree(f"[bold]{e(logic.database.folder)}[/] ({len(patients)} patients)")
-    for patient in nested:
-        p_node = root.add(f"[bold]{e(patient['PatientName'], '(no name)')}[/] ID {e(patient['PatientID'], '(none)')}"
-                          f"  {patient['NumberOfStudies']} studies, {patient['NumberOfInstances']} instances"
-                          f"  [dim]{e(patient['PatientUID'])}[/]")
-        for study in patient["Studies"]:
-            s_node = p_node.add(f"{e(study['StudyDate'], '(no date)')} {e(study['StudyDescription'], '(no description)')}"
-                                f"  {e('[' + study['ModalitiesInStudy'] + ']')}  [dim]{e(study['StudyInstanceUID'])}[/]")
-            for series in study["Series"]:
-                s_node.add(f"#{e(series['SeriesNumber'], '-')} {e(series['Modality'])} "
-                           f"{e(series['SeriesDescription'], '(no description)')}"
-                           f"  {series['NumberOfInstances']} instances  [dim]{e(series['SeriesInstanceUID'])}[/]")
-    _console().print(root)
+            root = Tree(f"[bold]{e(database.folder)}[/] ({len(first)} patients)")
+            parents = [root]
+            for depth, label, counts, key in (line for patient in first for line in _tree_lines(patient)):
+                text = f"{e(label)}  {e(counts)}  [dim]{e(key)}[/]"
+                node = parents[depth].add(f"[bold]{text}[/]" if depth == 0 else text)
+                del parents[depth + 1:]
+                parents.append(node)
+            _console().print(root)
+            return
+        out = sys.stdout
+        out.write(f"{database.folder}\n")
+        count = 0
+        for patient in itertools.chain(first, nested):
+            count += 1
+            for depth, label, counts, key in _tree_lines(patient):
+                out.write(f"{'    ' * (depth + 1)}{label}  {counts}  {key}\n")
+        out.write(f"({count} patients)\n")
 
 
 @click.command("show")
@@ -221,16 +322,24 @@ def show_command(state: CLIContext, uid: str, as_json: bool) -> None:
 
 
 @click.command("delete")
-@click.argument("uid")
+@click.argument("uids", nargs=-1, required=True)
 @click.option("--remove-copied-files", is_flag=True,
               help="Also delete files that were copied into the database folder (referenced files are never touched).")
 @pass_cli
-def delete_command(state: CLIContext, uid: str, remove_copied_files: bool) -> None:
-    """Delete a patient (key), study, series or instance from the database."""
+def delete_command(state: CLIContext, uids: tuple[str, ...], remove_copied_files: bool) -> None:
+    """Delete patients (keys), studies, series or instances from the database, all in one
+    transaction (an unknown UID: nothing is deleted)."""
     logic = state.logic()
-    level = logic.level_of(uid)
-    count = logic.delete(uid, remove_copied_files=remove_copied_files)
-    click.echo(f"deleted {level} {uid}: {count} instances" + (" (copied files removed)" if remove_copied_files else ""))
+    levels = {uid: logic.level_of(uid) for uid in uids}
+    count = logic.delete(list(levels), remove_copied_files=remove_copied_files)
+    removed = " (copied files removed)" if remove_copied_files else ""
+    if len(levels) == 1:
+        [(uid, level)] = levels.items()
+        click.echo(f"deleted {level} {uid}: {count} instances{removed}")
+        return
+    for uid, level in levels.items():
+        click.echo(f"deleted {level} {uid}")
+    click.echo(f"{len(levels)} UIDs deleted: {count} instances{removed}")
 
 
 @click.group("db")

@@ -1,0 +1,127 @@
+-- DICOMBrowser database schema, modelled on CTK's dicom-schema.sql (schema 0.8.1, used by 3D Slicer).
+-- Table and column names follow CTK where they can; every difference is listed in docs/database.md.
+-- DATE/TIME/DATETIME columns are VARCHAR here: SQLite gives DATE numeric affinity, which would turn
+-- '20110617' into an integer and '083000' into 83000.
+-- The main file is ctkDICOM.sql; the tag cache lives in a second file (ctkDICOMTagCache.sql),
+-- attached to every connection as schema "tagcache".
+
+CREATE TABLE IF NOT EXISTS SchemaInfo ( Version VARCHAR(1024) NOT NULL );
+
+-- One row per patient. CTK identifies a patient by (PatientID, PatientsName) and rejects files where
+-- both are empty; we derive PatientKey (see database.patient_key) and never reject.
+CREATE TABLE IF NOT EXISTS Patients (
+  UID INTEGER PRIMARY KEY AUTOINCREMENT,
+  PatientsName VARCHAR(255) NULL,
+  PatientID VARCHAR(255) NULL,
+  PatientsBirthDate VARCHAR(8) NULL,
+  PatientsBirthTime VARCHAR(20) NULL,
+  PatientsSex VARCHAR(1) NULL,
+  PatientsAge VARCHAR(10) NULL,
+  PatientsComments VARCHAR(255) NULL,
+  InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedPatientsName VARCHAR(255) NULL,
+  DisplayedNumberOfStudies INT NULL,
+  DisplayedLastStudyDate VARCHAR(8) NULL,
+  DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
+  -- DICOMBrowser additions
+  PatientKey TEXT NOT NULL UNIQUE,   -- derived identity: PatientID + PatientName (or the study UID when both are empty)
+  PatientUID TEXT NOT NULL UNIQUE    -- stable public key "patient-<hash of PatientKey>", used by the API and CLI
+);
+
+CREATE TABLE IF NOT EXISTS Studies (
+  StudyInstanceUID VARCHAR(64) NOT NULL,
+  PatientsUID INT NOT NULL,
+  StudyID VARCHAR(255) NULL,
+  StudyDate VARCHAR(8) NULL,
+  StudyTime VARCHAR(20) NULL,
+  StudyDescription VARCHAR(255) NULL,
+  AccessionNumber VARCHAR(255) NULL,
+  ModalitiesInStudy VARCHAR(255) NULL,
+  InstitutionName VARCHAR(255) NULL,
+  ReferringPhysician VARCHAR(255) NULL,
+  PerformingPhysiciansName VARCHAR(255) NULL,
+  InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedNumberOfSeries INT NULL,
+  DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
+  PRIMARY KEY (StudyInstanceUID)
+);
+
+CREATE TABLE IF NOT EXISTS Series (
+  SeriesInstanceUID VARCHAR(64) NOT NULL,
+  StudyInstanceUID VARCHAR(64) NOT NULL,
+  SeriesNumber INT NULL,
+  SeriesDate VARCHAR(8) NULL,
+  SeriesTime VARCHAR(20) NULL,
+  SeriesDescription VARCHAR(255) NULL,
+  Modality VARCHAR(20) NULL,
+  BodyPartExamined VARCHAR(255) NULL,
+  FrameOfReferenceUID VARCHAR(64) NULL,
+  AcquisitionNumber INT NULL,
+  ContrastAgent VARCHAR(255) NULL,
+  ScanningSequence VARCHAR(45) NULL,
+  EchoNumber INT NULL,
+  TemporalPosition INT NULL,
+  InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedCount INT NULL,
+  DisplayedSize VARCHAR(20) NULL,
+  DisplayedNumberOfFrames INT NULL,
+  DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
+  PRIMARY KEY (SeriesInstanceUID)
+);
+
+CREATE TABLE IF NOT EXISTS Images (
+  SOPInstanceUID VARCHAR(64) NOT NULL,
+  Filename VARCHAR(1024) NOT NULL,     -- absolute when referenced; relative to the database folder when copied
+  SeriesInstanceUID VARCHAR(64) NOT NULL,
+  InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedFieldsUpdatedTimestamp VARCHAR(20) NULL,
+  -- DICOMBrowser additions
+  SOPClassUID VARCHAR(64) NULL,
+  InstanceNumber INT NULL,
+  NumberOfFrames INT NULL,
+  Copied INT NOT NULL DEFAULT 0,        -- 1: the file belongs to the database folder (copied in or received)
+  FileSize INT NULL,
+  FileMTimeNs INT NULL,                 -- st_mtime_ns when indexed; with FileSize decides "unchanged"
+  TransferSyntaxUID VARCHAR(64) NULL,
+  PixelDataOffset INT NULL,             -- byte offset of the Pixel Data value (for fast loading)
+  PixelDataLength INT NULL,             -- its length in bytes (0xFFFFFFFF-style undefined: NULL)
+  PRIMARY KEY (SOPInstanceUID)
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS ImagesFilenameIndex ON Images (Filename);
+CREATE INDEX IF NOT EXISTS ImagesSeriesIndex ON Images (SeriesInstanceUID);
+CREATE INDEX IF NOT EXISTS SeriesStudyIndex ON Series (StudyInstanceUID);
+CREATE INDEX IF NOT EXISTS StudiesPatientIndex ON Studies (PatientsUID);
+
+-- CTK keeps the list of imported directories; we keep the table for recognisability.
+CREATE TABLE IF NOT EXISTS Directories ( Dirname VARCHAR(1024), PRIMARY KEY (Dirname) );
+
+-- DICOMBrowser addition: a counter bumped by every write transaction, so readers in any thread
+-- or process can poll for changes (DICOMDatabase.data_version()).
+CREATE TABLE IF NOT EXISTS Generation ( Id INTEGER PRIMARY KEY CHECK (Id = 0), Value INTEGER NOT NULL );
+INSERT OR IGNORE INTO Generation VALUES (0, 0);
+
+-- Second file: CTK's tag cache, plus a small key/value cache for examine results and thumbnails.
+-- Value '' means "absent in the file" (CTK writes __TAG_NOT_IN_INSTANCE__).
+CREATE TABLE IF NOT EXISTS tagcache.TagCache (
+  SOPInstanceUID VARCHAR(64) NOT NULL,
+  Tag VARCHAR(64) NOT NULL,
+  Value VARCHAR(255),
+  PRIMARY KEY (SOPInstanceUID, Tag)
+) WITHOUT ROWID;
+-- DICOMBrowser addition: the tags scanned at import, one packed row per instance (a JSON array of
+-- values in the order of the TagSets row): 1 row instead of ~55 TagCache rows per file keeps import
+-- fast. TagCache holds the tags asked for later. A tag of the instance's TagSet with no value is ''.
+CREATE TABLE IF NOT EXISTS tagcache.TagSets (
+  Id INTEGER PRIMARY KEY,
+  Tags TEXT NOT NULL UNIQUE          -- "gggg,eeee" joined by backslashes
+);
+CREATE TABLE IF NOT EXISTS tagcache.InstanceTags (
+  SOPInstanceUID VARCHAR(64) NOT NULL PRIMARY KEY,
+  TagSetId INTEGER NOT NULL,
+  Packed TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tagcache.ValueCache (
+  Key TEXT NOT NULL PRIMARY KEY,
+  Value TEXT
+);

@@ -1,0 +1,343 @@
+"""The database at scale, in facts: counts kept right by every write, deletes and imports that touch
+only their own rows, paging, query plans without full scans, migration and O(1) opening.
+
+Timings live in benchmarks/bench_database_scale.py; here each property is asserted as a fact
+(a count, a query plan, which statements ran), so it holds on any machine.
+"""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from DICOMBrowser.DICOMBrowserLib import database as dbmod
+from DICOMBrowser.DICOMBrowserLib.database import DATABASE_TAGS, DICOMDatabase, InstanceRecord
+from DICOMBrowser.DICOMBrowserLib.errors import NotFoundError
+from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+pytestmark = pytest.mark.timeout(120)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def record(patient: int, study: int, series: int, instance: int, *, modality: str = "CT", frames: str = "",
+           mtime: int = 1, name: str | None = None, date: str | None = None) -> InstanceRecord:
+    """One instance as the importer hands it to the database (no file behind it: the index only)."""
+    t = DATABASE_TAGS
+    study_uid = f"1.2.3.{patient}.{study}"
+    series_uid = f"{study_uid}.{series}"
+    values = {t["PatientName"]: name if name is not None else f"Person{patient}^Test",
+              t["PatientID"]: f"ID{patient}", t["StudyInstanceUID"]: study_uid,
+              t["StudyDate"]: date if date is not None else f"2020{1 + study:02d}{1 + patient:02d}",
+              t["StudyDescription"]: f"Study {study}", t["SeriesInstanceUID"]: series_uid,
+              t["SeriesNumber"]: str(series + 1), t["SeriesDescription"]: f"Series {series}", t["Modality"]: modality,
+              t["SOPInstanceUID"]: f"{series_uid}.{instance}", t["InstanceNumber"]: str(instance + 1),
+              t["NumberOfFrames"]: frames}
+    return InstanceRecord(path=f"/nonexistent/{patient}/{study}/{series}/{instance}.dcm", size=100, mtime_ns=mtime,
+                          values=values)
+
+
+def population(patients: int = 4, studies: int = 2, series: int = 3, instances: int = 2) -> list[InstanceRecord]:
+    modalities = ("CT", "MR", "PT")
+    return [record(p, st, se, i, modality=modalities[se % 3]) for p in range(patients) for st in range(studies)
+            for se in range(series) for i in range(instances)]
+
+
+def recounted(db: DICOMDatabase) -> dict[str, list[tuple]]:
+    """Every count computed from the Images table, the way the queries did before counts were kept."""
+    c = db._conn()
+    return {
+        "series": [tuple(r) for r in c.execute(
+            "SELECT se.SeriesInstanceUID, COUNT(i.SOPInstanceUID), SUM(COALESCE(i.NumberOfFrames, 1))"
+            " FROM Series se LEFT JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID"
+            " GROUP BY se.SeriesInstanceUID ORDER BY 1")],
+        "studies": [tuple(r) for r in c.execute(
+            "SELECT st.StudyInstanceUID, COUNT(DISTINCT se.SeriesInstanceUID), COUNT(i.SOPInstanceUID),"
+            " (SELECT group_concat(m, '\\') FROM (SELECT DISTINCT Modality AS m FROM Series"
+            "   WHERE StudyInstanceUID = st.StudyInstanceUID AND Modality != '' ORDER BY m))"
+            " FROM Studies st LEFT JOIN Series se ON se.StudyInstanceUID = st.StudyInstanceUID"
+            " LEFT JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID GROUP BY 1 ORDER BY 1")],
+        "patients": [tuple(r) for r in c.execute(
+            "SELECT p.PatientUID, COUNT(DISTINCT st.StudyInstanceUID), COUNT(DISTINCT se.SeriesInstanceUID),"
+            " COUNT(i.SOPInstanceUID), MAX(st.StudyDate)"
+            " FROM Patients p LEFT JOIN Studies st ON st.PatientsUID = p.UID"
+            " LEFT JOIN Series se ON se.StudyInstanceUID = st.StudyInstanceUID"
+            " LEFT JOIN Images i ON i.SeriesInstanceUID = se.SeriesInstanceUID GROUP BY 1 ORDER BY 1")],
+    }
+
+
+def kept(db: DICOMDatabase) -> dict[str, list[tuple]]:
+    """The counts the database keeps in its rows."""
+    c = db._conn()
+    return {
+        "series": [tuple(r) for r in c.execute(
+            "SELECT SeriesInstanceUID, NumberOfInstances, NumberOfFrames FROM Series ORDER BY 1")],
+        "studies": [tuple(r) for r in c.execute(
+            "SELECT StudyInstanceUID, NumberOfSeries, NumberOfInstances, ModalitiesInStudy FROM Studies ORDER BY 1")],
+        "patients": [tuple(r) for r in c.execute(
+            "SELECT PatientUID, NumberOfStudies, NumberOfSeries, NumberOfInstances, LastStudyDate"
+            " FROM Patients ORDER BY 1")],
+    }
+
+
+def assert_counts_right(db: DICOMDatabase) -> None:
+    truth = recounted(db)
+    assert kept(db) == truth
+    # nothing empty is left behind
+    assert all(row[1] > 0 for rows in truth.values() for row in rows)
+
+
+def test_counts_follow_imports_moves_and_deletes(database):
+    database.store_instances(population())
+    assert_counts_right(database)
+    assert database.counts() == {"patients": 4, "studies": 8, "series": 24, "instances": 48}
+    [first] = database.patients(PatientID="ID0")
+    assert (first["NumberOfStudies"], first["NumberOfSeries"], first["NumberOfInstances"]) == (2, 6, 12)
+    assert database.studies(first["PatientUID"])[0]["ModalitiesInStudy"] == "CT\\MR\\PT"
+
+    # a multi-frame instance counts its frames
+    database.store_instances([record(0, 0, 0, 9, frames="7")])
+    assert_counts_right(database)
+    assert database.series("1.2.3.0.0")[0]["NumberOfFrames"] == 2 + 7
+
+    # the same instance rewritten into another patient's series (a file overwritten in place):
+    # the old series loses it, the new one gains it
+    moved = record(1, 0, 0, 0, mtime=2)
+    moved.path = record(0, 0, 0, 0).path
+    moved.values[DATABASE_TAGS["SOPInstanceUID"]] = record(0, 0, 0, 0).value("SOPInstanceUID")
+    assert [o.status for o in database.store_instances([moved])] == ["updated"]
+    assert_counts_right(database)
+
+    # a series moved to another study (its instances re-imported with a new study UID), and a
+    # study moved to another patient (renamed patient): the parents they leave are recounted
+    moved_series = [record(2, 0, 0, i, mtime=3) for i in range(2)]
+    for r in moved_series:
+        r.values[DATABASE_TAGS["StudyInstanceUID"]] = "1.2.3.2.1"
+    assert [o.status for o in database.store_instances(moved_series)] == ["updated", "updated"]
+    assert database.series(SeriesInstanceUID="1.2.3.2.0.0")[0]["StudyInstanceUID"] == "1.2.3.2.1"
+    assert_counts_right(database)
+    renamed = [record(3, 0, se, i, mtime=5, name="Renamed^Person") for se in range(3) for i in range(2)]
+    database.store_instances(renamed)
+    assert_counts_right(database)
+    assert database.patients(PatientName="Renamed")[0]["NumberOfInstances"] == 6
+
+    # deletes at every level leave every count right and no empty parent
+    for uid in ("1.2.3.1.1.2.0", "1.2.3.1.1.1", "1.2.3.1.0", database.patients(PatientID="ID0")[0]["PatientUID"]):
+        database.delete(uid)
+        assert_counts_right(database)
+
+
+def test_delete_many_uids_is_one_transaction(database):
+    database.store_instances(population())
+    patients = [p["PatientUID"] for p in database.patients()]
+    version = database.data_version()
+    assert database.delete([patients[0], "1.2.3.1.0", "1.2.3.2.1.2.0"]) == 12 + 6 + 1
+    assert database.data_version() == version + 1  # one write transaction
+    assert_counts_right(database)
+    with pytest.raises(NotFoundError, match="9.9.9"):
+        database.delete([patients[3], "9.9.9"])
+    assert database.level_of(patients[3]) == "patient"  # nothing deleted when one UID is unknown
+    assert database.counts()["instances"] == 48 - 19
+
+
+def test_deleting_finds_orphans_from_its_own_keys(database):
+    """Deleting one series runs no statement over whole tables (the orphan sweep it replaced did)."""
+    database.store_instances(population())
+    statements: list[str] = []
+    database._conn().set_trace_callback(statements.append)
+    database.delete("1.2.3.0.0.0")
+    database._conn().set_trace_callback(None)
+    writes = [s for s in statements if s.lstrip().upper().startswith(("DELETE", "UPDATE"))]
+    assert writes and all("WHERE" in s for s in writes), writes
+    assert not [s for s in statements if "NOT EXISTS" in s]
+    assert_counts_right(database)
+
+
+def test_import_looks_up_only_the_files_it_imports(database, series_factory):
+    import_paths(database, series_factory("old", count=3))
+    new = series_factory("new", count=2)
+    statements: list[str] = []
+    database._conn().set_trace_callback(statements.append)
+    summary = import_paths(database, new, workers=1)
+    database._conn().set_trace_callback(None)
+    assert summary.indexed == 2
+    reads = [s for s in statements if "FROM Images" in s and s.lstrip().upper().startswith("SELECT")]
+    assert reads and all("WHERE" in s for s in reads), reads
+
+
+@pytest.mark.parametrize("level", ["patients", "studies", "series", "instances"])
+def test_pages_put_together_are_the_whole_list(database, level):
+    database.store_instances(population(patients=5, studies=2, series=2, instances=3))
+    # names that differ only in case sort together (the name index is case-insensitive)
+    database.store_instances([record(9, 0, 0, 0, name="person2^test"), record(8, 0, 0, 0, name="")])
+    whole = database.browse_rows(level)
+    whole = list(whole)
+    assert len(whole) == {"patients": 7, "studies": 12, "series": 22, "instances": 62}[level]
+    names = [row["PatientName"].lower() for row in whole]
+    assert names == sorted(names)
+    pages, after = [], None
+    while True:
+        page = list(database.browse_rows(level, limit=5, after=after))
+        if not page:
+            break
+        pages.extend(page)
+        after = page[-1]
+    assert pages == whole
+    assert list(database.browse_rows(level, limit=4, offset=3)) == whole[3:7]
+    # a page continues after a row deleted meanwhile (patients and studies carry their own key)
+    if level in ("patients", "studies"):
+        gone = whole[2]
+        database.delete(gone["PatientUID"] if level == "patients" else gone["StudyInstanceUID"])
+        rest = list(database.browse_rows(level, after=gone))
+        assert rest == [row for row in database.browse_rows(level) if row in whole[3:]]
+
+
+def plan(db: DICOMDatabase, level: str, **arguments) -> list[str]:
+    sql, params = db.browse_query(level, **arguments)
+    return [row[3] for row in db._conn().execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+FILTERS_AN_INDEX_FINDS = [
+    {"PatientUID": "patient-0"}, {"PatientID": "ID1"}, {"PatientName": "Person1*"},
+    {"StudyInstanceUID": "1.2.3.1.0"}, {"StudyDate": "20200101-20200131"}, {"StudyDate": "20200102"},
+    {"date_from": "20200101"}, {"date_to": "20200101"}, {"AccessionNumber": "A1"},
+    {"StudyDescription": "Study 1*"},
+    {"SeriesInstanceUID": "1.2.3.1.0.0"}, {"Modality": "ct"}, {"SeriesDescription": "Series*"},
+    {"SOPInstanceUID": "1.2.3.1.0.0.0"},
+    {"PatientName": "Person1*", "Modality": "MR", "StudyDate": "20200101-20201231"},
+]
+
+
+@pytest.mark.parametrize("level", ["patients", "studies", "series", "instances"])
+@pytest.mark.parametrize("filters", FILTERS_AN_INDEX_FINDS, ids=lambda f: ",".join(f))
+def test_a_filter_an_index_can_find_never_scans_a_table(database, level, filters):
+    database.store_instances(population())
+    steps = plan(database, level, limit=50, **filters)
+    assert not [s for s in steps if s.startswith("SCAN")], steps
+
+
+@pytest.mark.parametrize("level", ["patients", "studies", "series", "instances"])
+def test_a_page_without_filter_is_read_in_order_not_sorted(database, level):
+    """The first page walks the name index and its children's indexes: no full sort, whatever the size."""
+    database.store_instances(population())
+    steps = plan(database, level, limit=50)
+    assert steps[0] == "SCAN p USING INDEX PatientsNameIndex" or steps[0].startswith(
+        "SCAN p USING COVERING INDEX PatientsNameIndex"), steps
+    assert [s for s in steps[1:] if s.startswith("SCAN")] == [], steps
+    assert "USE TEMP B-TREE FOR ORDER BY" not in steps  # a sort of every row; a per-parent sort is fine
+    after = database.browse_rows(level, limit=1)
+    steps = plan(database, level, limit=50, after=next(after))
+    assert steps[0].startswith("SEARCH p USING"), steps  # the next page seeks, it does not skip
+
+
+@pytest.mark.parametrize("level", ["patients", "studies", "series"])
+@pytest.mark.parametrize("filters", [{"PatientName": "son1"}, {"StudyDescription": "udy"},
+                                     {"SeriesDescription": "ries"}], ids=lambda f: ",".join(f))
+def test_a_substring_filter_scans_only_its_own_table(database, level, filters):
+    """A substring ('son1' in a name) cannot use an index: only the table holding the column is
+    read through; the others are reached from it (or walked in the list's order)."""
+    database.store_instances(population())
+    table = {"PatientName": "p", "StudyDescription": "st", "SeriesDescription": "se"}[next(iter(filters))]
+    steps = plan(database, level, limit=50, **filters)
+    scanned = {s.split()[1] for s in steps if s.startswith("SCAN")}
+    assert scanned <= {table, "p"}, steps
+
+
+def test_filters_still_mean_what_they_meant(database):
+    database.store_instances(population())
+    assert [p["PatientID"] for p in database.patients(Modality="mr", StudyDate="20200201-20200231")] == \
+        ["ID0", "ID1", "ID2", "ID3"]
+    assert [s["StudyInstanceUID"] for s in database.studies(SeriesDescription="ries 2", PatientID="ID1")] == \
+        ["1.2.3.1.0", "1.2.3.1.1"]
+    assert [s["SeriesInstanceUID"] for s in database.series(SOPInstanceUID="1.2.3.2.1.1.0")] == ["1.2.3.2.1.1"]
+    assert len(database.instances(PatientName="person3", Modality="PT")) == 4
+    assert database.patients(StudyDate="20990101") == []
+
+
+SCHEMA_1 = REPO / "Testing" / "data" / "schema-0.8.1+dicombrowser.1.sql"  # schema.sql as version .1 had it
+
+
+def as_schema_1(current: Path, old: Path) -> None:
+    """The database in `current` as version 0.8.1+dicombrowser.1 wrote it (no kept counts, its
+    indexes): that version's schema.sql, filled with the same rows."""
+    old.mkdir()
+    shutil.copy(current / dbmod.TAGCACHE_FILE, old / dbmod.TAGCACHE_FILE)
+    connection = sqlite3.connect(old / dbmod.DATABASE_FILE)
+    connection.execute("ATTACH DATABASE ? AS tagcache", (str(old / dbmod.TAGCACHE_FILE),))
+    connection.executescript(SCHEMA_1.read_text(encoding="utf-8"))
+    connection.execute("INSERT INTO SchemaInfo VALUES ('0.8.1+dicombrowser.1')")
+    connection.execute("ATTACH DATABASE ? AS current", (str(current / dbmod.DATABASE_FILE),))
+    for table in ("Patients", "Studies", "Series", "Images"):
+        columns = ", ".join(row[1] for row in connection.execute(f"PRAGMA main.table_info({table})"))
+        connection.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM current.{table}")
+    connection.commit()
+    connection.close()
+
+
+def test_a_database_of_the_previous_schema_is_upgraded_in_place(tmp_path, series_factory):
+    files = series_factory("a", count=3) + series_factory("b", count=2, patient_id="B", patient_name="Bee")
+    with DICOMDatabase(tmp_path / "db") as db:
+        import_paths(db, files)
+        before = db.patients()
+    as_schema_1(tmp_path / "db", tmp_path / "old")
+    with DICOMDatabase(tmp_path / "old") as db:
+        assert db._conn().execute("SELECT Version FROM SchemaInfo").fetchone()[0] == dbmod.SCHEMA_VERSION
+        assert db.patients() == before
+        assert_counts_right(db)
+        assert sorted(files) == sorted(Path(p) for p in db.indexed_files())
+        indexes = {row[0] for row in db._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"PatientsNameIndex", "SeriesModalityIndex", "StudiesDateIndex", "ImagesSeriesIndex2"} <= indexes
+        assert not {"ImagesSeriesIndex", "SeriesStudyIndex", "StudiesPatientIndex"} & indexes
+        # and it goes on working: one more series, one patient less
+        import_paths(db, series_factory("c", count=2, patient_id="C", patient_name="Cee"))
+        db.delete(before[0]["PatientUID"])
+        assert_counts_right(db)
+        assert [p["PatientID"] for p in db.patients()] == ["C", "SAMPLE1"]
+
+
+def test_opening_checks_integrity_only_after_an_unclean_shutdown(tmp_path, monkeypatch):
+    checks: list[Path] = []
+    original = DICOMDatabase._quick_check
+
+    def counted(self, connection):
+        checks.append(self.folder)
+        return original(self, connection)
+
+    monkeypatch.setattr(DICOMDatabase, "_quick_check", counted)
+    folder = tmp_path / "db"
+    with DICOMDatabase(folder) as db:
+        db.store_instances(population(patients=1))
+    with DICOMDatabase(folder):
+        pass
+    assert checks == []  # a clean close: the next open reads the schema version only
+    # a process that dies with the database open leaves its write-ahead log behind
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, sys; sys.path.insert(0, sys.argv[2]);"
+         "from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase;"
+         "db = DICOMDatabase(sys.argv[1]); db.store_cached_value('k', 'v'); os._exit(0)", str(folder), str(REPO)],
+        capture_output=True, text=True, timeout=60)
+    assert killed.returncode == 0, killed.stderr
+    assert (folder / "ctkDICOM.sql-wal").exists() or (folder / "ctkDICOMTagCache.sql-wal").exists()
+    with DICOMDatabase(folder) as db:
+        assert db.cached_value("k") == "v"
+    assert len(checks) == 1
+    with DICOMDatabase(folder, check=True):  # on request
+        pass
+    assert len(checks) == 2
+    with DICOMDatabase(folder) as db:
+        assert db.check_integrity() == []  # what `db verify` runs
+    assert len(checks) == 2
+
+
+def test_a_second_open_while_the_first_is_open_does_not_check(tmp_path, monkeypatch):
+    """Another process's log is legitimately there while it has the database open."""
+    calls: list[int] = []
+    monkeypatch.setattr(DICOMDatabase, "_quick_check", lambda self, connection: calls.append(1))
+    with DICOMDatabase(tmp_path / "db") as first:
+        first.store_instances(population(patients=1))
+        with DICOMDatabase(tmp_path / "db") as second:
+            assert second.counts()["instances"] == 12
+    assert calls == []
