@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,107 @@ def test_tree(cli_runner, two_patients):
     assert [len(s["Series"]) for p in nested for s in p["Studies"]] == [2, 1]
     only = run_json(cli_runner, "tree", "--name", "beta", "--json")
     assert [p["PatientID"] for p in only] == ["P2"]
+
+
+def test_ls_pages_with_limit_and_offset(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    every = run_json(cli_runner, "ls", "--level", "instances", "--json")
+    assert len(every) == 9
+    pages = [run_json(cli_runner, "ls", "--level", "instances", "--json", "--limit", "4", "--offset", str(start))
+             for start in (0, 4, 8)]
+    assert [len(page) for page in pages] == [4, 4, 1]
+    assert [row for page in pages for row in page] == every
+    table = cli_runner("ls", "--level", "series", "--limit", "2")
+    assert table.exit_code == 0 and "2 series" in table.output
+
+
+def test_a_large_answer_is_plain_text_printed_as_it_is_read(cli_runner, two_patients, monkeypatch):
+    from DICOMBrowser.DICOMBrowserLib.cli import database_commands
+
+    cli_runner("import", str(two_patients))
+    monkeypatch.setattr(database_commands, "SMALL_ANSWER", 3)  # what 200 rows are to a real database
+    listing = cli_runner("ls", "--level", "instances")
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    assert lines[0].split("\t") == ["#", "SOP Class", "Transfer Syntax", "SOP Instance UID", "File"]
+    assert len(lines) == 1 + 9 + 1 and lines[-1] == "9 instances"
+    files = {line.split("\t")[4] for line in lines[1:-1]}
+    assert files == {str(p) for p in two_patients.rglob("*.dcm")}
+    tree = cli_runner("tree")
+    assert tree.exit_code == 0, tree.output
+    assert "Alpha^One ID P1  1 studies, 5 instances" in tree.output and "[CT\\MR]" in tree.output
+    assert tree.output.splitlines()[-1] == "(2 patients)"
+    nested = run_json(cli_runner, "tree", "--json")  # the JSON is the same however it is printed
+    monkeypatch.setattr(database_commands, "SMALL_ANSWER", 200)
+    assert run_json(cli_runner, "tree", "--json") == nested
+
+
+def test_tree_asks_the_same_number_of_queries_for_any_number_of_patients(cli_runner, series_factory, monkeypatch):
+    from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+
+    selects: list[str] = []
+    connect = DICOMDatabase._connect
+
+    def traced(self):
+        connection = connect(self)
+        connection.set_trace_callback(lambda sql: selects.append(sql) if sql.lstrip().startswith("SELECT") else None)
+        return connection
+
+    monkeypatch.setattr(DICOMDatabase, "_connect", traced)
+    counts, made = [], 0
+    for patients in (2, 5):
+        while made < patients:
+            series_factory(f"more/p{made}", count=1, patient_id=f"P{made}", patient_name=f"Person{made}")
+            made += 1
+        assert cli_runner("import", str(cli_runner.database_dir.parent / "more")).exit_code == 0
+        selects.clear()
+        tree = run_json(cli_runner, "tree", "--json")
+        assert len(tree) == patients
+        counts.append(len(selects))
+    assert counts[0] == counts[1], counts
+
+
+def test_delete_many_uids_at_once(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    [p1, p2] = run_json(cli_runner, "ls", "--json")
+    mr = [s for s in run_json(cli_runner, "ls", "--level", "series", "--json") if s["Modality"] == "MR"][0]
+    bad = cli_runner("delete", p2["PatientUID"], "9.9.9")
+    assert bad.exit_code == 1 and "9.9.9" in bad.output
+    assert len(run_json(cli_runner, "ls", "--json")) == 2  # nothing deleted
+    result = cli_runner("delete", p2["PatientUID"], mr["SeriesInstanceUID"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "2 UIDs deleted: 6 instances"
+    assert [(p["PatientID"], p["NumberOfInstances"]) for p in run_json(cli_runner, "ls", "--json")] == [("P1", 3)]
+
+
+def test_db_verify_limited_and_by_uid(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    [p2] = run_json(cli_runner, "ls", "--patient-id", "P2", "--json")
+    p2_files = sorted(run_json(cli_runner, "ls", "--level", "instances", "--uid", p2["PatientUID"], "--json"),
+                      key=lambda row: row["FilePath"])
+    Path(p2_files[0]["FilePath"]).unlink()
+    some = run_json(cli_runner, "db", "verify", "--json", "--limit", "2")
+    assert some["checked"] == 2
+    mine = cli_runner("db", "verify", "--uid", p2["PatientUID"])
+    assert mine.exit_code == 1 and mine.output.splitlines()[0] == f"missing: {p2_files[0]['FilePath']}"
+    assert "4 files checked: 1 missing" in mine.output
+    every = cli_runner("db", "verify", "--json")
+    assert every.exit_code == 1
+    assert json.loads(every.output)["integrity"] == [] and json.loads(every.output)["missing"] == [
+        p2_files[0]["FilePath"]]
+
+
+def test_db_verify_runs_the_integrity_check_that_opening_skips(cli_runner, two_patients):
+    cli_runner("import", str(two_patients))
+    assert cli_runner("db", "vacuum").exit_code == 0
+    main = cli_runner.database_dir / "ctkDICOM.sql"
+    connection = sqlite3.connect(main)
+    root, page = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'Images'").fetchone()[0], \
+        connection.execute("PRAGMA page_size").fetchone()[0]
+    connection.close()
+    data = bytearray(main.read_bytes())
+    data[(root - 1) * page:root * page] = b"\xa5" * page  # the Images table's page: opening reads no row of it
+    main.write_bytes(bytes(data))
+    damaged = cli_runner("db", "verify")
+    assert damaged.exit_code == 1
+    assert damaged.output.startswith("integrity: ") and "db rebuild" in damaged.output

@@ -1106,7 +1106,7 @@ class DICOMDatabase:
         if column is None:
             return []
         return self._rows(
-            "SELECT i.SOPInstanceUID, i.Filename, i.Copied, i.SeriesInstanceUID"
+            "SELECT i.SOPInstanceUID, i.Filename, i.Copied, i.SeriesInstanceUID, i.FileSize, i.FileMTimeNs"
             f" FROM {_IMAGE_HIERARCHY} WHERE {column} = ?"
             " ORDER BY se.SeriesNumber, i.SeriesInstanceUID, i.InstanceNumber, i.Filename", (uid,))
 
@@ -1293,6 +1293,46 @@ class DICOMDatabase:
             connection.execute("INSERT OR REPLACE INTO tagcache.ValueCache VALUES (?, ?)", (key, text))
 
     # --- maintenance ------------------------------------------------------------------------
+    def file_states(self, *, limit: int | None = None, uid: str | None = None,
+                    batch: int = 2000) -> Iterator[tuple[str, str]]:
+        """(absolute path, "ok" | "missing" | "changed") of indexed files, in Filename order,
+        as they are checked: `db verify` prints while it works. `limit`: the first N files only;
+        `uid`: the files under one patient/study/series/instance.
+
+        Rows are read `batch` at a time (keyset on Filename), each in its own short read, so a
+        long check never holds a snapshot that keeps SQLite from checkpointing a listener's writes.
+        """
+        if uid is not None:
+            rows = sorted((row["Filename"], row["FileSize"], row["FileMTimeNs"])
+                          for row in self._image_rows_for_uid(uid))
+            chunks: Iterable[list[Any]] = [rows[:limit] if limit is not None else rows]
+        else:
+            def read() -> Iterator[list[Any]]:
+                last, left = "", limit
+                while left is None or left > 0:
+                    size = batch if left is None else min(batch, left)
+                    page = self._rows("SELECT Filename, FileSize, FileMTimeNs FROM Images WHERE Filename > ?"
+                                      " ORDER BY Filename LIMIT ?", (last, size))
+                    if not page:
+                        return
+                    yield page
+                    last = page[-1][0]
+                    left = None if left is None else left - len(page)
+            chunks = read()
+        for page in chunks:
+            for filename, size, mtime_ns in page:
+                path = self.absolute_path(filename)
+                try:
+                    stat = os.stat(path)
+                except FileNotFoundError:
+                    yield path, "missing"
+                    continue
+                except OSError as error:
+                    logger.warning("Cannot stat %s: %s", path, error)
+                    yield path, "missing"
+                    continue
+                yield path, "ok" if (stat.st_size == size and stat.st_mtime_ns == mtime_ns) else "changed"
+
     def verify(self, repair: bool = False) -> VerifyReport:
         """Report entries whose file is gone or changed (size/mtime); `repair` removes the gone ones."""
         report = VerifyReport()

@@ -363,20 +363,68 @@ def db_info(state: CLIContext, as_json: bool) -> None:
 @db_group.command("verify")
 @click.option("--repair", is_flag=True, help="Remove entries whose files are gone; re-index changed files; index "
               "files under dicom/ the index lacks; remove stale temporary (.part) files.")
+@click.option("--limit", type=click.IntRange(1), help="Check the first N indexed files only (in file name order; "
+              "the database folder is then not searched for files the index lacks).")
+@click.option("--uid", help="Check the files of one patient key / study / series / instance only.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar even on a terminal.")
 @pass_cli
-def db_verify(state: CLIContext, repair: bool, as_json: bool) -> None:
-    """Report indexed files that are missing or changed since import, files in the database folder
-    that the index lacks and stale temporary files (exit code 1 if any, unless --repair)."""
-    report = state.logic().verify(repair=repair)
+def db_verify(state: CLIContext, repair: bool, limit: int | None, uid: str | None, as_json: bool,
+              no_progress: bool) -> None:
+    """Check both SQLite files' integrity, then report indexed files that are missing or changed
+    since import, files in the database folder that the index lacks and stale temporary files
+    (exit code 1 if any, unless --repair). Problems are printed as they are found."""
+    logic = state.logic()
+    database = logic.database
+    integrity = database.check_integrity()
+    if integrity:  # files checked against a damaged index would say nothing reliable
+        if as_json:
+            _print_json({"integrity": integrity})
+        else:
+            for line in integrity:
+                click.echo(f"integrity: {line}")
+            click.echo("integrity check failed: `dicombrowser db rebuild` re-indexes the files (the old index is kept)")
+        sys.exit(1)
+    if repair:
+        if limit is not None or uid is not None:
+            raise click.UsageError("--repair checks every file; it cannot be combined with --limit or --uid")
+        report = logic.verify(repair=True)
+    else:
+        from ..database import VerifyReport
+
+        if uid is not None and logic.level_of(uid) is None:
+            raise click.ClickException(f"{uid}: not in the database {database.folder}")
+        report = VerifyReport()
+        total = limit if limit is not None else (None if uid else database.counts()["instances"])
+        console = _console(stderr=True)
+        show_bar = console.is_terminal and not no_progress and not as_json
+        with Progress(TextColumn("[bold]verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                      TimeRemainingColumn(), console=console, disable=not show_bar, transient=True) as bar:
+            task = bar.add_task("verify", total=total)
+            last = 0.0
+            for path, status in database.file_states(limit=limit, uid=uid):
+                report.checked += 1
+                if status != "ok":
+                    (report.missing if status == "missing" else report.changed).append(path)
+                    if not as_json:
+                        click.echo(f"{status}: {path}")
+                now = time.monotonic()
+                if show_bar and now - last > 0.1:
+                    last = now
+                    bar.update(task, completed=report.checked)
+        if limit is None and uid is None:
+            report.unindexed, report.partial = database.folder_leftovers()
     if as_json:
         _print_json({"checked": report.checked, "missing": report.missing, "changed": report.changed,
                      "unindexed": report.unindexed, "partial": report.partial,
                      "removed": report.removed, "reindexed": report.reindexed,
-                     "recovered": report.recovered, "partial_removed": report.partial_removed})
+                     "recovered": report.recovered, "partial_removed": report.partial_removed,
+                     "integrity": integrity})
     else:
-        for label, paths in (("missing", report.missing), ("changed", report.changed),
-                             ("not indexed", report.unindexed), ("partial", report.partial)):
+        printed = ("not indexed", report.unindexed), ("partial", report.partial)
+        if repair:
+            printed = ("missing", report.missing), ("changed", report.changed), *printed
+        for label, paths in printed:
             for path in paths:
                 click.echo(f"{label}: {path}")
         click.echo(f"{report.checked} files checked: {len(report.missing)} missing, {len(report.changed)} changed; "
