@@ -1173,10 +1173,11 @@ class DICOMDatabase:
         return dict(sorted(tags.items()))
 
     def counts(self) -> dict[str, int]:
-        connection = self._conn()
-        return {name: connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for name, table in (("patients", "Patients"), ("studies", "Studies"), ("series", "Series"),
-                                    ("instances", "Images"))}
+        """How many patients, studies, series and instances: one pass over Patients and its kept
+        counts (the browser asks after every commit it notices; counting Images grew with them)."""
+        row = self._conn().execute("SELECT COUNT(*), COALESCE(SUM(NumberOfStudies), 0), COALESCE(SUM(NumberOfSeries), 0),"
+                                   " COALESCE(SUM(NumberOfInstances), 0) FROM Patients").fetchone()
+        return dict(zip(("patients", "studies", "series", "instances"), map(int, row)))
 
     def info(self) -> dict[str, Any]:
         """Facts about the database folder (for `db info`)."""
