@@ -372,3 +372,18 @@ def test_corrupted_files_never_raise_and_agree_with_pydicom_when_readable(tmp_pa
                 assert result.values == truth, result.path
                 outcomes["equal"] += 1
     assert min(outcomes.values()) > 10, outcomes
+
+
+def test_bytes_after_the_pixel_data_end_the_data_set(series_factory, tmp_path):
+    """Padding after Pixel Data (a few bytes, or zeros) ends the data set as it does for pydicom: the
+    file scans without an error, also when a tag sorting after Pixel Data is requested (a Slicer
+    data bundle's group CADB), and the pixel data is where it was."""
+    source = series_factory(count=1)[0]
+    data = source.read_bytes()
+    plain = scan_file(source, [SOP_UID, "cadb,0010"])
+    for name, padding in (("two", b"\0\0"), ("zeros", bytes(20)), ("text", b"trailing junk")):
+        path = tmp_path / f"{name}.dcm"
+        path.write_bytes(data + padding)
+        result = scan_file(path, [SOP_UID, "cadb,0010"])
+        assert result.error is None and result.values == plain.values, (name, result)
+        assert result.pixel_data_offset == plain.pixel_data_offset

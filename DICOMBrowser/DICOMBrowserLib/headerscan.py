@@ -534,8 +534,12 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
         # for the requested tags, everything else skipped by its length.
         while pos < size:
             rel = pos - base
+            # Past the pixel data, bytes that do not make an element (padding some writers leave,
+            # a cut in trailing private data) end the data set, as for pydicom: the image is whole.
             if rel < 0 or rel + 12 > blen:
                 if pos + 8 > size:
+                    if pixel_offset is not None:
+                        break
                     raise _Broken(f"truncated element header at offset {pos}")
                 buf, rel = f.window(pos, 12 if pos + 12 <= size else 8)
                 base, blen = f.base, len(buf)
@@ -549,9 +553,13 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                     hlen = 8
                 elif vr in LONG_VRS:
                     if rel + 12 > blen:
+                        if pixel_offset is not None:
+                            break
                         raise _Broken(f"truncated element header at offset {pos}")
                     length = _unpack_long_len(buf, rel + 8)[0]
                     hlen = 12
+                elif pixel_offset is not None:
+                    break
                 elif group == 0xFFFE:
                     raise _Fallback(f"item tag at top level at offset {pos}")
                 else:
@@ -582,6 +590,8 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                 raise _Fallback(f"undefined length for VR {vr!r} at offset {pos}")
             end = value_pos + length
             if end > size:
+                if pixel_offset is not None:
+                    break
                 raise _Broken(f"element ({group:04x},{elem:04x}) at offset {pos} has length {length}, "
                               f"past the end of the file ({size} bytes)")
             if (tag in keep and vr != b"SQ") or (group in private_groups and 0x10 <= elem <= 0xFF):
