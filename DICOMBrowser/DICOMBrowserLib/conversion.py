@@ -256,7 +256,7 @@ def write_loadable(loadable: Any, report: Any, index: Any, output_dir: Path, ste
     given: write exactly there, else claim `stem.<format>` in `output_dir`)."""
     plugin = report.plugins.get(loadable.plugin)
     if plugin is None:
-        from DICOMPlugins import allPlugins
+        from .plugins import allPlugins
 
         plugin = allPlugins()[loadable.plugin](index)
     extension = options.fmt

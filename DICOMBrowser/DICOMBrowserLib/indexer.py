@@ -79,12 +79,12 @@ _required_cache: tuple[tuple, list[str]] | None = None
 def _registered_plugins() -> dict:
     """The plugin registry; built-in and entry-point plugins are discovered once per process."""
     global _plugins_loaded
-    import DICOMPlugins
+    from . import plugins
 
     if not _plugins_loaded:
-        DICOMPlugins.allPlugins()
+        plugins.allPlugins()
         _plugins_loaded = True
-    return dict(DICOMPlugins.dicomPlugins)
+    return dict(plugins.dicomPlugins)
 
 
 def _plugin_tags(plugins: dict) -> set[str]:

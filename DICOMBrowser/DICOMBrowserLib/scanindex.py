@@ -37,9 +37,7 @@ class _Entry:
 def plugin_tags(extra: Iterable[str] = ()) -> list[str]:
     """Every tag the registered plugins declare, the common identity tags, the pixel module, the
     diffusion plan's scan tags and `extra`, as "gggg,eeee"."""
-    from DICOMPlugins import allPlugins
-    from DICOMPlugins.DICOMPlugin import COMMON_TAGS
-
+    from .plugins import COMMON_TAGS, allPlugins
     from .diffusion.series import SCAN_TAGS
     from .pixelreader import PIXEL_TAGS
 
