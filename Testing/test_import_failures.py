@@ -47,6 +47,47 @@ def test_every_file_not_taken_is_named(cli_runner, series_factory, tmp_path):
         assert any("cannot read folder" in reason and path.endswith("locked") for path, reason in summary["errors"])
 
 
+def test_an_unreadable_folder_is_named_when_the_user_cannot_read_it(series_factory):
+    """The import as a user who cannot read a folder (root reads every folder, so as root the
+    command runs as `nobody` through setpriv): the folder is named with its reason, the rest imported."""
+    import sys
+    import tempfile
+
+    command = [str(Path(sys.executable).with_name("dicombrowser"))]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root and setpriv (util-linux) is missing: no user to be refused")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    work = Path(tempfile.mkdtemp(prefix="unreadable-", dir="/tmp"))
+    try:
+        work.chmod(0o777)
+        files = series_factory("readable", count=2)
+        source = work / "input"
+        shutil.copytree(files[0].parent, source / "readable")
+        locked = source / "locked"
+        locked.mkdir()
+        shutil.copy(files[0], locked / "hidden.dcm")
+        for folder, _dirs, names in os.walk(source):
+            os.chmod(folder, 0o755)
+            for name in names:
+                os.chmod(os.path.join(folder, name), 0o644)
+        locked.chmod(0)
+        database = work / "db"
+        database.mkdir()
+        database.chmod(0o777)
+        result = subprocess.run([*command, "--database", str(database), "import", str(source), "--json"],
+                                capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(work)})
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["indexed"] == 2
+        assert any(path.endswith("locked") and "cannot read folder" in reason for path, reason in summary["errors"]), \
+            summary["errors"]
+    finally:
+        if (work / "input" / "locked").exists():
+            (work / "input" / "locked").chmod(0o755)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     mount_point = tmp_path / "small-disk"
