@@ -266,8 +266,9 @@ class DICOMBrowserLogic:
 
     def node(self, name: str):
         """A configured remote node (NotFoundError lists the known ones)."""
-        from DICOMBrowser.DICOMBrowserLib.networking import nodes
+        from DICOMBrowser.DICOMBrowserLib.networking import fastpath, nodes
 
+        fastpath.apply_settings(self.settings)  # the database's fastpath setting, for what follows
         return nodes.get_node(self.database_folder, name)
 
     def start_listener(self, port: int | None = None, ae_title: str | None = None, host: str | None = None,
@@ -275,17 +276,18 @@ class DICOMBrowserLogic:
                        fsync: bool | None = None):
         """Start the Storage SCP in the background (settings' AE title/port/timeouts/limits/fsync unless
         given; `limits`: networking.admission.ConnectionLimits); returns its status."""
-        from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
+        from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, fastpath, tls
         from DICOMBrowser.DICOMBrowserLib.networking.admission import ConnectionLimits
 
         if self._listener is not None and self._listener.running:
             return self._listener.status()
         settings = self.settings
+        fastpath.apply_settings(settings)
         self._listener = StorageListener(
             self.database, ae_title=ae_title or settings.ae_title, port=port or settings.port,
             host=host or settings.listen_host, allowed_callers=settings.allowed_callers, on_indexed=on_indexed,
             limits=limits or ConnectionLimits(**settings.listener_limits()),
-            fsync=settings.fsync if fsync is None else fsync)
+            fsync=settings.fsync if fsync is None else fsync, ssl_context=tls.server_context(settings))
         return self._listener.start()
 
     def stop_listener(self):
@@ -300,16 +302,16 @@ class DICOMBrowserLogic:
 
     def echo(self, node_name: str) -> float:
         """C-ECHO a configured node; returns the round trip in seconds, raises NetworkError."""
-        from DICOMBrowser.DICOMBrowserLib.networking import scu
+        from DICOMBrowser.DICOMBrowserLib.networking import service
 
-        return scu.echo(self.node(node_name), self.settings.ae_title)
+        return service.echo(self.settings, self.node(node_name))
 
     def find(self, node_name: str, level: str = "study", filters: dict[str, str | None] | None = None,
              model: str | None = None):
         """C-FIND at patient/study/series level; returns a FindResult (matches: list of dicts)."""
-        from DICOMBrowser.DICOMBrowserLib.networking import scu
+        from DICOMBrowser.DICOMBrowserLib.networking import service
 
-        return scu.find(self.node(node_name), self.settings.ae_title, level, filters, model=model)
+        return service.find(self.settings, self.node(node_name), level, filters, model=model)
 
     def retrieve(self, node_name: str, uids: list[str], level: str | None = None, method: str | None = None,
                  progress: Callable[..., Any] | None = None):
@@ -347,18 +349,18 @@ class DICOMBrowserLogic:
         """A callable that C-STOREs written files to a configured node (None without a node)."""
         if not node_name:
             return None
-        node, ae_title = self.node(node_name), self.settings.ae_title
+        node, settings = self.node(node_name), self.settings
 
         def send(paths):
             import pydicom
 
-            from DICOMBrowser.DICOMBrowserLib.networking import scu
+            from DICOMBrowser.DICOMBrowserLib.networking import service
 
             files = []
             for path in paths:
                 header = pydicom.dcmread(path, stop_before_pixels=True)
                 files.append((str(path), str(header.SOPClassUID), str(header.file_meta.TransferSyntaxUID)))
-            return scu.send(node, ae_title, files)
+            return service.send_files(settings, node, files)
 
         return send
 

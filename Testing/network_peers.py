@@ -133,6 +133,7 @@ class OrthancPeer:
     dicom_port: int = 0
     http_port: int = 0
     check_called_aet: bool = True
+    extra: dict = field(default_factory=dict)  # merged last into the configuration (plugins, DicomWeb, ...)
     process: subprocess.Popen | None = None
 
     def config(self) -> dict:
@@ -170,6 +171,7 @@ class OrthancPeer:
             "LimitFindResults": 0,
             "LimitFindInstances": 0,
             "MaximumPduLength": 1 << 16,
+            **self.extra,
         }
 
     @property

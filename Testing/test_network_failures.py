@@ -207,7 +207,9 @@ def test_node_configuration_cli(cli_runner):
     import json
 
     nodes = json.loads(cli_runner("node", "ls", "--json").stdout)
-    assert nodes == [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 4242, "retrieve": "get"}]
+    expected = {"name": "pacs", "kind": "dimse", "ae_title": "PACS", "host": "127.0.0.1", "port": 4242,
+                "retrieve": "get", "tls": False, "url": ""}
+    assert len(nodes) == 1 and {key: nodes[0][key] for key in expected} == expected
     shown = json.loads(cli_runner("config", "show", "--json").stdout)
     assert shown["ae_title"] == "MYAE" and shown["port"] == 11113 and "pacs" in shown["nodes"]
     too_long = cli_runner("config", "set", "ae-title", "A" * 17)

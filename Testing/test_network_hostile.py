@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, sockets
+from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
 from DICOMBrowser.DICOMBrowserLib.networking.admission import ConnectionLimits
 from network_peers import echoscu, free_port, have_dcmtk, storescu
 
@@ -31,7 +31,7 @@ LIMITS = ConnectionLimits(acse_timeout=2, dimse_timeout=2, network_timeout=3, ma
 def listener(request, database, monkeypatch):
     """The listener with our receive path, and with pynetdicom's own (its loops and PDU reader)."""
     if request.param == "pynetdicom":
-        monkeypatch.setattr(sockets, "install_message_driven_reactor", lambda assoc: False)
+        monkeypatch.setenv("DICOMBROWSER_FASTPATH", "0")  # networking/fastpath: pynetdicom's own path
     with StorageListener(database, ae_title=AE, port=free_port(), host="127.0.0.1", limits=LIMITS) as running:
         running.receive_path = request.param
         yield running

@@ -15,7 +15,8 @@ packages=(libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libosmesa6 li
   libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libxkbcommon0 libfontconfig1 fonts-dejavu-core
   libdbus-1-3 libglib2.0-0 xvfb xauth)
 if [ "$want_test" = 1 ]; then
-  packages+=(dcmtk orthanc dicom3tools libgdcm-tools dcm2niix sqlite3 plastimatch)
+  packages+=(dcmtk orthanc orthanc-dicomweb orthanc-postgresql postgresql dicom3tools libgdcm-tools dcm2niix
+    sqlite3 plastimatch openssl)
 fi
 python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 

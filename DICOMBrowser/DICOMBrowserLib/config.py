@@ -48,10 +48,32 @@ class RemoteNode:
     """A PACS or other DICOM peer, as the user configured it."""
 
     name: str
-    ae_title: str
-    host: str
-    port: int
-    retrieve: str = "move"  # "move" (C-MOVE to our listener) or "get" (C-GET)
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    retrieve: str = "move"  # "move" (C-MOVE to our listener) or "get" (C-GET); "wado" for DICOMweb
+    # DIMSE over TLS (networking/tls.py): this node's CA bundle, our certificate and key for it
+    # (else the database's tls_* settings), the name its certificate must carry ('' = host)
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_server_name: str = ""
+    # A DICOMweb service (networking/dicomweb.py) when `url` is set: QIDO/WADO/STOW-RS prefixes
+    # ('' = the service's root), auth "" / "basic" (username + secret) / "bearer" (secret = token);
+    # `secret_env` names an environment variable read at use time instead of a stored secret
+    url: str = ""
+    qido_prefix: str = ""
+    wado_prefix: str = ""
+    stow_prefix: str = ""
+    auth: str = ""
+    username: str = ""
+    secret: str = ""
+    secret_env: str = ""
+
+    @property
+    def is_dicomweb(self) -> bool:
+        return bool(self.url)
 
 
 @dataclass
@@ -72,6 +94,14 @@ class DatabaseSettings:
     max_pdu_size: int = 1 << 20
     # received instances (listener, C-GET) flushed to disk before Success: see docs/networking.md
     fsync: bool = False
+    # TLS for DIMSE (networking/tls.py): the listener's certificate and key (both set: it speaks
+    # TLS only), the CA bundle that callers' certificates are checked against ('' = not asked for),
+    # and the defaults our requestors present to nodes with `tls` on
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    # DICOMBROWSER_FASTPATH=0 overrides (networking/fastpath): pynetdicom's own DIMSE path when off
+    fastpath: bool = True
 
     def listener_limits(self) -> dict[str, float | int]:
         """The keyword arguments of networking.admission.ConnectionLimits."""
@@ -83,7 +113,9 @@ class DatabaseSettings:
         if not path.exists():
             return cls()
         raw = json.loads(path.read_text(encoding="utf-8"))
-        nodes = {name: RemoteNode(**node) for name, node in raw.pop("nodes", {}).items()}
+        known_node = RemoteNode.__dataclass_fields__
+        nodes = {name: RemoteNode(**{k: v for k, v in node.items() if k in known_node})
+                 for name, node in raw.pop("nodes", {}).items()}
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
         return cls(nodes=nodes, **known)
 

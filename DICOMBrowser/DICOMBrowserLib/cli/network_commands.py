@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 LIMIT_KEYS = ("acse-timeout", "dimse-timeout", "network-timeout", "max-associations",
               "max-associations-per-host", "max-pdu-size")
-CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers", *LIMIT_KEYS, "fsync")
+TLS_KEYS = ("tls-cert", "tls-key", "tls-ca")
+CONFIG_KEYS = ("ae-title", "port", "host", "allowed-callers", *LIMIT_KEYS, "fsync", *TLS_KEYS, "fastpath")
 
 
 def _quiet_pynetdicom() -> None:
@@ -49,6 +50,16 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _security(node: Any) -> str:
+    """What `node ls` says about a node's authentication and TLS (never the secret)."""
+    if node.is_dicomweb:
+        auth = f"{node.auth}" + (f" ({node.username})" if node.username else "") if node.auth else "none"
+        if node.auth and node.secret_env:
+            auth += f", secret from ${node.secret_env}"
+        return auth + (", https" if node.url.startswith("https:") else "")
+    return "tls" if node.tls else "none"
+
+
 def register(cli: click.Group) -> None:
     """Add the network commands to the `dicombrowser` group."""
 
@@ -64,7 +75,11 @@ def register(cli: click.Group) -> None:
         """Set KEY to VALUE: ae-title, port, host (listener interface), allowed-callers (comma list, '' = any);
         the listener's acse-timeout, dimse-timeout, network-timeout (seconds, default 30),
         max-associations (16), max-associations-per-host (8), max-pdu-size (bytes, 1048576);
-        fsync on|off (received instances flushed to disk before they are acknowledged; default off)."""
+        fsync on|off (received instances flushed to disk before they are acknowledged; default off);
+        tls-cert, tls-key (PEM files: the listener speaks TLS only when both are set, and our
+        requestors present them to nodes added with --tls), tls-ca (CA bundle peers are checked
+        against; '' clears any of them); fastpath on|off (our faster DIMSE receive/send path;
+        off: pynetdicom's own; DICOMBROWSER_FASTPATH=0 turns it off too)."""
         from ..networking import nodes
 
         folder = state.logic().database_folder
@@ -72,6 +87,10 @@ def register(cli: click.Group) -> None:
             nodes.set_listener_limit(folder, key, value)
         elif key == "fsync":
             value = "on" if nodes.set_fsync(folder, value).fsync else "off"
+        elif key in TLS_KEYS:
+            value = getattr(nodes.set_tls(folder, key, value), key.replace("-", "_")) or "(none)"
+        elif key == "fastpath":
+            value = "on" if nodes.set_fastpath(folder, value).fastpath else "off"
         elif key == "ae-title":
             settings = nodes.set_ae_title(folder, value)
         elif key == "port":
@@ -87,8 +106,13 @@ def register(cli: click.Group) -> None:
     @pass_cli
     def config_show(state, as_json: bool) -> None:
         """Show the local AE title, port, listener host, allowed callers and nodes."""
+        from ..networking import fastpath, nodes
+
         settings = state.logic().settings
         data = asdict(settings)
+        data["nodes"] = {name: nodes.public_dict(node) for name, node in settings.nodes.items()}
+        active, why = fastpath.status(settings)
+        data["fastpath_active"], data["fastpath_reason"] = active, why
         if as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=True))
             return
@@ -97,6 +121,9 @@ def register(cli: click.Group) -> None:
         for key in LIMIT_KEYS:
             click.echo(f"{key}: {getattr(settings, key.replace('-', '_'))}")
         click.echo(f"fsync: {'on' if settings.fsync else 'off'}")
+        for key in TLS_KEYS:
+            click.echo(f"{key}: {getattr(settings, key.replace('-', '_')) or '(none)'}")
+        click.echo(f"fastpath: {'on' if active else 'OFF'} ({why})")
 
     @cli.group("node")
     def node_group() -> None:
@@ -104,18 +131,46 @@ def register(cli: click.Group) -> None:
 
     @node_group.command("add")
     @click.argument("name")
-    @click.option("--ae-title", required=True, help="The node's AE title (called AE).")
-    @click.option("--host", required=True, help="Host name or IP address.")
-    @click.option("--port", required=True, type=int, help="DICOM port.")
+    @click.option("--ae-title", help="DIMSE: the node's AE title (called AE).")
+    @click.option("--host", help="DIMSE: host name or IP address.")
+    @click.option("--port", type=int, help="DIMSE: DICOM port.")
     @click.option("--retrieve", type=click.Choice(["move", "get"]), default="move", show_default=True,
-                  help="C-MOVE to our listener, or C-GET (no listener needed).")
+                  help="DIMSE: C-MOVE to our listener, or C-GET (no listener needed).")
+    @click.option("--tls", is_flag=True, help="DIMSE over TLS (certificate and key: config set tls-cert/tls-key).")
+    @click.option("--tls-ca", help="CA bundle (PEM) the node's certificate must chain to (default: tls-ca setting; "
+                                   "DICOMweb: the system's).")
+    @click.option("--tls-cert", help="Our certificate (PEM) for this node (default: the tls-cert setting).")
+    @click.option("--tls-key", help="Our private key (PEM) for this node (default: the tls-key setting).")
+    @click.option("--tls-server-name", help="The name the node's certificate must carry (default: --host).")
+    @click.option("--url", help="DICOMweb: the service's base URL (e.g. http://pacs:8042/dicom-web).")
+    @click.option("--auth", type=click.Choice(["basic", "bearer"]), help="DICOMweb: HTTP authentication.")
+    @click.option("--username", help="DICOMweb: user name for --auth basic.")
+    @click.option("--secret", help="DICOMweb: password (basic) or token (bearer), stored in the database settings.")
+    @click.option("--secret-env", help="DICOMweb: environment variable holding the secret (read at use, not stored).")
+    @click.option("--qido-prefix", help="DICOMweb: path prefix of QIDO-RS under the URL.")
+    @click.option("--wado-prefix", help="DICOMweb: path prefix of WADO-RS under the URL.")
+    @click.option("--stow-prefix", help="DICOMweb: path prefix of STOW-RS under the URL.")
     @pass_cli
-    def node_add(state, name: str, ae_title: str, host: str, port: int, retrieve: str) -> None:
-        """Add or replace node NAME."""
+    def node_add(state, name: str, ae_title: str | None, host: str | None, port: int | None, retrieve: str,
+                 tls: bool, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
+                 tls_server_name: str | None, url: str | None, **web: str | None) -> None:
+        """Add or replace node NAME: a DIMSE peer (--ae-title, --host, --port) or a DICOMweb service (--url)."""
         from ..networking import nodes
 
-        node = nodes.add_node(state.logic().database_folder, name, ae_title, host, port, retrieve)
-        click.echo(f"{node.name}: {node.ae_title}@{node.host}:{node.port} (retrieve: {node.retrieve})")
+        folder = state.logic().database_folder
+        if url:
+            if ae_title or host or port:
+                raise click.UsageError("a node is DIMSE (--ae-title/--host/--port) or DICOMweb (--url), not both")
+            node = nodes.add_dicomweb_node(folder, name, url, tls_ca=tls_ca or "", tls_cert=tls_cert or "",
+                                           tls_key=tls_key or "", **{k: v or "" for k, v in web.items()})
+        else:
+            if not (ae_title and host and port):
+                raise click.UsageError("a DIMSE node needs --ae-title, --host and --port (or --url for DICOMweb)")
+            if any(web.values()):
+                raise click.UsageError("--auth, --username, --secret and the prefixes are for DICOMweb nodes (--url)")
+            node = nodes.add_node(folder, name, ae_title, host, port, retrieve, tls=tls, tls_ca=tls_ca or "",
+                                  tls_cert=tls_cert or "", tls_key=tls_key or "", tls_server_name=tls_server_name or "")
+        click.echo(f"{node.name}: {nodes.describe(node)}")
 
     @node_group.command("ls")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -124,11 +179,14 @@ def register(cli: click.Group) -> None:
         """List the configured nodes."""
         from ..networking import nodes
 
-        rows = [asdict(n) for n in nodes.list_nodes(state.logic().database_folder)]
-        if as_json:
-            click.echo(json.dumps(rows, indent=2))
-        elif rows:
-            click.echo(_table(rows, ["name", "ae_title", "host", "port", "retrieve"]))
+        listed = nodes.list_nodes(state.logic().database_folder)
+        if as_json:  # secrets as '***'
+            click.echo(json.dumps([nodes.public_dict(n) for n in listed], indent=2))
+        elif listed:
+            rows = [{"name": n.name, "kind": "dicomweb" if n.is_dicomweb else "dimse",
+                     "address": n.url if n.is_dicomweb else f"{n.ae_title}@{n.host}:{n.port}",
+                     "retrieve": n.retrieve, "security": _security(n)} for n in listed]
+            click.echo(_table(rows, ["name", "kind", "address", "retrieve", "security"]))
         else:
             click.echo("no nodes; add one with `dicombrowser node add NAME --ae-title AE --host H --port P`")
 
@@ -146,10 +204,12 @@ def register(cli: click.Group) -> None:
     @click.argument("node")
     @pass_cli
     def echo_command(state, node: str) -> None:
-        """C-ECHO NODE: is it there and does it accept us?"""
+        """C-ECHO NODE (a DICOMweb node: one QIDO-RS request): is it there and does it accept us?"""
         _quiet_pynetdicom()
-        seconds = state.logic().echo(node)
-        click.echo(f"{node}: C-ECHO succeeded in {seconds * 1000:.0f} ms")
+        logic = state.logic()
+        seconds = logic.echo(node)
+        verb = "QIDO-RS" if logic.node(node).is_dicomweb else "C-ECHO"
+        click.echo(f"{node}: {verb} succeeded in {seconds * 1000:.0f} ms")
 
     @cli.command("listen")
     @click.option("--port", type=int, default=None, help="Port (default: the database's setting, 11112).")
@@ -233,16 +293,18 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects keyed by DICOM keywords).")
     @pass_cli
     def find_command(state, node: str, level: str, model: str | None, as_json: bool, **filters: str | None) -> None:
-        """C-FIND on NODE at patient, study or series level."""
+        """C-FIND (DICOMweb: QIDO-RS, paged) on NODE at patient, study or series level."""
         _quiet_pynetdicom()
         from ..networking.scu import FIND_KEYS
 
         result = state.logic().find(node, level, filters, model=model)
         if as_json:
             click.echo(json.dumps(result.matches, indent=2))
-            return
-        click.echo(_table(result.matches, FIND_KEYS[level]))
-        click.echo(f"{len(result.matches)} {level} match(es) in {result.elapsed * 1000:.0f} ms", err=True)
+        else:
+            click.echo(_table(result.matches, FIND_KEYS[level]))
+            click.echo(f"{len(result.matches)} {level} match(es) in {result.elapsed * 1000:.0f} ms", err=True)
+        if result.incomplete:
+            click.echo(f"warning: the answer of {node} is incomplete: {result.incomplete}", err=True)
 
     @cli.command("retrieve")
     @click.argument("node")
@@ -253,13 +315,15 @@ def register(cli: click.Group) -> None:
                   help="Override the node's retrieve method.")
     @pass_cli
     def retrieve_command(state, node: str, uids: tuple[str, ...], level: str | None, method: str | None) -> None:
-        """Retrieve studies or series from NODE into the database (C-MOVE or C-GET)."""
+        """Retrieve studies or series from NODE into the database (C-MOVE, C-GET, or WADO-RS for a DICOMweb
+        node: what the database already holds is skipped, so an interrupted retrieve resumes)."""
         _quiet_pynetdicom()
         summary = state.logic().retrieve(node, list(uids), level=level, method=method,
                                          progress=_progress_printer("retrieve"))
-        click.echo(f"Retrieved by C-{summary.method.upper()}: {summary.completed} completed, {summary.failed} failed, "
+        how = "WADO-RS" if summary.method == "wado" else f"C-{summary.method.upper()}"
+        click.echo(f"Retrieved by {how}: {summary.completed} completed, {summary.failed} failed, "
                    f"{summary.warning} warning; {summary.received} instance(s) stored in the database "
-                   f"in {summary.elapsed:.1f} s")
+                   f"in {summary.elapsed:.1f} s" + (f"; {summary.skipped} already there" if summary.skipped else ""))
         for error in summary.errors:
             click.echo(f"error: {error}", err=True)
         if summary.failed or summary.errors:
@@ -275,7 +339,7 @@ def register(cli: click.Group) -> None:
     @deidentify_options
     @pass_cli
     def send_command(state, node: str, uids: tuple[str, ...], deidentify: bool, **deid) -> None:
-        """Send patients, studies or series (any UID in the database) to NODE with C-STORE."""
+        """Send patients, studies or series (any UID in the database) to NODE with C-STORE (DICOMweb: STOW-RS)."""
         _quiet_pynetdicom()
         printer = _progress_printer("send")
 

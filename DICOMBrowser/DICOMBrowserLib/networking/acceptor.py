@@ -81,7 +81,9 @@ _REQUIRED = ("_run_reactor", "_serve_request", "_reactor_checkpoint", "_is_pause
 
 def supported(assoc: Any, acceptor: bool = True) -> bool:
     """True when `assoc` looks like the pynetdicom 3.0 acceptor (or requestor) this loop was written for."""
-    if not pynetdicom.__version__.startswith("3.0."):
+    from .fastpath import VERIFIED
+
+    if pynetdicom.__version__ not in VERIFIED:
         return False
     if not all(hasattr(assoc, name) for name in _REQUIRED):
         return False
@@ -328,6 +330,11 @@ class _DULWaker:
         """Until the socket is readable, a primitive is queued for sending, or DUL_WAIT passed;
         True when the (plain, not TLS) socket is readable."""
         raw = getattr(self.dul.socket, "socket", None)
+        if isinstance(raw, ssl.SSLSocket) and raw.fileno() >= 0 and raw.pending():
+            # TLS: bytes the SSL object already decrypted and buffered are invisible to select() on
+            # the socket; waiting there would hold them (up to DUL_WAIT each time, or until the peer
+            # sends more). pynetdicom's own check (socket.ready) reads them at once.
+            return False
         if raw is None or raw.fileno() < 0:
             self._finalizer()  # connection closed: no more wake-ups needed
             time.sleep(DUL_WAIT)  # as pynetdicom would, until the DUL stops; never spin

@@ -82,13 +82,15 @@ class StorageListener:
                  host: str = "0.0.0.0", allowed_callers: list[str] | None = None,
                  fsync: bool = False, on_indexed: Callable[[str, str], Any] | None = None,
                  require_called_aet: bool = True, limits: ConnectionLimits | None = None,
-                 network_timeout: float | None = None, maximum_pdu_size: int | None = None):
+                 network_timeout: float | None = None, maximum_pdu_size: int | None = None,
+                 ssl_context: Any = None):
         self.database = database
         self.ae_title = validate_ae_title(ae_title)
         self.port = validate_port(port)
         self.host = host
         self.allowed_callers = [validate_ae_title(a) for a in (allowed_callers or [])]
         self.require_called_aet = require_called_aet
+        self.ssl_context = ssl_context  # tls.server_context(settings): TLS only when given
         limits = limits or ConnectionLimits()
         if network_timeout is not None or maximum_pdu_size is not None:  # the older keyword arguments
             limits = dataclasses.replace(limits, network_timeout=network_timeout or limits.network_timeout,
@@ -133,17 +135,21 @@ class StorageListener:
             *self.guard.handlers(),  # after LISTENER_CONN_OPEN: it guards the reader installed there
         ]
         try:
-            server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+            server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers,
+                                     ssl_context=self.ssl_context)
         except OSError as error:
             raise NetworkError(_bind_message(self.host, self.port, error)) from error
-        _share_syntaxes_on_copy(server)
+        from . import fastpath
+
+        if fastpath.enabled():
+            _share_syntaxes_on_copy(server)
         # socketserver's backlog of 5: a burst of connections (a flood, or a C-MOVE opening one
         # association per series) overflowed it and each dropped SYN cost its caller a 1 s retry
         server.socket.listen(LISTEN_BACKLOG)
         self.writer.start()
         self._server = server
-        logger.info("Listening as %s on %s:%d, writing into %s", self.ae_title, self.host, self.port,
-                    self.writer.images_folder)
+        logger.info("Listening as %s on %s:%d%s, writing into %s", self.ae_title, self.host, self.port,
+                    " (TLS)" if self.ssl_context is not None else "", self.writer.images_folder)
         return self.status()
 
     def _recover(self) -> None:

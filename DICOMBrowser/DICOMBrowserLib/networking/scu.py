@@ -31,7 +31,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
 from .. import headerscan
 from ..config import RemoteNode
 from ..errors import NetworkError
-from . import admission, storesend
+from . import admission, fastpath
 from .admission import ConnectionLimits
 from .sockets import NAGLE_OFF
 from .storage import ReceivedInstanceWriter, store_handler
@@ -74,6 +74,7 @@ class FindResult:
     matches: list[dict[str, str]]
     status: int
     elapsed: float
+    incomplete: str = ""  # why the answer is known to lack matches (DICOMweb paging, caps), '' when whole
 
 
 @dataclass
@@ -87,6 +88,7 @@ class RetrieveSummary:
     remaining: int = 0
     status: int = 0
     received: int = 0      # instances that reached our database
+    skipped: int = 0       # already in the database, not asked for again (WADO-RS resume)
     failed_uids: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -128,7 +130,7 @@ def make_ae(calling_ae: str, *, timeout: float = 30.0) -> AE:
 
 
 def _peer(node: RemoteNode) -> str:
-    return f"{node.name} ({node.ae_title}@{node.host}:{node.port})"
+    return f"{node.name} ({node.ae_title}@{node.host}:{node.port}{', TLS' if node.tls else ''})"
 
 
 def _classify_connect_failure(node: RemoteNode, timeout: float) -> str:
@@ -157,10 +159,13 @@ def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list 
     handlers = [NAGLE_OFF, (evt.EVT_ACSE_RECV, remember_acse), *(evt_handlers or [])]
     # pynetdicom formats every C-FIND/C-GET/C-MOVE response identifier into log lines (two thirds
     # of a C-FIND's client time) unless told not to; only worth it when someone reads its INFO log
-    _config.LOG_RESPONSE_IDENTIFIERS = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+    if fastpath.enabled():  # off: pynetdicom's settings are left as the user has them
+        _config.LOG_RESPONSE_IDENTIFIERS = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+    from . import tls
+
     started = time.monotonic()
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg,
-                         evt_handlers=handlers, max_pdu=max_pdu)
+                         evt_handlers=handlers, max_pdu=max_pdu, tls_args=tls.client_args(node))
     if assoc.is_established:
         return assoc
     if assoc.is_rejected:
@@ -172,6 +177,9 @@ def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list 
     if time.monotonic() - started >= ae.acse_timeout - 0.5 and not answers:
         raise NetworkError(f"{_peer(node)} timed out: no answer to the association request within "
                            f"{ae.acse_timeout:.0f} s")
+    tls_failure = tls.describe_failure(node, timeout) if node.tls else None
+    if tls_failure:
+        raise NetworkError(f"{_peer(node)}: {tls_failure}")
     if answers:
         raise NetworkError(f"{_peer(node)} aborted the association request "
                            f"(no presentation context accepted, or the peer refused the request)")
@@ -484,7 +492,7 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
                     summary.failed.extend((p, "cancelled") for p, _, _ in batch[index + 1:])
                     break
         finally:
-            storesend.resume(assoc)  # the direct sends leave the association loop parked
+            fastpath.resume(assoc)  # the direct sends leave the association loop parked
             _release(assoc)
         if not assoc.is_established and len(summary.failed) >= summary.total:
             break
@@ -497,7 +505,7 @@ def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary, me
     if not assoc.is_established:
         return "association lost"
     try:
-        status = storesend.send_as_stored(assoc, path, message_id)
+        status = fastpath.send_as_stored(assoc, path, message_id)
         if status is None:  # not a file the direct path was written for
             status = assoc.send_c_store(Path(path), msg_id=message_id)
     except (ValueError, InvalidDicomError):

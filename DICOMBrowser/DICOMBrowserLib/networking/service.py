@@ -21,6 +21,35 @@ from .storage import ReceivedInstanceWriter
 logger = logging.getLogger(__name__)
 
 
+def echo(settings: DatabaseSettings, node: RemoteNode, *, timeout: float = 10.0) -> float:
+    """C-ECHO a DIMSE node, or one QIDO-RS request to a DICOMweb node; the round trip in seconds."""
+    if node.is_dicomweb:
+        from . import dicomweb
+
+        return dicomweb.echo(node, timeout=timeout)
+    return scu.echo(node, settings.ae_title, timeout=timeout)
+
+
+def find(settings: DatabaseSettings, node: RemoteNode, level: str = "study",
+         filters: dict[str, str | None] | None = None, *, model: str | None = None) -> scu.FindResult:
+    """C-FIND, or QIDO-RS for a DICOMweb node (same levels, filters and result)."""
+    if node.is_dicomweb:
+        from . import dicomweb
+
+        return dicomweb.find(node, level, filters)
+    return scu.find(node, settings.ae_title, level, filters, model=model)
+
+
+def send_files(settings: DatabaseSettings, node: RemoteNode, files: list[tuple[str, str, str]], *,
+               timeout: float = 60.0, progress: Callable[[int, int, int], Any] | None = None) -> scu.SendSummary:
+    """(path, SOP class, transfer syntax) files to a node: C-STORE, or STOW-RS for a DICOMweb node."""
+    if node.is_dicomweb:
+        from . import dicomweb
+
+        return dicomweb.send(node, files, timeout=max(timeout, 120.0), progress=progress)
+    return scu.send(node, settings.ae_title, files, timeout=timeout, progress=progress)
+
+
 def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: list[str], *,
              level: str | None = None, method: str | None = None, listener: StorageListener | None = None,
              progress: scu.Progress | None = None, timeout: float = 120.0) -> scu.RetrieveSummary:
@@ -30,6 +59,12 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
     listener is started for the duration unless `listener` (the running one) is given; the peer
     must know our AE title with our host and port.
     """
+    if node.is_dicomweb:
+        if method not in (None, "wado"):
+            raise NetworkError(f"node {node.name} is a DICOMweb service: it retrieves by WADO-RS, not C-{method.upper()}")
+        from . import dicomweb
+
+        return dicomweb.retrieve(database, settings, node, uids, level=level, progress=progress, timeout=timeout)
     method = method or node.retrieve
     if method not in ("move", "get"):
         raise NetworkError(f"retrieve method {method!r} is not move or get")
@@ -55,9 +90,12 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
         return summary
     own = listener is None or not listener.running
     if own:
+        from .tls import server_context
+
         listener = StorageListener(database, ae_title=settings.ae_title, port=settings.port,
                                    host=settings.listen_host, allowed_callers=settings.allowed_callers,
-                                   limits=ConnectionLimits(**settings.listener_limits()), fsync=settings.fsync)
+                                   limits=ConnectionLimits(**settings.listener_limits()), fsync=settings.fsync,
+                                   ssl_context=server_context(settings))
         listener.start()
     assert listener is not None
     before = listener.writer.counters.received
@@ -106,7 +144,7 @@ def send(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: list
     """C-STORE the patients/studies/series/instances named by `uids` from the database to `node`."""
     files = files_to_send(database, uids)
     present = [f for f in files if Path(f[0]).is_file()]
-    summary = scu.send(node, settings.ae_title, present, timeout=timeout, progress=progress)
+    summary = send_files(settings, node, present, timeout=timeout, progress=progress)
     summary.total = len(files)
     summary.failed.extend((path, "file missing on disk") for path, _, _ in files if not Path(path).is_file())
     return summary

@@ -14,8 +14,8 @@ The same EVT_CONN_OPEN handlers also replace pynetdicom's polling loops (see acc
 listener's associations get event-driven association and DUL loops (`acceptor.install`), our
 requestors only an association loop without pynetdicom's pause race (`install_requestor`; that
 race lost C-STORE responses of `send` now and then). If the installed pynetdicom is not the 3.0
-these were written for, the listener falls back to a 0.1 ms DUL delay (`_run_loop_delay`, set only
-when the attribute exists) and requestors keep pynetdicom's loop.
+these were written for, or the fast path is switched off (networking/fastpath), both keep
+pynetdicom's own loops untouched.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ import socket
 
 from pynetdicom import evt
 
-from .acceptor import install as install_message_driven_reactor
-from .acceptor import install_requestor as install_requestor_reactor
+from . import fastpath
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +42,13 @@ def set_nodelay(sock: socket.socket | None) -> bool:
         return False
 
 
-DUL_POLL_DELAY = 0.0001  # seconds; pynetdicom's default is 0.001
-
-
 def nagle_off_handler(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler of our requestors: TCP_NODELAY on the connection's socket, and the
     association loop without pynetdicom's pause race (acceptor.install_requestor). Never raises."""
     dul = getattr(event.assoc, "dul", None)
     set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
     if getattr(event.assoc, "is_requestor", False):
-        install_requestor_reactor(event.assoc)
+        fastpath.install_requestor(event.assoc)
 
 
 def acceptor_handler(event: evt.Event) -> None:
@@ -60,10 +56,7 @@ def acceptor_handler(event: evt.Event) -> None:
     (acceptor.install), else at least faster DUL polling. Never raises."""
     dul = getattr(event.assoc, "dul", None)
     set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
-    if install_message_driven_reactor(event.assoc):
-        return
-    if dul is not None and hasattr(dul, "_run_loop_delay"):
-        dul._run_loop_delay = DUL_POLL_DELAY
+    fastpath.install_acceptor(event.assoc)  # off: pynetdicom's own loops, untouched
 
 
 NAGLE_OFF = (evt.EVT_CONN_OPEN, nagle_off_handler)

@@ -38,7 +38,9 @@ _NEEDS = ("_get_valid_context", "_check_received_status", "_handle_no_response",
 
 
 def supported(assoc: Any) -> bool:
-    return (pynetdicom.__version__.startswith("3.0.") and all(hasattr(assoc, name) for name in _NEEDS)
+    from .fastpath import VERIFIED
+
+    return (pynetdicom.__version__ in VERIFIED and all(hasattr(assoc, name) for name in _NEEDS)
             and hasattr(assoc.dimse, "maximum_pdu_size") and not assoc.get_handlers(evt.EVT_DIMSE_SENT))
 
 
