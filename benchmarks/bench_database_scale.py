@@ -202,6 +202,9 @@ def measure(folder: Path, instances: int, repeat: int, cli_repeat: int) -> dict[
         lambda: (db.data_version(), db.patients()), repeat)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-new-"))
     try:
+        from DICOMBrowser.DICOMBrowserLib.indexer import required_tags
+
+        required_tags()  # plugin discovery happens once per process: not part of an import's cost
         files = write_new_files(work / "new", 10)
         rows["import 10 new files"] = median_ms(lambda: import_paths(db, files, workers=1), 1)
     finally:
