@@ -293,6 +293,7 @@ class _Task:
     study_uid: str
     series_uid: str
     instances: list[str] | None  # None: the whole series in one multipart response
+    listed: list[str] | None = None  # the series' instances (to share a whole series out over streams)
 
 
 def resolve(node: RemoteNode, uid: str, web: Any, level: str | None = None) -> tuple[str, str, str | None]:
@@ -331,7 +332,7 @@ def plan(node: RemoteNode, database: Any, study_uid: str, series_uid: str | None
         missing = [uid for uid in instances if not _have(database, uid)]
         present += len(instances) - len(missing)
         if len(missing) == len(instances):
-            tasks.append(_Task(study_uid, series, None))
+            tasks.append(_Task(study_uid, series, None, instances))
         elif missing:
             tasks.append(_Task(study_uid, series, missing))
     return tasks, len(listed), present
@@ -342,11 +343,15 @@ def _have(database: Any, sop_uid: str) -> bool:
     return bool(path) and Path(path).is_file()
 
 
-def _split(tasks: list[_Task], streams: int) -> list[_Task]:
-    """Fewer whole-series requests than streams: cut the largest ones into instance lists is not
-    possible without listing them, so series stay whole; partial ones are shared out evenly."""
+def _split(tasks: list[_Task], streams: int, split_series: bool = False) -> list[_Task]:
+    """The requests the streams share: a missing series in one multipart response (the streams
+    work on several series at once), a series only partly missing instance by instance in
+    `streams` lists. `split_series` shares whole series out instance by instance too: measured
+    slower against Orthanc on two cores (benchmarks/bench_dicomweb.py, docs/networking.md)."""
     out: list[_Task] = []
     for task in tasks:
+        if task.instances is None and split_series and task.listed:
+            task = _Task(task.study_uid, task.series_uid, list(task.listed))
         if task.instances is None or len(task.instances) <= 1:
             out.append(task)
             continue
@@ -396,7 +401,7 @@ def _fetch(node: RemoteNode, web: Any, task: _Task, store: Callable[..., int], c
 
 def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: Iterable[str], *,
              level: str | None = None, streams: int = STREAMS, progress: scu.Progress | None = None,
-             timeout: float = 120.0) -> scu.RetrieveSummary:
+             timeout: float = 120.0, split_series: bool = False) -> scu.RetrieveSummary:
     """WADO-RS studies or series into the database, resuming: what it already holds is not fetched."""
     summary = scu.RetrieveSummary(method="wado")
     started = time.monotonic()
@@ -430,7 +435,7 @@ def retrieve(database: Any, settings: DatabaseSettings, node: RemoteNode, uids: 
 
     writer.start()
     try:
-        work = _split(tasks, max(1, streams))
+        work = _split(tasks, max(1, streams), split_series)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, streams),
                                                    thread_name_prefix="dicombrowser-wado") as pool:
             futures = [pool.submit(_fetch, node, web, task, store, counted, cancelled) for task in work]
