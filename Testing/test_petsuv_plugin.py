@@ -16,6 +16,7 @@ With PatientSize 1.70 m added (female, 82 kg, 170 cm, BMI 28.3737):
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pydicom
@@ -23,6 +24,7 @@ import pytest
 import SimpleITK as sitk
 
 SIEMENS = "orthanc_tests/Database/2020-11-16-SalimKanounAnonymization.dcm"
+RWVM = "dcmqi_seg/data/sr-example/rwvm.dcm"
 PHILIPS_NO_WEIGHT = "orthanc_tests/Database/Issue94.dcm"
 DECAYED_DOSE = 1.837065e8  # Bq, worked out above
 
@@ -135,8 +137,12 @@ def test_refusals_name_the_missing_attribute_and_the_file(cli_runner, corpus, si
     assert result.exit_code != 0 and "PatientWeight" in result.output
 
     dataset = pydicom.dcmread(siemens, stop_before_pixels=True)
-    dataset.DecayCorrection = "NONE"
-    with pytest.raises(SUVError, match="DecayCorrection 'NONE'"):
+    dataset.DecayCorrection = "NONE"  # each image needs its own acquisition time
+    del dataset.AcquisitionTime
+    with pytest.raises(SUVError, match="AcquisitionTime .* missing"):
+        _factors(dataset)
+    dataset.DecayCorrection = "OTHER"
+    with pytest.raises(SUVError, match="DecayCorrection 'OTHER'"):
         _factors(dataset)
     dataset.DecayCorrection = "START"
     del dataset.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife
@@ -158,3 +164,155 @@ def test_real_world_value_mapping_in_the_image_is_used(siemens):
     factors = _factors(dataset)
     assert factors.factors["bw"] == pytest.approx(4.5e-4, rel=1e-9)
     assert any("Real World Value Mapping" in note for note in factors.notes)
+
+
+def _pet_series(siemens, folder, slices, **attributes):
+    """A PET series made from the real Siemens slice: one file per (z mm, AcquisitionTime,
+    ActualFrameDuration ms) in `slices`, same pixels, new UIDs; `attributes` set on every file
+    (SOPInstanceUIDs from a `SOPInstanceUIDs` list when given)."""
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    instance_uids = attributes.pop("SOPInstanceUIDs", None)
+    series_uid = attributes.pop("SeriesInstanceUID", generate_uid())
+    paths = []
+    for index, (z, time, duration_ms) in enumerate(slices):
+        dataset = pydicom.dcmread(siemens)
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = instance_uids[index] if instance_uids else generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        dataset.ImagePositionPatient = [-405.624, -587.304, z]
+        dataset.InstanceNumber = index + 1
+        dataset.AcquisitionTime = time
+        dataset.ActualFrameDuration = duration_ms
+        for keyword, value in attributes.items():
+            setattr(dataset, keyword, value)
+        paths.append(folder / f"pet{index + 1}.dcm")
+        dataset.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+def test_decay_correction_none_gives_each_image_its_own_factor(cli_runner, siemens, tmp_path):
+    """Images not decay corrected hold the activity of their own acquisition: each image's SUV
+    divides by the injected activity decayed to its acquisition start and averaged over its frame
+    (suv.frame_decayed_dose). Two bed positions, 10 minutes apart, 120 s frames, injection 10:00:00,
+    290 MBq, T = 6586.2 s, lambda = ln2 / T = 1.0524235e-4 /s:
+      frame average (1 - e^(-lambda 120)) / (lambda 120) = (1 - e^-0.01262908) / 0.01262908 = 0.99371196
+      bed 1, 11:10:00: t = 4200 s, 2^(-4200/6586.2) = 0.64273814
+               decayed = 290e6 x 0.64273814 x 0.99371196 = 1.8522201e8 Bq; SUVbw = 82,000 / that = 4.4271197e-4
+      bed 2, 11:20:00: t = 4800 s, 2^(-4800/6586.2) = 0.60340704
+               decayed = 290e6 x 0.60340704 x 0.99371196 = 1.7388771e8 Bq; SUVbw = 4.7156870e-4
+    """
+    paths = _pet_series(siemens, tmp_path / "none", [(216, "111000", 120000), (219, "111000", 120000),
+                                                      (222, "112000", 120000), (225, "112000", 120000)],
+                        DecayCorrection="NONE")
+    loadables = json.loads(cli_runner("examine", str(tmp_path / "none"), "--json").output)
+    (chosen,) = [l for l in loadables if l["selected"]]
+    assert chosen["plugin"] == "DICOMPETSUVPlugin" and "DecayCorrection NONE" in chosen["tooltip"]
+    assert "SUVbw (g/ml) = BQML value x 0.000442712" in chosen["tooltip"]  # the earliest image's
+    output = tmp_path / "none.nrrd"
+    result = cli_runner("load", str(tmp_path / "none"), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    ours = sitk.GetArrayFromImage(sitk.ReadImage(str(output)))
+    assert ours.shape[0] == 4
+    activity = [pydicom.dcmread(p) for p in paths]
+    for k, (dataset, factor) in enumerate(zip(activity, [4.4271197e-4] * 2 + [4.7156870e-4] * 2)):
+        expected = (dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)) * factor
+        assert np.allclose(ours[k], expected, rtol=1e-5, atol=1e-6), k
+
+
+def test_frame_decay_agrees_with_the_scanners_decay_factor(siemens):
+    """Independent check on real data: the Siemens slice (DecayCorrection START) carries the
+    scanner's own DecayFactor (0054,1321) 1.03722, which took its values from the frame's mean
+    activity back to the series start. The same image uncorrected would divide by our frame-average
+    decayed dose, so (dose at series start) / frame_decayed_dose must be that factor: 11:12:18 series
+    start, 11:16:24 acquisition (4584 s after injection), 200.909 s frame."""
+    from DICOMBrowser.DICOMBrowserLib import suv
+
+    dataset = pydicom.dcmread(siemens, stop_before_pixels=True)
+    at_start = 290e6 * 2 ** (-4338 / 6586.2)
+    ratio = at_start / suv.frame_decayed_dose(290e6, 6586.2, 4584.0, float(dataset.ActualFrameDuration) / 1000)
+    assert ratio == pytest.approx(float(dataset.DecayFactor), rel=2e-4)  # 1.037115 vs 1.03722 (whole-second times)
+    # the same slice read as uncorrected (values START's / DecayFactor): its factor is START's x DecayFactor
+    dataset.DecayCorrection = "NONE"
+    none = _factors(dataset, siemens)
+    assert none.factors["bw"] == pytest.approx(4.463641e-4 * ratio, rel=1e-6)
+
+
+def test_real_world_value_mapping_object_in_the_database_supplies_the_factor(cli_runner, corpus, siemens, tmp_path):
+    """dcmqi's sr-example RWVM ("PET SUV Factors", written by QIICR's SUVFactorCalculator) maps
+    191 PET images of series ...397405 to {SUVbw}g/ml with slope 0.000375125; the images
+    themselves are not in the corpus, so three of them are made from the real Siemens slice with
+    the UIDs, study and patient the RWVM names. Imported with it, their SUVbw factor is the
+    RWVM's (the header would give 4.463641e-4), its units are the volume's, and the tooltip and
+    node say where it came from. A series it does not cover keeps the computed factor."""
+    rwvm = pydicom.dcmread(corpus / RWVM)
+    referenced = [str(i.ReferencedSOPInstanceUID)
+                  for i in rwvm.ReferencedImageRealWorldValueMappingSequence[0].ReferencedImageSequence]
+    series_uid = str(rwvm.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    same_study = {"StudyInstanceUID": rwvm.StudyInstanceUID, "PatientID": rwvm.PatientID,
+                  "PatientName": rwvm.PatientName}
+    _pet_series(siemens, tmp_path / "pet", [(216, "111624", 200909), (219, "111624", 200909), (222, "111624", 200909)],
+                SeriesInstanceUID=series_uid, SOPInstanceUIDs=referenced[:3], **same_study)
+    _pet_series(siemens, tmp_path / "other", [(216, "111624", 200909)], **same_study)  # not referenced by it
+    (tmp_path / "rwvm").mkdir()
+    shutil.copy(corpus / RWVM, tmp_path / "rwvm" / "rwvm.dcm")
+    for folder in ("pet", "other", "rwvm"):
+        assert cli_runner("import", str(tmp_path / folder)).exit_code == 0
+
+    loadables = json.loads(cli_runner("examine", series_uid, "--json").output)
+    (chosen,) = [l for l in loadables if l["selected"]]
+    assert chosen["plugin"] == "DICOMPETSUVPlugin"
+    assert f"x 0.000375125, factor Real World Value Mapping object {rwvm.SOPInstanceUID}" in chosen["tooltip"]
+    assert "computed from the header 0.000446364" in chosen["tooltip"]  # both numbers shown
+    output = tmp_path / "rwvm.nrrd"
+    result = cli_runner("load", series_uid, "--output", str(output))
+    assert result.exit_code == 0, result.output
+    dataset = pydicom.dcmread(siemens)
+    activity = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
+    ours = sitk.GetArrayFromImage(sitk.ReadImage(str(output)))
+    assert ours.shape[0] == 3 and np.allclose(ours[1], activity * 0.000375125, rtol=1e-5, atol=1e-6)
+
+    other_uid = str(pydicom.dcmread(tmp_path / "other" / "pet1.dcm", stop_before_pixels=True).SeriesInstanceUID)
+    (other,) = [l for l in json.loads(cli_runner("examine", other_uid, "--json").output) if l["selected"]]
+    assert "x 0.000446364, factor computed from the image header" in other["tooltip"]
+
+
+def test_mapping_object_on_the_node_and_partial_coverage(corpus, siemens, tmp_path):
+    """Loaded from Python: a PET header that cannot give SUV (no PatientWeight) still loads in SUV
+    from the mapping object, and the node carries the object's UID (as Slicer's RWVM plugin names
+    it), the source and the RWVM's units. A series of which the RWVM covers only some images keeps
+    the computed factor and says why."""
+    from pydicom.uid import generate_uid
+
+    from DICOMBrowser.DICOMBrowserLib import loading, scene
+    from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+
+    rwvm = pydicom.dcmread(corpus / RWVM, stop_before_pixels=True)
+    referenced = [str(i.ReferencedSOPInstanceUID)
+                  for i in rwvm.ReferencedImageRealWorldValueMappingSequence[0].ReferencedImageSequence]
+    same_study = {"StudyInstanceUID": rwvm.StudyInstanceUID, "PatientID": rwvm.PatientID, "PatientName": rwvm.PatientName}
+    covered = _pet_series(siemens, tmp_path / "covered", [(216, "111624", 200909), (219, "111624", 200909)],
+                          SeriesInstanceUID=str(rwvm.ReferencedSeriesSequence[0].SeriesInstanceUID),
+                          SOPInstanceUIDs=referenced[5:7], PatientWeight=None, **same_study)
+    partly = _pet_series(siemens, tmp_path / "partly", [(216, "111624", 200909), (219, "111624", 200909)],
+                         SOPInstanceUIDs=[referenced[7], generate_uid()], **same_study)
+    database = DICOMDatabase(tmp_path / "db")
+    try:
+        import_paths(database, [str(tmp_path / "covered"), str(tmp_path / "partly"), str(corpus / RWVM)])
+        report = loading.examine(database, [[str(p) for p in covered], [str(p) for p in partly]])
+        (chosen, other) = [l for l in report.loadables if l.selected]
+        assert chosen.plugin == other.plugin == "DICOMPETSUVPlugin"
+        assert "PatientWeight" in chosen.tooltip  # why the header gives none
+        assert "covers 1 of the 2 images: not used" in other.tooltip
+        assert other.extra["suv"]["factors"]["bw"] == pytest.approx(4.463641e-4, rel=1e-6)
+        mrml = scene.new_scene()
+        (node,) = loading.load_loadables([chosen], mrml, database, report=report)
+        assert node.GetAttribute("DICOM.RWV.instanceUID") == str(rwvm.SOPInstanceUID)
+        assert node.GetAttribute("DICOM.PET.SUVFactorSource").startswith("Real World Value Mapping object")
+        assert float(node.GetAttribute("DICOM.PET.SUVFactor")) == 0.000375125
+        units = node.GetVoxelValueUnits()
+        assert (units.GetCodeValue(), units.GetCodingSchemeDesignator()) == ("{SUVbw}g/ml", "UCUM")
+    finally:
+        database.close()
