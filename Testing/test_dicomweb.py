@@ -260,3 +260,24 @@ def test_unreachable_service_is_named(free_port):
     with pytest.raises(NetworkError, match=r"nowhere \(http://127.0.0.1:\d+/dicom-web\).*cannot connect"):
         dicomweb.find(node)
 
+
+
+@needs_orthanc
+def test_the_logic_the_browser_dialogs_call_works_for_a_dicomweb_node(archive, tmp_path):
+    """The Query/Retrieve, Send and node dialogs call these logic methods; a DICOMweb node takes
+    the same calls as a DIMSE one (no method argument, the same summaries)."""
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+    from DICOMBrowser.DICOMBrowserLib.networking import nodes
+
+    logic = DICOMBrowserLogic(tmp_path / "gui-db")
+    nodes.add_dicomweb_node(logic.database_folder, "web", web_url(archive))
+    try:
+        assert logic.echo("web") >= 0
+        studies = logic.find("web", "study", {"patient_id": "DW2"})
+        assert len(studies.matches) == 1 and not studies.incomplete
+        summary = logic.retrieve("web", [studies.matches[0]["StudyInstanceUID"]])
+        assert summary.ok and summary.received == 3 and summary.method == "wado"
+        sent = logic.send("web", [studies.matches[0]["StudyInstanceUID"]])
+        assert sent.ok and sent.sent == 3
+    finally:
+        logic.database.close()

@@ -9,6 +9,8 @@ retrieve and leaves a running C-ECHO/C-FIND to end on its own (the logic has no 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from typing import Any
 
@@ -103,7 +105,10 @@ class SettingsDialog(QtWidgets.QDialog):
     def add_node_row(self, node: RemoteNode) -> None:
         row = self.nodes.rowCount()
         self.nodes.insertRow(row)
-        for column, value in enumerate((node.name, node.ae_title, node.host, str(node.port))):
+        # a DICOMweb node shows its URL; it is edited with `dicombrowser node add` and kept as it is
+        shown = (node.name, "DICOMweb", node.url, "") if node.is_dicomweb else \
+            (node.name, node.ae_title, node.host, str(node.port))
+        for column, value in enumerate(shown):
             self.nodes.setItem(row, column, QtWidgets.QTableWidgetItem(value))
         method = QtWidgets.QComboBox()
         for key, label in RETRIEVE_METHODS.items():
@@ -130,6 +135,7 @@ class SettingsDialog(QtWidgets.QDialog):
         settings.port = int(self.port.value())
         settings.allowed_callers = [c.strip() for c in self.callers.text().split(",") if c.strip()]
         nodes: dict[str, RemoteNode] = {}
+        before = dict(settings.nodes)
         for row in range(self.nodes.rowCount()):
             values = [(self.nodes.item(row, c).text().strip() if self.nodes.item(row, c) else "")
                       for c in range(len(NODE_COLUMNS) - 1)]
@@ -137,12 +143,16 @@ class SettingsDialog(QtWidgets.QDialog):
             retrieve = self.retrieve_method(row)
             if not name:
                 continue
+            if name in before and before[name].is_dicomweb:  # not editable here: kept whole
+                nodes[name] = before[name]
+                continue
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"node {name}: port {port!r} is not a number between 1 and 65535")
             if retrieve not in ("move", "get"):
                 raise ValueError(f"node {name}: retrieve must be 'move' or 'get', not {retrieve!r}")
-            nodes[name] = RemoteNode(name=name, ae_title=ae or name, host=host or "127.0.0.1",
-                                     port=int(port), retrieve=retrieve)
+            edited = dict(name=name, ae_title=ae or name, host=host or "127.0.0.1", port=int(port), retrieve=retrieve)
+            # a node's TLS settings are not in the table: kept from before
+            nodes[name] = dataclasses.replace(before[name], **edited) if name in before else RemoteNode(**edited)
         settings.nodes = nodes
         return settings
 
