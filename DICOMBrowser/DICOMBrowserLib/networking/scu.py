@@ -7,12 +7,14 @@ unreachable, timed out, rejected (with the peer's reason, e.g. wrong called AE t
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -157,10 +159,6 @@ def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list 
         answers.append(event.primitive)
 
     handlers = [NAGLE_OFF, (evt.EVT_ACSE_RECV, remember_acse), *(evt_handlers or [])]
-    # pynetdicom formats every C-FIND/C-GET/C-MOVE response identifier into log lines (two thirds
-    # of a C-FIND's client time) unless told not to; only worth it when someone reads its INFO log
-    if fastpath.enabled():  # off: pynetdicom's settings are left as the user has them
-        _config.LOG_RESPONSE_IDENTIFIERS = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
     from . import tls
 
     started = time.monotonic()
@@ -184,6 +182,33 @@ def associate(ae: AE, node: RemoteNode, *, timeout: float = 30.0, ext_neg: list 
         raise NetworkError(f"{_peer(node)} aborted the association request "
                            f"(no presentation context accepted, or the peer refused the request)")
     raise NetworkError(f"{_peer(node)}: {_classify_connect_failure(node, timeout)}")
+
+
+@contextlib.contextmanager
+def pynetdicom_settings(**values: Any) -> Iterator[None]:
+    """pynetdicom's process-wide `_config` values set for one request and put back after it, so
+    a program that imports us keeps its own."""
+    previous = {name: getattr(_config, name) for name in values}
+    for name, value in values.items():
+        setattr(_config, name, value)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            setattr(_config, name, value)
+
+
+def _identifiers_unlogged(function: Callable[..., Any]) -> Callable[..., Any]:
+    """pynetdicom formats every C-FIND/C-GET/C-MOVE response identifier into log lines (two thirds
+    of a C-FIND's client time) unless told not to; only worth it when someone reads its INFO log.
+    A fast-path setting: with the fast path off, pynetdicom's setting is left alone."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {"LOG_RESPONSE_IDENTIFIERS": logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)} \
+            if fastpath.enabled() else {}
+        with pynetdicom_settings(**values):
+            return function(*args, **kwargs)
+    return wrapper
 
 
 def _release(assoc: Any) -> None:
@@ -232,6 +257,7 @@ def build_query(level: str, filters: dict[str, str | None] | None = None,
     return ds
 
 
+@_identifiers_unlogged
 def find(node: RemoteNode, calling_ae: str, level: str = "study", filters: dict[str, str | None] | None = None,
          *, model: str | None = None, timeout: float = 30.0) -> FindResult:
     """C-FIND at patient/study/series/image level; Patient Root for patients, else Study Root."""
@@ -313,6 +339,7 @@ def _final_check(node: RemoteNode, summary: RetrieveSummary, uid: str, identifie
                           f"0x{summary.status:04X}")
 
 
+@_identifiers_unlogged
 def move(node: RemoteNode, calling_ae: str, uid: str, level: str, destination_ae: str, *,
          study_uid: str | None = None, model: str = "study", timeout: float = 60.0,
          progress: Progress | None = None, summary: RetrieveSummary | None = None) -> RetrieveSummary:
@@ -372,6 +399,7 @@ def get_contexts() -> list:
     return contexts
 
 
+@_identifiers_unlogged
 def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: ReceivedInstanceWriter, *,
         study_uid: str | None = None, model: str = "study", timeout: float = 60.0,
         progress: Progress | None = None, summary: RetrieveSummary | None = None,
@@ -471,8 +499,15 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
     summary = SendSummary(total=len(files))
     started = time.monotonic()
     # Send files as they are on disk, without decoding: pynetdicom's chunked mode streams the file
-    # after its meta header (a process-wide switch; our sends always want it).
-    _config.STORE_SEND_CHUNKED_DATASET = True
+    # after its meta header (a process-wide switch: set for this send, put back after it)
+    with pynetdicom_settings(STORE_SEND_CHUNKED_DATASET=True):
+        _send_batches(node, calling_ae, files, summary, timeout, progress)
+    summary.elapsed = time.monotonic() - started
+    return summary
+
+
+def _send_batches(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], summary: SendSummary,
+                  timeout: float, progress: Callable[[int, int, int], Any] | None) -> None:
     for batch in _context_groups(files):
         ae = make_ae(calling_ae, timeout=timeout)
         ae.requested_contexts = _store_contexts(batch)
@@ -496,8 +531,6 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
             _release(assoc)
         if not assoc.is_established and len(summary.failed) >= summary.total:
             break
-    summary.elapsed = time.monotonic() - started
-    return summary
 
 
 def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary, message_id: int = 1) -> str | None:
