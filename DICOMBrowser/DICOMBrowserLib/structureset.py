@@ -6,13 +6,20 @@ the grid, and the pixels whose centres lie inside are set with the even-odd rule
 polygons of that slice, so a contour inside another is a hole and disjoint contours are islands
 (DICOM PS3.3 C.8.8.6 leaves holes to this convention, as planning systems draw them). The closed
 surface is then made from the labelmap by Slicer's own conversion rule (slicer-core has no
-planar-contour rule). Contours not parallel to the grid's slices, or between its slices, are
-reported and left out; POINT ROIs (isocentres, markers) become markups points.
+planar-contour rule). Polygons are matched in the grid's own IJK frame (points times the inverse
+of IJK-to-LPS), so axial, sagittal, coronal and oblique images work alike: a polygon is parallel
+to the slices when its points spread along the slice normal by at most
+max(0.05 mm, a tenth of the slice spacing), and is drawn on the nearest slice (one between two
+slices goes to the nearer; when several contour planes fall to one slice, as with contours finer
+than the slices, the plane nearest the slice is drawn and the others are reported). Polygons not
+parallel to the slices are reported and left out; POINT ROIs (isocentres, markers) become markups
+points.
 
 The grid: the referenced CT's in-plane grid (orientation, spacing, rows, columns) and its slice
 spacing, extended along the normal to every contour plane (a structure set often covers more
-slices than the files at hand); without any referenced image, an axial grid over the contours'
-bounds with 1 mm pixels and the contours' plane spacing.
+slices than the files at hand); without any referenced image, a grid with 1 mm pixels over the
+contours' bounds, its slices parallel to the contours (axial unless every contour lies in one
+other orientation) and the contours' plane spacing apart.
 """
 from __future__ import annotations
 
@@ -128,8 +135,42 @@ def image_plane(dataset: Any) -> ImagePlane | None:
         return None
 
 
+def _parallel(polygon: np.ndarray, normal: np.ndarray, spacing: float | None = None) -> bool:
+    """Whether a polygon (LPS) lies in one plane perpendicular to `normal` (see module docstring)."""
+    along = polygon @ normal
+    return float(along.max() - along.min()) <= max(NON_PLANAR_TOLERANCE_MM, 0.1 * (spacing or 0.0))
+
+
 def _plane_positions(structure_set: StructureSet, normal: np.ndarray) -> np.ndarray:
-    return np.array(sorted({round(float(np.mean(p @ normal)), 4) for roi in structure_set.rois for p in roi.polygons}))
+    """Positions along `normal` of the contour planes parallel to it (the others have none)."""
+    return np.array(sorted({round(float(np.mean(p @ normal)), 4) for roi in structure_set.rois for p in roi.polygons
+                            if _parallel(p, normal)}))
+
+
+def contour_normal(structure_set: StructureSet) -> np.ndarray | None:
+    """The unit normal every closed contour shares (Newell's method per polygon), None when they do
+    not all lie in parallel planes. Sign: as the first polygon's, made to point along +z, +y or +x."""
+    found: np.ndarray | None = None
+    for roi in structure_set.rois:
+        for polygon in roi.polygons:
+            shifted = np.roll(polygon, -1, axis=0)
+            normal = np.array([np.sum((polygon[:, 1] - shifted[:, 1]) * (polygon[:, 2] + shifted[:, 2])),
+                               np.sum((polygon[:, 2] - shifted[:, 2]) * (polygon[:, 0] + shifted[:, 0])),
+                               np.sum((polygon[:, 0] - shifted[:, 0]) * (polygon[:, 1] + shifted[:, 1]))])
+            length = float(np.linalg.norm(normal))
+            if length == 0.0:
+                continue
+            normal /= length
+            if found is None:
+                found = normal
+            elif abs(float(normal @ found)) < 1.0 - 1e-4:
+                return None
+    if found is None:
+        return None
+    for axis in (2, 1, 0):
+        if abs(found[axis]) > 1e-6:
+            return found if found[axis] > 0 else -found
+    return found
 
 
 def _typical_gap(values: np.ndarray) -> float | None:
@@ -165,6 +206,9 @@ def reference_grid(structure_set: StructureSet, planes: Sequence[ImagePlane]) ->
     points = [p for roi in structure_set.rois for p in roi.polygons]
     if not points:
         raise LoadError("structure set has no closed contours and no referenced image: no grid to rasterise on")
+    normal = contour_normal(structure_set)
+    if normal is not None and abs(float(normal[2])) < 1.0 - 1e-6:
+        return _contour_grid(structure_set, normal)
     every = np.concatenate(points)
     low, high = every.min(axis=0) - DEFAULT_PIXEL_MM, every.max(axis=0) + DEFAULT_PIXEL_MM
     normal = np.array([0.0, 0.0, 1.0])
@@ -174,6 +218,28 @@ def reference_grid(structure_set: StructureSet, planes: Sequence[ImagePlane]) ->
              int(np.ceil((high[0] - low[0]) / DEFAULT_PIXEL_MM)) + 1)
     matrix = np.diag([DEFAULT_PIXEL_MM, DEFAULT_PIXEL_MM, gap, 1.0])
     matrix[:3, 3] = low
+    return Grid(shape, matrix)
+
+
+def _contour_grid(structure_set: StructureSet, normal: np.ndarray) -> Grid:
+    """Without a referenced image: 1 mm pixels in the contours' own (non-axial) planes, rows along
+    the patient axis most perpendicular to the normal, slices the contours' plane spacing apart."""
+    axes = np.eye(3)
+    row = axes[int(np.argmin(np.abs(axes @ normal)))]
+    row = row - (row @ normal) * normal
+    row /= np.linalg.norm(row)
+    column = np.cross(normal, row)
+    every = np.concatenate([p for roi in structure_set.rois for p in roi.polygons])
+    frame = np.stack([row, column, normal], axis=1)  # LPS = frame @ (u, v, w)
+    local = every @ frame
+    gap = _typical_gap(_plane_positions(structure_set, normal)) or DEFAULT_PIXEL_MM
+    low = local.min(axis=0) - [DEFAULT_PIXEL_MM, DEFAULT_PIXEL_MM, 0.0]
+    high = local.max(axis=0) + [DEFAULT_PIXEL_MM, DEFAULT_PIXEL_MM, 0.0]
+    shape = (int(round((high[2] - low[2]) / gap)) + 1, int(np.ceil((high[1] - low[1]) / DEFAULT_PIXEL_MM)) + 1,
+             int(np.ceil((high[0] - low[0]) / DEFAULT_PIXEL_MM)) + 1)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2] = row * DEFAULT_PIXEL_MM, column * DEFAULT_PIXEL_MM, normal * gap
+    matrix[:3, 3] = frame @ low
     return Grid(shape, matrix)
 
 
@@ -200,26 +266,46 @@ def fill_polygon(vertices_ij: np.ndarray, shape_ji: tuple[int, int]) -> np.ndarr
 
 
 def rasterize(roi: ROI, grid: Grid, problems: list[str]) -> np.ndarray:
-    """The ROI's binary mask (k, j, i) uint8 on `grid` (even-odd over the polygons of each slice)."""
+    """The ROI's binary mask (k, j, i) uint8 on `grid`: each polygon taken into the grid's IJK frame,
+    drawn on its nearest slice (even-odd over the polygons of one contour plane); see the module
+    docstring for what is left out and reported."""
     mask = np.zeros(grid.shape, dtype=bool)
     lps_to_ijk = np.linalg.inv(grid.ijk_to_lps)
-    skipped_planes = 0
+    spacing = float(np.linalg.norm(grid.ijk_to_lps[:3, 2]))
+    tolerance = max(NON_PLANAR_TOLERANCE_MM, 0.1 * spacing) / spacing  # in slices
+    by_slice: dict[int, dict[float, list[np.ndarray]]] = {}
+    not_parallel = outside = 0
     for polygon in roi.polygons:
         ijk = (lps_to_ijk @ np.c_[polygon, np.ones(len(polygon))].T)[:3].T
-        k_values = ijk[:, 2]
-        spacing = float(np.linalg.norm(grid.ijk_to_lps[:3, 2]))
-        if (k_values.max() - k_values.min()) * spacing > NON_PLANAR_TOLERANCE_MM:
-            skipped_planes += 1
+        if float(ijk[:, 2].max() - ijk[:, 2].min()) > tolerance:
+            not_parallel += 1
             continue
-        k = float(np.mean(k_values))
+        k = float(np.mean(ijk[:, 2]))
         nearest = int(round(k))
-        if abs(k - nearest) * spacing > PLANE_TOLERANCE_MM or not 0 <= nearest < grid.shape[0]:
-            skipped_planes += 1
+        if not 0 <= nearest < grid.shape[0]:
+            outside += 1
             continue
-        mask[nearest] ^= fill_polygon(ijk[:, :2], grid.shape[1:])
-    if skipped_planes:
-        problems.append(f"{roi.name}: {skipped_planes} contour(s) not on a slice of the grid (not parallel to it, "
-                        "or between its slices) left out")
+        by_slice.setdefault(nearest, {}).setdefault(round(k, 3), []).append(ijk)
+    between = finer = 0
+    for nearest, planes in by_slice.items():
+        chosen = min(planes, key=lambda plane: abs(plane - nearest))
+        for plane, polygons in planes.items():
+            if plane != chosen:
+                finer += len(polygons)
+                continue
+            if abs(plane - nearest) * spacing > PLANE_TOLERANCE_MM:
+                between += len(polygons)
+            for ijk in polygons:
+                mask[nearest] ^= fill_polygon(ijk[:, :2], grid.shape[1:])
+    if not_parallel:
+        problems.append(f"{roi.name}: {not_parallel} contour(s) not parallel to the image slices left out")
+    if outside:
+        problems.append(f"{roi.name}: {outside} contour(s) outside the grid left out")
+    if finer:
+        problems.append(f"{roi.name}: {finer} contour(s) on planes finer than the slices left out (each slice "
+                        "takes the contour plane nearest to it)")
+    if between:
+        logger.info("%s: %d contour(s) between slices drawn on the nearest slice", roi.name, between)
     return mask.astype(np.uint8)
 
 
