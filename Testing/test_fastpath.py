@@ -17,6 +17,7 @@ from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
 from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, acceptor, fastpath, scu, storelane
 from network_peers import StoreSCP, free_port, have_dcmtk, storescu
 
+pytestmark = [pytest.mark.fastpath_explicit]
 needs_dcmtk = pytest.mark.skipif(not have_dcmtk(), reason="DCMTK tools (apt-get install dcmtk) not installed")
 
 

@@ -257,6 +257,7 @@ def _open_sockets() -> list[str]:
     return [t for t in targets if t.startswith("socket:")]
 
 
+@pytest.mark.fastpath_explicit
 def test_listener_associations_use_event_driven_loops_and_free_their_sockets(database, series_factory):
     """A pynetdicom 3.0 acceptor gets our loops (message-driven reactor, select-waiting DUL loop
     without sleeps, direct responses, pynetdicom's log handlers unbound) and the store lane, which
@@ -387,6 +388,7 @@ def test_parsed_store_request_is_what_pynetdicom_decodes():
 
 
 @needs_dcmtk
+@pytest.mark.fastpath_explicit
 def test_storescu_command_sets_parse_as_pynetdicom_decodes_them(database, series_factory, monkeypatch):
     """Real C-STORE-RQ command sets from DCMTK's storescu: our parse gives pynetdicom's primitive for
     each, every one took the parsed path, and the files hold the sent data sets byte for byte."""

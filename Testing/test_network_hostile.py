@@ -18,7 +18,7 @@ from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
 from DICOMBrowser.DICOMBrowserLib.networking.admission import ConnectionLimits
 from network_peers import echoscu, free_port, have_dcmtk, storescu
 
-pytestmark = [pytest.mark.network, pytest.mark.timeout(180),
+pytestmark = [pytest.mark.network, pytest.mark.fastpath_explicit, pytest.mark.timeout(180),
               pytest.mark.skipif(not have_dcmtk(), reason="DCMTK tools (apt-get install dcmtk) not installed")]
 
 AE = "HOSTILE"

@@ -20,7 +20,7 @@ from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, storelane
 from dimse_bytes import COMMAND, LAST, p_data_tf, pdv, store_rq_command
 from network_peers import free_port, have_dcmtk
 
-pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.network, pytest.mark.fastpath_explicit, pytest.mark.timeout(120)]
 
 AE = "LANETEST"
 CT = "1.2.840.10008.5.1.4.1.1.2"

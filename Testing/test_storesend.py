@@ -51,6 +51,7 @@ def data_set_of(path: Path) -> bytes:
     return path.read_bytes()[ds.file_meta.FileMetaInformationGroupLength + 144:]
 
 
+@pytest.mark.fastpath_explicit
 def test_send_direct_and_through_pynetdicom(tmp_path, series_factory, pydicom_file, monkeypatch):
     """Generated and compressed files go the direct way and arrive as stored; a file without file
     meta goes pynetdicom's way as before; the summary counts them all."""

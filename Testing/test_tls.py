@@ -21,7 +21,7 @@ from DICOMBrowser.DICOMBrowserLib.networking.admission import ConnectionLimits
 from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
 from network_peers import free_port, have_dcmtk, port_open
 
-pytestmark = [pytest.mark.network, pytest.mark.timeout(180),
+pytestmark = [pytest.mark.network, pytest.mark.fastpath_explicit, pytest.mark.timeout(180),
               pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl (apt-get install openssl) not installed")]
 needs_dcmtk = pytest.mark.skipif(not have_dcmtk(), reason="DCMTK tools (apt-get install dcmtk) not installed")
 
