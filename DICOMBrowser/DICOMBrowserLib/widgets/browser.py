@@ -26,7 +26,7 @@ from .importing import ImportDialog, ImportThread, summary_text
 from .models import UID_ROLE, LoadableModel, PatientModel, SeriesModel, StudyModel
 from .state import gui_settings, recall, recall_bool, remember
 from .verdict import details_text, geometry_verdict, readable_name
-from .workers import BackgroundTask, JobRunner, NetworkTask, start_task, stop_tasks
+from .workers import BackgroundTask, JobRunner, NetworkTask, start_task, stop_tasks, when_done
 
 __all__ = ["DICOMBrowserPanel", "ImportDialog", "ImportThread", "summary_text"]
 
@@ -595,8 +595,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         if self._index_task is None:
             logic = self.logic
             task = BackgroundTask("Filter index", lambda _task: (logic.database.studies(), logic.database.series()))
-            task.succeeded.connect(lambda: self._index_ready(task))
-            task.failed.connect(lambda message: self._index_ready(task))
+            when_done(task, self, self._index_ready, lambda done, message: self._index_ready(done))
             self._index_task = task
             self.count_label.setText("filtering…")
             start_task(task)
@@ -880,26 +879,79 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         return self.start_load(None, uids) if uids else None
 
     def start_load(self, loadables: list | None, uids: list[str] | None = None) -> BackgroundTask | None:
-        """Load `loadables` (or the defaults of `uids`) one by one on a thread.
+        """Load `loadables` (or the defaults of `uids`, examined first on a thread) one by one on a thread.
 
         The progress bar counts loadables; Cancel stops before the next one, and a loadable
         whose reading was under way when Cancel was pressed is removed again, so a cancelled load
-        adds only complete, wanted volumes.
+        adds only complete, wanted volumes. An object that refers to image series (SEG, RT
+        structure set) under the "ask" setting asks here, in the GUI thread, before its load starts.
         """
         if self.loading:
             self.set_status("A load is already running (Cancel it first).")
             return None
+        self._load_started = time.perf_counter()
+        if loadables is None:
+            return self._examine_then_load(list(uids or []))
+        return self._run_load(list(loadables))
+
+    def _examine_then_load(self, uids: list[str]) -> BackgroundTask:
         logic = self.logic
 
+        def work(task: BackgroundTask) -> list:
+            task.note("Examining…")
+            with browsing():
+                return [loadable for loadable in logic.examine_uids(uids) if loadable.selected]
+
+        task = BackgroundTask("Examine for loading", work, cancellable=True, log_failures=False)
+        task.noted.connect(self.load_status.setText)
+        when_done(task, self, lambda done: self._examined_for_load(done, uids),
+                  lambda done, message: self._load_failed(message) if done is self.load_task else None)
+        self.load_task = task
+        self._set_loading(True)
+        self.bottom_tabs.setCurrentWidget(self.loadables_box)
+        return start_task(task)
+
+    def _examined_for_load(self, task: BackgroundTask, uids: list[str]) -> None:
+        if task is not self.load_task:
+            return
+        self._set_loading(False)
+        if task.cancel_requested:
+            self.load_status.setText("Cancelled before loading")
+            self.loadFinished.emit(False)
+            return
+        chosen = list(task.result or [])
+        if not chosen:
+            self._load_failed("no loadable is selected by default for " + ", ".join(uids)
+                              + " (select the series and check one)")
+            return
+        self._run_load(chosen)
+
+    def ask_referenced(self, loadable: Any, in_database: int) -> bool:
+        """Load the image series an object refers to as well? Asked without blocking: the object loads
+        now, a non-modal question offers the series (widgets/referencedquestion.py; tests replace this)."""
+        from .referencedquestion import ask_without_blocking
+        return ask_without_blocking(self, loadable, in_database)
+
+    def _settle_referenced(self, loadables: list) -> list:
+        """Copies of the loadables with the user's answer for those whose policy is "ask"."""
+        import dataclasses
+
+        from ..referenced import policy_of
+
+        settled = []
+        for loadable in loadables:
+            if getattr(loadable, "referencedSeriesUIDs", None) and policy_of(loadable) == "ask":
+                present = sum(1 for uid in loadable.referencedSeriesUIDs if self.logic.database.level_of(uid))
+                answer = "always" if present and self.ask_referenced(loadable, present) else "never"
+                loadable = dataclasses.replace(loadable, extra={**loadable.extra, "load_referenced": answer})
+            settled.append(loadable)
+        return settled
+
+    def _run_load(self, loadables: list) -> BackgroundTask:
+        logic = self.logic
+        chosen = self._settle_referenced(loadables)
+
         def work(task: BackgroundTask) -> tuple[list, list]:
-            chosen = loadables
-            if chosen is None:
-                task.note("Examining…")
-                with browsing():
-                    chosen = [loadable for loadable in logic.examine_uids(uids) if loadable.selected]
-                if not chosen:
-                    raise DICOMBrowserError("no loadable is selected by default for " + ", ".join(uids)
-                                            + " (select the series and check one)")
             kept: list = []
             discarded: list = []
             for number, loadable in enumerate(chosen):
@@ -917,7 +969,6 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         task.succeeded.connect(self._load_done)
         task.failed.connect(self._load_failed)
         self.load_task = task
-        self._load_started = time.perf_counter()
         self._set_loading(True)
         self.load_status.setText("Loading…")
         self.bottom_tabs.setCurrentWidget(self.loadables_box)
@@ -1212,8 +1263,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             return removed
 
         task = BackgroundTask(f"Delete {what}", work)
-        task.succeeded.connect(lambda: self._deleted(task, what))
-        task.failed.connect(lambda message: self._deleted(task, what))
+        when_done(task, self, lambda done: self._deleted(done, what), lambda done, message: self._deleted(done, what))
         self.delete_action.setEnabled(False)
         self.set_status(f"Removing {what} from the database…")
         return start_task(task)

@@ -176,13 +176,13 @@ class DICOMBrowserMainWindow(QtWidgets.QMainWindow):
         are shown when it ends (`selfTestFinished`, `self_test_results`)."""
         from DICOMBrowser.DICOMBrowser import DICOMBrowserTest
 
-        from .workers import BackgroundTask, start_task
+        from .workers import BackgroundTask, start_task, when_done
 
         self.self_test_action.setEnabled(False)
         self.statusBar().showMessage("Running the self-test…")
         task = BackgroundTask("Self-test", lambda _task: DICOMBrowserTest().runTest())
-        task.succeeded.connect(lambda: self._self_test_done(task.result or []))
-        task.failed.connect(lambda message: self._self_test_done([("runTest", False, message)]))
+        when_done(task, self, lambda done: self._self_test_done(done.result or []),
+                  lambda done, message: self._self_test_done([("runTest", False, message)]))
         self._self_test_task = task
         return start_task(task)
 

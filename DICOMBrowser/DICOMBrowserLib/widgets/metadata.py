@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .workers import BackgroundTask, start_task
+from .workers import BackgroundTask, start_task, when_done
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +158,7 @@ class MetadataDialog(QtWidgets.QDialog):
         self.file_label.setToolTip(path)
         self.message.setText("Reading…")
         task = BackgroundTask(f"Read tags of {path}", lambda _task: tag_rows(path), log_failures=False)
-        task.succeeded.connect(lambda t=task: self._read_done(t))
-        task.failed.connect(self._read_failed)
+        when_done(task, self, self._read_done, lambda done, message: self._read_failed(done, message))
         self.task = task
         return start_task(task)
 
@@ -173,7 +172,9 @@ class MetadataDialog(QtWidgets.QDialog):
         self.message.setText(f"{self._count(self.rows)} elements")
         self.loaded.emit(len(self.rows))
 
-    def _read_failed(self, message: str) -> None:
+    def _read_failed(self, task: BackgroundTask, message: str) -> None:
+        if task is not self.task:
+            return
         self.tree.clear()
         self.message.setText(f"Cannot read the file: {message}")
         self.loaded.emit(-1)

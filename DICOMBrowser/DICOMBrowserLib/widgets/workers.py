@@ -209,3 +209,39 @@ def stop_tasks(msecs: int = 30000) -> bool:
         task.cancel()
     deadline = QtCore.QDeadlineTimer(msecs)
     return all(task.wait(deadline) for task in tasks)
+
+
+class _Relay(QtCore.QObject):
+    """Calls back in the GUI thread with the task that ended.
+
+    A Python lambda connected straight to a task's signal has no receiver object, so Qt runs it
+    in the emitting (worker) thread; a slot of this QObject, which lives in the GUI thread, is
+    queued there instead.
+    """
+
+    def __init__(self, task: BackgroundTask, succeeded: Callable[[BackgroundTask], Any],
+                 failed: Callable[[BackgroundTask, str], Any] | None, parent: QtCore.QObject):
+        super().__init__(parent)
+        self.task = task
+        self._succeeded = succeeded
+        self._failed = failed
+        task.succeeded.connect(self.on_succeeded)
+        task.failed.connect(self.on_failed)
+
+    @QtCore.Slot()
+    def on_succeeded(self) -> None:
+        self._succeeded(self.task)
+        self.deleteLater()
+
+    @QtCore.Slot(str)
+    def on_failed(self, message: str) -> None:
+        if self._failed is not None:
+            self._failed(self.task, message)
+        self.deleteLater()
+
+
+def when_done(task: BackgroundTask, context: QtCore.QObject, succeeded: Callable[[BackgroundTask], Any],
+              failed: Callable[[BackgroundTask, str], Any] | None = None) -> None:
+    """Call `succeeded(task)` or `failed(task, message)` in the GUI thread when the task ends
+    (create it in the GUI thread, before starting the task; `context` owns the relay)."""
+    _Relay(task, succeeded, failed, context)
