@@ -33,7 +33,7 @@ __all__ = ["DICOMBrowserPanel", "ImportDialog", "ImportThread", "summary_text"]
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 128  # the cached PNGs; shown smaller (ICON_SIZE) to leave room for the tables
-ICON_SIZE = 72
+ICON_SIZE = 64
 POLL_MS = 1500
 #: modalities whose series hold no image to look at first (presentation states, reports, ...)
 NON_IMAGE_MODALITIES = {"PR", "SR", "KO", "REG", "RTPLAN", "RTRECORD", "RTSTRUCT", "SEG", "DOC", "FID", "AU",
@@ -346,9 +346,9 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             widget.setMinimumHeight(24)
             self.splitter.addWidget(widget)
         self.splitter.setChildrenCollapsible(True)
-        for index, stretch in enumerate((3, 2, 3, 1, 3)):
+        for index, stretch in enumerate((3, 2, 3, 0, 3)):  # the strip keeps its height; View hides it
             self.splitter.setStretchFactor(index, stretch)
-        self.splitter.setSizes([150, 90, 130, ICON_SIZE + 40, 200])
+        self.splitter.setSizes([150, 95, 130, ICON_SIZE + 40, 170])
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
