@@ -234,6 +234,14 @@ def test_sorting_layout_and_remembered_columns(qtbot, logic, corpus):
         assert all(header.sectionSize(c) >= 28 for c in range(header.count()) if not header.isSectionHidden(c))
     assert window.minimumHeight() <= 520 and window.minimumWidth() <= 800
 
+    # a long listener status does not widen the panel (it is cut; the tooltip has it all)
+    width = window.module_dock.width()
+    panel._set_listener_text("listening as A_VERY_LONG_AE_TITLE on port 11112, 123456 received, "
+                             "last from SOME-MODALITY-WITH-A-LONG-NAME")
+    QtWidgets.QApplication.processEvents()
+    assert window.module_dock.width() == width
+    assert "SOME-MODALITY" in panel.listener_status.toolTip()
+
     # the user sorts patients by ID and widens a column; both come back in the next session
     panel.patient_table.sortByColumn(1, QtCore.Qt.SortOrder.DescendingOrder)
     panel.study_table.setColumnWidth(2, 140)
