@@ -240,7 +240,7 @@ def describe_uids(logic: Any, uids: list[str]) -> list[str]:
                          f"{row.get('NumberOfInstances', 0)} instances, of "
                          f"{person_name(str(row.get('PatientName') or '')) or '(no name)'}")
         elif level == "patient":
-            row = next((p for p in database.patients() if str(p.get("PatientUID")) == uid), {})
+            row = (database.patients(PatientUID=uid) or [{}])[0]
             lines.append(f"Patient {person_name(str(row.get('PatientName') or '')) or '(no name)'} "
                          f"(ID {row.get('PatientID', '')}), {row.get('NumberOfStudies', 0)} studies, "
                          f"{row.get('NumberOfInstances', 0)} instances")

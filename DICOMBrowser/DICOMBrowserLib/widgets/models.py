@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from PySide6 import QtCore, QtGui
 
+from .verdict import details_text, readable_name, series_label
+
 logger = logging.getLogger(__name__)
 
 UID_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
@@ -331,8 +333,6 @@ class LoadableModel(QtCore.QAbstractTableModel):
         return flags
 
     def data(self, index: QtCore.QModelIndex, role: int = QtCore.Qt.ItemDataRole.DisplayRole):
-        from .verdict import details_text, readable_name, series_label
-
         if not index.isValid():
             return None
         loadable = self.loadables[index.row()]
