@@ -702,13 +702,20 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self._study_selected()
 
     def first_image_row(self) -> int:
-        """Row of the first series that holds images (not a presentation state, report, ...)."""
+        """Row of the series to show first: the first image series (not a presentation state,
+        report, SEG, ...) with more than one frame, i.e. a volume; else the first image series.
+
+        Scanners put single-image series (Philips' private "0 MR" object, a scout) before the
+        volume a user came for; series numbers alone would pick those.
+        """
         model = self.series_model
-        for row in range(model.filtered_count):
+        images = [row for row in range(model.filtered_count)
+                  if str(model.row_dict(row).get("Modality") or "").upper() not in NON_IMAGE_MODALITIES]
+        for row in images:
             info = model.row_dict(row)
-            if str(info.get("Modality") or "").upper() not in NON_IMAGE_MODALITIES:
+            if int(info.get("NumberOfFrames") or info.get("NumberOfInstances") or 0) > 1:
                 return row
-        return 0
+        return images[0] if images else 0
 
     def _study_selected(self, *args: Any) -> None:
         uid = self.current_study_uid()

@@ -51,6 +51,11 @@ def person_name(text: str) -> str:
     return parts[0] if parts else ""
 
 
+def _is_blank(value: Any) -> bool:
+    """No value (None or only spaces); a number 0 is a value (series number 0 sorts first)."""
+    return value is None or str(value).strip() == ""
+
+
 def _number(value: Any) -> float:
     try:
         return float(str(value).split("\\")[0])
@@ -128,8 +133,8 @@ class RowTableModel(QtCore.QAbstractTableModel):
             column, order = self._sort
             # empty values (a nameless patient, a study without date) stay last in both directions
             key_name = self.columns[column].key
-            filled = [i for i in visible if str(self._rows[i].get(key_name, "") or "").strip()]
-            empty = [i for i in visible if not str(self._rows[i].get(key_name, "") or "").strip()]
+            filled = [i for i in visible if not _is_blank(self._rows[i].get(key_name))]
+            empty = [i for i in visible if _is_blank(self._rows[i].get(key_name))]
             key = self._sort_key(self.columns[column])
             filled.sort(key=lambda i: key(self._rows[i]), reverse=order == QtCore.Qt.SortOrder.DescendingOrder)
             visible = filled + empty
