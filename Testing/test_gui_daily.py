@@ -496,3 +496,21 @@ def test_error_log_counts_repeats_filters_and_ignores_browsing(qtbot, panel, log
     assert "second line of detail" in log.detail.toPlainText()
     text = log.copy_to_clipboard()
     assert "Node offline" in text and QtWidgets.QApplication.clipboard().text() == text
+
+
+def test_changes_made_elsewhere_are_queried_on_a_thread(qtbot, panel, logic, corpus, tmp_path):
+    """The CLI (another connection) imports; the browser's poll notices and re-reads the patients
+    on a thread, keeping the selected patient."""
+    logic.import_paths([corpus / CT_HEAD])
+    panel.refresh_all()
+    panel.patient_table.selectRow(0)
+    selected = panel.current_patient_uid()
+    other = DICOMBrowserLogic(logic.database.folder)  # as `dicombrowser import` would
+    try:
+        other.import_paths([corpus / FAILING])
+    finally:
+        other.close()
+    panel.poll_database()
+    assert panel._refresh_task is not None  # the patients query runs on a thread
+    qtbot.waitUntil(lambda: panel.patient_model.total_count == 2, timeout=30_000)
+    assert panel.current_patient_uid() == selected

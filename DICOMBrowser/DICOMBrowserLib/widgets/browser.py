@@ -135,6 +135,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._examined_key: str | None = None
         self._filter_index: tuple[list[dict], list[dict]] | None = None
         self._index_task: BackgroundTask | None = None
+        self._refresh_task: BackgroundTask | None = None
         self.last_import_summary: Any = None
         self.import_status = ""
         self.status_message = ""
@@ -466,15 +467,22 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.listener_button.setToolTip("Start or stop the DICOM listener (Storage SCP) of this database")
 
     # --- refresh -----------------------------------------------------------------------------------
-    def refresh_all(self) -> None:
-        """Re-run every query (after an import, a delete, a database switch, or a listener delivery)."""
+    def refresh_all(self, patient_rows: list[dict] | None = None) -> None:
+        """Re-run every query (after an import, a delete, a database switch); `patient_rows`: the
+        patients query already run (on a thread, `refresh_in_background`)."""
         database = self.logic.database
         selected_patient = self.current_patient_uid()
         selected_study = self.current_study_uid()
         selected_series = self.selected_series_uids()
         self._filter_index = None
         self._index_task = None
-        self.patient_model.set_source(lambda: database.patients())
+        prefetched = [patient_rows]
+
+        def patients() -> list[dict]:
+            rows, prefetched[0] = prefetched[0], None
+            return rows if rows is not None else database.patients()
+
+        self.patient_model.set_source(patients)
         self._update_database_combo()
         self._data_version = self._safe_data_version()
         self._counts = self._safe_counts()
@@ -517,7 +525,24 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         counts = self._safe_counts()
         if counts != self._counts:
             logger.info("Database changed (%s -> %s): refreshing", self._counts, counts)
-            self.refresh_all()
+            self.refresh_in_background()
+
+    def refresh_in_background(self) -> BackgroundTask | None:
+        """Refresh after a change made elsewhere (the listener, the CLI): the patients query, the
+        longest of the table queries (0.1-0.35 s for 10,000 patients), runs on a thread."""
+        if self._refresh_task is not None:  # one at a time; the next poll catches up
+            return None
+        database = self.logic.database
+        task = BackgroundTask("Refresh", lambda _task: database.patients())
+        task.database = database  # a switch of database meanwhile makes the rows stale
+        when_done(task, self, self._refreshed, lambda done, message: self._refreshed(done))
+        self._refresh_task = task
+        return start_task(task)
+
+    def _refreshed(self, task: BackgroundTask) -> None:
+        self._refresh_task = None
+        if task.error is None and task.result is not None and task.database is self.logic.database:
+            self.refresh_all(patient_rows=list(task.result))
 
     def _update_count(self) -> None:
         model = self.patient_model
