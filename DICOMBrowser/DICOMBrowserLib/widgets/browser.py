@@ -1192,7 +1192,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.last_import_summary = summary
         for path, reason in list(getattr(summary, "errors", []) or []):
             logger.warning("Import: %s: %s", path, reason)
-        self.refresh_all()
+        self.refresh_all(patient_rows=thread.patient_rows if thread is not None else None)
         text = summary_text(summary, thread.added if thread else None)
         if cancelled and not text.startswith("Cancelled"):
             text = "Cancelled. " + text
@@ -1284,7 +1284,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             return None
         logic = self.logic
 
-        def work(_task: BackgroundTask) -> int:
+        def work(_task: BackgroundTask) -> tuple[int, list[dict]]:
             removed = 0
             for uid in uids:
                 try:
@@ -1292,7 +1292,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
                     removed += 1
                 except DICOMBrowserError as error:
                     logger.error("Deleting %s failed: %s", uid, error)
-            return removed
+            return removed, logic.database.patients()  # the table's query, here rather than in the GUI
 
         task = BackgroundTask(f"Delete {what}", work)
         when_done(task, self, lambda done: self._deleted(done, what), lambda done, message: self._deleted(done, what))
@@ -1302,9 +1302,9 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
 
     def _deleted(self, task: BackgroundTask, what: str) -> None:
         self.delete_action.setEnabled(True)
-        self.refresh_all()
+        removed, rows = task.result if task.result else (0, None)
+        self.refresh_all(patient_rows=rows)
         self._patient_selected()
-        removed = int(task.result or 0)
         self.set_status(f"Removed {what} from the database" if removed else f"Nothing removed ({what})")
         self.deleteFinished.emit(removed)
 
@@ -1392,7 +1392,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
 
         if self._query_dialog is None:
             dialog = QueryRetrieveDialog(self.logic, self)
-            dialog.retrieved.connect(lambda *_: self.refresh_all())
+            dialog.retrieved.connect(lambda *_: self.refresh_in_background())
             dialog.finished.connect(self._query_dialog_closed)
             self._query_dialog = dialog
         self._query_dialog.show()

@@ -37,7 +37,8 @@ class ImportThread(QtCore.QThread):
     """Runs logic.import_paths off the GUI thread; cancelling is the progress callback's return value.
 
     After `done`, `added` holds the increase of the database's counts (patients, studies,
-    series, instances) and `new_series` the series UIDs that were not there before.
+    series, instances), `new_series` the series UIDs that were not there before, and
+    `patient_rows` the patients query for the browser's table (run here, not in the GUI thread).
     """
 
     progressed = QtCore.Signal(int, int, str)  # done, total (-1 unknown), current path
@@ -52,6 +53,7 @@ class ImportThread(QtCore.QThread):
         self.cancel_requested = False
         self.added: dict[str, int] = {}
         self.new_series: list[str] = []
+        self.patient_rows: list[dict] | None = None
 
     def _progress(self, done: int, total: int | None, current: str = "") -> bool:
         self.progressed.emit(int(done), -1 if total is None else int(total), str(current))
@@ -80,6 +82,7 @@ class ImportThread(QtCore.QThread):
             after = database.counts()
             self.added = {name: int(after[name]) - int(before.get(name, 0)) for name in after}
             self.new_series = sorted(self._series_uids() - series_before)
+            self.patient_rows = database.patients()  # the browser's longest query, done here
         except (DICOMBrowserError, OSError, zipfile.BadZipFile) as error:
             logger.error("Import of %s failed: %s", ", ".join(self.paths), error)
             self.failed.emit(str(error))
