@@ -49,21 +49,13 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from .deidprofile import BASIC_PROFILE_CODE, PROFILE_OPTIONS
 from .errors import DICOMBrowserError
 
 logger = logging.getLogger(__name__)
 
 #: the Table E.1-1 release used (a module of dicom-anonymizer's dicom_anonymization_databases)
 TABLE_RELEASE = "dicomfields_2026c"
-
-#: option name -> (code value in DCM, CID 7050) of the options we implement
-PROFILE_OPTIONS = {
-    "dates": "113107",
-    "patient-characteristics": "113108",
-    "device-identity": "113109",
-    "descriptors": "113105",
-}
-BASIC_PROFILE_CODE = "113100"
 
 #: dicom-anonymizer's table categories -> the action code as the standard writes it
 _CATEGORIES = {"D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",

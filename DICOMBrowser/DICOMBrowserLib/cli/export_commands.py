@@ -38,7 +38,7 @@ def _check_sent(result) -> None:
 
 def deidentify_options(function):
     """The de-identification options shared by export, send and deidentify (see docs/export.md)."""
-    from ..deidentify import PROFILE_OPTIONS
+    from ..deidprofile import PROFILE_OPTIONS
 
     options = [
         click.option("--key", "deid_key", default=None, envvar="DICOMBROWSER_DEID_KEY",

@@ -72,7 +72,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.option_boxes: dict[str, QtWidgets.QCheckBox] = {}
         deid_layout = QtWidgets.QFormLayout(self.deidentify_box)
         deid_layout.addRow("Key", self.key_edit)
-        from ..deidentify import PROFILE_OPTIONS
+        from ..deidprofile import PROFILE_OPTIONS
 
         for name in sorted(PROFILE_OPTIONS):
             box = QtWidgets.QCheckBox(f"retain {name}", objectName=f"exportRetain-{name}")
