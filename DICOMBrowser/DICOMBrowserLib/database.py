@@ -1686,3 +1686,92 @@ def _conditions(filters: dict[str, Any]) -> list[tuple[int, str, list[Any], bool
     if date_to:
         conditions.append((1, "st.StudyDate > '' AND st.StudyDate <= ?", [str(date_to).replace("-", "")], True))
     return conditions
+
+
+# --- the browser's patient pages ------------------------------------------------------------------
+# Read-only queries for the GUI's patient table (widgets/models.py): one page in the table's own
+# order, so the browser never holds or sorts every patient. Names (or IDs) present come first,
+# walked along their index in either direction; blank ones follow as a second run ("blank"
+# pages), as a user expects "(no name)" rows at the end whatever the direction.
+
+#: patient_page orders: the terms of the keyset (an index's order), the column whose blank rows
+#: come last, and the row fields holding the terms' values
+_PAGE_ORDERS = {
+    "name": (("p.PatientsName COLLATE NOCASE", "p.PatientID", "p.PatientUID"), "p.PatientsName",
+             ("PatientName", "PatientID", "PatientUID")),
+    "id": (("p.PatientID", "p.UID"), "p.PatientID", ("PatientID", "RowKey")),
+}
+PAGE_ORDERS = tuple(_PAGE_ORDERS)
+
+
+def _like_word(word: str) -> str:
+    return f"%{word.replace(chr(92), chr(92) * 2).replace('%', chr(92) + '%').replace('_', chr(92) + '_')}%"
+
+
+def patient_page(database: DICOMDatabase, *, limit: int = 200, after: dict[str, Any] | None = None,
+                 order: str = "name", descending: bool = False, blank: bool = False,
+                 words: Sequence[str] = (), date_from: str = "", date_to: str = "", modality: str = "",
+                 description_words: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One page of patients for the browser, continuing after the row `after` (keyset).
+
+    `order` "name" (PatientsNameIndex) or "id" (PatientsIDIndex), `descending` walks it backwards;
+    `blank` False lists the patients whose name (id) is present, True those where it is blank
+    (ordered by the remaining terms). `words`: each must be in the name or ID (case-insensitive;
+    `^` reads as a space). A study filter (`date_from`/`date_to` YYYYMMDD, `modality`,
+    `description_words`, each in the study's or in one series' description) keeps patients with
+    a study that passes, checked per patient as the index is walked: a page costs the rows read
+    until it is full, which grows with the database only when few patients match.
+    Rows are `patients()`'s plus `RowKey` (the table's row id, the id order's tie-break).
+    """
+    if order not in _PAGE_ORDERS:
+        raise ValueError(f"unknown order {order!r}; known: {', '.join(PAGE_ORDERS)}")
+    terms, column, fields = _PAGE_ORDERS[order]
+    if blank:
+        terms, fields = terms[1:], fields[1:]
+    where: list[str] = [f"({column} IS NULL OR {column} = '')" if blank else f"{terms[0]} > ''"]
+    params: list[Any] = []
+    for word in words:
+        where.append("(LOWER(REPLACE(IFNULL(p.PatientsName, ''), '^', ' ')) || ' ' || LOWER(IFNULL(p.PatientID, '')))"
+                     " LIKE ? ESCAPE '\\'")
+        params.append(_like_word(word.lower()))
+    study_where: list[str] = []
+    if date_from:
+        study_where.append("+st.StudyDate >= ? AND +st.StudyDate < ':'")
+        params.append(date_from)
+    if date_to:
+        study_where.append("+st.StudyDate > '' AND +st.StudyDate <= ?")
+        params.append(date_to)
+    series_where: list[str] = []
+    if modality:
+        series_where.append("+se.Modality = ? COLLATE NOCASE")
+        params.append(modality)
+    if description_words:
+        study_text = " AND ".join("st.StudyDescription LIKE ? ESCAPE '\\'" for _ in description_words)
+        series_text = " AND ".join("se.SeriesDescription LIKE ? ESCAPE '\\'" for _ in description_words)
+        series_where.append(f"(({study_text}) OR ({series_text}))")
+        params.extend(_like_word(word) for word in description_words)
+        params.extend(_like_word(word) for word in description_words)
+    if series_where:
+        study_where.append("EXISTS (SELECT 1 FROM Series se WHERE se.StudyInstanceUID = st.StudyInstanceUID"
+                           f" AND {' AND '.join(series_where)})")
+    # (the unary + keeps SQLite on the patient's own studies and series, through their parent
+    # indexes, rather than walking every study of a date or series of a modality per patient)
+    if study_where:
+        where.append(f"EXISTS (SELECT 1 FROM Studies st WHERE st.PatientsUID = p.UID AND {' AND '.join(study_where)})")
+    if after is not None:
+        where.append(f"({', '.join(terms)}) {'<' if descending else '>'} ({', '.join('?' * len(terms))})")
+        params.extend(after.get(field) for field in fields)
+    direction = " DESC" if descending else ""
+    sql = (f"SELECT {_SELECT[0]}, p.UID AS RowKey FROM Patients p WHERE {' AND '.join(where)}"
+           f" ORDER BY {', '.join(term + direction for term in terms)} LIMIT ?")
+    params.append(max(0, int(limit)))
+    return [dict(row) for row in database._conn().execute(sql, params)]
+
+
+def modalities(database: DICOMDatabase) -> list[str]:
+    """The distinct modalities of the series, one index seek each (SeriesModalityIndex), not a scan."""
+    sql = ("WITH RECURSIVE m(value) AS (SELECT MIN(Modality COLLATE NOCASE) FROM Series WHERE Modality > ''"
+           " UNION ALL SELECT (SELECT MIN(Modality COLLATE NOCASE) FROM Series"
+           " WHERE Modality COLLATE NOCASE > m.value) FROM m WHERE m.value IS NOT NULL)"
+           " SELECT value FROM m WHERE value IS NOT NULL")
+    return [str(row[0]) for row in database._conn().execute(sql)]
