@@ -380,22 +380,16 @@ class DICOMBrowserLogic:
     def export_segmentation(self, source: Any, study_uid: str, reference_series_uid: str | None = None, *,
                             segments: list | None = None, series_description: str = "",
                             output_dir: str | os.PathLike | None = None, to_database: bool = False,
-                            send_to: str | None = None, deidentify: Any = None):
-        """A labelmap (file or labelmap node) as a DICOM SEG referencing one of the study's series
-        (`reference_series_uid`; the study's only series when None); returns export.ExportResult."""
-        from DICOMBrowser.DICOMBrowserLib import export
+                            send_to: str | None = None, deidentify: Any = None, fractional: bool = False):
+        """A segmentation (`.seg.nrrd` or segmentation node) or labelmap (file or labelmap node) as a
+        DICOM SEG referencing one of the study's series (`reference_series_uid`; the study's only
+        series when None), binary or `fractional`; returns export.ExportResult."""
         from DICOMBrowser.DICOMBrowserLib.export import segmentation
 
-        if isinstance(source, (str, os.PathLike)):
-            labelmap = export.read_volume_source(source)
-        elif isinstance(source, export.VolumeSource):
-            labelmap = source
-        else:
-            labelmap = export.volume_from_node(source)
         return segmentation.export_segmentation(
-            self.database, labelmap, study_uid, reference_series_uid, segments, series_description,
+            self.database, source, study_uid, reference_series_uid, segments, series_description,
             output_dir=output_dir, to_database=to_database, send=self._sender(send_to),
-            deidentify=self._deidentifier(deidentify))
+            deidentify=self._deidentifier(deidentify), fractional=fractional)
 
     def export_scene(self, source: Any, study_uid: str, *, series_description: str = "Slicer Data Bundle",
                      output_dir: str | os.PathLike | None = None, to_database: bool = False,

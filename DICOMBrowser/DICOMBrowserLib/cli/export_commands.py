@@ -79,8 +79,14 @@ def deidentify_settings(deidentify: bool, key, retain, keep_private, patient_id,
                                       "SOURCE is a labelmap, written as one DICOM Segmentation.")
 @click.option("--reference", "reference_uid", default=None,
               help="SEG: the series (of --study) the labelmap was drawn on (default: the study's only series).")
-@click.option("--segment", "segment_texts", multiple=True, metavar="LABEL=Name[:R,G,B]",
-              help="SEG: name (and colour) of a label value (repeatable); others are 'Segment <label>'.")
+@click.option("--segment", "segment_texts", multiple=True, metavar="LABEL=Name[:R,G,B[:Category:Type]]",
+              help="SEG: name, colour and terms of a segment (repeatable). LABEL is a labelmap value, or a "
+                   "segment's number (1 = first), name or ID in a .seg.nrrd; a term is CodeValue^Scheme^Meaning "
+                   "(e.g. 123037004^SCT^Anatomical Structure:10200004^SCT^Liver). Default: the .seg.nrrd's "
+                   "terminology, else 'Segment <label>' as SNOMED CT Tissue.")
+@click.option("--fractional", is_flag=True,
+              help="SEG: write a FRACTIONAL segmentation (0..255) instead of BINARY; a float volume in 0..1 "
+                   "is then one probability segment.")
 @click.option("--series-description", default="", help="SeriesDescription (default: the node's name).")
 @click.option("--series-number", type=int, default=None, help="SeriesNumber (default: one past the study's highest).")
 @click.option("--set", "assignments", multiple=True, metavar="Keyword=Value",
@@ -98,7 +104,7 @@ def deidentify_settings(deidentify: bool, key, retain, keep_private, patient_id,
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_cli
 def export_command(state: CLIContext, source: str, study_uid: str, modality: str, reference_uid: str | None,
-                   segment_texts: tuple[str, ...], series_description: str,
+                   segment_texts: tuple[str, ...], fractional: bool, series_description: str,
                    series_number: int | None, assignments: tuple[str, ...], frame_of_reference: str,
                    node_name: str | None, loadable: int | None, to_database: bool, output_dir: str | None,
                    send_to: str | None, deidentify: bool, deid_key, deid_retain, deid_keep_private, deid_patient_id,
@@ -107,13 +113,16 @@ def export_command(state: CLIContext, source: str, study_uid: str, modality: str
 
     SOURCE is a volume file (.nrrd, .nii, .nii.gz, .seq.nrrd for 4D), a scene (.mrb, .mrml;
     --node picks the volume) or a database UID (series) loaded through the plugins. With
-    --modality SEG, SOURCE is a labelmap file written as a DICOM Segmentation of --reference.
+    --modality SEG, SOURCE is a 3D Slicer segmentation (.seg.nrrd: overlapping segments kept) or a
+    labelmap file, written as one DICOM Segmentation of the series --reference.
     """
     from ..export import VolumeExportOptions
     from ..export.volume import parse_assignments
 
     settings = deidentify_settings(deidentify, deid_key, deid_retain, deid_keep_private, deid_patient_id,
                                    deid_patient_name, deid_allow_burned_in)
+    if modality.upper() != "SEG" and (segment_texts or fractional):
+        raise click.UsageError("--segment and --fractional apply to --modality SEG")
     if modality.upper() == "SEG":
         from ..export.segmentation import parse_segment
 
@@ -122,7 +131,7 @@ def export_command(state: CLIContext, source: str, study_uid: str, modality: str
         result = state.logic().export_segmentation(
             source, study_uid, reference_uid, segments=[parse_segment(t) for t in segment_texts],
             series_description=series_description, output_dir=output_dir, to_database=to_database,
-            send_to=send_to, deidentify=settings)
+            send_to=send_to, deidentify=settings, fractional=fractional)
         _print_result(result, as_json)
         _check_sent(result)
         return
