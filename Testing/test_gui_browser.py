@@ -52,6 +52,12 @@ def panel(qtbot, logic):
     widget.cleanup()
 
 
+def wait_patients(qtbot, panel, patients=None):
+    """Wait until the patient table's reads (on its thread) ended, with `patients` rows if given."""
+    model = panel.patient_model
+    qtbot.waitUntil(lambda: not model.busy and (patients is None or model.filtered_count == patients), timeout=30_000)
+
+
 def import_through_action(qtbot, panel, monkeypatch, folder: Path, copy: bool = False):
     """Trigger the Import action; the dialog is answered with `folder` (and the copy option)."""
     def answer(dialog):
@@ -62,6 +68,7 @@ def import_through_action(qtbot, panel, monkeypatch, folder: Path, copy: bool = 
     monkeypatch.setattr(browser_module.ImportDialog, "exec", answer)
     with qtbot.waitSignal(panel.importFinished, timeout=120_000) as blocker:
         panel.import_action.trigger()
+    wait_patients(qtbot, panel)  # the table is read again on its thread after the import
     return blocker.args[0]
 
 
@@ -82,22 +89,24 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
 
     # filter as you type (case-insensitive, on name or ID)
     qtbot.keyClicks(panel.search, "austr")
-    assert panel.patient_model.filtered_count == 1
+    wait_patients(qtbot, panel, 1)
     assert panel.patient_model.row_dict(0)["PatientName"] == "Austrialian"
     assert "1 of 2 patients" in panel.count_label.text()
     selected = panel.current_patient_uid()
     panel.search.clear()
-    assert panel.patient_model.filtered_count == 2
+    wait_patients(qtbot, panel, 2)
     assert panel.current_patient_uid() == selected  # clearing the search keeps the patient
 
     # sortable: a click on the name header sorts ascending, a second click descending
     panel.patient_table.sortByColumn(0, QtCore.Qt.SortOrder.AscendingOrder)
+    wait_patients(qtbot, panel)
     names = [panel.patient_model.row_dict(r)["PatientName"] for r in range(2)]
     assert names == sorted(names, key=str.lower)
     panel.patient_table.sortByColumn(0, QtCore.Qt.SortOrder.DescendingOrder)
+    wait_patients(qtbot, panel)
     assert [panel.patient_model.row_dict(r)["PatientName"] for r in range(2)] == names[::-1]
     qtbot.keyClicks(panel.search, "8775070")  # by patient ID
-    assert panel.patient_model.filtered_count == 1
+    wait_patients(qtbot, panel, 1)
 
     # a single match is selected: its study and series follow, loadables and a thumbnail arrive
     assert panel.current_patient_uid() == panel.patient_model.uid(0)
@@ -143,6 +152,7 @@ def test_import_filter_examine_load_delete(qtbot, panel, logic, corpus, monkeypa
     assert logic.database.level_of(study_uid) is None
     assert all(Path(f).exists() for f in files)
     panel.search.clear()
+    wait_patients(qtbot, panel)
     assert panel.patient_model.total_count == 1
 
 
@@ -176,6 +186,7 @@ def test_cancelled_import_reports_and_keeps_what_was_done(qtbot, panel, logic, c
     assert summary.cancelled
     assert summary.indexed < total / 2
     assert panel.import_status.startswith("Cancelled"), panel.import_status
+    wait_patients(qtbot, panel)
     assert panel.patient_model.total_count == len(logic.database.patients())  # what was done is shown
 
 
@@ -230,13 +241,15 @@ def test_database_switcher_lists_recent_databases(qtbot, panel, logic, tmp_path,
     series_factory("one", count=3, patient_name="Switch^One", patient_id="SW1")
     panel.logic.import_paths([tmp_path / "one"])
     panel.refresh_all()
-    assert panel.patient_model.total_count == 1
+    wait_patients(qtbot, panel, 1)
     panel.switch_database(str(tmp_path / "other-db"))
+    wait_patients(qtbot, panel)
     assert str(logic.database.folder) == str((tmp_path / "other-db").resolve())
     assert panel.patient_model.total_count == 0
     items = [panel.database_combo.itemData(i) for i in range(panel.database_combo.count())]
     assert items[0] == str((tmp_path / "other-db").resolve()) and first in items
     panel._database_chosen(items.index(first))
+    wait_patients(qtbot, panel)
     assert panel.patient_model.total_count == 1
 
 

@@ -252,6 +252,7 @@ def test_send_selected_series_to_orthanc(qtbot, logic, orthanc, series_factory, 
     qtbot.addWidget(panel)
     messages = []
     panel.show_message = lambda title, text, error=False: messages.append((title, text, error))
+    qtbot.waitUntil(lambda: panel.patient_model.filtered_count == 1, timeout=30_000)  # read on a thread
     panel.patient_table.selectRow(0)
     series_uid = panel.selected_series_uids()[0]
     assert panel.send_action.isEnabled()

@@ -6,9 +6,10 @@ calls off the GUI thread and shows results and errors. Dialogs that ask the user
 through `ask_*` methods so tests can answer them without a modal loop.
 
 What runs where: examining, thumbnails and verdicts on a small pool (`JobRunner`); loading,
-import and every network operation each on their own thread with progress and Cancel. The GUI
-thread runs the table queries (patients, studies, series of one study), which take tens of
-milliseconds even for large databases (docs/gui.md).
+import and every network operation each on their own thread with progress and Cancel; the
+patient table's pages on its model's own thread (models.PagedPatientModel). The GUI thread runs
+only queries bounded by what one patient holds (its studies and series) and the O(1) poll of
+the data version (docs/gui.md).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..errors import DICOMBrowserError
 from .errorlog import ErrorLogPanel, browsing
 from .importing import ImportDialog, ImportThread, summary_text
-from .models import UID_ROLE, LoadableModel, PatientModel, SeriesModel, StudyModel
+from .models import UID_ROLE, LoadableModel, PagedPatientModel, SeriesModel, StudyModel
 from .state import gui_settings, recall, recall_bool, remember
 from .verdict import details_text, geometry_verdict, readable_name
 from .workers import BackgroundTask, JobRunner, NetworkTask, start_task, stop_tasks, when_done
@@ -120,6 +121,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     statusChanged = QtCore.Signal(str)  # a line for the host's status bar
     deleteFinished = QtCore.Signal(int)  # items removed
     filtersApplied = QtCore.Signal()  # the date/modality/description filters are in effect
+    patientsShown = QtCore.Signal()  # a page of patients arrived (first, further or re-read) and the selection is set
 
     def __init__(self, logic: Any, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -131,11 +133,11 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self._import_thread: ImportThread | None = None
         self._progress_dialog: QtWidgets.QProgressDialog | None = None
         self._data_version: int | None = None
-        self._counts: dict | None = None
         self._examined_key: str | None = None
-        self._filter_index: tuple[list[dict], list[dict]] | None = None
-        self._index_task: BackgroundTask | None = None
-        self._refresh_task: BackgroundTask | None = None
+        # (patient, study, series UIDs) to select once the patient's row is loaded
+        self._wanted: tuple[str | None, str | None, list[str]] | None = None
+        self._filters_pending = False
+        self._allowed_series: set[str] | None = None  # series of the selected patient the filters keep
         self.last_import_summary: Any = None
         self.import_status = ""
         self.status_message = ""
@@ -159,7 +161,11 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
 
     # --- construction ------------------------------------------------------------------------
     def _build(self) -> None:
-        self.patient_model = PatientModel(self)
+        self.patient_model = PagedPatientModel(self)
+        self.patient_model.modelAboutToBeReset.connect(self._remember_selection)
+        self.patient_model.pagesRead.connect(self._patients_read)
+        self.patient_model.sortRefused.connect(self._sort_refused)
+        self.patient_model.dataChanged.connect(self._patient_rows_changed)
         self.study_model = StudyModel(self)
         self.series_model = SeriesModel(self)
         self.loadable_model = LoadableModel(self)
@@ -467,34 +473,24 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.listener_button.setToolTip("Start or stop the DICOM listener (Storage SCP) of this database")
 
     # --- refresh -----------------------------------------------------------------------------------
-    def refresh_all(self, patient_rows: list[dict] | None = None) -> None:
-        """Re-run every query (after an import, a delete, a database switch); `patient_rows`: the
-        patients query already run (on a thread, `refresh_in_background`)."""
+    def refresh_all(self) -> None:
+        """Show what the database holds now (after an import, a delete, a database switch, Refresh):
+        the loaded pages of patients are re-read on the model's thread and applied where they
+        changed, keeping the selection; another database starts from its first page."""
         database = self.logic.database
-        selected_patient = self.current_patient_uid()
-        selected_study = self.current_study_uid()
-        selected_series = self.selected_series_uids()
-        self._filter_index = None
-        self._index_task = None
-        prefetched = [patient_rows]
-
-        def patients() -> list[dict]:
-            rows, prefetched[0] = prefetched[0], None
-            return rows if rows is not None else database.patients()
-
-        self.patient_model.set_source(patients)
         self._update_database_combo()
         self._data_version = self._safe_data_version()
-        self._counts = self._safe_counts()
-        self.apply_filters()
-        if selected_patient:
-            self.select_uid(self.patient_table, selected_patient)
-        if selected_study:
-            self.select_uid(self.study_table, selected_study)
-        if selected_series:
-            self.series_table.clearSelection()
-            for uid in selected_series:
-                self.select_uid(self.series_table, uid, add=True)
+        if self.patient_model.database is not database:
+            self._wanted = None
+            self.patient_model.set_database(database)
+        else:
+            self.patient_model.refresh()
+        self._reload_patient_children()
+
+    def refresh_in_background(self) -> None:
+        """A change made elsewhere (a retrieve, the listener, the CLI): the same as `refresh_all`,
+        whose reads already run on a thread."""
+        self.refresh_all()
 
     def _safe_data_version(self) -> int | None:
         try:
@@ -503,18 +499,12 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             logger.debug("data_version unavailable: %s", error)
             return None
 
-    def _safe_counts(self) -> dict | None:
-        try:
-            return dict(self.logic.database.counts())
-        except (DICOMBrowserError, AttributeError) as error:
-            logger.debug("counts unavailable: %s", error)
-            return None
-
     def poll_database(self) -> None:
         """Pick up changes made by other connections (the listener, the CLI) without a button.
 
-        Any commit changes the version (caching an examination too), so the tables are queried
-        again only when the counts of patients/studies/series/instances changed as well.
+        The data version is one row (O(1)); when it changed, the loaded patient rows are read
+        again on the model's thread (bounded by what is loaded) and nothing moves unless they
+        differ (an examination cached by this browser commits too).
         """
         if self.listener_button.isChecked() and self._has_logic("listener_status"):
             self._set_listener_text(self._listener_text(self.logic.listener_status(), True))
@@ -522,49 +512,98 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         if version is None or version == self._data_version:
             return
         self._data_version = version
-        counts = self._safe_counts()
-        if counts != self._counts:
-            logger.info("Database changed (%s -> %s): refreshing", self._counts, counts)
-            self.refresh_in_background()
+        self.patient_model.refresh()
 
-    def refresh_in_background(self) -> BackgroundTask | None:
-        """Refresh after a change made elsewhere (the listener, the CLI): the patients query, the
-        longest of the table queries (0.1-0.35 s for 10,000 patients), runs on a thread."""
-        if self._refresh_task is not None:  # one at a time; the next poll catches up
-            return None
-        database = self.logic.database
-        task = BackgroundTask("Refresh", lambda _task: database.patients())
-        task.database = database  # a switch of database meanwhile makes the rows stale
-        when_done(task, self, self._refreshed, lambda done, message: self._refreshed(done))
-        self._refresh_task = task
-        return start_task(task)
+    def _remember_selection(self) -> None:
+        """The patient table is about to be replaced: keep what was selected, to select it again."""
+        if self._wanted is None:
+            self._wanted = (self.current_patient_uid(), self.current_study_uid(), self.selected_series_uids())
 
-    def _refreshed(self, task: BackgroundTask) -> None:
-        self._refresh_task = None
-        if task.error is None and task.result is not None and task.database is self.logic.database:
-            self.refresh_all(patient_rows=list(task.result))
+    def _patients_read(self) -> None:
+        """A read of patients ended: select what is wanted (a reset dropped it, or a reveal asked)."""
+        self._update_count()
+        wanted, self._wanted = self._wanted, None
+        if wanted is not None and not self._restore_selection(wanted):
+            return  # its row is being read
+        if self.patient_model.busy:  # another read follows (a keystroke while this one ran)
+            return
+        if self._filters_pending:
+            self._filters_pending = False
+            self.filtersApplied.emit()
+        self.patientsShown.emit()
+
+    def _restore_selection(self, wanted: tuple[str | None, str | None, list[str]]) -> bool:
+        """Select a patient (and a study and series of it); False while its row is being read."""
+        patient, study, series = wanted
+        model = self.patient_model
+        if patient and self.select_uid(self.patient_table, patient):
+            if study:
+                self.select_uid(self.study_table, study)
+            if series:
+                self.series_table.clearSelection()
+                for number, uid in enumerate(series):
+                    self.select_uid(self.series_table, uid, add=number > 0)
+            return True
+        if patient and not model.complete and not model.busy:
+            self._wanted = wanted
+            model.find(patient)
+            return False
+        if patient and model.busy:  # a page is on its way; try again when it arrives
+            self._wanted = wanted
+            return False
+        if model.filtered_count == 1:
+            self.patient_table.selectRow(0)
+        else:  # the patient is filtered out: do not keep showing its studies
+            self.patient_table.clearSelection()
+            self._patient_selected()
+        return True
+
+    def _select_patient_then(self, patient: str, study: str | None, series: list[str]) -> None:
+        """Select now when the patient's row is loaded, else once it is (a query may be under way)."""
+        if self.patient_model.busy:
+            self._wanted = (patient, study, series)
+        else:
+            self._restore_selection((patient, study, series))
+
+    def _patient_rows_changed(self, top: QtCore.QModelIndex, bottom: QtCore.QModelIndex, *args: Any) -> None:
+        """A re-read changed the selected patient's row (a new series arrived): its tables follow."""
+        patient = self.current_patient_uid()
+        if patient and top.row() <= self.patient_model.row_of_uid(patient) <= bottom.row():
+            self._reload_patient_children()
+
+    def _reload_patient_children(self) -> None:
+        """Read the selected patient's studies and series again, keeping the selected ones."""
+        study, series = self.current_study_uid(), self.selected_series_uids()
+        if not self.current_patient_uid():
+            return
+        self._patient_selected()
+        if study:
+            self.select_uid(self.study_table, study)
+        if series:
+            self.series_table.clearSelection()
+            for number, uid in enumerate(series):
+                self.select_uid(self.series_table, uid, add=number > 0)
+
+    def _sort_refused(self, key: str) -> None:
+        header = next((c.header for c in self.patient_model.columns if c.key == key), key)
+        self.set_status(f"Sorting {self.patient_model.total_count} patients by {header.lower()} is not offered "
+                        "(only name and ID are read in order from the database); sorted by name")
+        self.patient_table.horizontalHeader().setSortIndicator(0, QtCore.Qt.SortOrder.AscendingOrder)
 
     def _update_count(self) -> None:
         model = self.patient_model
-        self.count_label.setText(f"{model.filtered_count} of {model.total_count} patients")
+        more = "" if model.complete else "+"
+        self.count_label.setText(f"{model.filtered_count}{more} of {model.total_count} patients")
 
     def set_filter(self, text: str) -> None:
-        """Filter patients as the user types (in memory over cached rows; see models.py).
+        """Filter patients as the user types (the words go to the patients query, on the thread).
 
         The selected patient stays selected while it still matches (clearing the box keeps it).
         """
-        selected = self.current_patient_uid()
+        self._wanted = (self.current_patient_uid(), self.current_study_uid(), self.selected_series_uids())
         self.patient_model.set_filter(text)
-        self._after_patient_filter(selected)
-
-    def _after_patient_filter(self, selected: str | None) -> None:
-        self._update_count()
-        if selected and self.select_uid(self.patient_table, selected):
-            return
-        if self.patient_model.filtered_count == 1:
-            self.patient_table.selectRow(0)
-        else:  # the reset model dropped the selection: do not keep showing a hidden patient's studies
-            self._patient_selected()
+        if not self.patient_model.busy:  # the same words: nothing to read
+            self._wanted = None
 
     # --- filters: study date, modality, description --------------------------------------------------
     def _date_choice_changed(self) -> None:
@@ -594,95 +633,48 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.apply_filters()
 
     def update_modalities(self) -> None:
-        """Fill the modality filter with the modalities in the database (keeping the choice)."""
-        index = self._index()
-        if index is None:  # arrives from a thread; the list is filled then
-            return
+        """Fill the modality filter with the modalities in the database (keeping the choice); one
+        index seek per modality (database.modalities), not a read of every series."""
+        from ..database import modalities
+
         current = self.modality_filter.currentData() or ""
-        modalities = sorted({str(row.get("Modality") or "") for row in index[1]} - {""})
+        try:
+            found = modalities(self.logic.database)
+        except (DICOMBrowserError, AttributeError) as error:
+            logger.debug("modalities unavailable: %s", error)
+            return
         self.modality_filter.blockSignals(True)
         self.modality_filter.clear()
         self.modality_filter.addItem("Any modality", "")
-        for modality in modalities:
+        for modality in found:
             self.modality_filter.addItem(modality, modality)
         position = self.modality_filter.findData(current)
         self.modality_filter.setCurrentIndex(max(position, 0))
         self.modality_filter.blockSignals(False)
 
-    def _index(self) -> tuple[list[dict], list[dict]] | None:
-        """Every study and series row (for the filters and the modality list), until the next refresh.
-
-        Read on a thread (about a second for 10,000 patients): None until it is there; then the
-        filters are applied again and `filtersApplied` is emitted.
-        """
-        if self._filter_index is not None:
-            return self._filter_index
-        if self._index_task is None:
-            logic = self.logic
-            task = BackgroundTask("Filter index", lambda _task: (logic.database.studies(), logic.database.series()))
-            when_done(task, self, self._index_ready, lambda done, message: self._index_ready(done))
-            self._index_task = task
-            self.count_label.setText("filtering…")
-            start_task(task)
-        return None
-
-    def _index_ready(self, task: BackgroundTask) -> None:
-        if task is not self._index_task:  # a refresh asked for a newer one
-            return
-        self._index_task = None
-        self._filter_index = task.result or ([], [])
-        self.update_modalities()
-        self.apply_filters()
-
     def filters_active(self) -> bool:
         return bool(self.date_range() or self.modality_filter.currentData() or self.description_filter.text().strip())
 
+    def _filter_values(self) -> tuple[tuple[str, str] | None, str, list[str]]:
+        return (self.date_range(), self.modality_filter.currentData() or "",
+                self.description_filter.text().strip().lower().split())
+
     def apply_filters(self) -> None:
-        """Keep the patients, studies and series that match the date, modality and description filters."""
-        selected = self.current_patient_uid()
-        if not self.filters_active():
-            self.patient_model.set_allowed(None)
-            self.study_model.set_allowed(None)
-            self.series_model.set_allowed(None)
-            self._after_patient_filter(selected)
+        """Keep the patients, studies and series that match the date, modality and description filters.
+
+        Patients: in the patients query (on the model's thread; `filtersApplied` when its first
+        page is shown). Studies and series: those of the selected patient, checked when it is selected.
+        """
+        dates, modality, words = self._filter_values()
+        self._wanted = (self.current_patient_uid(), self.current_study_uid(), self.selected_series_uids())
+        self._filters_pending = True
+        self.patient_model.set_query(date_from=dates[0] if dates else "", date_to=dates[1] if dates else "",
+                                     modality=modality, description_words=tuple(words))
+        if not self.patient_model.busy:  # nothing changed in the query
+            self._wanted = None
+            self._filters_pending = False
+            self._reload_patient_children()
             self.filtersApplied.emit()
-            return
-        index = self._index()
-        if index is None:
-            return
-        studies, series = index
-        dates = self.date_range()
-        modality = self.modality_filter.currentData() or ""
-        words = self.description_filter.text().strip().lower().split()
-        series_by_study: dict[str, list[dict]] = {}
-        for row in series:
-            series_by_study.setdefault(str(row.get("StudyInstanceUID")), []).append(row)
-        allowed_patients, allowed_studies, allowed_series = set(), set(), set()
-        for study in studies:
-            uid = str(study.get("StudyInstanceUID"))
-            date = str(study.get("StudyDate") or "")
-            if dates and not (date and dates[0] <= date[:8] <= dates[1]):
-                continue
-            candidates = series_by_study.get(uid, [])
-            if modality:
-                candidates = [row for row in candidates if str(row.get("Modality") or "") == modality]
-                if not candidates:
-                    continue
-            if words:
-                study_text = str(study.get("StudyDescription") or "").lower()
-                if not all(word in study_text for word in words):
-                    candidates = [row for row in candidates
-                                  if all(word in str(row.get("SeriesDescription") or "").lower() for word in words)]
-                    if not candidates:
-                        continue
-            allowed_studies.add(uid)
-            allowed_patients.add(str(study.get("PatientUID")))
-            allowed_series.update(str(row.get("SeriesInstanceUID")) for row in candidates)
-        self.patient_model.set_allowed(allowed_patients)
-        self.study_model.set_allowed(allowed_studies)
-        self.series_model.set_allowed(allowed_series)
-        self._after_patient_filter(selected)
-        self.filtersApplied.emit()
 
     # --- selection -------------------------------------------------------------------------------
     @staticmethod
@@ -720,6 +712,12 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
     def _patient_selected(self, *args: Any) -> None:
         uid = self.current_patient_uid()
         database = self.logic.database
+        # bounded by the patient: its studies, and for the filters its series (one query each)
+        allowed_studies = self._allowed_series = None
+        if uid and self.filters_active():
+            allowed_studies, self._allowed_series = filtered_uids(
+                database.studies(uid), database.series(PatientUID=uid), *self._filter_values())
+        self.study_model.set_allowed(allowed_studies)
         self.study_model.set_source((lambda: database.studies(uid)) if uid else None)
         if self.study_model.filtered_count >= 1:
             self.study_table.selectRow(0)  # the newest study (studies are sorted newest first)
@@ -746,6 +744,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         uid = self.current_study_uid()
         database = self.logic.database
         self.jobs.clear()
+        self.series_model.set_allowed(self._allowed_series)
         self.series_model.set_source((lambda: database.series(uid)) if uid else None)
         self._fill_thumbnails()
         logic = self.logic
@@ -1067,11 +1066,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.description_filter.clear()
             self.date_filter.setCurrentIndex(0)
             self.modality_filter.setCurrentIndex(0)
-            self.select_uid(self.patient_table, str(rows[0]["PatientUID"]))
-            self.select_uid(self.study_table, str(rows[0]["StudyInstanceUID"]))
-            self.series_table.clearSelection()
-            for number, series_uid in enumerate(series_uids):
-                self.select_uid(self.series_table, series_uid, add=number > 0)
+            self._select_patient_then(str(rows[0]["PatientUID"]), str(rows[0]["StudyInstanceUID"]), series_uids)
         return series_uids
 
     def reveal_study_of(self, series_uid: str) -> None:
@@ -1083,11 +1078,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.description_filter.clear()
         self.date_filter.setCurrentIndex(0)
         self.modality_filter.setCurrentIndex(0)
-        self.select_uid(self.patient_table, str(rows[0]["PatientUID"]))
-        self.series_table.clearSelection()
-        self.select_uid(self.study_table, str(rows[0]["StudyInstanceUID"]))
-        if not self.selected_series_uids() and self.series_model.filtered_count:
-            self.select_uid(self.series_table, self.series_model.uid(self.first_image_row()))
+        # the study's first image series follows its selection (_study_selected)
+        self._select_patient_then(str(rows[0]["PatientUID"]), str(rows[0]["StudyInstanceUID"]), [])
 
     def load_uid(self, uid: str) -> list:
         """Examine a UID's series and load the default loadables now, in this thread (the CLI's
@@ -1192,7 +1184,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         self.last_import_summary = summary
         for path, reason in list(getattr(summary, "errors", []) or []):
             logger.warning("Import: %s: %s", path, reason)
-        self.refresh_all(patient_rows=thread.patient_rows if thread is not None else None)
+        self.refresh_all()
         text = summary_text(summary, thread.added if thread else None)
         if cancelled and not text.startswith("Cancelled"):
             text = "Cancelled. " + text
@@ -1284,7 +1276,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             return None
         logic = self.logic
 
-        def work(_task: BackgroundTask) -> tuple[int, list[dict]]:
+        def work(_task: BackgroundTask) -> int:
             removed = 0
             for uid in uids:
                 try:
@@ -1292,7 +1284,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
                     removed += 1
                 except DICOMBrowserError as error:
                     logger.error("Deleting %s failed: %s", uid, error)
-            return removed, logic.database.patients()  # the table's query, here rather than in the GUI
+            return removed
 
         task = BackgroundTask(f"Delete {what}", work)
         when_done(task, self, lambda done: self._deleted(done, what), lambda done, message: self._deleted(done, what))
@@ -1302,9 +1294,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
 
     def _deleted(self, task: BackgroundTask, what: str) -> None:
         self.delete_action.setEnabled(True)
-        removed, rows = task.result if task.result else (0, None)
-        self.refresh_all(patient_rows=rows)
-        self._patient_selected()
+        removed = int(task.result or 0)
+        self.refresh_all()
         self.set_status(f"Removed {what} from the database" if removed else f"Nothing removed ({what})")
         self.deleteFinished.emit(removed)
 
@@ -1337,6 +1328,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self.listener_button.setChecked(False)
         self.jobs.clear()
         self.jobs.wait()
+        self.patient_model.jobs.clear()  # no page read of the database being closed
+        self.patient_model.jobs.wait()
         try:
             self.logic.switch_database(folder)
             self.logic.database  # open now so an error shows here
@@ -1345,6 +1338,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             return
         self.series_model.verdicts.clear()
         self.loadable_model.set_loadables([])
+        self.patient_table.clearSelection()
         self.refresh_all()
         self._patient_selected()
 
@@ -1533,6 +1527,8 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
             self._import_thread.wait(30000)
         self.jobs.clear()
         self.jobs.wait(30000)
+        self.patient_model.jobs.clear()
+        self.patient_model.jobs.wait(30000)
         if not stop_tasks(30000):
             logger.warning("A background operation did not end within 30 s of closing the browser")
         self.error_log.uninstall()
@@ -1547,3 +1543,36 @@ def _browse_verdict(logic: Any, series_uid: str) -> tuple[str, str, bool]:
     with browsing():
         return geometry_verdict(logic.examine_uids([series_uid]))
 
+
+
+def filtered_uids(studies: list[dict], series: list[dict], dates: tuple[str, str] | None, modality: str,
+                  words: list[str]) -> tuple[set[str], set[str]]:
+    """The studies and series the date/modality/description filters keep (of one patient): a study
+    in the date range with a series of the modality, whose description (or a series' one) holds
+    every word; the series kept are those of the modality (and, unless the study's description
+    matched, with the words)."""
+    series_by_study: dict[str, list[dict]] = {}
+    for row in series:
+        series_by_study.setdefault(str(row.get("StudyInstanceUID")), []).append(row)
+    allowed_studies: set[str] = set()
+    allowed_series: set[str] = set()
+    for study in studies:
+        uid = str(study.get("StudyInstanceUID"))
+        date = str(study.get("StudyDate") or "")
+        if dates and not (date and dates[0] <= date[:8] <= dates[1]):
+            continue
+        candidates = series_by_study.get(uid, [])
+        if modality:
+            candidates = [row for row in candidates if str(row.get("Modality") or "").upper() == modality.upper()]
+            if not candidates:
+                continue
+        if words:
+            study_text = str(study.get("StudyDescription") or "").lower()
+            if not all(word in study_text for word in words):
+                candidates = [row for row in candidates
+                              if all(word in str(row.get("SeriesDescription") or "").lower() for word in words)]
+                if not candidates:
+                    continue
+        allowed_studies.add(uid)
+        allowed_series.update(str(row.get("SeriesInstanceUID")) for row in candidates)
+    return allowed_studies, allowed_series
