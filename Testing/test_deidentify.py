@@ -217,3 +217,21 @@ def test_export_and_deidentify_in_one_step(series_factory, cli_runner, tmp_path)
     assert all(ds.PatientIdentityRemoved == "YES" and ds.PatientID.startswith("ANON") for ds in written)
     assert all(b"Export" not in Path(f).read_bytes() and b"EXPDEID" not in Path(f).read_bytes() for f in out["files"])
     assert out["study"] != source.StudyInstanceUID
+
+
+def test_options_never_keep_what_the_basic_profile_removes_outside_their_scope(series_factory, tmp_path):
+    """The options are rules, not the standard's option columns (docs/export.md says why): they keep
+    only coded/numeric patient characteristics, and the dates option does not shift the birth date
+    (the Patient module identifies; the standard's Modified Dates column does not list it)."""
+    from DICOMBrowser.DICOMBrowserLib.deidentify import DeidentifyOptions, deidentify_files
+
+    files = series_factory(count=1, patient_id="SCOPE", extra={
+        "PatientAge": "042Y", "Occupation": "Lighthouse keeper", "AdmittingDiagnosesDescription": "SCOPE fracture",
+        "AdditionalPatientHistory": "fell at SCOPE", "PatientBirthDate": "19700101", "DeviceDescription": "SCOPE's CT"})
+    kept = deidentify_files(files, tmp_path / "kept", DeidentifyOptions(
+        key="k", options={"dates", "patient-characteristics", "device-identity"}))
+    out = pydicom.dcmread(kept.written[0])
+    assert out.PatientAge == "042Y"
+    for keyword in ("Occupation", "AdmittingDiagnosesDescription", "AdditionalPatientHistory", "DeviceDescription"):
+        assert keyword not in out or out[keyword].value in ("", None), keyword
+    assert out.get("PatientBirthDate") in ("", None)

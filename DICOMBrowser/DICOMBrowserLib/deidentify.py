@@ -9,17 +9,20 @@ per run and held in a global dictionary, ours are keyed.
 
 Why not dicognito or deid (measured, see docs/export.md): both decide by their own lists and
 value representations rather than the standard's table, so attributes of the table that they
-do not know pass through; idiscore carries every option column of the table but pins
-Pillow < 11 (ours is newer) and its current releases need Python 3.12.
-
-The options (PS3.15 E.3) are rules over the same table, stated by what the option keeps:
+do not know pass through. The option columns of Table E.1-1 are in no package we can depend on
+(idiscore has them but is GPLv3, needs Python 3.12, or pins Pillow < 11; docs/export.md lists
+what was checked), so the options are rules over the Basic Profile table, written to keep no
+more than the standard's columns do (compared with idiscore's scrape, see docs/export.md):
 - `dates` (113107, Retain Longitudinal Temporal Information with Modified Dates): every date
   and date-time of the table is kept, shifted by a whole number of days derived from the key
-  and the patient (the same patient shifts the same way in every study); times are kept.
-- `patient-characteristics` (113108): the table's attributes of PS3.3's Patient Study module
-  (age, size, weight, smoking and pregnancy status, ...) and Patient's Sex are kept.
+  and the patient (the same patient shifts the same way in every study); times are kept. The
+  Patient module's birth date and time are not the study's timeline: Basic Profile.
+- `patient-characteristics` (113108): the coded and numeric attributes of PS3.3's Patient Study
+  module in the table (age, size, weight, smoking and pregnancy status) and Patient's Sex; its
+  free text, dates and IDs (admission, visit, history) follow the Basic Profile.
 - `device-identity` (113109): the table's attributes of the General Equipment and Device
-  modules that are not about the institution (serial numbers, station name, device UIDs).
+  modules that are not about the institution (serial numbers, station name, device UIDs),
+  descriptions excepted.
 - `descriptors` (113105, Clean Descriptors): descriptions and comments of the table are kept,
   with every identifying value of the data set (names, IDs, dates, institution) blanked out.
 Module membership is read from highdicom's copy of the PS3.3 module tables.
@@ -127,11 +130,15 @@ def _masked_entries() -> list[tuple[tuple[int, ...], str]]:
     return [(key, action) for key, action in action_table().items() if len(key) == 4]
 
 
+#: value representations of a patient characteristic that the option may keep (coded or numeric)
+_CHARACTERISTIC_VRS = frozenset({"AS", "CS", "DS", "IS", "US", "SS", "UL", "SL", "FL", "FD"})
+
+
 @lru_cache(maxsize=1)
 def _option_keywords() -> dict[str, frozenset[str]]:
     """Keywords each option keeps, from PS3.3's modules (highdicom's copy) intersected with the table."""
     from highdicom._standard_utils import get_module_attribute_map
-    from pydicom.datadict import keyword_for_tag
+    from pydicom.datadict import dictionary_VR, keyword_for_tag
 
     modules = get_module_attribute_map()
 
@@ -139,13 +146,20 @@ def _option_keywords() -> dict[str, frozenset[str]]:
         return {a["keyword"] for a in modules.get(module, []) if not a["path"]}
 
     in_table = {keyword_for_tag((key[0] << 16) | key[1]) for key in action_table() if len(key) == 2}
-    characteristics = (top("patient-study") | {"PatientSex", "PatientSexNeutered"}) & in_table
+    # only coded and numeric values (age, sex, size, weight, smoking, pregnancy): the Patient Study
+    # module's free text, dates and IDs (admission, visit, history, allergies) are removed or
+    # cleaned by the standard's option column, so a rule that kept them would keep too much
+    characteristics = {k for k in (top("patient-study") | {"PatientSex", "PatientSexNeutered"}) & in_table
+                       if dictionary_VR(k) in _CHARACTERISTIC_VRS}
     device = {k for k in (top("general-equipment") | top("device") | top("enhanced-general-equipment"))
               if not k.startswith("Institution")} & in_table
     device |= {k for k in in_table if k.startswith("Device") or k.endswith("DeviceUID")}
+    device = {k for k in device if not k.endswith("Description")}  # free text: not an identity
     descriptors = {k for k in in_table if k.endswith(("Description", "Comments", "Comment"))}
+    # the Patient module's dates (birth date and time) identify the patient, not the study's timeline
+    not_dates = top("patient") & in_table
     return {"patient-characteristics": frozenset(characteristics), "device-identity": frozenset(device),
-            "descriptors": frozenset(descriptors)}
+            "descriptors": frozenset(descriptors), "not-dates": frozenset(not_dates)}
 
 
 def _hmac(key: str, text: str) -> bytes:
@@ -249,10 +263,11 @@ class Deidentifier:
         keyword = element.keyword
         options = self.options.options
         vr = element.VR
-        if "dates" in options and vr in ("DA", "DT") and action != "U":
+        dated = "dates" in options and action != "U" and keyword not in self._option_keywords["not-dates"]
+        if dated and vr in ("DA", "DT"):
             out.add(DataElement(element.tag, vr, _shift(element.value, vr, context.shift)))
             return
-        if "dates" in options and vr == "TM" and action != "U":
+        if dated and vr == "TM":
             out.add(DataElement(element.tag, vr, element.value))
             return
         if "patient-characteristics" in options and keyword in self._option_keywords["patient-characteristics"]:
