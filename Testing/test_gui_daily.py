@@ -540,3 +540,96 @@ def test_changes_made_elsewhere_are_queried_on_a_thread(qtbot, panel, logic, cor
     assert panel.patient_model.busy  # the loaded rows are read again on the model's thread
     qtbot.waitUntil(lambda: panel.patient_model.total_count == 2, timeout=30_000)
     assert panel.current_patient_uid() == selected
+
+
+# --- a large database: pages on a thread, the GUI thread free ------------------------------------------
+WRITER = """
+import sys, time
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from DICOMBrowser.DICOMBrowserLib.database import DATABASE_TAGS as tag, DICOMDatabase, InstanceRecord
+database = DICOMDatabase(sys.argv[1])
+for n in range(int(sys.argv[2])):
+    study = f"1.2.826.0.1.3680043.9.7778.{n}"
+    values = {tag["PatientName"]: f"Aaron^W{n:04d}", tag["PatientID"]: f"W{n:04d}",
+              tag["StudyInstanceUID"]: study, tag["StudyDate"]: "20260101", tag["SeriesInstanceUID"]: study + ".1",
+              tag["SeriesNumber"]: "1", tag["Modality"]: "CT", tag["SOPInstanceUID"]: study + ".1.1",
+              tag["SOPClassUID"]: CTImageStorage, tag["InstanceNumber"]: "1"}
+    database.store_instances([InstanceRecord(path=f"/arriving/{n}.dcm", size=1000, mtime_ns=0, values=values,
+                                             transfer_syntax=ExplicitVRLittleEndian)])
+    time.sleep(0.05)
+database.close()
+"""
+
+
+@pytest.mark.slow
+def test_large_database_opens_scrolls_and_follows_a_writer_without_blocking(qtbot, tmp_path, monkeypatch):
+    """20,000 patients (stored through the database's own path, as bench_gui.py does): the browser
+    opens with one page, scrolling reads the next, and while another process stores a patient
+    every 50 ms the poll re-reads the loaded rows on the model's thread; a 20 ms timer in the GUI
+    thread keeps ticking throughout and no patients query runs on the GUI thread."""
+    import subprocess
+    import sys
+    import threading
+
+    from DICOMBrowser.DICOMBrowserLib import database as database_module
+    from DICOMBrowser.DICOMBrowserLib.widgets import browser as browser_module
+    from DICOMBrowser.DICOMBrowserLib.widgets import models as models_module
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_gui import build_database
+
+    folder = tmp_path / "large"
+    build_database(folder, 20000, series_per_patient=1, instances_per_series=1)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(browser_module, "POLL_MS", 200)
+    on_gui_thread = []
+    page = database_module.patient_page
+
+    def recorded_page(*args, **kwargs):
+        on_gui_thread.append(threading.current_thread() is threading.main_thread())
+        return page(*args, **kwargs)
+
+    monkeypatch.setattr(database_module, "patient_page", recorded_page)
+    monkeypatch.setattr(database_module.DICOMDatabase, "patients",
+                        lambda *a, **k: pytest.fail("the whole patients query ran"))
+    logic = DICOMBrowserLogic(folder)
+    ticks = TickRecorder(lambda: True)
+    try:
+        widget, panel = make_panel(qtbot, logic)
+        model = panel.patient_model
+        wait_patients(qtbot, panel)
+        first = model.filtered_count
+        assert model.total_count == 20000 and models_module.PAGE <= first < 20000 and not model.complete
+        assert f"{first}+ of 20000 patients" in panel.count_label.text()
+        assert model.row_dict(0)["PatientName"].startswith("Anderson^")
+
+        # the user scrolls to the end of what is loaded: the next page is read on the thread
+        panel.patient_table.scrollToBottom()
+        qtbot.waitUntil(lambda: model.filtered_count >= first + models_module.PAGE, timeout=30_000)
+        panel.patient_table.selectRow(3)
+        selected = panel.current_patient_uid()
+
+        # another process stores 40 new patients ("Aaron^...", the first names of the list)
+        reads = model.reads
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder), "40"],
+                                  cwd=Path(__file__).resolve().parents[1])
+        try:
+            qtbot.waitUntil(lambda: writer.poll() is not None, timeout=120_000)
+        finally:
+            writer.kill()
+        assert writer.returncode == 0
+        qtbot.waitUntil(lambda: model.total_count == 20040 and not model.busy, timeout=30_000)
+        wait_patients(qtbot, panel)
+        assert model.reads > reads  # re-read after commits, not only once
+        assert [model.row_dict(r)["PatientName"] for r in (0, 39, 40)] == ["Aaron^W0000", "Aaron^W0039",
+                                                                          "Anderson^P00008"]
+        assert panel.current_patient_uid() == selected  # the selection survived the re-reads
+        widget.cleanup()
+    finally:
+        ticks.stop()
+        logic.close()
+    print(f"{len(ticks.ticks)} ticks, longest gap {ticks.longest_gap() * 1000:.0f} ms, "
+          f"{model.reads} reads, {len(on_gui_thread)} pages")
+    assert on_gui_thread and not any(on_gui_thread), "a patients page was read on the GUI thread"
+    assert len(ticks.ticks) >= 20
+    assert ticks.longest_gap() < 1.5
