@@ -179,3 +179,152 @@ def test_logic_background_listener_receives_a_move(tmp_path, corpus, orthanc):
     finally:
         logic.stop_listener()
         logic.close()
+
+
+# Compressed studies: each file of the corpus's TransferSyntaxes folder is stored in the syntax its
+# name says (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE, deflate, big endian), plus a
+# JPEG 2000 MR series; this Orthanc cannot transcode JPEG 2000 in a C-GET.
+def _compressed_files(corpus: Path) -> list[Path]:
+    files = sorted((corpus / "orthanc_tests/Database/TransferSyntaxes").glob("*.dcm"))
+    return files + sorted((corpus / "siemens_mosaic_orientation/In/Orientation/axmb/AxInt36mb").glob("jp2k*.dcm"))
+
+
+def _stored_pixels(path: Path) -> tuple[str, str, bytes]:
+    """(SOPInstanceUID, transfer syntax, Pixel Data as encoded in the file)."""
+    ds = pydicom.dcmread(path, force=True)
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    return str(ds.SOPInstanceUID), syntax, bytes(ds.PixelData)
+
+
+@pytest.fixture(scope="module")
+def compressed_orthanc(tmp_path_factory, corpus):
+    """An Orthanc holding the compressed corpus files; our AE is a known modality."""
+    listener_port = free_port()
+    peer = OrthancPeer(tmp_path_factory.mktemp("orthanc-compressed"), modalities={"dicombrowser": (AE, listener_port)})
+    peer.start()
+    try:
+        peer.listener_port = listener_port
+        files = _compressed_files(corpus)
+        assert peer.upload(files) == len(files)
+        peer.originals = {uid: (syntax, pixels) for uid, syntax, pixels in map(_stored_pixels, files)}
+        peer.studies = sorted(s["MainDicomTags"]["StudyInstanceUID"] for s in peer.rest("/studies?expand"))
+        yield peer
+    finally:
+        peer.stop()
+
+
+@pytest.fixture
+def compressed_cli(cli_runner, compressed_orthanc):
+    peer = compressed_orthanc
+    for args in (("config", "set", "ae-title", AE), ("config", "set", "port", str(peer.listener_port)),
+                 ("config", "set", "host", "127.0.0.1"),
+                 ("node", "add", "orthanc", "--ae-title", peer.ae_title, "--host", "127.0.0.1",
+                  "--port", str(peer.dicom_port))):
+        result = cli_runner(*args)
+        assert result.exit_code == 0, result.output
+    return cli_runner
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_compressed_studies_arrive_as_stored(method, compressed_cli, compressed_orthanc):
+    """Given an Orthanc holding instances in every compressed syntax (two of one SOP class in one
+    study: JPEG-LS and JPEG 2000), when the user retrieves all its studies, then every instance
+    arrives in the syntax it was stored in with byte-identical pixel data, and the summary says so."""
+    result = compressed_cli("retrieve", "orthanc", "--method", method, "--level", "study", *compressed_orthanc.studies)
+    total = len(compressed_orthanc.originals)
+    assert result.exit_code == 0, result.output
+    assert f"{total} completed, 0 failed" in result.stdout and f"{total} instance(s) stored" in result.stdout
+    database = DICOMDatabase(compressed_cli.database_dir)
+    try:
+        stored = {uid: (syntax, pixels) for uid, syntax, pixels in
+                  (_stored_pixels(Path(row["FilePath"])) for row in database.instances())}
+    finally:
+        database.close()
+    assert stored.keys() == compressed_orthanc.originals.keys()
+    for uid, (syntax, pixels) in compressed_orthanc.originals.items():
+        if syntax == "1.2.840.10008.1.2":  # the one file without a meta header: any uncompressed syntax
+            assert stored[uid][0] in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") and stored[uid][1] == pixels
+        else:
+            assert stored[uid] == (syntax, pixels), uid
+
+
+def test_c_get_summary_counts_what_arrived_when_the_peer_fails_partway(compressed_cli, compressed_orthanc, corpus,
+                                                                      tmp_path, monkeypatch):
+    """Given the old proposal (one context per class with every syntax, uncompressed first) and a
+    study of four uncompressed instances and one JPEG 2000 instance, Orthanc sends the four and
+    fails the JPEG 2000 one (it cannot transcode it), ending with 0xC000: the summary says 4
+    completed, 1 failed, 4 stored, and the exit code says the retrieve is incomplete."""
+    from DICOMBrowser.DICOMBrowserLib.networking import scu
+
+    folder = corpus / "orthanc_tests/Database/TransferSyntaxes"
+    jpeg2000 = pydicom.dcmread(folder / "1.2.840.10008.1.2.4.90.dcm", stop_before_pixels=True)
+    study_uid = f"{jpeg2000.StudyInstanceUID}.77"
+    copies = []
+    for number, name in enumerate(["1.2.840.10008.1.2.4.90.dcm"] + ["1.2.840.10008.1.2.1.dcm"] * 4):
+        ds = pydicom.dcmread(folder / name)
+        ds.PatientID, ds.PatientName, ds.StudyInstanceUID = jpeg2000.PatientID, jpeg2000.PatientName, study_uid
+        ds.SeriesInstanceUID = f"{jpeg2000.SeriesInstanceUID}.77"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{jpeg2000.SOPInstanceUID}.77{number}"
+        ds.save_as(tmp_path / f"{number}.dcm")
+        copies.append(tmp_path / f"{number}.dcm")
+    try:
+        assert compressed_orthanc.upload(copies) == 5
+        monkeypatch.setattr(scu, "stored_classes", lambda *args, **kwargs: {})
+        result = compressed_cli("retrieve", "orthanc", "--method", "get", "--level", "study", study_uid)
+    finally:
+        for orthanc_study in compressed_orthanc.rest("/tools/find", json.dumps(
+                {"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}).encode(), "POST"):
+            compressed_orthanc.rest(f"/studies/{orthanc_study}", method="DELETE")
+    assert result.exit_code != 0
+    assert "4 completed, 1 failed" in result.stdout and "4 instance(s) stored" in result.stdout
+    assert "0xC000" in result.output
+
+
+def test_retrieve_counts_keep_what_pending_responses_reported():
+    """A final Failure response without counts, or with fewer than a pending one gave (PS3.4 makes
+    them conditional), does not take back sub-operations already reported completed."""
+    from pydicom.dataset import Dataset
+
+    from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
+    from DICOMBrowser.DICOMBrowserLib.networking import scu
+
+    def response(status: int, **counts: int) -> tuple[Dataset, None]:
+        ds = Dataset()
+        ds.Status = status
+        for keyword, value in counts.items():
+            setattr(ds, f"NumberOf{keyword}Suboperations", value)
+        return ds, None
+
+    class Assoc:
+        is_established = False
+
+    node = RemoteNode("peer", "PEER", "127.0.0.1", 104)
+    summary = scu.RetrieveSummary(method="move", completed=2)  # an earlier UID of the same retrieve
+    responses = [response(0xFF00, Completed=1, Remaining=2), response(0xFF00, Completed=3, Remaining=0),
+                 response(0xA702, Failed=1)]
+    scu._follow_retrieve(Assoc(), iter(responses), node, "1.2.3", "C-MOVE", summary, None)
+    assert (summary.completed, summary.failed, summary.status) == (5, 1, 0xA702)
+    assert summary.errors and not summary.ok
+
+
+def test_get_contexts_within_the_limit():
+    """Separate contexts per compressed syntax for the classes a study holds, 128 at most."""
+    from pynetdicom import StoragePresentationContexts
+
+    from DICOMBrowser.DICOMBrowserLib.networking import scu
+
+    one = scu.get_contexts(classes={"1.2.840.10008.5.1.4.1.1.4": []})
+    assert len(one) == 1 + 1 + len(scu.RETRIEVE_SYNTAXES)
+    assert [cx.transfer_syntax for cx in one[1:3]] == [scu.UNCOMPRESSED, ["1.2.840.10008.1.2.4.90"]]
+    known = scu.get_contexts(classes={"1.2.840.10008.5.1.4.1.1.4": ["1.2.840.10008.1.2.4.80"]})
+    assert [cx.transfer_syntax for cx in known[1:]] == [scu.UNCOMPRESSED, ["1.2.840.10008.1.2.4.80"]]
+    many = {cx.abstract_syntax: [] for cx in StoragePresentationContexts[:20]}
+    contexts = scu.get_contexts(classes=many)
+    assert len(contexts) == 128
+    per_class = [[cx.transfer_syntax for cx in contexts[1:] if cx.abstract_syntax == c] for c in many]
+    for syntaxes in per_class:  # uncompressed, the first compressed ones alone, the rest together
+        assert syntaxes[0] == scu.UNCOMPRESSED and syntaxes[1] == ["1.2.840.10008.1.2.4.90"]
+        assert sum(len(s) for s in syntaxes) == 2 + len(scu.RETRIEVE_SYNTAXES)
+    unknown = scu.get_contexts()  # nothing known: every class pynetdicom lists, every syntax in one context
+    assert len(unknown) == 1 + min(127, len(StoragePresentationContexts))
+    assert all(len(cx.transfer_syntax) == len(scu.ALL_TRANSFER_SYNTAXES) for cx in unknown[1:])

@@ -3,7 +3,7 @@ move, get, store) that talks to PACS nodes configured in the database settings.
 
 Modules: `nodes` (local AE and remote node configuration), `sockets` (Nagle off),
 `storage` (atomic write of received instances, indexing off the receive thread),
-`listener` (the Storage SCP), `admission` (the listener's timeouts, connection and association
+`sopclasses` (the storage SOP classes we accept), `listener` (the Storage SCP), `admission` (the listener's timeouts, connection and association
 limits, PDU size), `scu` (the requests we make).
 """
 from __future__ import annotations

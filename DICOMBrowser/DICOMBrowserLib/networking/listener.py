@@ -1,5 +1,6 @@
-"""The DICOM listener: a Storage SCP (all storage SOP classes, compressed syntaxes included) plus
-Verification, running on pynetdicom's server thread so the GUI and the CLI share one implementation.
+"""The DICOM listener: a Storage SCP (every storage SOP class, retired ones included: `sopclasses`;
+every transfer syntax, so a C-MOVE's instances come as stored) plus Verification, running on
+pynetdicom's server thread so the GUI and the CLI share one implementation.
 
 Received instances go through `storage.ReceivedInstanceWriter` (atomic write, indexing on its
 own thread). A port in use is found by binding it: we never look for, or stop, whoever holds it.
@@ -15,12 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from ..errors import NetworkError
-from . import admission
+from . import admission, sopclasses
 from .admission import ConnectionGuard, ConnectionLimits
 from .nodes import validate_ae_title, validate_port
 from .sockets import LISTENER_CONN_OPEN
@@ -112,8 +113,10 @@ class StorageListener:
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.ae_title)
         self.guard.configure_ae(ae)
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        # every transfer syntax in every storage context: a C-MOVE's sender proposes the syntax
+        # an instance is stored in, and we take it as it is (no transcoding asked of it)
+        for sop_class in sopclasses.storage_classes():
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         ae.require_called_aet = self.require_called_aet
         if self.allowed_callers:

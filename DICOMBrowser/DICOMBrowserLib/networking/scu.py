@@ -19,8 +19,10 @@ from typing import Any, Callable, Iterable, Iterator
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         DeflatedExplicitVRLittleEndian)
+from pydicom.uid import (HTJ2K, JPEG2000, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         HTJ2KLossless, HTJ2KLosslessRPCL, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit,
+                         JPEGExtended12Bit, JPEGLossless, JPEGLSLossless, JPEGLSNearLossless, JPEGLosslessSV1,
+                         RLELossless)
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, _config, build_role, evt
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
@@ -33,7 +35,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
 from .. import headerscan
 from ..config import RemoteNode
 from ..errors import NetworkError
-from . import admission, fastpath
+from . import admission, fastpath, sopclasses
 from .admission import ConnectionLimits
 from .sockets import NAGLE_OFF
 from .storage import ReceivedInstanceWriter, store_handler
@@ -318,11 +320,16 @@ def resolve_level(node: RemoteNode, calling_ae: str, uid: str, *, timeout: float
 
 
 def _track(summary: RetrieveSummary, status: Dataset, progress: Progress | None) -> bool:
-    """Update counts from one C-MOVE/C-GET response; True when the caller asked to cancel."""
+    """Update counts from one C-MOVE/C-GET response; True when the caller asked to cancel.
+
+    Counts only grow: a final Failure or Warning response may leave them out or give fewer than
+    a pending response already reported (Orthanc's 0xC000 after a failed sub-operation says 0
+    completed although the instances before it arrived), so the larger is kept."""
     summary.status = int(status.Status)
-    summary.completed = int(status.get("NumberOfCompletedSuboperations", summary.completed) or 0)
-    summary.failed = int(status.get("NumberOfFailedSuboperations", summary.failed) or 0)
-    summary.warning = int(status.get("NumberOfWarningSuboperations", summary.warning) or 0)
+    for attribute, keyword in (("completed", "NumberOfCompletedSuboperations"),
+                               ("failed", "NumberOfFailedSuboperations"),
+                               ("warning", "NumberOfWarningSuboperations")):
+        setattr(summary, attribute, max(getattr(summary, attribute), int(status.get(keyword, 0) or 0)))
     summary.remaining = int(status.get("NumberOfRemainingSuboperations", 0) or 0)
     if progress is not None:
         return bool(progress(summary.completed, summary.remaining, summary.failed, summary.warning))
@@ -365,6 +372,7 @@ def _follow_retrieve(assoc, responses, node: RemoteNode, uid: str, verb: str, su
     """Track a C-MOVE/C-GET's pending responses into `summary` (counts add to what earlier UIDs
     of the same retrieve left there), abort on cancel, release the association."""
     base = (summary.completed, summary.failed, summary.warning)
+    summary.completed = summary.failed = summary.warning = 0  # this UID's counts, added to base below
     try:
         last_identifier = None
         for status, identifier in responses:
@@ -384,18 +392,108 @@ def _follow_retrieve(assoc, responses, node: RemoteNode, uid: str, verb: str, su
     summary.warning += base[2]
 
 
-def get_contexts() -> list:
-    """Requested contexts for C-GET: the query model plus storage classes we accept as SCP.
+# Transfer syntaxes a C-GET proposes in a context each, those archives store most first: a peer
+# that cannot transcode (Orthanc without a JPEG 2000 codec in DCMTK) then finds the syntax an
+# instance is stored in and sends it as it is; the ones a budget leaves out share a last context.
+RETRIEVE_SYNTAXES = [JPEG2000Lossless, JPEG2000, JPEGLosslessSV1, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless,
+                     JPEGLSLossless, JPEGLSNearLossless, RLELossless, DeflatedExplicitVRLittleEndian,
+                     ExplicitVRBigEndian, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K]
+RETRIEVE_SYNTAXES += [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in RETRIEVE_SYNTAXES and ts not in UNCOMPRESSED]
+MAX_CONTEXTS = 128  # presentation context IDs are the odd numbers 1-255 (PS3.8 9.3.2.2)
+AVAILABLE_TRANSFER_SYNTAX = 0x00083002  # Available Transfer Syntax UID, instance level (PS3.4 C.6.1.1.5)
 
-    128 contexts at most per association: 2 Q/R models + 126 storage classes, each with every
-    transfer syntax pynetdicom knows (uncompressed first, so a peer that can transcode keeps it simple
-    and a compressed-only peer still finds a match).
-    """
-    contexts = [build_context(StudyRootQueryRetrieveInformationModelGet),
-                build_context(PatientRootQueryRetrieveInformationModelGet)]
-    ordered = UNCOMPRESSED + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in UNCOMPRESSED]
-    for context in StoragePresentationContexts[: 128 - len(contexts)]:
-        contexts.append(build_context(context.abstract_syntax, ordered))
+
+def stored_classes(node: RemoteNode, calling_ae: str, uid: str, level: str, study_uid: str | None = None, *,
+                   timeout: float = 30.0) -> dict[str, list[str]]:
+    """The storage SOP classes a study or series holds on the peer, each with the transfer syntaxes
+    its instances are stored in when the peer says ([] when it does not); {} when the peer says nothing.
+
+    One association, Study Root C-FIND: SOP Classes in Study (one answer; for a series, of its
+    study); else, at instance level, SOP Class UID and Available Transfer Syntax UID (one answer per
+    instance; Orthanc leaves both empty unless it reads its files on find). A peer refusing
+    the query gets {}, and the retrieve the contexts of `get_contexts`."""
+    classes: dict[str, set[str]] = {}
+    ae = make_ae(calling_ae, timeout=timeout)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = associate(ae, node, timeout=timeout)
+
+    def answers(query: Dataset) -> Iterator[Dataset]:
+        for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            if status and status.get("Status") in (0xFF00, 0xFF01) and identifier is not None:
+                yield identifier
+
+    def values(identifier: Dataset, keyword_or_tag: Any) -> list[str]:
+        value = identifier.get(keyword_or_tag)
+        value = getattr(value, "value", value)
+        if not value:
+            return []
+        return [str(v).strip() for v in ([value] if isinstance(value, str) else value) if str(v).strip()]
+
+    try:
+        if level == "series" and not study_uid:
+            query = build_query("series", {"series_uid": uid}, ["StudyInstanceUID"])
+            study_uid = next((str(i.StudyInstanceUID) for i in answers(query) if i.get("StudyInstanceUID")), None)
+        if level == "study" or study_uid:
+            query = build_query("study", {"study_uid": study_uid or uid}, ["SOPClassesInStudy"])
+            for identifier in answers(query):
+                for sop_class in values(identifier, "SOPClassesInStudy"):
+                    classes.setdefault(sop_class, set())
+        if not classes and level in ("study", "series"):
+            query = build_query("image", {"study_uid": study_uid or (uid if level == "study" else None),
+                                          "series_uid": uid if level == "series" else None},
+                                ["SOPInstanceUID", "SOPClassUID"])
+            query.add_new(AVAILABLE_TRANSFER_SYNTAX, "UI", "")
+            for identifier in answers(query):
+                for sop_class in values(identifier, "SOPClassUID"):
+                    classes.setdefault(sop_class, set()).update(values(identifier, AVAILABLE_TRANSFER_SYNTAX))
+    finally:
+        _release(assoc)
+    return {sop_class: sorted(syntaxes) for sop_class, syntaxes in classes.items()}
+
+
+def get_contexts(model_uid: str = StudyRootQueryRetrieveInformationModelGet,
+                 classes: dict[str, list[str]] | None = None) -> list:
+    """Requested contexts for a C-GET: the query model, then the storage classes we accept as SCP.
+
+    With the classes the study holds (`stored_classes`), each gets an uncompressed context
+    (explicit and implicit VR little endian, which any peer converts between) and a context per
+    compressed syntax: the instances it stores in (when the peer said), else RETRIEVE_SYNTAXES in
+    their order. A peer accepts one transfer syntax per context, so only separate contexts let
+    it send each instance as stored; one context with every syntax made it pick uncompressed and
+    transcode, which fails where it has no codec (JPEG 2000 in Orthanc's C-GET). The 127
+    contexts left by the model are shared out one by one across the classes; a class whose
+    share is shorter than its list gets the rest of its syntaxes in its last context.
+    Without classes: every storage class pynetdicom knows, one context each with every syntax
+    (uncompressed first), as many as fit: the peer may have to transcode."""
+    contexts = [build_context(model_uid)]
+    budget = MAX_CONTEXTS - len(contexts)
+    if not classes:
+        ordered = UNCOMPRESSED + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in UNCOMPRESSED]
+        for context in StoragePresentationContexts[:budget]:
+            contexts.append(build_context(context.abstract_syntax, ordered))
+        return contexts
+    if len(classes) > budget:
+        logger.warning("The study holds %d SOP classes; a C-GET can propose %d: instances of %s are not asked for",
+                       len(classes), budget, ", ".join(list(classes)[budget:]))
+    groups: dict[str, list[list[str]]] = {}
+    for sop_class, stored in list(classes.items())[:budget]:
+        compressed = [ts for ts in (stored or RETRIEVE_SYNTAXES) if ts not in UNCOMPRESSED]
+        groups[sop_class] = [list(UNCOMPRESSED)] + [[ts] for ts in compressed]
+    shares = dict.fromkeys(groups, 1)
+    left = budget - len(groups)
+    while left > 0:
+        grown = False
+        for sop_class, share in shares.items():
+            if left > 0 and share < len(groups[sop_class]):
+                shares[sop_class] += 1
+                left -= 1
+                grown = True
+        if not grown:
+            break
+    for sop_class, wanted in groups.items():
+        share = shares[sop_class]
+        kept = wanted[:share - 1] + [[ts for group in wanted[share - 1:] for ts in group]]
+        contexts.extend(build_context(sop_class, syntaxes) for syntaxes in kept)
     return contexts
 
 
@@ -405,6 +503,9 @@ def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: Receive
         progress: Progress | None = None, summary: RetrieveSummary | None = None,
         limits: ConnectionLimits | None = None) -> RetrieveSummary:
     """C-GET a study or series on one association; instances are written and indexed by `writer`.
+
+    A C-FIND first asks which SOP classes it holds (`stored_classes`), so that the contexts
+    proposed (`get_contexts`) let the peer send every instance in the syntax it is stored in.
 
     `limits` (the listener's settings, admission.ConnectionLimits): the peer sends us C-STOREs
     here as it would to our listener, so the association gets the listener's timeouts (ACSE,
@@ -418,17 +519,29 @@ def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: Receive
     ae = make_ae(calling_ae, timeout=timeout)
     ae.acse_timeout, ae.dimse_timeout = limits.acse_timeout, limits.dimse_timeout
     ae.network_timeout, ae.maximum_pdu_size = limits.network_timeout, limits.max_pdu_size
-    contexts = get_contexts()
-    ae.requested_contexts = contexts
-    roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts[2:]]
-    received_before = writer.counters.received
+    sopclasses.storage_classes()  # pynetdicom serves C-STOREs of the retired classes too
     started = time.monotonic()
+    classes: dict[str, list[str]] = {}
+    if level in ("study", "series"):
+        try:
+            classes = stored_classes(node, calling_ae, uid, level, study_uid, timeout=limits.acse_timeout)
+        except NetworkError as error:  # a peer without C-FIND still gets its C-GET
+            logger.warning("%s: SOP classes of %s not known (%s); proposing every storage class", _peer(node), uid, error)
+    contexts = get_contexts(model_uid, classes)
+    ae.requested_contexts = contexts
+    roles = [build_role(sop_class, scp_role=True) for sop_class in dict.fromkeys(cx.abstract_syntax
+                                                                                  for cx in contexts[1:])]
+    received_before = writer.counters.received
     assoc = associate(ae, node, timeout=limits.acse_timeout, ext_neg=roles, max_pdu=limits.max_pdu_size,
                       evt_handlers=[(evt.EVT_C_STORE, store_handler(writer)),
                                     (evt.EVT_CONN_OPEN, admission.requestor_guard(limits))])
     responses = assoc.send_c_get(_retrieve_identifier(level, uid, study_uid), model_uid)
+    completed_before = summary.completed
     _follow_retrieve(assoc, responses, node, uid, "C-GET", summary, progress)
-    summary.received += writer.counters.received - received_before
+    received = writer.counters.received - received_before
+    summary.received += received
+    # what we stored are completed sub-operations, whatever the peer's final count says
+    summary.completed = max(summary.completed, completed_before + received)
     summary.elapsed += time.monotonic() - started
     return summary
 
