@@ -87,6 +87,9 @@ def deidentify_settings(deidentify: bool, key, retain, keep_private, patient_id,
 @click.option("--fractional", is_flag=True,
               help="SEG: write a FRACTIONAL segmentation (0..255) instead of BINARY; a float volume in 0..1 "
                    "is then one probability segment.")
+@click.option("--enhanced", is_flag=True,
+              help="CT/MR: one enhanced multi-frame object (Legacy Converted Enhanced CT/MR Image, written by "
+                   "highdicom's converter; a 4D sequence with temporal positions) instead of one object per slice.")
 @click.option("--series-description", default="", help="SeriesDescription (default: the node's name).")
 @click.option("--series-number", type=int, default=None, help="SeriesNumber (default: one past the study's highest).")
 @click.option("--set", "assignments", multiple=True, metavar="Keyword=Value",
@@ -104,12 +107,13 @@ def deidentify_settings(deidentify: bool, key, retain, keep_private, patient_id,
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_cli
 def export_command(state: CLIContext, source: str, study_uid: str, modality: str, reference_uid: str | None,
-                   segment_texts: tuple[str, ...], fractional: bool, series_description: str,
+                   segment_texts: tuple[str, ...], fractional: bool, enhanced: bool, series_description: str,
                    series_number: int | None, assignments: tuple[str, ...], frame_of_reference: str,
                    node_name: str | None, loadable: int | None, to_database: bool, output_dir: str | None,
                    send_to: str | None, deidentify: bool, deid_key, deid_retain, deid_keep_private, deid_patient_id,
                    deid_patient_name, deid_allow_burned_in, as_json: bool) -> None:
-    """Write a volume as a new series of an existing study (CT/MR/OT image per slice; 4D: one series).
+    """Write a volume as a new series of an existing study (CT/MR/OT image per slice; 4D: one series;
+    --enhanced: one multi-frame CT/MR object).
 
     SOURCE is a volume file (.nrrd, .nii, .nii.gz, .seq.nrrd for 4D), a scene (.mrb, .mrml;
     --node picks the volume) or a database UID (series) loaded through the plugins. With
@@ -123,6 +127,8 @@ def export_command(state: CLIContext, source: str, study_uid: str, modality: str
                                    deid_patient_name, deid_allow_burned_in)
     if modality.upper() != "SEG" and (segment_texts or fractional):
         raise click.UsageError("--segment and --fractional apply to --modality SEG")
+    if enhanced and modality.upper() not in ("CT", "MR"):
+        raise click.UsageError(f"--enhanced writes CT or MR (Legacy Converted Enhanced CT/MR Image), not {modality.upper()}")
     if modality.upper() == "SEG":
         from ..export.segmentation import parse_segment
 
@@ -137,7 +143,7 @@ def export_command(state: CLIContext, source: str, study_uid: str, modality: str
         return
     options = VolumeExportOptions(modality=modality.upper(), series_description=series_description,
                                   series_number=series_number, frame_of_reference=frame_of_reference,
-                                  overrides=parse_assignments(assignments))
+                                  overrides=parse_assignments(assignments), enhanced=enhanced)
     result = state.logic().export_volume(source, study_uid, options, node_name=node_name, loadable=loadable,
                                          output_dir=output_dir, to_database=to_database, send_to=send_to,
                                          deidentify=settings)

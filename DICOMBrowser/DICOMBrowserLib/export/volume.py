@@ -72,6 +72,9 @@ class VolumeExportOptions:
     #: frame: the volume was made in the study's patient coordinates), "new", or an explicit UID
     frame_of_reference: str = "auto"
     overrides: dict[str, str] = field(default_factory=dict)  # `--set Keyword=Value`
+    #: one Legacy Converted Enhanced CT/MR multi-frame object instead of one object per slice
+    #: (`--enhanced`; see export/enhanced.py)
+    enhanced: bool = False
 
 
 @dataclass
@@ -315,6 +318,9 @@ def build_volume_series(source: VolumeSource, study: StudyContext, options: Volu
     modality = options.modality.upper()
     if modality not in SOP_CLASSES:
         raise ExportError(f"modality {options.modality!r}: export writes CT, MR or OT")
+    if options.enhanced and modality not in ("CT", "MR"):
+        raise ExportError(f"volume {source.name}: --enhanced writes CT or MR (Legacy Converted Enhanced CT/MR "
+                          f"Image); {modality} has no enhanced multi-frame form here")
     voxels = np.asarray(source.voxels)
     if voxels.ndim != 4:
         raise ExportError(f"{source.name}: voxels must be (t, k, j, i), got shape {voxels.shape}")
@@ -410,6 +416,10 @@ def build_volume_series(source: VolumeSource, study: StudyContext, options: Volu
                 setattr(ds, keyword, value)
             _settle_laterality(ds)
             result.datasets.append(ds)
+    if options.enhanced:
+        from .enhanced import convert_to_enhanced
+
+        return convert_to_enhanced(result, modality, description, label)
     return result
 
 
