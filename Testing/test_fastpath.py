@@ -14,7 +14,8 @@ import pynetdicom
 import pytest
 
 from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
-from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, acceptor, fastpath, scu, storelane
+from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, fastpath, scu
+from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _acceptor as acceptor, _storelane as storelane
 from network_peers import StoreSCP, free_port, have_dcmtk, storescu
 
 pytestmark = [pytest.mark.fastpath_explicit]
@@ -100,3 +101,80 @@ def test_receive_and_send_on_either_path(switch, database, series_factory, tmp_p
         assert summary.ok, summary.failed
         received = sorted(p.read_bytes()[-2048:] for p in peer.files())
     assert received == sorted(p.read_bytes()[-2048:] for p in files)
+
+
+def test_only_the_interface_is_imported_outside_the_package():
+    """Everything that replaces pynetdicom internals lives in networking/fastpath; the rest of the
+    library reaches it through the package's public functions only (no `fastpath._x`, no module of
+    it by name), so turning it off or dropping it touches one place."""
+    import ast
+    from pathlib import Path
+
+    library = Path(fastpath.__file__).parents[2]
+    package = Path(fastpath.__file__).parent
+    offenders = []
+    for path in library.rglob("*.py"):
+        if package in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module or ''}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "fastpath":
+                names = [f"fastpath.{node.attr}"]
+            offenders += [f"{path.name}: {name}" for name in names if "fastpath._" in name or "fastpath" in name
+                          and name.rsplit(".", 1)[-1].startswith("_")]
+    assert offenders == []
+    public = {name for name in vars(fastpath) if not name.startswith("_")}
+    assert {"install_server", "install_acceptor", "install_requestor", "send_as_stored", "resume", "enabled",
+            "reason", "VERIFIED"} <= public
+
+
+def test_the_pin_matches_the_verified_versions():
+    """pyproject.toml pins pynetdicom to the releases of fastpath.VERIFIED (3.0.x from 3.0.4)."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(fastpath.__file__).parents[4] / "pyproject.toml").read_text())
+    [pin] = [d for d in project["project"]["dependencies"] if d.startswith("pynetdicom")]
+    allowed = SpecifierSet(pin.removeprefix("pynetdicom"))
+    assert all(Version(v) in allowed for v in fastpath.VERIFIED)
+    assert Version("3.1.0") not in allowed and Version("3.0.3") not in allowed
+
+
+@needs_dcmtk
+@pytest.mark.network
+@pytest.mark.timeout(180)
+def test_the_slow_path_does_not_poll(database, series_factory, tmp_path, monkeypatch):
+    """With the fast path off, receiving from storescu and sending to storescp, our code never
+    sleeps less than a millisecond (pynetdicom's own loops keep their own delays, untouched)."""
+    import sys
+    import time
+
+    monkeypatch.setenv(fastpath.ENVIRONMENT, "0")
+    short: list[tuple[str, float]] = []
+    sleep = time.sleep
+
+    def recording(seconds: float) -> None:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("DICOMBrowser") and seconds < 0.001:
+            short.append((caller, seconds))
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", recording)
+    files = series_factory(count=20, rows=16, columns=16)
+    with StorageListener(database, ae_title="SLOWPATH", port=free_port(), host="127.0.0.1") as listener:
+        result = storescu(listener.port, "SLOWPATH", [files[0].parent])
+        assert result.returncode == 0, result.stderr
+        assert listener.wait_for(20, timeout=60)
+    with StoreSCP(tmp_path / "scp") as peer:
+        headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
+        triples = [(str(p), str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for p, h in zip(files, headers)]
+        summary = scu.send(RemoteNode("scp", peer.ae_title, "127.0.0.1", peer.port), "SLOWPATH", triples)
+    assert summary.sent >= 1  # (pynetdicom 3.0.4's own path may lose a response: docs/networking.md)
+    assert short == []

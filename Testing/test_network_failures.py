@@ -228,7 +228,7 @@ def test_direct_store_response_is_what_pynetdicom_would_send():
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import encode
 
-    from DICOMBrowser.DICOMBrowserLib.networking.acceptor import store_response_command
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath._acceptor import store_response_command
 
     for sop_class, sop_instance, message_id, status in [
             ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 7, 0x0000),
@@ -269,7 +269,7 @@ def test_listener_associations_use_event_driven_loops_and_free_their_sockets(dat
     from pynetdicom import evt
     from pynetdicom.sop_class import CTImageStorage, Verification
 
-    from DICOMBrowser.DICOMBrowserLib.networking import acceptor, storelane
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _acceptor as acceptor, _storelane as storelane
 
     paths = series_factory(count=5)
     sockets_before = len(_open_sockets())
@@ -314,7 +314,7 @@ def _decode_both_ways(command: bytes, dataset: bytes = b"\x08\x00\x16\x00\x00\x0
     from pynetdicom.association import Association
     from pynetdicom.pdu_primitives import P_DATA
 
-    from DICOMBrowser.DICOMBrowserLib.networking import acceptor
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _acceptor as acceptor
 
     def pdatas():
         if split:  # command and data set in separate P-DATA primitives, as storescu sends them
@@ -347,7 +347,7 @@ def test_parsed_store_request_is_what_pynetdicom_decodes():
     type, the data set bytes) equals pynetdicom's, and anything unusual is left to pynetdicom."""
     import struct
 
-    from DICOMBrowser.DICOMBrowserLib.networking.commands import StoreRequest, parse_store_request
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath._commands import StoreRequest, parse_store_request
 
     cases = [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 7, 0),          # odd-length instance UID
              ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.44", 65535, 1),         # even lengths
@@ -392,7 +392,7 @@ def test_parsed_store_request_is_what_pynetdicom_decodes():
 def test_storescu_command_sets_parse_as_pynetdicom_decodes_them(database, series_factory, monkeypatch):
     """Real C-STORE-RQ command sets from DCMTK's storescu: our parse gives pynetdicom's primitive for
     each, every one took the parsed path, and the files hold the sent data sets byte for byte."""
-    from DICOMBrowser.DICOMBrowserLib.networking import commands
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _commands as commands
     from network_peers import storescu
 
     captured = []

@@ -108,7 +108,7 @@ def test_retrieve_by_move_then_by_get(cli, corpus, orthanc, monkeypatch):
     """C-MOVE the CT study to our (temporary) listener, then C-GET one series: the database holds
     exactly those, and every instance was served by the store lane (the listener's for the C-MOVE,
     with Orthanc's Move Originator in each request; the C-GET association's own)."""
-    from DICOMBrowser.DICOMBrowserLib.networking import storelane
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _storelane as storelane
 
     served: list[bool] = []  # is_acceptor of the association that served one instance
     serve = storelane.StoreLane._serve

@@ -244,7 +244,8 @@ def test_disk_full_while_writing_as_it_arrives(small_disk, series_factory, monke
     large instances, forced here for 130 kB ones): Out of Resources, never Success, for what does
     not fit, and no partial file left; once there is room, everything acknowledged is indexed."""
     from DICOMBrowser.DICOMBrowserLib.indexer import reconcile
-    from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, storelane
+    from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _storelane as storelane
 
     monkeypatch.setattr(storelane, "SPOOL_AFTER", 1)
     monkeypatch.setattr(storelane, "SPOOL_FACTOR", 0)

@@ -1,4 +1,4 @@
-"""The listener's store lane (networking/storelane.py): plain C-STOREs served on the network thread.
+"""The listener's store lane (networking/fastpath/_storelane.py): plain C-STOREs served on the network thread.
 
 Each scenario writes P-DATA-TF PDUs by hand on a real association (pynetdicom as the requestor,
 its loop paused so that the test reads the responses) and runs twice: against the listener as
@@ -16,7 +16,8 @@ import pydicom
 import pytest
 
 from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
-from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, storelane
+from DICOMBrowser.DICOMBrowserLib.networking import StorageListener
+from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _storelane as storelane
 from dimse_bytes import COMMAND, LAST, p_data_tf, pdv, store_rq_command
 from network_peers import free_port, have_dcmtk
 

@@ -1,4 +1,4 @@
-"""Sending stored files (networking/storesend.py): the command set and P-DATA built directly.
+"""Sending stored files (networking/fastpath/_storesend.py): the command set and P-DATA built directly.
 
 The fragments must be the ones pynetdicom's encoder makes for the same message; files the direct
 path was not written for must go through pynetdicom as before; what arrives must be the data set
@@ -14,8 +14,9 @@ import pytest
 
 from DICOMBrowser.DICOMBrowserLib.config import RemoteNode
 from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
-from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu, storesend
-from DICOMBrowser.DICOMBrowserLib.networking.commands import encode_store_request
+from DICOMBrowser.DICOMBrowserLib.networking import StorageListener, scu
+from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _storesend as storesend
+from DICOMBrowser.DICOMBrowserLib.networking.fastpath._commands import encode_store_request
 from network_peers import free_port
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]

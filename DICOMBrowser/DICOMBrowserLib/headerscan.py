@@ -412,7 +412,7 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
 def file_meta(data: bytes) -> tuple[dict[int, str], int] | None:
     """The UI values of the file meta group of a Part 10 file held in memory ({tag: UID}) and the
     offset where its data set starts; None without the preamble and 'DICM', or for a file meta
-    the walker leaves to pydicom (storesend.py then sends the file through pynetdicom)."""
+    the walker leaves to pydicom (fastpath/_storesend.py then sends the file through pynetdicom)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         return None
     whole = _File.__new__(_File)  # a "file" whose one window is all of `data`: no reads needed

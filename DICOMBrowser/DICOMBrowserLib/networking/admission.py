@@ -9,7 +9,7 @@ caller out. What this module does (event handlers and one socket option, bound b
 - **Timeouts**, as DCMTK's storescp has them: `acse_timeout` (the A-ASSOCIATE-RQ must arrive
   within it, pynetdicom's ARTIM timer), `dimse_timeout` (once a PDU's header arrived, the rest must
   follow within it: each read waits at most that long, and the store lane gives up on a PDU
-  not complete within it, see storelane.py) and `network_timeout` (an established association
+  not complete within it, see fastpath/_storelane.py) and `network_timeout` (an established association
   idle that long is aborted, pynetdicom's idle timer).
 - **Connections that have not asked for an association yet** (no complete A-ASSOCIATE-RQ) are
   cheap to drop: when `max_associations` of them are open, a new connection closes the oldest
@@ -21,7 +21,7 @@ caller out. What this module does (event handlers and one socket option, bound b
   in the log. pynetdicom's own limit is set above ours (it also counts closing connections).
 - **PDU size**: the store lane (and pynetdicom's own reader, through `guard_reads`) refuses a PDU
   whose header claims more than the maximum we announced (`max_pdu_size`) before reading it; the
-  store lane answers with A-ABORT. Nothing is allocated from a claimed length: see storelane.py.
+  store lane answers with A-ABORT. Nothing is allocated from a claimed length: see fastpath/_storelane.py.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ from typing import Any
 
 from pynetdicom import evt
 
-from .acceptor import recv_growing
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +236,7 @@ def guard_reads(assoc: Any, limits: ConnectionLimits) -> None:
     """The connection's `recv(n)`, which pynetdicom's own PDU reader calls with the claimed PDU
     length (the store lane reads only headers through it): a length above our limits is refused
     before any byte is read (the connection is then closed, "Evt17"); the bytes are read into a
-    buffer that grows as they arrive (acceptor.recv_growing), and the whole read must finish
+    buffer that grows as they arrive (recv_growing), and the whole read must finish
     within dimse_timeout, so a peer trickling a byte at a time is stopped too."""
     association_socket = getattr(getattr(assoc, "dul", None), "socket", None)
     if association_socket is None or getattr(association_socket.recv, "_guarded", False) \
@@ -253,3 +252,44 @@ def guard_reads(assoc: Any, limits: ConnectionLimits) -> None:
 
     guarded_recv._guarded = True  # type: ignore[attr-defined]
     association_socket.recv = guarded_recv
+
+
+def recv_into(association_socket: Any, view: memoryview, deadline: float | None = None) -> int:
+    """Fill `view` from an AssociationSocket's socket; fewer bytes only when the peer closed.
+    Socket errors and timeouts are raised, as pynetdicom's AssociationSocket.recv raises them;
+    TimeoutError also once `deadline` (time.monotonic()) passed between two reads (each read
+    waits at most the socket's own timeout, so a trickling peer is stopped too)."""
+    received, wanted = 0, len(view)
+    while received < wanted:
+        if deadline is not None and received and time.monotonic() > deadline:
+            raise TimeoutError(f"{received} of {wanted} bytes arrived in the time allowed for one PDU")
+        count = association_socket.socket.recv_into(view[received:], wanted - received)
+        if not count:
+            break
+        received += count
+    return received
+
+
+# Bytes read before a buffer is made for the whole of a claimed length: a peer must send this much
+# before its claim (already capped at the PDU limit) costs us more memory.
+FIRST_READ = 1 << 16
+
+
+def recv_growing(association_socket: Any, wanted: int, head: bytes = b"",
+                 deadline: float | None = None) -> bytearray:
+    """`head` + `wanted` bytes from the socket, in one buffer that is made for the whole only once
+    FIRST_READ bytes actually arrived (never allocated from a claimed length alone); shorter only
+    if the peer closed."""
+    first = min(wanted, FIRST_READ)
+    buffer = bytearray(len(head) + first)
+    buffer[:len(head)] = head
+    with memoryview(buffer) as view:
+        received = recv_into(association_socket, view[len(head):], deadline)
+    if received < first or first == wanted:
+        del buffer[len(head) + received:]
+        return buffer
+    buffer.extend(bytes(wanted - first))
+    with memoryview(buffer) as view:
+        received += recv_into(association_socket, view[len(head) + first:], deadline)
+    del buffer[len(head) + received:]
+    return buffer

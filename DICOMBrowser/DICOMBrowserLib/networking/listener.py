@@ -7,7 +7,6 @@ own thread). A port in use is found by binding it: we never look for, or stop, w
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import errno
 import logging
@@ -17,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from ..errors import NetworkError
-from . import admission, sopclasses
+from . import admission, fastpath, sopclasses
 from .admission import ConnectionGuard, ConnectionLimits
 from .nodes import validate_ae_title, validate_port
 from .sockets import LISTENER_CONN_OPEN
@@ -142,10 +140,7 @@ class StorageListener:
                                      ssl_context=self.ssl_context)
         except OSError as error:
             raise NetworkError(_bind_message(self.host, self.port, error)) from error
-        from . import fastpath
-
-        if fastpath.enabled():
-            _share_syntaxes_on_copy(server)
+        fastpath.install_server(server)
         # socketserver's backlog of 5: a burst of connections (a flood, or a C-MOVE opening one
         # association per series) overflowed it and each dropped SYN cost its caller a 1 s retry
         server.socket.listen(LISTEN_BACKLOG)
@@ -226,29 +221,6 @@ class StorageListener:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-class _SharedSyntaxesContext(PresentationContext):
-    """A supported presentation context whose deep copy shares its UIDs (immutable strings).
-
-    pynetdicom deep-copies the server's supported contexts for every association it accepts;
-    for all storage SOP classes with every transfer syntax (171 x 45 UIDs), pydicom re-validating
-    each copied UID made that 45 ms per association (a C-MOVE opens one per series)."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "_SharedSyntaxesContext":
-        duplicate = copy.copy(self)
-        duplicate._transfer_syntax = list(self._transfer_syntax)
-        return duplicate
-
-
-def _share_syntaxes_on_copy(server: Any) -> None:
-    """Give the server's supported contexts the cheap deep copy when they are plain PresentationContexts
-    whose attributes are all immutable but the transfer syntax list (pynetdicom 3.0's)."""
-    for context in getattr(server, "contexts", None) or []:
-        if type(context) is PresentationContext and all(
-                isinstance(value, (str, int, bool, type(None))) or name == "_transfer_syntax"
-                for name, value in vars(context).items()):
-            context.__class__ = _SharedSyntaxesContext
 
 
 def _calling_ae(event: Any) -> str:

@@ -10,12 +10,11 @@ PDU is exchanged, and `event.assoc.dul.socket.socket` is the connected socket. S
 create binds `nagle_off_handler` for EVT_CONN_OPEN; no subclassing or monkey-patching needed.
 DCMTK 3.6.7 tools set TCP_NODELAY only when TCP_NODELAY=1 is in their environment (`dcmtk_env`).
 
-The same EVT_CONN_OPEN handlers also replace pynetdicom's polling loops (see acceptor.py): the
-listener's associations get event-driven association and DUL loops (`acceptor.install`), our
-requestors only an association loop without pynetdicom's pause race (`install_requestor`; that
-race lost C-STORE responses of `send` now and then). If the installed pynetdicom is not the 3.0
-these were written for, or the fast path is switched off (networking/fastpath), both keep
-pynetdicom's own loops untouched.
+The same EVT_CONN_OPEN handlers also hand each association to the fast path (networking/fastpath):
+the listener's get event-driven association and DUL loops (`fastpath.install_acceptor`), our
+requestors an association loop without pynetdicom's pause race (`fastpath.install_requestor`;
+that race lost C-STORE responses of `send` now and then). With the fast path off (switched off,
+or a pynetdicom it was not verified on) both keep pynetdicom's own loops untouched.
 """
 from __future__ import annotations
 
@@ -44,7 +43,7 @@ def set_nodelay(sock: socket.socket | None) -> bool:
 
 def nagle_off_handler(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler of our requestors: TCP_NODELAY on the connection's socket, and the
-    association loop without pynetdicom's pause race (acceptor.install_requestor). Never raises."""
+    association loop without pynetdicom's pause race (fastpath.install_requestor). Never raises."""
     dul = getattr(event.assoc, "dul", None)
     set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
     if getattr(event.assoc, "is_requestor", False):
@@ -53,7 +52,7 @@ def nagle_off_handler(event: evt.Event) -> None:
 
 def acceptor_handler(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler for the listener: Nagle off, and event-driven association and DUL loops
-    (acceptor.install), else at least faster DUL polling. Never raises."""
+    (fastpath.install_acceptor) when the fast path is on. Never raises."""
     dul = getattr(event.assoc, "dul", None)
     set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
     fastpath.install_acceptor(event.assoc)  # off: pynetdicom's own loops, untouched

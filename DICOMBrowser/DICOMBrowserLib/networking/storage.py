@@ -5,7 +5,7 @@ the encoded dataset exactly as received (no decode, no re-encode: pixel data sta
 and hands the path to one indexing thread, which stores batches in one transaction
 (`database.store_instances`, else `index_file` per path). The handler has two entries: the
 EVT_C_STORE event pynetdicom triggers, and `store_encoded(...)` for the store lane
-(storelane.py), which serves plain requests without building an event.
+(fastpath/_storelane.py), which serves plain requests without building an event.
 
 Atomicity: each instance is written to a hidden temporary file in its final folder, optionally
 fsync'ed, then `os.replace`d onto its final name, and only then queued for indexing; so a reader,
@@ -472,7 +472,7 @@ class InstanceFile:
     checked, the folder chosen), appended to as fragments arrive, renamed into place by `finish`.
 
     Why: a data set sent in many PDUs was held in memory until its last fragment; the store
-    lane now writes a large one as it arrives (storelane.SPOOL_AFTER), so memory per association
+    lane now writes a large one as it arrives (fastpath/_storelane.SPOOL_AFTER), so memory per association
     stays a few PDUs whatever the instance's size. Plain os.open/os.writev/os.close: Python's
     open() adds fstat, isatty and lseek calls per file, and every system call is a moment the
     receiving thread may lose the GIL to the indexer."""
@@ -596,7 +596,7 @@ def store_handler(writer: ReceivedInstanceWriter) -> Callable[[Any], int]:
     """An EVT_C_STORE handler writing through `writer`; returns a status, never raises.
 
     Its attribute `store_encoded(sop_class, sop_instance, transfer_syntax, data_set_bytes)` is the
-    same handler without pynetdicom's event: storelane.py calls it for the requests it serves;
+    same handler without pynetdicom's event: fastpath/_storelane.py calls it for the requests it serves;
     `open_encoded(..., first_fragments) -> SpooledStore` for a data set written as it arrives."""
 
     def store_encoded(sop_class: str, sop_instance: str, transfer_syntax: str,

@@ -5,6 +5,7 @@ replacing parts of pynetdicom 3.0 (its DUL and association loops, its C-STORE de
 encoding, its PDU reads). Those parts are private and change between releases. So the rest of
 the code reaches them only through this interface, which says plainly when they are off:
 
+- `install_server(server)`: the listener's server (its supported contexts copied cheaply);
 - `install_acceptor(assoc)`: a listener association (event-driven loops, the store lane);
 - `install_requestor(assoc)`: one of our requestor associations (the race-free association
   loop; the store lane for a C-GET);
@@ -14,9 +15,11 @@ the code reaches them only through this interface, which says plainly when they 
 Off means pynetdicom's own path everywhere (still correct, slower): when the installed pynetdicom
 is not one of VERIFIED (logged once as a WARNING, shown by `config show`), when
 DICOMBROWSER_FASTPATH=0 is in the environment, or when the database's `fastpath` setting is off
-(`config set fastpath off`; applied with `apply_settings`). The modules doing the work are
-`..acceptor`, `..storelane`, `..storesend` and `..commands` (docs/networking.md says what
-each replaces); nothing else imports them.
+(`config set fastpath off`; applied with `apply_settings`). The modules doing the work are this
+package's private `_acceptor` (association and DUL loops, PDU reads, the server's context copy),
+`_storelane` (C-STOREs served on the DUL thread), `_storesend` (C-STORE of a file as stored) and
+`_commands` (C-STORE command sets); docs/networking.md says what each replaces. Nothing outside
+this package imports them (the tests that check them do).
 """
 from __future__ import annotations
 
@@ -83,35 +86,45 @@ def status(settings: Any) -> tuple[bool, str]:
     return enabled(setting), reason(setting)
 
 
+def install_server(server: Any) -> bool:
+    """The listener's server: its supported contexts deep-copied cheaply for each association; False: untouched."""
+    if not enabled():
+        return False
+    from . import _acceptor
+
+    _acceptor.share_syntaxes_on_copy(server)
+    return True
+
+
 def install_acceptor(assoc: Any) -> bool:
     """Event-driven loops and the store lane on a listener association; False: pynetdicom's path."""
     if not enabled():
         return False
-    from .. import acceptor
+    from . import _acceptor
 
-    return acceptor.install(assoc)
+    return _acceptor.install(assoc)
 
 
 def install_requestor(assoc: Any) -> bool:
     """The race-free association loop (and the store lane for a C-GET) on our requestor; False: pynetdicom's."""
     if not enabled():
         return False
-    from .. import acceptor
+    from . import _acceptor
 
-    return acceptor.install_requestor(assoc)
+    return _acceptor.install_requestor(assoc)
 
 
 def send_as_stored(assoc: Any, path: str, message_id: int) -> Any:
-    """C-STORE a Part 10 file as stored (storesend.py); None: not sent, the caller uses send_c_store."""
+    """C-STORE a Part 10 file as stored (_storesend); None: not sent, the caller uses send_c_store."""
     if not enabled():
         return None
-    from .. import storesend
+    from . import _storesend
 
-    return storesend.send_as_stored(assoc, path, message_id)
+    return _storesend.send_as_stored(assoc, path, message_id)
 
 
 def resume(assoc: Any) -> None:
     """Let an association loop parked by send_as_stored run again (a no-op otherwise)."""
-    from .. import storesend
+    from . import _storesend
 
-    storesend.resume(assoc)
+    _storesend.resume(assoc)

@@ -27,8 +27,8 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.pdu_primitives import P_DATA
 
-from .. import headerscan
-from . import commands
+from ... import headerscan
+from . import _commands as commands
 
 # Files up to this size are read whole and sent from memory; bigger ones are streamed by pynetdicom.
 DIRECT_LIMIT = 64 << 20
@@ -38,7 +38,7 @@ _NEEDS = ("_get_valid_context", "_check_received_status", "_handle_no_response",
 
 
 def supported(assoc: Any) -> bool:
-    from .fastpath import VERIFIED
+    from . import VERIFIED
 
     return (pynetdicom.__version__ in VERIFIED and all(hasattr(assoc, name) for name in _NEEDS)
             and hasattr(assoc.dimse, "maximum_pdu_size") and not assoc.get_handlers(evt.EVT_DIMSE_SENT))

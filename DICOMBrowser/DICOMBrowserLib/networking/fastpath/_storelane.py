@@ -51,7 +51,8 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from . import acceptor, admission, commands
+from .. import admission
+from . import _acceptor as acceptor, _commands as commands
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class StoreLane:
             timeout = getattr(self.assoc, "dimse_timeout", None)
             deadline = time.monotonic() + timeout if timeout else None
             # one buffer: the data set is written from it as it is; made whole only once data came
-            pdu = acceptor.recv_growing(dul.socket, length, header, deadline)
+            pdu = admission.recv_growing(dul.socket, length, header, deadline)
             if len(pdu) != 6 + length:
                 raise ConnectionError(f"{len(pdu)} of {6 + length} PDU bytes")
         except (OSError, TimeoutError) as error:  # ConnectionError is an OSError

@@ -40,6 +40,7 @@ and otherwise leaves pynetdicom's own loops in place (slower, still correct).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import select
@@ -58,9 +59,11 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode as dimse_decode
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.presentation import PresentationContext
 
-from . import commands
-from .commands import StoreRequest, encode_store_response
+from .. import admission
+from . import _commands as commands
+from ._commands import StoreRequest, encode_store_response
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ _REQUIRED = ("_run_reactor", "_serve_request", "_reactor_checkpoint", "_is_pause
 
 def supported(assoc: Any, acceptor: bool = True) -> bool:
     """True when `assoc` looks like the pynetdicom 3.0 acceptor (or requestor) this loop was written for."""
-    from .fastpath import VERIFIED
+    from . import VERIFIED
 
     if pynetdicom.__version__ not in VERIFIED:
         return False
@@ -114,7 +117,7 @@ def install(assoc: Any) -> bool:
         assoc.dimse.receive_primitive = _ParsedStoreRequests(assoc.dimse, assoc.dimse.receive_primitive)
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _unbind_standard_logging(assoc)
-    from . import storelane  # it builds on this module's parser and encoder
+    from . import _storelane as storelane  # it builds on this module's parser and encoder
 
     storelane.install(assoc)
     return True
@@ -268,7 +271,7 @@ def install_requestor(assoc: Any) -> bool:
         _unbind_standard_logging(assoc)  # ~0.2 ms per received PDU (a C-FIND match each)
     bound = assoc.get_handlers(evt.EVT_C_STORE)  # (handler, args), (None, None) or []
     if bound and getattr(bound[0], "store_encoded", None) is not None:  # a C-GET: the peer sends C-STOREs
-        from . import storelane
+        from . import _storelane as storelane
 
         storelane.install(assoc)
     return True
@@ -355,50 +358,9 @@ class _DULWaker:
             pass
 
 
-def recv_into(association_socket: Any, view: memoryview, deadline: float | None = None) -> int:
-    """Fill `view` from an AssociationSocket's socket; fewer bytes only when the peer closed.
-    Socket errors and timeouts are raised, as pynetdicom's AssociationSocket.recv raises them;
-    TimeoutError also once `deadline` (time.monotonic()) passed between two reads (each read
-    waits at most the socket's own timeout, so a trickling peer is stopped too)."""
-    received, wanted = 0, len(view)
-    while received < wanted:
-        if deadline is not None and received and time.monotonic() > deadline:
-            raise TimeoutError(f"{received} of {wanted} bytes arrived in the time allowed for one PDU")
-        count = association_socket.socket.recv_into(view[received:], wanted - received)
-        if not count:
-            break
-        received += count
-    return received
-
-
-# Bytes read before a buffer is made for the whole of a claimed length: a peer must send this much
-# before its claim (already capped at the PDU limit) costs us more memory.
-FIRST_READ = 1 << 16
-
-
-def recv_growing(association_socket: Any, wanted: int, head: bytes = b"",
-                 deadline: float | None = None) -> bytearray:
-    """`head` + `wanted` bytes from the socket, in one buffer that is made for the whole only once
-    FIRST_READ bytes actually arrived (never allocated from a claimed length alone); shorter only
-    if the peer closed."""
-    first = min(wanted, FIRST_READ)
-    buffer = bytearray(len(head) + first)
-    buffer[:len(head)] = head
-    with memoryview(buffer) as view:
-        received = recv_into(association_socket, view[len(head):], deadline)
-    if received < first or first == wanted:
-        del buffer[len(head) + received:]
-        return buffer
-    buffer.extend(bytes(wanted - first))
-    with memoryview(buffer) as view:
-        received += recv_into(association_socket, view[len(head) + first:], deadline)
-    del buffer[len(head) + received:]
-    return buffer
-
-
 def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
     """AssociationSocket.recv: `nr_bytes` from the socket (fewer only if the peer closed), into one buffer."""
-    return recv_growing(self, nr_bytes)
+    return admission.recv_growing(self, nr_bytes)
 
 
 def _close_pair(*sockets: socket.socket) -> None:
@@ -515,3 +477,26 @@ def _message_driven_reactor(self: Any) -> None:
 def _peer(assoc: Any) -> str:
     requestor = getattr(assoc, "requestor", None)
     return f"{getattr(requestor, 'ae_title', '?')} at {getattr(requestor, 'address', '?')}:{getattr(requestor, 'port', '?')}"
+
+
+class _SharedSyntaxesContext(PresentationContext):
+    """A supported presentation context whose deep copy shares its UIDs (immutable strings).
+
+    pynetdicom deep-copies the server's supported contexts for every association it accepts;
+    for all storage SOP classes with every transfer syntax (171 x 45 UIDs), pydicom re-validating
+    each copied UID made that 45 ms per association (a C-MOVE opens one per series)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_SharedSyntaxesContext":
+        duplicate = copy.copy(self)
+        duplicate._transfer_syntax = list(self._transfer_syntax)
+        return duplicate
+
+
+def share_syntaxes_on_copy(server: Any) -> None:
+    """Give the server's supported contexts the cheap deep copy when they are plain PresentationContexts
+    whose attributes are all immutable but the transfer syntax list (pynetdicom 3.0's)."""
+    for context in getattr(server, "contexts", None) or []:
+        if type(context) is PresentationContext and all(
+                isinstance(value, (str, int, bool, type(None))) or name == "_transfer_syntax"
+                for name, value in vars(context).items()):
+            context.__class__ = _SharedSyntaxesContext
