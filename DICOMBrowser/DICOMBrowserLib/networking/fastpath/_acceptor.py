@@ -17,7 +17,7 @@ handler, before the association's threads start):
   pair that `send_pdu` writes to after queueing, at most DUL_WAIT. A readable socket is read at
   once (pynetdicom's `socket.ready` would select again); the pair is closed with the connection.
   The socket's `recv` fills one buffer with `recv_into` (pynetdicom reads 4 kB per call);
-- storelane.install: plain C-STOREs served on the DUL thread (see storelane.py);
+- storelane.install: plain C-STOREs served on the DUL thread (see _storelane.py);
 - for what still reaches pynetdicom's DIMSE layer: plain C-STORE responses encoded directly
   (`encode_store_response`: implicit VR little endian, PS3.7 9.3.1.2 / E.1, elements in tag
   order, the bytes pynetdicom would send; Testing/test_network_failures.py compares them), and
@@ -374,7 +374,7 @@ def _event_driven_dul_loop(self: Any) -> None:
 
     pynetdicom sleeps `_run_loop_delay` before every iteration that follows one without an event;
     time.sleep(0) still costs ~70 us here (the kernel's timer slack), and since the store lane
-    (storelane.py) serves P-DATA without queueing an event, that was ~140 us per small instance."""
+    (_storelane.py) serves P-DATA without queueing an event, that was ~140 us per small instance."""
     self._idle_timer.start()
     assoc = self.assoc
     while True:

@@ -2,7 +2,7 @@
 
 Why: pynetdicom encodes and decodes every command set through a pydicom Dataset (an element
 object, UID validation and a dataset writer or reader per field), ~0.1-0.3 ms per message, which
-was most of the time per small instance received (acceptor.py, storelane.py) or sent (scu.py).
+was most of the time per small instance received (_acceptor.py, _storelane.py) or sent (scu.py).
 The C-STORE command sets are a fixed handful of elements: these functions write and read them
 byte for byte as pynetdicom does (implicit VR little endian, elements in tag order, group length
 first; Testing/test_network_failures.py compares every function with pynetdicom's encoder and

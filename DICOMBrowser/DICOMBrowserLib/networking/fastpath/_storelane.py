@@ -1,6 +1,6 @@
 """Plain C-STORE requests served on the association's network thread, without pynetdicom's DIMSE layer.
 
-Why: with acceptor.py's loops in place, a small instance still cost the listener ~1 ms of CPU and
+Why: with _acceptor.py's loops in place, a small instance still cost the listener ~1 ms of CPU and
 as much wall time, split over two threads that take turns: pynetdicom's DUL thread reads the PDU,
 decodes it into PDU and primitive objects, runs its state machine and queues the message; the
 association thread wakes up, builds the request and response primitives, triggers EVT_C_STORE,
