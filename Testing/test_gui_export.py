@@ -1,6 +1,8 @@
 """The Export dialog: given a series loaded in the browser's scene, when the user opens "Export
 to DICOM…" on its study, edits the series description, ticks de-identification or not, and
-presses Export, then the new series is in the database (the export ran on a thread)."""
+presses Export, then the new series is in the database (the export ran on a thread). Given a
+SEG loaded by our SEG plugin, the dialog lists its segments (names, colours, terms), exports the
+node as a new SEG, and our plugin reads back the same segments."""
 from __future__ import annotations
 
 import os
@@ -13,7 +15,9 @@ if not os.environ.get("DISPLAY"):
 pytest.importorskip("pytestqt")
 pytest.importorskip("PySide6.QtWidgets")
 
+import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
 
 from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic  # noqa: E402
 
@@ -50,6 +54,27 @@ def test_export_dialog_exports_the_loaded_volume_into_the_study(qtbot, logic_wit
     assert len(list((tmp_path / "out").iterdir())) == 5
     written = pydicom.dcmread(next((tmp_path / "out").iterdir()))
     assert written.BodyPartExamined == "HEAD" and written.FrameOfReferenceUID == source.FrameOfReferenceUID
+
+
+def test_export_dialog_writes_one_enhanced_object_when_ticked(qtbot, logic_with_loaded_series, tmp_path):
+    """Ticking "One enhanced multi-frame object" exports the loaded 5-slice volume as one Legacy
+    Converted Enhanced CT object of 5 frames; the box is off for kinds that have no such form."""
+    from DICOMBrowser.DICOMBrowserLib.widgets.exportdialog import ExportDialog
+
+    logic, source = logic_with_loaded_series
+    dialog = ExportDialog(logic, source.StudyInstanceUID)
+    qtbot.addWidget(dialog)
+    dialog.kind_combo.setCurrentText("Secondary capture (OT) series")
+    assert not dialog.enhanced_box.isEnabled()
+    dialog.kind_combo.setCurrentText("CT image series")
+    dialog.enhanced_box.setChecked(True)
+    dialog.folder_edit.setText(str(tmp_path / "enhanced"))
+    with qtbot.waitSignal(dialog.exportFinished, timeout=60000) as finished:
+        dialog.start_export()
+    assert finished.args == [True], dialog.last_error
+    [written] = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "enhanced").iterdir()]
+    assert written.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2.2" and int(written.NumberOfFrames) == 5
+    assert written.FrameOfReferenceUID == source.FrameOfReferenceUID
 
 
 def test_export_dialog_without_a_destination_shows_the_error_and_writes_nothing(qtbot, logic_with_loaded_series):
@@ -95,3 +120,164 @@ def test_study_context_menu_opens_the_export_dialog(qtbot, logic_with_loaded_ser
     assert len(opened) == 1 and opened[0].study_uid == source.StudyInstanceUID
     opened[0].close()
     panel.shutdown()
+
+
+SEGMENTATIONS = "dcmqi_seg/data/segmentations"
+
+
+def _lps_image_to_ras(image) -> np.ndarray:
+    from DICOMBrowser.DICOMBrowserLib.geometry import LPS_TO_RAS
+
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+    matrix[:3, 3] = image.GetOrigin()
+    return LPS_TO_RAS @ matrix
+
+
+def _dice(a, b) -> float:
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def _seg_node_loaded_by_our_plugin(logic, series_uid, scene):
+    report = logic.examine([series_uid])
+    chosen = logic.choose_loadables(report.loadables)
+    assert [loadable.plugin for loadable in chosen] == ["DICOMSegmentationPlugin"], chosen
+    nodes = logic.load(chosen, scene, report=report, referenced="never")
+    return next(n for n in nodes if n.IsA("vtkMRMLSegmentationNode"))
+
+
+def _export_segmentation_through_the_dialog(qtbot, logic, seg_node, study_uid, tmp_path, edit=None):
+    """Open the dialog on the study, pick the segmentation node, optionally edit the segment table,
+    press Export (the task runs on a thread); returns (dialog, table rows shown before editing)."""
+    from DICOMBrowser.DICOMBrowserLib.widgets.exportdialog import ExportDialog
+
+    dialog = ExportDialog(logic, study_uid)
+    qtbot.addWidget(dialog)
+    index = dialog.source_combo.findData(seg_node.GetID())
+    assert index >= 0, [dialog.source_combo.itemText(i) for i in range(dialog.source_combo.count())]
+    dialog.source_combo.setCurrentIndex(index)
+    assert dialog.kind_combo.currentText() == "Segmentation (SEG)"
+    assert not dialog.segment_table.isHidden() and not dialog.enhanced_box.isEnabled()
+    table = dialog.segment_table
+    shown = [(table.item(r, 0).text(), table.item(r, 1).text(), table.item(r, 2).text(),
+              table.item(r, 0).data(QtCore.Qt.ItemDataRole.DecorationRole)) for r in range(table.rowCount())]
+    if edit is not None:
+        edit(table)
+    dialog.set_tag("SeriesDescription", "SEG from the dialog")
+    dialog.grab().save(str(tmp_path / "export-dialog-seg.png"))
+    with qtbot.waitSignal(dialog.exportFinished, timeout=120000) as finished:
+        dialog.start_export()
+    assert finished.args == [True], dialog.last_error
+    return dialog, shown
+
+
+def test_export_dialog_writes_dcmqi_liver_seg_node_as_a_new_seg(qtbot, corpus, tmp_path):
+    """Given dcmqi's liver SEG and its 3 CT slices in a database, and the SEG loaded into the
+    browser's scene by our SEG plugin, when the user picks the segmentation node in the Export
+    dialog (its segment shown by name and colour), renames it and changes its colour, and exports
+    into the database, then the new SEG passes dciodvfy, refers to the CT series, and our SEG
+    plugin reads it back with the new name and colour and the same voxels (Dice 1.0 with
+    dcmqi's liver_seg.nrrd)."""
+    import highdicom as hd
+    import SimpleITK as sitk
+
+    from dicom_checks import assert_valid, require_dciodvfy
+    from DICOMBrowser.DICOMBrowserLib import scene as scenes
+    from DICOMBrowser.DICOMBrowserLib.segmentation import segment_arrays
+
+    require_dciodvfy()
+    folder = corpus / SEGMENTATIONS
+    original = pydicom.dcmread(folder / "liver.dcm", stop_before_pixels=True)
+    ct = pydicom.dcmread(folder / "ct-3slice" / "01.dcm", stop_before_pixels=True)
+    logic = DICOMBrowserLogic(tmp_path / "db")
+    try:
+        logic.import_paths([folder / "ct-3slice", folder / "liver.dcm"])
+        seg_node = _seg_node_loaded_by_our_plugin(logic, str(original.SeriesInstanceUID), logic.gui_scene)
+        [segment_colour] = [tuple(seg_node.GetSegmentation().GetNthSegment(0).GetColor())]
+        rgb = tuple(int(round(c * 255)) for c in segment_colour)
+
+        def rename_and_recolour(table):
+            table.item(0, 0).setText("Liver (reviewed)")  # what typing into the cell does
+            table.item(0, 1).setText("200,90,40")
+
+        dialog, shown = _export_segmentation_through_the_dialog(qtbot, logic, seg_node, ct.StudyInstanceUID,
+                                                                tmp_path, edit=rename_and_recolour)
+        [(name, colour_text, terms, swatch)] = shown
+        assert name == "Liver" and colour_text == ",".join(map(str, rgb))
+        assert (swatch.red(), swatch.green(), swatch.blue()) == rgb
+        assert terms.endswith("/ Liver"), terms
+        assert dialog.reference_combo.currentData() == ct.SeriesInstanceUID  # from the node's references
+        result = dialog.last_result
+        files = logic.files_for_uid(result.series_uid)
+        assert result.imported and len(files) == 1
+        warnings = assert_valid(files)
+        assert all("Retired Person Name" in w for w in warnings), warnings  # the CT's own PatientName
+        seg = hd.seg.segread(files[0])
+        assert seg.SeriesDescription == "SEG from the dialog" and seg.StudyInstanceUID == ct.StudyInstanceUID
+        assert {item.SeriesInstanceUID for item in seg.ReferencedSeriesSequence} == {ct.SeriesInstanceUID}
+
+        dialog.segment_table.item(0, 1).setText("300,0,0")  # a colour no SEG can hold: refused before any work
+        assert dialog.start_export() is None and "colour '300,0,0'" in dialog.status.text()
+        assert len(logic.series(ct.StudyInstanceUID)) == 3  # CT, dcmqi's SEG, ours
+
+        node = _seg_node_loaded_by_our_plugin(logic, result.series_uid, scenes.new_scene())
+        segment = node.GetSegmentation().GetNthSegment(0)
+        assert node.GetSegmentation().GetNumberOfSegments() == 1 and segment.GetName() == "Liver (reviewed)"
+        assert np.allclose(np.array(segment.GetColor()) * 255, [200, 90, 40], atol=1.0)  # CIELab there and back
+        # dcmqi's SNOMED RT codes (SRT T-D0050 Tissue, T-62000 Liver) as PS3.16's SNOMED CT ones
+        assert "SRT^T-62000^Liver" in seg_node.GetSegmentation().GetNthSegment(0).GetTerminology()
+        assert segment.GetTerminology().split("~")[1:3] == ["SCT^85756007^Tissue", "SCT^10200004^Liver"]
+        reference = sitk.ReadImage(str(folder / "liver_seg.nrrd"))
+        voxels = sitk.GetArrayFromImage(reference)
+        grid = _lps_image_to_ras(reference)
+        assert _dice(segment_arrays(node, grid, voxels.shape)["Liver (reviewed)"], voxels == 1) == 1.0
+    finally:
+        logic.close()
+
+
+@pytest.mark.slow
+def test_export_dialog_keeps_overlapping_segments_of_a_loaded_seg(qtbot, corpus, tmp_path):
+    """dcmqi's partial_overlaps SEG (5 segments in 3 overlapping layers) loaded by our plugin and
+    exported from the dialog unedited: all 5 segments listed with their colours; read back by our
+    plugin, each has Dice 1.0 with dcmqi's reference labelmaps and the original's colour."""
+    import SimpleITK as sitk
+
+    from dicom_checks import assert_valid, require_dciodvfy
+    from DICOMBrowser.DICOMBrowserLib import scene as scenes
+    from DICOMBrowser.DICOMBrowserLib.segmentation import segment_arrays
+
+    require_dciodvfy()
+    folder = corpus / SEGMENTATIONS
+    references = {"partial_overlaps-1.nrrd": {1: "GREEN", 4: "LIGHT_BLUE", 5: "DARK_BLUE"},
+                  "partial_overlaps-2.nrrd": {2: "ORANGE"}, "partial_overlaps-3.nrrd": {3: "PURPLE"}}
+    original = pydicom.dcmread(folder / "partial_overlaps.dcm", stop_before_pixels=True)
+    ct = pydicom.dcmread(folder / "ct-3slice" / "01.dcm", stop_before_pixels=True)
+    logic = DICOMBrowserLogic(tmp_path / "db")
+    try:
+        logic.import_paths([folder / "ct-3slice", folder / "partial_overlaps.dcm"])
+        seg_node = _seg_node_loaded_by_our_plugin(logic, str(original.SeriesInstanceUID), logic.gui_scene)
+        segmentation = seg_node.GetSegmentation()
+        colours = {segmentation.GetNthSegment(i).GetName(): segmentation.GetNthSegment(i).GetColor()
+                   for i in range(segmentation.GetNumberOfSegments())}
+        dialog, shown = _export_segmentation_through_the_dialog(qtbot, logic, seg_node, ct.StudyInstanceUID, tmp_path)
+        assert {row[0] for row in shown} == set(colours) and len(shown) == 5
+        for name, colour_text, _, _ in shown:
+            assert colour_text == ",".join(str(int(round(c * 255))) for c in colours[name])
+        files = logic.files_for_uid(dialog.last_result.series_uid)
+        assert all("Retired Person Name" in w for w in assert_valid(files))
+
+        node = _seg_node_loaded_by_our_plugin(logic, dialog.last_result.series_uid, scenes.new_scene())
+        loaded = node.GetSegmentation()
+        assert loaded.GetNumberOfSegments() == 5
+        for index in range(5):
+            segment = loaded.GetNthSegment(index)
+            assert np.allclose(segment.GetColor(), colours[segment.GetName()], atol=1.0 / 255), segment.GetName()
+        for reference_name, labels in references.items():
+            reference = sitk.ReadImage(str(folder / reference_name))
+            voxels = sitk.GetArrayFromImage(reference)
+            masks = segment_arrays(node, _lps_image_to_ras(reference), voxels.shape)
+            for label, name in labels.items():
+                assert _dice(masks[name], voxels == label) == 1.0, (reference_name, name)
+    finally:
+        logic.close()

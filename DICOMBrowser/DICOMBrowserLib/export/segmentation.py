@@ -195,22 +195,32 @@ def segments_from_node(node: Any) -> SegmentationSource:
     if not segmentation.ContainsRepresentation(labelmap_name):
         node.CreateBinaryLabelmapRepresentation()
     found, notes = [], []
-    for index in range(segmentation.GetNumberOfSegments()):
+    for index, info in enumerate(describe_segments(node)):
         segment = segmentation.GetNthSegment(index)
-        segment_id = segmentation.GetNthSegmentID(index)
         image = segment.GetRepresentation(labelmap_name)
         mask, ijk_to_ras = _segment_mask(image, segment.GetLabelValue()) if image is not None else (None, None)
         if mask is None or not mask.any():
-            notes.append(f"segment {segment.GetName()!r} ({segment_id}) is empty: left out")
+            notes.append(f"segment {info.name!r} ({info.label}) is empty: left out")
             continue
-        info = SegmentInfo(segment_id, segment.GetName(), tuple(int(round(c * 255)) for c in segment.GetColor()),
-                           position=index + 1)
-        _terminology_into(info, segment.GetTerminology())  # the segment's TerminologyEntry tag
         found.append((info, mask, ijk_to_ras))
     if not found:
         raise ExportError(f"segmentation {node.GetName()}: every segment is empty")
     masks, ijk_to_ras = _common_grid([(m, a) for _, m, a in found], node.GetName())
     return SegmentationSource(masks, ijk_to_ras, [info for info, _, _ in found], node.GetName(), notes=notes)
+
+
+def describe_segments(node: Any) -> list[SegmentInfo]:
+    """The segments of a segmentation node as the SEG would describe them (ID as label, name,
+    colour 0-255, terminology), without reading their masks: what the export dialog shows."""
+    segmentation = node.GetSegmentation()
+    infos = []
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        info = SegmentInfo(segmentation.GetNthSegmentID(index), segment.GetName(),
+                           tuple(int(round(c * 255)) for c in segment.GetColor()), position=index + 1)
+        _terminology_into(info, segment.GetTerminology())  # the segment's TerminologyEntry tag
+        infos.append(info)
+    return infos
 
 
 def _terminology_into(info: SegmentInfo, entry: str) -> None:
@@ -308,6 +318,21 @@ def _apply_overrides(source: SegmentationSource, overrides: list[SegmentInfo]) -
     return infos
 
 
+def current_code(code: Code3) -> Code3:
+    """A SNOMED RT code ("SRT", which PS3.16 deprecates; older SEGs such as dcmqi's liver.dcm
+    carry them) as the SNOMED CT ("SCT") code PS3.16 maps it to; other codes unchanged. The
+    mapping table is pydicom's copy of the standard's (the one pydicom's Code equality uses)."""
+    value, scheme, meaning = code
+    if scheme != "SRT":
+        return code
+    try:
+        from pydicom.sr._snomed_dict import mapping
+    except ImportError:  # the table moved: keep the deprecated code (dciodvfy then warns)
+        return code
+    translated = mapping.get("SRT", {}).get(value)
+    return (translated, "SCT", meaning) if translated else code
+
+
 # --- the SEG object -----------------------------------------------------------------------------
 def build_segmentation(source: Any, study: StudyContext, reference_series_uid: str | None,
                        segments: list[SegmentInfo] | None = None, series_description: str = "",
@@ -341,13 +366,13 @@ def build_segmentation(source: Any, study: StudyContext, reference_series_uid: s
         name = info.name or f"Segment {info.label}"
         description = hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64],
-            segmented_property_category=Code(*(info.category or TISSUE)),
-            segmented_property_type=Code(*(info.type or TISSUE)),
+            segmented_property_category=Code(*current_code(info.category or TISSUE)),
+            segmented_property_type=Code(*current_code(info.type or TISSUE)),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL, display_color=color,
-            anatomic_regions=[Code(*info.anatomic_region)] if info.anatomic_region else None)
+            anatomic_regions=[Code(*current_code(info.anatomic_region))] if info.anatomic_region else None)
         if info.type_modifier is not None:
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-                hd.sr.CodedConcept(*info.type_modifier)]
+                hd.sr.CodedConcept(*current_code(info.type_modifier))]
         descriptions.append(description)
 
     slices = source.masks.shape[1]

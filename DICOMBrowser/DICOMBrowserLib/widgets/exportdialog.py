@@ -1,10 +1,14 @@
 """The Export dialog (the study's context menu: "Export to DICOM…"), as Slicer's export dialog.
 
-Pick what to export (a loaded volume, 4D sequence or labelmap of the browser's scene, a file,
-or the whole scene as a data bundle), see the study's pre-filled patient/study attributes and
-edit the series attributes (each edited or added row becomes a `--set`), choose
-de-identification and where the objects go (database, folder, a configured node). The export
-runs on a BackgroundTask with a busy progress dialog; the GUI thread only collects the choices.
+Pick what to export (a loaded volume, 4D sequence, labelmap or segmentation of the browser's
+scene, a file, or the whole scene as a data bundle), see the study's pre-filled patient/study
+attributes and edit the series attributes (each edited or added row becomes a `--set`), choose
+de-identification and where the objects go (database, folder, a configured node). A
+segmentation node (e.g. the one our SEG plugin loads) shows its segments with their names,
+colours and terms; names and colours can be edited (each change becomes a `--segment`), and the
+SEG refers to the series the segmentation says it was drawn on. The export runs on a
+BackgroundTask with a busy progress dialog; the GUI thread only collects the choices (and, for a
+segmentation node, copies its masks: the scene's VTK objects are not read from another thread).
 Every choice is one argument of the same logic call the CLI makes.
 """
 from __future__ import annotations
@@ -55,6 +59,17 @@ class ExportDialog(QtWidgets.QDialog):
         for row in logic.database.series(study_uid):
             self.reference_combo.addItem(f"{row.get('SeriesNumber', '')} {row.get('SeriesDescription', '')} "
                                          f"({row.get('Modality', '')})", row["SeriesInstanceUID"])
+        self.enhanced_box = QtWidgets.QCheckBox("One enhanced multi-frame object (CT, MR)", objectName="exportEnhanced")
+        self.kind_combo.currentTextChanged.connect(self._kind_changed)
+        # a segmentation node's segments: name (editable, with its colour), colour R,G,B (editable), terms
+        self.segment_table = QtWidgets.QTableWidget(0, 3, objectName="exportSegments")
+        self.segment_table.setHorizontalHeaderLabels(["Segment", "Colour (R,G,B)", "Category / type"])
+        self.segment_table.horizontalHeader().setStretchLastSection(True)
+        self.segment_table.verticalHeader().setVisible(False)
+        self.segment_table.setWordWrap(False)
+        self.segment_table.setMaximumHeight(140)  # about four segments; the attribute table keeps its room
+        self.segment_table.itemChanged.connect(self._segment_edited)
+        self._segment_infos: list[Any] = []  # SegmentInfo of each row, as the node describes them
 
         self.tags = QtWidgets.QTableWidget(0, 2, objectName="exportTags")
         self.tags.setHorizontalHeaderLabels(["Attribute", "Value"])
@@ -94,7 +109,10 @@ class ExportDialog(QtWidgets.QDialog):
         source_row.addWidget(self.file_button)
         form.addRow("Export", source_row)
         form.addRow("As", self.kind_combo)
+        form.addRow("", self.enhanced_box)
         form.addRow("Drawn on (SEG)", self.reference_combo)
+        form.addRow("Segments", self.segment_table)
+        self.segments_label = form.labelForField(self.segment_table)
         destinations = QtWidgets.QFormLayout()
         destinations.addRow(self.to_database)
         destinations.addRow("Folder", self.folder_edit)
@@ -121,15 +139,21 @@ class ExportDialog(QtWidgets.QDialog):
         layout.addWidget(self.buttons)
         self.resize(640, 720)
         self._source_changed()
+        self._kind_changed()
 
     # --- filling ------------------------------------------------------------------------------
     def _fill_sources(self) -> None:
         scene = self.logic.gui_scene
-        for class_name in ("vtkMRMLSequenceNode", "vtkMRMLScalarVolumeNode"):
+        for class_name in ("vtkMRMLSequenceNode", "vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"):
             nodes = scene.GetNodesByClass(class_name)
             for index in range(nodes.GetNumberOfItems()):
                 node = nodes.GetItemAsObject(index)
                 if class_name == "vtkMRMLScalarVolumeNode" and node.GetImageData() is None:
+                    continue
+                if class_name == "vtkMRMLSegmentationNode":
+                    if node.GetSegmentation().GetNumberOfSegments() == 0:
+                        continue
+                    self.source_combo.addItem(f"{node.GetName()} (segmentation)", node.GetID())
                     continue
                 self.source_combo.addItem(node.GetName(), node.GetID())
         self.source_combo.addItem("Whole scene (data bundle)", "scene")
@@ -163,15 +187,92 @@ class ExportDialog(QtWidgets.QDialog):
 
     def _source_changed(self, *args: Any) -> None:
         data = self.source_combo.currentData()
+        node = None
         if data == "scene":
             self.kind_combo.setCurrentText("Scene (data bundle)")
         elif data and isinstance(data, str) and not data.startswith("file:"):
             node = self.logic.gui_scene.GetNodeByID(data)
-            if node is not None and node.IsA("vtkMRMLLabelMapVolumeNode"):
+            if node is not None and (node.IsA("vtkMRMLLabelMapVolumeNode") or node.IsA("vtkMRMLSegmentationNode")):
                 self.kind_combo.setCurrentText("Segmentation (SEG)")
             elif node is not None:
                 modality = node.GetAttribute("DICOM.Modality") or ""
                 self.kind_combo.setCurrentText("MR image series" if modality == "MR" else "CT image series")
+        self._show_segments(node if node is not None and node.IsA("vtkMRMLSegmentationNode") else None)
+
+    def _kind_changed(self, *args: Any) -> None:
+        modality = KINDS[self.kind_combo.currentText()][1]
+        self.enhanced_box.setEnabled(modality in ("CT", "MR"))
+        if modality not in ("CT", "MR"):
+            self.enhanced_box.setChecked(False)
+
+    def _show_segments(self, node: Any) -> None:
+        """Fill the segment table from a segmentation node (hidden for other sources) and choose
+        the series the segmentation was drawn on as the SEG's reference when the study has it."""
+        from ..export.segmentation import describe_segments
+
+        self._segment_infos = describe_segments(node) if node is not None else []
+        self.segment_table.blockSignals(True)
+        self.segment_table.setRowCount(0)
+        for info in self._segment_infos:
+            row = self.segment_table.rowCount()
+            self.segment_table.insertRow(row)
+            name = QtWidgets.QTableWidgetItem(info.name)
+            name.setData(QtCore.Qt.ItemDataRole.UserRole, info.label)  # the segment ID
+            colour = QtWidgets.QTableWidgetItem(",".join(str(c) for c in info.color) if info.color else "")
+            terms = QtWidgets.QTableWidgetItem(
+                f"{info.category[2]} / {info.type[2]}" if info.category and info.type else "Tissue / Tissue (default)")
+            terms.setFlags(terms.flags() & ~QtCore.Qt.ItemFlag.ItemIsEditable)
+            for column, item in enumerate((name, colour, terms)):
+                self.segment_table.setItem(row, column, item)
+            self._paint_swatch(row)
+        self.segment_table.resizeColumnsToContents()
+        self.segment_table.blockSignals(False)
+        visible = node is not None
+        self.segment_table.setVisible(visible)
+        if self.segments_label is not None:
+            self.segments_label.setVisible(visible)
+        if node is not None:
+            for uid in (node.GetAttribute("DICOM.referencedSeriesUIDs") or "").split():
+                index = self.reference_combo.findData(uid)
+                if index >= 0:
+                    self.reference_combo.setCurrentIndex(index)
+                    break
+
+    def _paint_swatch(self, row: int) -> None:
+        """The segment's colour as the name cell's icon (left as it was while the text is not R,G,B)."""
+        from PySide6 import QtGui
+
+        try:
+            color = _parse_color(self.segment_table.item(row, 1).text())
+        except ValueError:
+            return
+        if color is not None:
+            self.segment_table.item(row, 0).setData(QtCore.Qt.ItemDataRole.DecorationRole, QtGui.QColor(*color))
+
+    def _segment_edited(self, item: QtWidgets.QTableWidgetItem) -> None:
+        if item.column() == 1:
+            self.segment_table.blockSignals(True)
+            self._paint_swatch(item.row())
+            self.segment_table.blockSignals(False)
+        self.segment_table.resizeColumnToContents(item.column())
+
+    def segment_overrides(self) -> list:
+        """SegmentInfo overrides (the CLI's --segment) for the names and colours the user changed;
+        ValueError names the segment whose colour is not R,G,B in 0-255."""
+        from ..export.segmentation import SegmentInfo
+
+        overrides = []
+        for row, info in enumerate(self._segment_infos):
+            name = self.segment_table.item(row, 0).text().strip()
+            try:
+                color = _parse_color(self.segment_table.item(row, 1).text())
+            except ValueError as error:
+                raise ValueError(f"segment {info.name!r}: {error}") from error
+            changed_name = name if name and name != info.name else ""
+            changed_color = color if color is not None and color != info.color else None
+            if changed_name or changed_color:
+                overrides.append(SegmentInfo(info.label, changed_name, changed_color))
+        return overrides
 
     def choose_file(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -220,17 +321,27 @@ class ExportDialog(QtWidgets.QDialog):
                                               **destinations)
         if what == "seg":
             reference = self.reference_combo.currentData()
-            return lambda: logic.export_segmentation(source, study_uid, reference, series_description=description,
-                                                     deidentify=deidentify, **destinations)
+            segments = self.segment_overrides() if self._segment_infos else []
+            if hasattr(source, "IsA") and source.IsA("vtkMRMLSegmentationNode"):
+                from ..export.segmentation import segments_from_node
+
+                # masks copied here, in the GUI thread that owns the scene; the task gets numpy arrays
+                source = segments_from_node(source)
+            return lambda: logic.export_segmentation(source, study_uid, reference, segments=segments,
+                                                     series_description=description, deidentify=deidentify,
+                                                     **destinations)
         options = VolumeExportOptions(modality=modality, series_description=description,
-                                      series_number=int(number) if number else None, overrides=overrides)
+                                      series_number=int(number) if number else None, overrides=overrides,
+                                      enhanced=self.enhanced_box.isChecked() and modality in ("CT", "MR"))
         return lambda: logic.export_volume(source, study_uid, options, deidentify=deidentify, **destinations)
 
     def start_export(self) -> BackgroundTask | None:
         """Run the export on a thread with a busy progress dialog; the dialog closes when it succeeded."""
+        from ..errors import DICOMBrowserError
+
         try:
             call = self.export_call()
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, DICOMBrowserError) as error:
             self.status.setText(f"Cannot export: {error}")
             return None
         self.buttons.setEnabled(False)
@@ -259,3 +370,16 @@ class ExportDialog(QtWidgets.QDialog):
         self.status.setText(f"Export failed: {message}")
         self.buttons.setEnabled(True)
         self.exportFinished.emit(False)
+
+
+def _parse_color(text: str) -> tuple[int, int, int] | None:
+    """'R,G,B' (0-255) as a tuple; None for an empty cell; ValueError otherwise."""
+    if not text.strip():
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise ValueError(f"colour {text!r} is not R,G,B with values 0-255")
+    return values  # type: ignore[return-value]
