@@ -27,11 +27,15 @@ What we change after the conversion, and why:
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ..errors import ExportError
+
+if TYPE_CHECKING:
+    from .volume import ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ _FRAME_TYPE_SEQUENCES = ("CTImageFrameTypeSequence", "MRImageFrameTypeSequence")
 _TOP_LEVEL = ("Laterality",)
 
 
-def convert_to_enhanced(result, modality: str, description: str, label: str):
+def convert_to_enhanced(result: ExportResult, modality: str, description: str, label: str) -> ExportResult:
     """`result` (an ExportResult holding one data set per slice and time point) with its data
     sets replaced by one Legacy Converted Enhanced CT/MR Image object; ExportError names `label`
     when the converter refuses the slices."""
@@ -70,7 +74,6 @@ def convert_to_enhanced(result, modality: str, description: str, label: str):
         ds.file_meta = meta
         if "AcquisitionNumber" in ds and ds.AcquisitionNumber in ("", None):
             del ds.AcquisitionNumber  # empty here; the converter would write an invalid FrameAcquisitionNumber
-        ds.ImageType = list(FRAME_TYPE)
         instance = int(ds.InstanceNumber) - 1
         where[str(ds.SOPInstanceUID)] = (instance // per_volume + 1, instance % per_volume + 1)
         if four_d:
@@ -100,8 +103,8 @@ def convert_to_enhanced(result, modality: str, description: str, label: str):
 
     result.datasets = [enhanced]
     result.sop_class_uid = str(enhanced.SOPClassUID)
-    result.notes.append(f"one {CONVERTERS[modality][len('LegacyConverted'):]} object (Legacy Converted), "
-                        f"{len(frames)} frames" + (f" in {times} temporal positions" if four_d else ""))
+    result.notes.append(f"one Legacy Converted Enhanced {modality} Image object, {len(frames)} frames"
+                        + (f" in {times} temporal positions" if four_d else ""))
     return result
 
 
