@@ -233,17 +233,109 @@ def test_a_page_without_filter_is_read_in_order_not_sorted(database, level):
     assert steps[0].startswith("SEARCH p USING"), steps  # the next page seeks, it does not skip
 
 
+SUBSTRINGS = [{"PatientName": "son1"}, {"StudyDescription": "udy"}, {"SeriesDescription": "ries"}]
+TEXT_TABLES = {"PatientName": ("p", "PatientsNameText"), "StudyDescription": ("st", "StudiesDescriptionText"),
+               "SeriesDescription": ("se", "SeriesDescriptionText")}
+
+
 @pytest.mark.parametrize("level", ["patients", "studies", "series"])
-@pytest.mark.parametrize("filters", [{"PatientName": "son1"}, {"StudyDescription": "udy"},
-                                     {"SeriesDescription": "ries"}], ids=lambda f: ",".join(f))
-def test_a_substring_filter_scans_only_its_own_table(database, level, filters):
-    """A substring ('son1' in a name) cannot use an index: only the table holding the column is
-    read through; the others are reached from it (or walked in the list's order)."""
+@pytest.mark.parametrize("filters", SUBSTRINGS, ids=lambda f: ",".join(f))
+def test_a_substring_filter_reads_the_trigram_index(database, level, filters):
+    """A substring ('son1' in a name) is found by the column's FTS5 trigram index: no table is
+    scanned, only the index's matches are read and sorted."""
+    assert dbmod.trigram_available(), f"SQLite {sqlite3.sqlite_version} has no FTS5 trigram tokenizer"
     database.store_instances(population())
-    table = {"PatientName": "p", "StudyDescription": "st", "SeriesDescription": "se"}[next(iter(filters))]
+    alias, fts = TEXT_TABLES[next(iter(filters))]
     steps = plan(database, level, limit=50, **filters)
-    scanned = {s.split()[1] for s in steps if s.startswith("SCAN")}
-    assert scanned <= {table, "p"}, steps
+    assert any(s.startswith(f"SCAN {fts} VIRTUAL TABLE INDEX 0:L") for s in steps), steps
+    assert not [s for s in steps if s.startswith("SCAN") and "VIRTUAL TABLE" not in s], steps
+
+
+@pytest.mark.parametrize("level", ["patients", "studies", "series"])
+@pytest.mark.parametrize("filters", SUBSTRINGS + [{"PatientName": "so"}], ids=lambda f: ",".join(f))
+def test_without_the_trigram_index_a_substring_scans_only_its_own_table(tmp_path, monkeypatch, level, filters):
+    """A SQLite without the trigram tokenizer (or a substring shorter than 3 characters): only
+    the table holding the column is read through; the others are reached from it (or walked in
+    the list's order)."""
+    if len(next(iter(filters.values()))) >= 3:
+        monkeypatch.setattr(dbmod, "_TRIGRAM", False)
+    with DICOMDatabase(tmp_path / "db") as db:
+        db.store_instances(population())
+        alias, fts = TEXT_TABLES[next(iter(filters))]
+        steps = plan(db, level, limit=50, **filters)
+        scanned = {s.split()[1] for s in steps if s.startswith("SCAN")}
+        assert scanned <= {alias, "p"}, steps
+        assert db.browse_rows(level, **filters)
+
+
+def test_the_trigram_indexes_follow_every_write(tmp_path, monkeypatch):
+    """Kept in step by the writes (insert, changed description, delete, vacuum), built for a
+    database that lacks them, and given up (triggers dropped) by a SQLite without the tokenizer."""
+    folder = tmp_path / "db"
+
+    def found(db: DICOMDatabase) -> dict[str, list[str]]:
+        return {"patients": [p["PatientID"] for p in db.patients(PatientName="arso")],
+                "studies": [s["StudyInstanceUID"] for s in db.studies(StudyDescription="UDY 1")],
+                "series": [s["SeriesInstanceUID"] for s in db.series(SeriesDescription="ries 2", limit=100)]}
+
+    with DICOMDatabase(folder) as db:
+        db.store_instances(population())
+        db.store_instances([record(1, 1, 2, 0)])  # the same row again: no change
+        changed = record(2, 1, 2, 5)
+        changed.values[DATABASE_TAGS["SeriesDescription"]] = "Renamed"
+        db.store_instances([changed])
+        db.delete("1.2.3.3.1")
+        db.store_instances([record(7, 0, 2, 0, name="Carson^Kit")])
+        expected = found(db)
+        assert expected["patients"] == ["ID7"]
+        assert "1.2.3.2.1.2" not in expected["series"] and "1.2.3.3.1.2" not in expected["series"]
+        assert len(expected["series"]) == 4 * 2 - 2 + 1
+        db.vacuum()
+        assert found(db) == expected
+        for _, _, _, fts in dbmod._TEXT_INDEXES.values():
+            db._conn().execute(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
+    # a SQLite without the tokenizer: the triggers go, writes go on, substrings scan
+    monkeypatch.setattr(dbmod, "_TRIGRAM", False)
+    with DICOMDatabase(folder) as db:
+        triggers = {r[0] for r in db._conn().execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert not triggers & set(dbmod._text_trigger_names())
+        db.store_instances([record(8, 0, 2, 0, name="Larson^Ann")])
+        assert found(db)["patients"] == ["ID7", "ID8"]
+        expected = found(db)
+    # the next open with the tokenizer rebuilds them
+    monkeypatch.setattr(dbmod, "_TRIGRAM", None)
+    with DICOMDatabase(folder) as db:
+        assert db._text_index
+        assert found(db) == expected
+        assert any("PatientsNameText" in s for s in plan(db, "patients", limit=50, PatientName="arso"))
+
+
+def test_a_dense_filter_page_walks_in_order_without_sorting(database, monkeypatch):
+    """series(Modality='CT', limit=...) when many series are CT: the levels are walked in the
+    list's order and the modality checked on the way (no sort of every match); when few are,
+    the modality index finds them and they are sorted. Both give the same rows."""
+    database.store_instances(population(patients=6))
+    monkeypatch.setattr(dbmod, "SORT_AT_MOST", 5)  # 12 CT series: "many"
+    steps = plan(database, "series", limit=5, Modality="CT")
+    assert steps[0].startswith("SCAN p USING") and "PatientsNameIndex" in steps[0], steps
+    assert "USE TEMP B-TREE FOR ORDER BY" not in steps, steps
+    assert not [s for s in steps if "SeriesModalityIndex" in s], steps
+    walked = database.series(Modality="ct", limit=5)
+    pages, after = [], None
+    while page := database.series(Modality="CT", limit=5, after=after):
+        pages.extend(page)
+        after = page[-1]
+    monkeypatch.setattr(dbmod, "SORT_AT_MOST", 50)  # "few": the index and a sort
+    steps = plan(database, "series", limit=5, Modality="CT")
+    assert any("SeriesModalityIndex" in s for s in steps), steps
+    assert database.series(Modality="ct", limit=5) == walked
+    assert pages == database.series(Modality="CT") and len(pages) == 12
+    # the same holds for a dense substring and a date range
+    monkeypatch.setattr(dbmod, "SORT_AT_MOST", 5)
+    for filters in ({"PatientName": "erson"}, {"StudyDate": "20200101-20201231"}):
+        steps = plan(database, "studies", limit=5, **filters)
+        assert "USE TEMP B-TREE FOR ORDER BY" not in steps, (filters, steps)
+        assert database.studies(limit=5, **filters) == database.studies(**filters)[:5]
 
 
 def test_filters_still_mean_what_they_meant(database):

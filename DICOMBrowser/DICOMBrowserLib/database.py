@@ -71,6 +71,22 @@ OPEN_LOCK_FILE = "ctkDICOM.sql.open"
 #: SQLite page cache per connection, KiB (SQLite's default is 2 MB: at a million instances the
 #: indexes browsing walks did not fit, and every page was read again from the OS).
 CACHE_KIB = 65536
+#: A page asked for with filters an index can find: when the filter's index finds fewer rows
+#: than this, they are read and sorted (cheap); when it finds at least this many, the matches are
+#: dense and the levels are walked in the list's order instead, checking the filters on the way,
+#: which stops when the page is full (a sort would read every match first). SQLite keeps no
+#: statistics that would tell it this, so `browse_query` counts up to this many first.
+SORT_AT_MOST = 2000
+
+#: Substring indexes (SQLite FTS5, trigram tokenizer): level -> (table, its rowid column, the
+#: indexed column, the FTS5 table). External content: the text is read from the table itself;
+#: the FTS5 rows are kept in step by the triggers of `_text_index_sql` inside every write
+#: transaction (the same writes that keep the counts).
+_TEXT_INDEXES = {
+    0: ("Patients", "UID", "PatientsName", "PatientsNameText"),
+    1: ("Studies", "rowid", "StudyDescription", "StudiesDescriptionText"),
+    2: ("Series", "rowid", "SeriesDescription", "SeriesDescriptionText"),
+}
 
 #: The attributes the database's own columns are filled from: keyword -> tag "gggg,eeee".
 DATABASE_KEYWORDS = (
@@ -85,6 +101,48 @@ DATABASE_KEYWORDS = (
     "SOPInstanceUID", "SOPClassUID", "InstanceNumber", "NumberOfFrames",
 )
 DATABASE_TAGS: dict[str, str] = {keyword: tag_string(keyword) for keyword in DATABASE_KEYWORDS}
+
+_TRIGRAM: bool | None = None
+
+
+def trigram_available() -> bool:
+    """Whether this process's SQLite has FTS5 with the trigram tokenizer (3.34 or later, built
+    with FTS5). Without it a substring filter reads its whole table, as before the index."""
+    global _TRIGRAM
+    if _TRIGRAM is None:
+        try:
+            probe = sqlite3.connect(":memory:")
+            probe.execute("CREATE VIRTUAL TABLE t USING fts5(a, tokenize='trigram')")
+            probe.close()
+            _TRIGRAM = True
+        except sqlite3.Error:
+            _TRIGRAM = False
+    return _TRIGRAM
+
+
+def _text_trigger_names() -> list[str]:
+    return [f"{fts}{event}" for _, _, _, fts in _TEXT_INDEXES.values() for event in ("Insert", "Delete", "Update")]
+
+
+def _text_index_sql() -> list[str]:
+    """The FTS5 tables and their triggers. The update trigger fires only when the text changed
+    (an import's upsert sets the description on every instance it stores)."""
+    statements = []
+    for table, rowid, column, fts in _TEXT_INDEXES.values():
+        statements += [
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({column}, content='{table}',"
+            f" content_rowid='{rowid}', tokenize='trigram')",
+            f"CREATE TRIGGER IF NOT EXISTS {fts}Insert AFTER INSERT ON {table} BEGIN"
+            f" INSERT INTO {fts} (rowid, {column}) VALUES (new.{rowid}, new.{column}); END",
+            f"CREATE TRIGGER IF NOT EXISTS {fts}Delete AFTER DELETE ON {table} BEGIN"
+            f" INSERT INTO {fts} ({fts}, rowid, {column}) VALUES ('delete', old.{rowid}, old.{column}); END",
+            f"CREATE TRIGGER IF NOT EXISTS {fts}Update AFTER UPDATE OF {column} ON {table}"
+            f" WHEN old.{column} IS NOT new.{column} BEGIN"
+            f" INSERT INTO {fts} ({fts}, rowid, {column}) VALUES ('delete', old.{rowid}, old.{column});"
+            f" INSERT INTO {fts} (rowid, {column}) VALUES (new.{rowid}, new.{column}); END",
+        ]
+    return statements
+
 
 class _OlderSchema(Exception):
     """Internal: an older DICOMBrowser schema that SCHEMA_UPGRADES cannot upgrade in place."""
@@ -221,6 +279,7 @@ class DICOMDatabase:
         self._generation = -1  # Generation value after our last commit
         self._tag_sets_by_key: dict[str, int] = {}
         self._tag_sets_by_id: dict[int, dict[str, int]] = {}
+        self._text_index = False  # substring filters can use the FTS5 indexes (_settle_text_index)
         if not (self.folder / DATABASE_FILE).exists():
             if not create:
                 raise DatabaseError(f"{self.folder}: no DICOM database here ({DATABASE_FILE} missing)")
@@ -390,7 +449,10 @@ class DICOMDatabase:
         unclean = self._check_requested or self._last_close_unclean()
         connection = self._conn()
         try:
-            tables = {row[0] for row in connection.execute("SELECT name FROM main.sqlite_master WHERE type='table'")}
+            schema = [tuple(row) for row in connection.execute(
+                "SELECT type, name FROM main.sqlite_master WHERE type IN ('table', 'trigger')")]
+            tables = {name for kind, name in schema if kind == "table"}
+            triggers = {name for kind, name in schema if kind == "trigger"}
             connection.execute("SELECT COUNT(*) FROM tagcache.sqlite_master").fetchone()  # its header and schema
         except sqlite3.DatabaseError as error:
             self.close()
@@ -398,6 +460,7 @@ class DICOMDatabase:
                                 f"{REBUILD_HINT}") from error
         if not tables:
             self._create_schema(connection)
+            tables, triggers = set(), set()
         elif "SchemaInfo" not in tables:
             self.close()
             raise SchemaVersionError(f"{self.folder / DATABASE_FILE}: no SchemaInfo table; not a DICOM database we "
@@ -421,6 +484,52 @@ class DICOMDatabase:
             connection.executescript(self._schema_sql(tagcache_only=True))
         if unclean:
             self._quick_check(connection)
+        self._settle_text_index(connection, tables, triggers)
+
+    def _settle_text_index(self, connection: sqlite3.Connection, tables: set[str], triggers: set[str]) -> None:
+        """Make the substring indexes (`_TEXT_INDEXES`) usable, or stop maintaining them.
+
+        The rule: the FTS5 tables are in step exactly when all their triggers exist. A database
+        without them (created before them, or by a SQLite without the trigram tokenizer) gets them
+        built once from the tables when this SQLite has the tokenizer (a few seconds at a million
+        instances). A SQLite without it cannot write to them, so it drops the triggers (writes go
+        on; the index is rebuilt by the next open with the tokenizer) and substring filters read
+        their table, as they did before the index.
+        """
+        wanted = set(_text_trigger_names())
+        fts_tables = {fts for _, _, _, fts in _TEXT_INDEXES.values()}
+        self._text_index = False
+        if trigram_available():
+            if not (wanted <= triggers and fts_tables <= tables):
+                if tables:  # an existing database: once, and it takes a moment
+                    logger.warning("%s: building the substring indexes of names and descriptions", self.folder)
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                    present = {row[0] for row in connection.execute(
+                        "SELECT name FROM main.sqlite_master WHERE type = 'trigger'")}
+                    if not wanted <= present:  # two processes opening at once: the second finds it built
+                        for statement in _text_index_sql():
+                            connection.execute(statement)
+                        for _, _, _, fts in _TEXT_INDEXES.values():
+                            connection.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+                    connection.execute("COMMIT")
+                except sqlite3.Error as error:  # a read-only folder: substring filters read their tables
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    logger.warning("%s: cannot build the substring indexes: %s", self.folder, error)
+                    return
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            self._text_index = True
+        elif wanted & triggers:
+            logger.warning("%s: this SQLite (%s) has no FTS5 trigram tokenizer; substring filters read their"
+                           " tables and the substring indexes are rebuilt by the next open with one",
+                           self.folder, sqlite3.sqlite_version)
+            with self._write() as writer:
+                for name in sorted(wanted & triggers):
+                    writer.execute(f"DROP TRIGGER IF EXISTS {name}")
 
     def _last_close_unclean(self) -> bool:
         """True when no other process has the database open and a write-ahead log was left behind.
@@ -1014,26 +1123,27 @@ class DICOMDatabase:
         depth = _LEVELS.index(level)
         where: list[str] = []
         params: list[Any] = []
-        deeper: list[tuple[int, str, list[Any], bool]] = []
-        conditions = _conditions(filters)
+        conditions = _conditions(filters, self._text_index)
+        deeper = [condition for condition in conditions if condition.level > depth]
+        # Without a filter an index can find (none, or substrings no index holds), walk the levels
+        # in their order from the patients' name index (CROSS JOIN fixes SQLite's join order): a
+        # page then costs its rows. With one, SQLite starts from the filter's index and sorts what
+        # matched (the unary + keeps it from walking the name index instead, which reads every
+        # patient when few match): the cost grows with the answer, not with the database. For a
+        # page whose filters match many rows (SORT_AT_MOST or more), walking in order is what
+        # stops early: the filters are then checked on the way (`walk_sql`).
+        walk = not any(condition.indexed for condition in conditions) or (
+            limit is not None and not deeper and self._dense(conditions))
         for condition in conditions:
-            if condition[0] <= depth:
-                where.append(condition[1])
-                params.extend(condition[2])
-            else:
-                deeper.append(condition)
+            if condition.level <= depth:
+                where.append(condition.walk_sql if walk else condition.sql)
+                params.extend(condition.walk_params if walk else condition.params)
         if deeper:
-            deepest = max(condition[0] for condition in deeper)
+            deepest = max(condition.level for condition in deeper)
             child_column, own_column = _PARENT_LINK[depth + 1]
             where.append(f"{own_column} IN (SELECT {child_column} FROM {_tables(depth + 1, deepest)}"
-                         f" WHERE {' AND '.join(condition[1] for condition in deeper)})")
-            params.extend(value for condition in deeper for value in condition[2])
-        # Without a filter an index can find (none, or substrings only), walk the levels in their
-        # order from the patients' name index (CROSS JOIN fixes SQLite's join order): a page then
-        # costs its rows. Otherwise SQLite starts from the filter's index and sorts what matched
-        # (the unary + keeps it from walking the name index instead, which reads every patient
-        # when few match): the cost grows with the answer, not with the database.
-        walk = not any(condition[3] for condition in conditions)
+                         f" WHERE {' AND '.join(condition.sql for condition in deeper)})")
+            params.extend(value for condition in deeper for value in condition.params)
         order = _order(depth)
         sort = order if walk else [f"+{order[0]}", *order[1:]]
         if from_patient is not None:
@@ -1048,7 +1158,7 @@ class DICOMDatabase:
             where.append(f"({', '.join(sort)}) > ({', '.join('?' * len(order))})")
             params.extend([key[0], *key])
         # instances are reached from their series, unless the filter names one
-        images_last = not any(condition[0] == 3 for condition in conditions)
+        images_last = not any(condition.level == 3 for condition in conditions)
         sql = f"SELECT {_SELECT[depth]} FROM {_tables(0, depth, cross=walk, images_last=images_last)}"
         if where:
             sql += f" WHERE {' AND '.join(where)}"
@@ -1057,6 +1167,22 @@ class DICOMDatabase:
             sql += " LIMIT ? OFFSET ?"
             params.extend([-1 if limit is None else max(0, int(limit)), max(0, int(offset))])
         return sql, params
+
+    def _dense(self, conditions: list[_Condition]) -> bool:
+        """Whether every filter an index can find finds at least SORT_AT_MOST rows (read up to
+        that many, so the answer costs the same at any size). A substring is counted in its
+        trigram index alone: as an `IN (...)` SQLite would read every match first."""
+        for condition in conditions:
+            if not condition.indexed:
+                continue
+            if condition.candidates_sql is not None:
+                rows, params = condition.candidates_sql, condition.params[:1]
+            else:
+                rows, params = f"SELECT 1 FROM {_TABLES[condition.level]} WHERE {condition.sql}", condition.params
+            found = self._conn().execute(f"SELECT COUNT(*) FROM ({rows} LIMIT ?)", [*params, SORT_AT_MOST]).fetchone()[0]
+            if found < SORT_AT_MOST:
+                return False
+        return True
 
     def _after_key(self, depth: int, after: Any) -> tuple:
         """The ordering values of the row a page continues after (read again by its UID; for a
@@ -1414,6 +1540,14 @@ class DICOMDatabase:
             connection = self._conn()
             connection.execute("VACUUM main")
             connection.execute("VACUUM tagcache")
+        if self._text_index:
+            # VACUUM may renumber the rowids of Studies and Series (no INTEGER PRIMARY KEY), which
+            # the substring indexes point at: read them again from the tables
+            with self._write() as connection:
+                for _, _, _, fts in _TEXT_INDEXES.values():
+                    connection.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+        with self._write_lock:
+            connection = self._conn()
             connection.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
             connection.execute("PRAGMA tagcache.wal_checkpoint(TRUNCATE)")
 
@@ -1644,15 +1778,45 @@ def _wildcard_to_like(text: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _conditions(filters: dict[str, Any]) -> list[tuple[int, str, list[Any], bool]]:
-    """(level, SQL condition, parameters, whether an index can find the rows) for DICOM-keyword filters.
+@dataclass
+class _Condition:
+    """One filter as SQL: `sql` lets SQLite start from an index when `indexed`; `walk_sql` is the
+    same test written so that no index is used for it (a walk in the list's order checks it row
+    by row, and must not be turned into a search by the filter's index)."""
+    level: int
+    sql: str
+    params: list[Any]
+    indexed: bool
+    walk_sql: str
+    walk_params: list[Any]
+    #: rows the index finds, for `_dense` (None: the level's table filtered by `sql`)
+    candidates_sql: str | None = None
+
+
+def _substring_run(pattern: str) -> bool:
+    """A LIKE pattern the trigram index can find: three characters in a row without a wildcard,
+    and no escaped character (FTS5 is not given a LIKE with an ESCAPE clause)."""
+    if "\\" in pattern:
+        return False
+    return any(len(run) >= 3 for run in re.split(r"[%_]", pattern))
+
+
+def _conditions(filters: dict[str, Any], text_index: bool = False) -> list[_Condition]:
+    """The DICOM-keyword filters as SQL conditions.
 
     Names and descriptions match case-insensitive substrings; IDs, UIDs and codes match exactly;
     both accept DICOM wildcards * and ? (a pattern without a leading wildcard uses the column's
-    index). StudyDate takes a DICOM range ("20200101-20201231", "-20201231", "20200101-") or
+    index; with `text_index`, a substring of three characters or more uses the trigram index).
+    StudyDate takes a DICOM range ("20200101-20201231", "-20201231", "20200101-") or
     date_from/date_to.
     """
-    conditions: list[tuple[int, str, list[Any], bool]] = []
+    conditions: list[_Condition] = []
+
+    def add(level: int, sql: str, params: list[Any], indexed: bool, walk_sql: str | None = None,
+            walk_params: list[Any] | None = None) -> None:
+        conditions.append(_Condition(level, sql, params, indexed, walk_sql or sql,
+                                     params if walk_params is None else walk_params))
+
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
     date_from = filters.pop("date_from", None)
     date_to = filters.pop("date_to", None)
@@ -1669,22 +1833,37 @@ def _conditions(filters: dict[str, Any]) -> list[tuple[int, str, list[Any], bool
                 date_from = low or date_from
                 date_to = high or date_to
             else:
-                conditions.append((level, f"{column} = ?", [text], True))
+                add(level, f"{column} = ?", [text], True, f"+{column} = ?")
         elif kind == "text":
             pattern = _wildcard_to_like(text) if wildcard else f"%{_wildcard_to_like(text)}%"
-            conditions.append((level, f"{column} LIKE ? ESCAPE '\\'", [pattern], wildcard and prefix))
+            like = f"{column} LIKE ? ESCAPE '\\'"
+            if wildcard and prefix:
+                add(level, like, [pattern], True, f"+{like}")
+            elif text_index and _substring_run(pattern):
+                table, rowid, fts_column, fts = _TEXT_INDEXES[level]
+                alias = column.split(".")[0]
+                # the trigram index finds the candidates (it folds case beyond ASCII, so it may
+                # find more); LIKE on the row keeps the meaning the filter always had
+                add(level, f"{alias}.{rowid} IN (SELECT rowid FROM {fts} WHERE {fts_column} LIKE ?) AND {like}",
+                    [pattern, pattern], True, like, [pattern])
+                conditions[-1].candidates_sql = f"SELECT rowid FROM {fts} WHERE {fts_column} LIKE ?"
+            else:
+                add(level, like, [pattern], False)
         elif wildcard:
-            conditions.append((level, f"{column} LIKE ? ESCAPE '\\'", [_wildcard_to_like(text)], prefix))
+            add(level, f"{column} LIKE ? ESCAPE '\\'", [_wildcard_to_like(text)], prefix,
+                f"+{column} LIKE ? ESCAPE '\\'")
         elif kind == "nocase":
-            conditions.append((level, f"{column} = ? COLLATE NOCASE", [text], True))
+            add(level, f"{column} = ? COLLATE NOCASE", [text], True, f"+{column} = ? COLLATE NOCASE")
         else:
-            conditions.append((level, f"{column} = ?", [text], True))
+            add(level, f"{column} = ?", [text], True, f"+{column} = ?")
     # each bound as a closed range (':' follows the digits, '' is no date): SQLite, which has no
     # statistics of the dates, takes a one-sided range for most of the table and may scan instead
     if date_from:
-        conditions.append((1, "st.StudyDate >= ? AND st.StudyDate < ':'", [str(date_from).replace("-", "")], True))
+        add(1, "st.StudyDate >= ? AND st.StudyDate < ':'", [str(date_from).replace("-", "")], True,
+            "+st.StudyDate >= ? AND +st.StudyDate < ':'")
     if date_to:
-        conditions.append((1, "st.StudyDate > '' AND st.StudyDate <= ?", [str(date_to).replace("-", "")], True))
+        add(1, "st.StudyDate > '' AND st.StudyDate <= ?", [str(date_to).replace("-", "")], True,
+            "+st.StudyDate > '' AND +st.StudyDate <= ?")
     return conditions
 
 
