@@ -498,3 +498,44 @@ def test_c_get_gets_the_listeners_timeouts(cli_runner, monkeypatch):
     assert summary.errors and any("stalling" in error and "STALLING@127.0.0.1" in error for error in summary.errors), \
         summary.errors
     assert summary.received == 0
+
+
+def test_send_tries_files_of_a_lost_association_once_more(database, series_factory):
+    """A peer that drops the first association after three instances: the files that association
+    did not confirm go again on a new one, so all arrive and the summary has no failure (a lost
+    C-STORE response, e.g. pynetdicom 3.0.4's own race on its unpatched path, ends the same way)."""
+    from pynetdicom import AE as ApplicationEntity
+    from pynetdicom import evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+    from DICOMBrowser.DICOMBrowserLib.networking import service
+
+    files = series_factory(count=8)
+    import_paths(database, [files[0].parent])
+    series_uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    received: list[str] = []
+    associations: list[int] = []
+
+    def on_store(event):
+        if not associations or associations[-1] != id(event.assoc):
+            associations.append(id(event.assoc))
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        if len(associations) == 1 and len(received) == 3:
+            threading.Thread(target=event.assoc.abort, daemon=True).start()  # gone before answering
+            time.sleep(0.5)
+        return 0x0000
+
+    scp = ApplicationEntity(ae_title="FLAKY")
+    scp.add_supported_context(CTImageStorage)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        node = RemoteNode("flaky", "FLAKY", "127.0.0.1", port)
+        summary = service.send(database, DatabaseSettings(ae_title=AE), node, [series_uid], timeout=4)
+    finally:
+        server.shutdown()
+    assert len(associations) == 2
+    assert summary.total == 8 and summary.sent == 8 and not summary.failed, summary.failed
+    assert len(set(received)) == 8

@@ -619,31 +619,53 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
     return summary
 
 
+#: failures that say nothing about the instance itself: the association went away (a peer
+#: restarting, a dropped connection, or pynetdicom 3.0.4's own race that can lose a C-STORE
+#: response when its association loop is not ours); those files are sent once more
+RETRYABLE_FAILURES = ("no answer from", "association lost")
+
+
 def _send_batches(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], summary: SendSummary,
                   timeout: float, progress: Callable[[int, int, int], Any] | None) -> None:
     for batch in _context_groups(files):
-        ae = make_ae(calling_ae, timeout=timeout)
-        ae.requested_contexts = _store_contexts(batch)
-        assoc = associate(ae, node, timeout=timeout)
-        try:
-            for index, (path, _sop_class, _ts) in enumerate(batch):
-                reason = _store_one(assoc, node, path, summary, message_id=index % 0xFFFF + 1)
-                if reason is not None:
-                    summary.failed.append((path, reason))
-                    if not assoc.is_established:
-                        remaining = batch[index + 1:]
-                        summary.failed.extend((p, "association lost before sending") for p, _, _ in remaining)
-                        logger.error("%s: association lost after %d of %d files", _peer(node), index + 1, len(batch))
-                        break
-                if progress is not None and progress(summary.sent + len(summary.failed), summary.total,
-                                                     len(summary.failed)):
-                    summary.failed.extend((p, "cancelled") for p, _, _ in batch[index + 1:])
-                    break
-        finally:
-            fastpath.resume(assoc)  # the direct sends leave the association loop parked
-            _release(assoc)
-        if not assoc.is_established and len(summary.failed) >= summary.total:
+        _send_batch(node, calling_ae, batch, summary, timeout, progress)
+        retry = {path for path, reason in summary.failed if reason.startswith(RETRYABLE_FAILURES)}
+        again = [item for item in batch if item[0] in retry]
+        if again:  # once, on a new association: C-STORE of the same instance again is harmless
+            logger.warning("%s: sending %d file(s) again on a new association (the last one was lost)",
+                           _peer(node), len(again))
+            summary.failed = [(path, reason) for path, reason in summary.failed if path not in retry]
+            try:
+                _send_batch(node, calling_ae, again, summary, timeout, progress)
+            except NetworkError as error:
+                summary.failed.extend((path, f"sent again, but: {error}") for path, _, _ in again)
+        if len(summary.failed) >= summary.total:
             break
+
+
+def _send_batch(node: RemoteNode, calling_ae: str, batch: list[tuple[str, str, str]], summary: SendSummary,
+                timeout: float, progress: Callable[[int, int, int], Any] | None) -> None:
+    """One association for `batch`; failures (with their reasons) go to `summary.failed`."""
+    ae = make_ae(calling_ae, timeout=timeout)
+    ae.requested_contexts = _store_contexts(batch)
+    assoc = associate(ae, node, timeout=timeout)
+    try:
+        for index, (path, _sop_class, _ts) in enumerate(batch):
+            reason = _store_one(assoc, node, path, summary, message_id=index % 0xFFFF + 1)
+            if reason is not None:
+                summary.failed.append((path, reason))
+                if not assoc.is_established:
+                    remaining = batch[index + 1:]
+                    summary.failed.extend((p, "association lost before sending") for p, _, _ in remaining)
+                    logger.error("%s: association lost after %d of %d files", _peer(node), index + 1, len(batch))
+                    break
+            if progress is not None and progress(summary.sent + len(summary.failed), summary.total,
+                                                 len(summary.failed)):
+                summary.failed.extend((p, "cancelled") for p, _, _ in batch[index + 1:])
+                break
+    finally:
+        fastpath.resume(assoc)  # the direct sends leave the association loop parked
+        _release(assoc)
 
 
 def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary, message_id: int = 1) -> str | None:
