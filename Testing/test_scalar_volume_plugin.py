@@ -2,7 +2,6 @@
 expects (with geometry warnings), and load puts every voxel where the scanner put it."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -222,18 +221,15 @@ def test_examine_reads_no_pixel_data(series_factory):
 
 # --- through the database -------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_examine_600_files_through_the_database_is_fast(database, tmp_path):
+def test_examine_600_files_through_the_database(database, tmp_path):
     from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
 
     files = sampledata.write_series(tmp_path / "big", count=600, rows=8, columns=8, spacing=0.5)
     import_paths(database, [tmp_path / "big"])
     [series_uid] = [s["SeriesInstanceUID"] for s in database.series()]
     paths = database.files_for_series(series_uid)
-    start = time.perf_counter()
-    [loadable] = examine(paths, database)
-    elapsed = time.perf_counter() - start
+    [loadable] = examine(paths, database)  # its speed: benchmarks/geometry_examine.py
     assert loadable.files == [str(f) for f in files] and loadable.warning == ""
-    assert elapsed < 3.0, f"examining 600 files took {elapsed:.2f} s"
     without = examine(files)
     assert without[0].files == loadable.files and without[0].extra == loadable.extra
 
