@@ -38,8 +38,7 @@ class DICOMRTDosePlugin(DICOMPlugin):
             if not self.fileValue(path, "0028,0010"):
                 logger.info("RT Dose plugin skips %s: no dose grid (Rows absent)", path)
                 continue
-            number, description = self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e")
-            series = f"{number}: {description}" if number and description else (description or number or "RT Dose")
+            series = self.seriesName(path, "RT Dose")
             kind = ", ".join(self.fileValue(path, tag) or "?" for tag in ("3004,0004", "3004,000a"))
             units = self.fileValue(path, "3004,0002") or "?"
             name = f"{series} [dose {kind}]" if len(doses) == 1 else \

@@ -32,8 +32,7 @@ class DICOMRTPlanPlugin(DICOMPlugin):
         loadables = []
         for path in plans:
             label = self.fileValue(path, "300a,0002") or self.fileValue(path, "300a,0003")
-            number, description = self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e")
-            series = f"{number}: {description}" if number and description else (description or number or "RT Plan")
+            series = self.seriesName(path, "RT Plan")
             name = f"{series} [plan {label}]" if label else f"{series} [plan]"
             if len(plans) > 1:
                 name = f"{name} #{plans.index(path) + 1}"

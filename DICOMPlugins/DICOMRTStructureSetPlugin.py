@@ -40,8 +40,8 @@ class DICOMRTStructureSetPlugin(DICOMPlugin):
         for path in found:
             structures = structureset.read_structure_set(read_dataset(path), path)
             label = self.fileValue(path, "3006,0002") or structures.label
-            number, description = self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e")
-            series = f"{number}: {description}" if number and description else (description or number or "RTSTRUCT")
+            description = self.fileValue(path, "0008,103e")
+            series = self.seriesName(path, "RTSTRUCT")
             name = f"{series} [{label}]" if label and label != description else series
             if len(found) > 1:
                 name = f"{name} #{found.index(path) + 1}"

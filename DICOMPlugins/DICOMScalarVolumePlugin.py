@@ -22,6 +22,7 @@ import numpy as np
 from DICOMBrowser.DICOMBrowserLib import geometry
 from DICOMBrowser.DICOMBrowserLib.errors import DICOMBrowserError, DICOMFileError, LoadError
 from DICOMBrowser.DICOMBrowserLib.geometry import FrameGeometry
+from DICOMBrowser.DICOMBrowserLib.plugins import series_label
 
 from .DICOMPlugin import DICOMLoadable, DICOMPlugin
 
@@ -272,9 +273,7 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
 
     @staticmethod
     def _series_name(v: dict[str, str]) -> str:
-        number, description = v.get("0020,0011", ""), v.get("0008,103e", "")
-        name = f"{number}: {description}" if number and description else (description or number or "Unnamed series")
-        return name.strip()
+        return series_label(v.get("0020,0011", ""), v.get("0008,103e", ""), "Unnamed series")
 
     @staticmethod
     def _image_type(record: FrameGeometry) -> str:

@@ -42,8 +42,7 @@ class DICOMSegmentationPlugin(DICOMPlugin):
             series_uids, instance_uids = segmentation.referenced_series(header)
             labels = [str(item.get("SegmentLabel", "")) for item in header.get("SegmentSequence", []) or []
                       if int(item.get("SegmentNumber", 1)) != 0]
-            number, description = self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e")
-            name = f"{number}: {description}" if number and description else (description or number or "Segmentation")
+            name = self.seriesName(path, "Segmentation")
             if len(segs) > 1:  # several SEG objects in one series: named by file, which tells them apart
                 name = f"{name} [{os.path.basename(path)}]"
             present = self._series_present(series_uids)

@@ -39,8 +39,7 @@ class DICOMTID1500Plugin(DICOMPlugin):
             series = []  # the evidence: the images, segmentations and mappings the measurements come from
             for study in dataset.get("CurrentRequestedProcedureEvidenceSequence", []) or []:
                 series.extend(str(item.SeriesInstanceUID) for item in study.get("ReferencedSeriesSequence", []) or [])
-            number, description = self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e")
-            name = f"{number}: {description}" if number and description else (description or number or "Measurements")
+            name = self.seriesName(path, "Measurements")
             loadables.append(DICOMLoadable(
                 name=name, files=[path], confidence=CONFIDENCE, selected=True,
                 tooltip="TID 1500 measurement report: a table of measurements", referencedSeriesUIDs=series,

@@ -126,6 +126,10 @@ class DICOMPlugin:
                     break
         return found
 
+    def seriesName(self, path: str, default: str) -> str:
+        """How a loadable names the series of `path` (see `series_label`)."""
+        return series_label(self.fileValue(path, "0020,0011"), self.fileValue(path, "0008,103e"), default)
+
     def fileValue(self, path: str, tag: str) -> str:
         """The value of `tag` ("gggg,eeee") in `path` as CTK gives it ('' if absent).
 
@@ -153,6 +157,12 @@ class DICOMPlugin:
 
         tags = sorted({tag_string(t) for t in (*COMMON_TAGS, *self.declaredTags(), *extra_tags)})
         _scan_into_cache([str(p) for p in paths], tags)
+
+
+def series_label(number: str, description: str, default: str) -> str:
+    """'7: T1 axial' from SeriesNumber and SeriesDescription, else whichever there is, else
+    `default`: the one way every plugin names a series in its loadables."""
+    return (f"{number}: {description}" if number and description else (description or number or default)).strip()
 
 
 #: tags every plugin needs when loading (identity, UIDs), fetched with any other
