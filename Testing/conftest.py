@@ -123,3 +123,20 @@ def fastpath_as_the_test_chooses(request, monkeypatch):
     leaves these out; run alone, they still check what they say)."""
     if request.node.get_closest_marker("fastpath_explicit") is not None:
         monkeypatch.delenv("DICOMBROWSER_FASTPATH", raising=False)
+
+
+@pytest.fixture
+def logic_for(cli_runner):
+    """Make DICOMBrowserLogic objects on the CLI runner's database; all closed afterwards."""
+    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
+
+    opened = []
+
+    def make():
+        logic = DICOMBrowserLogic(cli_runner.database_dir)
+        opened.append(logic)
+        return logic
+
+    yield make
+    for logic in opened:
+        logic.close()

@@ -58,3 +58,21 @@ def same_volume(voxels_a: np.ndarray, ijk_to_ras_a: np.ndarray, voxels_b: np.nda
     assert voxels.shape == np.asarray(voxels_a).shape, f"shape {voxels.shape} != {np.asarray(voxels_a).shape}"
     difference = np.max(np.abs(voxels.astype(np.float64) - np.asarray(voxels_a, dtype=np.float64)))
     assert difference <= value_tolerance, f"voxels differ by up to {difference}"
+
+
+def volume_arrays(node):
+    """(voxels, IJK-to-RAS) of a loaded volume or volume sequence node."""
+    from DICOMBrowser.DICOMBrowserLib import scene
+
+    if node.IsA("vtkMRMLSequenceNode"):
+        return scene.sequence_array(node)
+    return scene.array_from_volume(node), scene.ijk_to_ras_of(node)
+
+
+def export_json(cli_runner, *args) -> dict:
+    """`dicombrowser export ARGS... --json` through the CLI; its JSON summary."""
+    import json
+
+    result = cli_runner("export", *args, "--json")
+    assert result.exit_code == 0, result.output + (repr(result.exception) if result.exception else "")
+    return json.loads(result.output[result.output.index("{"):])

@@ -3,49 +3,18 @@ user's command and imported again, then the same voxels at the same places, and 
 passes dciodvfy (dicom3tools) with 0 errors."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
-from dicom_checks import assert_valid, require_dciodvfy, same_volume
+from dicom_checks import assert_valid, export_json, require_dciodvfy, same_volume, volume_arrays
 
 
 def _load(logic, uid):
     report = logic.examine([uid])
     return logic.load(logic.choose_loadables(report.loadables), report=report)[0]
-
-
-def _arrays(node):
-    from DICOMBrowser.DICOMBrowserLib import scene
-
-    if node.IsA("vtkMRMLSequenceNode"):
-        return scene.sequence_array(node)
-    return scene.array_from_volume(node), scene.ijk_to_ras_of(node)
-
-
-def _export(cli_runner, *args):
-    result = cli_runner("export", *args, "--json")
-    assert result.exit_code == 0, result.output + (repr(result.exception) if result.exception else "")
-    return json.loads(result.output[result.output.index("{"):])
-
-
-@pytest.fixture
-def logic_for(cli_runner):
-    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
-
-    opened = []
-
-    def make():
-        logic = DICOMBrowserLogic(cli_runner.database_dir)
-        opened.append(logic)
-        return logic
-
-    yield make
-    for logic in opened:
-        logic.close()
 
 
 def test_ct_head_exported_into_its_study_round_trips(corpus, cli_runner, logic_for, tmp_path):
@@ -55,10 +24,10 @@ def test_ct_head_exported_into_its_study_round_trips(corpus, cli_runner, logic_f
     logic = logic_for()
     study_uid = logic.studies()[0]["StudyInstanceUID"]
     series_uid = logic.series(study_uid)[0]["SeriesInstanceUID"]
-    original = _arrays(_load(logic, series_uid))
+    original = volume_arrays(_load(logic, series_uid))
     logic.close()
 
-    out = _export(cli_runner, series_uid, "--study", study_uid, "--series-description", "Exported CT",
+    out = export_json(cli_runner, series_uid, "--study", study_uid, "--series-description", "Exported CT",
                   "--set", "BodyPartExamined=HEAD", "--to-database", "--output-dir", str(tmp_path / "out"))
     assert out["instances"] == 93 and out["imported"] and len(out["files"]) == 93
     warnings = assert_valid(out["files"])
@@ -66,7 +35,7 @@ def test_ct_head_exported_into_its_study_round_trips(corpus, cli_runner, logic_f
 
     logic = logic_for()
     assert {s["SeriesInstanceUID"] for s in logic.series(study_uid)} == {series_uid, out["series"]}
-    exported = _arrays(_load(logic, out["series"]))
+    exported = volume_arrays(_load(logic, out["series"]))
     same_volume(*original, *exported)
     first = pydicom.dcmread(out["files"][0])
     source = pydicom.dcmread(logic.files_for_uid(series_uid)[0])
@@ -91,17 +60,17 @@ def test_oblique_float_volume_keeps_frame_and_precision(series_factory, cli_runn
     study_uid = logic.studies()[0]["StudyInstanceUID"]
     series_uid = logic.series(study_uid)[0]["SeriesInstanceUID"]
     frame = pydicom.dcmread(files[0]).FrameOfReferenceUID
-    original = _arrays(_load(logic, series_uid))
+    original = volume_arrays(_load(logic, series_uid))
     assert original[0].dtype.kind == "f" and np.any(original[0] != np.round(original[0]))
     logic.close()
 
-    out = _export(cli_runner, series_uid, "--study", study_uid, "--modality", "MR", "--to-database")
+    out = export_json(cli_runner, series_uid, "--study", study_uid, "--modality", "MR", "--to-database")
     assert out["frame_of_reference"] == frame and out["frame_of_reference_kept"]
     assert out["max_quantization_error"] == 0.0
     logic = logic_for()
     files_out = logic.files_for_uid(out["series"])
     assert_valid(files_out)
-    same_volume(*original, *_arrays(_load(logic, out["series"])))
+    same_volume(*original, *volume_arrays(_load(logic, out["series"])))
 
 
 def test_float_volume_file_keeps_precision_within_half_a_step(series_factory, cli_runner, logic_for, tmp_path):
@@ -121,7 +90,7 @@ def test_float_volume_file_keeps_precision_within_half_a_step(series_factory, cl
     path = tmp_path / "float.nii.gz"
     sitk.WriteImage(image, str(path))
 
-    out = _export(cli_runner, str(path), "--study", study_uid, "--modality", "OT", "--output-dir",
+    out = export_json(cli_runner, str(path), "--study", study_uid, "--modality", "OT", "--output-dir",
                   str(tmp_path / "out"), "--to-database", "--frame-of-reference", "study")
     step = out["rescale_slope"]
     assert 0 < out["max_quantization_error"] <= step / 2 + 1e-9
@@ -129,7 +98,7 @@ def test_float_volume_file_keeps_precision_within_half_a_step(series_factory, cl
     assert out["frame_of_reference_kept"]
     assert_valid(out["files"])
     logic = logic_for()
-    loaded, matrix = _arrays(_load(logic, out["series"]))
+    loaded, matrix = volume_arrays(_load(logic, out["series"]))
     from DICOMBrowser.DICOMBrowserLib.export import read_volume_source
 
     source = read_volume_source(path)
@@ -147,12 +116,12 @@ def test_gantry_tilted_ct_round_trips(corpus, cli_runner, logic_for, tmp_path):
     logic = logic_for()
     study_uid = logic.studies()[0]["StudyInstanceUID"]
     series_uid = logic.series(study_uid)[0]["SeriesInstanceUID"]
-    original = _arrays(_load(logic, series_uid))
+    original = volume_arrays(_load(logic, series_uid))
     logic.close()
-    out = _export(cli_runner, series_uid, "--study", study_uid, "--to-database", "--output-dir", str(tmp_path / "o"))
+    out = export_json(cli_runner, series_uid, "--study", study_uid, "--to-database", "--output-dir", str(tmp_path / "o"))
     assert_valid(out["files"])
     logic = logic_for()
-    same_volume(*original, *_arrays(_load(logic, out["series"])))
+    same_volume(*original, *volume_arrays(_load(logic, out["series"])))
 
 
 def test_4d_sequence_exports_as_one_series_with_temporal_positions(series_factory, cli_runner, logic_for, tmp_path):
@@ -173,7 +142,7 @@ def test_4d_sequence_exports_as_one_series_with_temporal_positions(series_factor
                                          index_values=[0.0, 1.5, 3.0], index_unit="s")
     path = scene.save_volume(sequence, tmp_path / "perfusion.seq.nrrd")
 
-    out = _export(cli_runner, str(path), "--study", study_uid, "--modality", "MR", "--output-dir", str(tmp_path / "o"),
+    out = export_json(cli_runner, str(path), "--study", study_uid, "--modality", "MR", "--output-dir", str(tmp_path / "o"),
                   "--to-database")
     assert out["instances"] == 12
     assert_valid(out["files"])
@@ -183,7 +152,7 @@ def test_4d_sequence_exports_as_one_series_with_temporal_positions(series_factor
     logic = logic_for()
     node = _load(logic, out["series"])
     assert node.IsA("vtkMRMLSequenceNode") and node.GetNumberOfDataNodes() == 3
-    loaded, loaded_matrix = _arrays(node)
+    loaded, loaded_matrix = volume_arrays(node)
     for t in range(3):
         same_volume(volumes[t], matrix, loaded[t], loaded_matrix)
 

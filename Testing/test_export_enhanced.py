@@ -4,13 +4,12 @@ our scalar plugin, then the same voxels at the same places (1e-2 mm), the study'
 study attributes and frame of reference, and dciodvfy (dicom3tools) reports 0 errors."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pydicom
 import pytest
 
-from dicom_checks import assert_valid, require_dciodvfy, same_volume
+from dicom_checks import assert_valid, export_json, require_dciodvfy, same_volume, volume_arrays
 
 LEGACY_ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.2"
 LEGACY_ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.4"
@@ -26,34 +25,8 @@ def _load(logic, uid):
     return logic.load(chosen, report=report)[0]
 
 
-def _arrays(node):
-    from DICOMBrowser.DICOMBrowserLib import scene
-
-    if node.IsA("vtkMRMLSequenceNode"):
-        return scene.sequence_array(node)
-    return scene.array_from_volume(node), scene.ijk_to_ras_of(node)
-
-
 def _export(cli_runner, *args):
-    result = cli_runner("export", *args, "--enhanced", "--json")
-    assert result.exit_code == 0, result.output + (repr(result.exception) if result.exception else "")
-    return json.loads(result.output[result.output.index("{"):])
-
-
-@pytest.fixture
-def logic_for(cli_runner):
-    from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic
-
-    opened = []
-
-    def make():
-        logic = DICOMBrowserLogic(cli_runner.database_dir)
-        opened.append(logic)
-        return logic
-
-    yield make
-    for logic in opened:
-        logic.close()
+    return export_json(cli_runner, *args, "--enhanced")
 
 
 def _only_known(warnings: set[str]) -> bool:
@@ -68,7 +41,7 @@ def test_corpus_ct_as_one_enhanced_object_round_trips(corpus, cli_runner, logic_
     logic = logic_for()
     study_uid = logic.studies()[0]["StudyInstanceUID"]
     series_uid = logic.series(study_uid)[0]["SeriesInstanceUID"]
-    original = _arrays(_load(logic, series_uid))
+    original = volume_arrays(_load(logic, series_uid))
     source = pydicom.dcmread(logic.files_for_uid(series_uid)[0], stop_before_pixels=True)
     logic.close()
 
@@ -93,7 +66,7 @@ def test_corpus_ct_as_one_enhanced_object_round_trips(corpus, cli_runner, logic_
 
     logic = logic_for()
     assert {s["SeriesInstanceUID"] for s in logic.series(study_uid)} == {series_uid, out["series"]}
-    same_volume(*original, *_arrays(_load(logic, out["series"])))
+    same_volume(*original, *volume_arrays(_load(logic, out["series"])))
 
 
 def _oblique_mr(series_factory, cli_runner, logic_for):
@@ -107,7 +80,7 @@ def _oblique_mr(series_factory, cli_runner, logic_for):
     logic = logic_for()
     study_uid = logic.studies()[0]["StudyInstanceUID"]
     series_uid = logic.series(study_uid)[0]["SeriesInstanceUID"]
-    original = _arrays(_load(logic, series_uid))
+    original = volume_arrays(_load(logic, series_uid))
     logic.close()
     return files, study_uid, series_uid, original
 
@@ -129,7 +102,7 @@ def test_oblique_mr_with_float_voxels_as_one_enhanced_object(series_factory, cli
     written = pydicom.dcmread(out["files"][0], stop_before_pixels=True)
     assert int(written.NumberOfFrames) == 8 and str(written.PatientName) == "Oblique^Enhanced"
     logic = logic_for()
-    same_volume(*original, *_arrays(_load(logic, out["series"])))
+    same_volume(*original, *volume_arrays(_load(logic, out["series"])))
 
 
 def test_4d_sequence_as_one_enhanced_object_with_temporal_positions(series_factory, cli_runner, logic_for, tmp_path):
@@ -168,7 +141,7 @@ def test_4d_sequence_as_one_enhanced_object_with_temporal_positions(series_facto
     logic = logic_for()
     node = _load(logic, out["series"])
     assert node.IsA("vtkMRMLSequenceNode") and node.GetNumberOfDataNodes() == 3
-    loaded, loaded_matrix = _arrays(node)
+    loaded, loaded_matrix = volume_arrays(node)
     for t in range(3):
         same_volume(volumes[t], matrix, loaded[t], loaded_matrix)
 
