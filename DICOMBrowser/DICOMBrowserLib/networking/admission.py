@@ -13,7 +13,7 @@ caller out. What this module does (event handlers and one socket option, bound b
   idle that long is aborted, pynetdicom's idle timer).
 - **Connections that have not asked for an association yet** (no complete A-ASSOCIATE-RQ) are
   cheap to drop: when `max_associations` of them are open, a new connection closes the oldest
-  one. So idle or garbage connections can never keep a real caller out: a real storescu sends its
+  one that has sent nothing (see `_idlest`). So idle or garbage connections can never keep a real caller out: a real storescu sends its
   request within milliseconds of connecting.
 - **Associations** (an A-ASSOCIATE-RQ came in): at most `max_associations` in all and
   `max_associations_per_host` from one calling host; one over is rejected with A-ASSOCIATE-RJ
@@ -26,6 +26,7 @@ caller out. What this module does (event handlers and one socket option, bound b
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -161,7 +162,7 @@ class ConnectionGuard:
             self._prune()
             waiting = [c for c in self._open.values() if not c.requested]
             if len(waiting) >= self.limits.max_associations:
-                victim = min(waiting, key=lambda c: c.opened)
+                victim = _idlest(waiting)
                 del self._open[id(victim.assoc)]
                 self.evicted += 1
             self._open[id(assoc)] = _Connection(assoc, host, time.monotonic())
@@ -206,6 +207,32 @@ class ConnectionGuard:
     def _on_close(self, event: Any) -> None:
         with self._lock:
             self._open.pop(id(event.assoc), None)
+
+
+def _idlest(waiting: list[_Connection]) -> _Connection:
+    """The connection to close for a new one: the oldest that has sent nothing yet. A real caller
+    whose A-ASSOCIATE-RQ is already in its socket but not yet read (its association thread not
+    yet scheduled while a flood of connections is being accepted) is not taken while a silent
+    one is left; only when every waiting connection has bytes pending is the oldest taken."""
+    by_age = sorted(waiting, key=lambda c: c.opened)
+    for connection in by_age:
+        if not _has_pending_bytes(connection.assoc):
+            return connection
+    return by_age[0]
+
+
+def _has_pending_bytes(assoc: Any) -> bool:
+    """True when the peer sent something not read yet (or closed): poll, never read, so nothing
+    is taken from the association's own reader."""
+    sock = raw_socket(assoc)
+    if sock is None or sock.fileno() < 0:
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return False
 
 
 def _closed(assoc: Any) -> bool:
