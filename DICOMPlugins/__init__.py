@@ -16,8 +16,9 @@ the same objects. Extensions add plugins in one of two ways:
        [project.entry-points."dicombrowser.plugins"]
        MyPlugin = "my_extension.plugin:MyPlugin"
 
-   `loadEntryPointPlugins()` (called by the loading logic) imports them; one that fails to import
-   is recorded in `unavailablePlugins` with the reason, never fatal.
+   `allPlugins()` (called by the loading logic) imports them the first time in a process
+   (`rescanPlugins()` searches again, for a package installed while the process runs); one that
+   fails to import is recorded in `unavailablePlugins` with the reason, never fatal.
 
 This package declares itself a plugin package (pyproject's ``dicombrowser.plugin_packages``
 group, and `registerPluginPackage` on import): every `DICOM*Plugin.py` here is found by the
@@ -36,6 +37,7 @@ from DICOMBrowser.DICOMBrowserLib.plugins import (
     loadEntryPointPlugins,
     registerPlugin,
     registerPluginPackage,
+    rescanPlugins,
     unavailablePlugins,
 )
 
@@ -64,6 +66,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "dicomPlugins",
     "unavailablePlugins",
+    "rescanPlugins",
     "registerPlugin",
     "registerPluginPackage",
     "allPlugins",

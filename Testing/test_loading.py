@@ -162,7 +162,8 @@ def test_entry_point_discovery_of_installed_extension(clean_registry, tmp_path, 
     sys.path[:0] = [str(site), str(EXAMPLE)]
     importlib.invalidate_caches()
     assert "ExampleImageStackPlugin" not in DICOMPlugins.dicomPlugins
-    plugins = DICOMPlugins.allPlugins()
+    assert "ExampleImageStackPlugin" not in DICOMPlugins.allPlugins()  # installed packages read once per process
+    plugins = DICOMPlugins.rescanPlugins()
     assert "ExampleImageStackPlugin" in plugins
     report = loading.examine(None, [two_series[0]], plugins=["ExampleImageStackPlugin", HighPlugin])
     example = next(l for l in report.loadables if l.plugin == "ExampleImageStackPlugin")
@@ -175,7 +176,7 @@ def test_broken_entry_point_is_recorded_not_fatal(clean_registry, tmp_path):
     _install_dist_info(site, "[dicombrowser.plugins]\nMissingPlugin = no_such_module_xyz:Plugin\n")
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
-    plugins = DICOMPlugins.allPlugins()
+    plugins = DICOMPlugins.rescanPlugins()
     assert "MissingPlugin" not in plugins
     assert "no_such_module_xyz" in DICOMPlugins.unavailablePlugins["MissingPlugin"]
 
