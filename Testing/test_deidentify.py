@@ -219,10 +219,10 @@ def test_export_and_deidentify_in_one_step(series_factory, cli_runner, tmp_path)
     assert out["study"] != source.StudyInstanceUID
 
 
-def test_options_never_keep_what_the_basic_profile_removes_outside_their_scope(series_factory, tmp_path):
-    """The options are rules, not the standard's option columns (docs/export.md says why): they keep
-    only coded/numeric patient characteristics, and the dates option does not shift the birth date
-    (the Patient module identifies; the standard's Modified Dates column does not list it)."""
+def test_options_keep_only_what_their_column_of_the_standard_keeps(series_factory, tmp_path):
+    """Each option follows its column of Table E.1-1 (deidtable): patient characteristics keep the
+    age but not the occupation or history (no cell: Basic Profile), device identity keeps the
+    device description (K), and the dates option leaves the birth date to the Basic Profile."""
     from DICOMBrowser.DICOMBrowserLib.deidentify import DeidentifyOptions, deidentify_files
 
     files = series_factory(count=1, patient_id="SCOPE", extra={
@@ -231,7 +231,7 @@ def test_options_never_keep_what_the_basic_profile_removes_outside_their_scope(s
     kept = deidentify_files(files, tmp_path / "kept", DeidentifyOptions(
         key="k", options={"dates", "patient-characteristics", "device-identity"}))
     out = pydicom.dcmread(kept.written[0])
-    assert out.PatientAge == "042Y"
-    for keyword in ("Occupation", "AdmittingDiagnosesDescription", "AdditionalPatientHistory", "DeviceDescription"):
+    assert out.PatientAge == "042Y" and out.DeviceDescription == "SCOPE's CT"
+    for keyword in ("Occupation", "AdmittingDiagnosesDescription", "AdditionalPatientHistory"):
         assert keyword not in out or out[keyword].value in ("", None), keyword
     assert out.get("PatientBirthDate") in ("", None)
