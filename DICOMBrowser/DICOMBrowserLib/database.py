@@ -78,14 +78,15 @@ CACHE_KIB = 65536
 #: statistics that would tell it this, so `browse_query` counts up to this many first.
 SORT_AT_MOST = 2000
 
-#: Substring indexes (SQLite FTS5, trigram tokenizer): level -> (table, its rowid column, the
-#: indexed column, the FTS5 table). External content: the text is read from the table itself;
-#: the FTS5 rows are kept in step by the triggers of `_text_index_sql` inside every write
+#: Substring indexes (SQLite FTS5, trigram tokenizer): filtered column -> (table, its rowid
+#: column, the indexed column, the FTS5 table). External content: the text is read from the table
+#: itself; the FTS5 rows are kept in step by the triggers of `_text_index_sql` inside every write
 #: transaction (the same writes that keep the counts).
 _TEXT_INDEXES = {
-    0: ("Patients", "UID", "PatientsName", "PatientsNameText"),
-    1: ("Studies", "rowid", "StudyDescription", "StudiesDescriptionText"),
-    2: ("Series", "rowid", "SeriesDescription", "SeriesDescriptionText"),
+    "p.PatientsName": ("Patients", "UID", "PatientsName", "PatientsNameText"),
+    "p.PatientID": ("Patients", "UID", "PatientID", "PatientsIDText"),
+    "st.StudyDescription": ("Studies", "rowid", "StudyDescription", "StudiesDescriptionText"),
+    "se.SeriesDescription": ("Series", "rowid", "SeriesDescription", "SeriesDescriptionText"),
 }
 
 #: The attributes the database's own columns are filled from: keyword -> tag "gggg,eeee".
@@ -502,7 +503,7 @@ class DICOMDatabase:
         if trigram_available():
             if not (wanted <= triggers and fts_tables <= tables):
                 if tables:  # an existing database: once, and it takes a moment
-                    logger.warning("%s: building the substring indexes of names and descriptions", self.folder)
+                    logger.warning("%s: building the substring indexes of names, IDs and descriptions", self.folder)
                 try:
                     connection.execute("BEGIN IMMEDIATE")
                     present = {row[0] for row in connection.execute(
@@ -1131,13 +1132,21 @@ class DICOMDatabase:
         # matched (the unary + keeps it from walking the name index instead, which reads every
         # patient when few match): the cost grows with the answer, not with the database. For a
         # page whose filters match many rows (SORT_AT_MOST or more), walking in order is what
-        # stops early: the filters are then checked on the way (`walk_sql`).
-        walk = not any(condition.indexed for condition in conditions) or (
-            limit is not None and not deeper and self._dense(conditions))
+        # stops early: the filters are then checked on the way (`walk_sql`). A substring is
+        # first narrowed to its rare trigrams (`_narrow_substrings`), which also tells dense
+        # from sparse without reading the common ones.
+        self._narrow_substrings(conditions)
+        walk = not any(condition.indexed for condition in conditions)
+        few = False  # a page whose rows a sparse filter's index finds
+        if not walk and limit is not None and not deeper:
+            walk = self._dense(conditions)
+            few = not walk
         for condition in conditions:
             if condition.level <= depth:
-                where.append(condition.walk_sql if walk else condition.sql)
-                params.extend(condition.walk_params if walk else condition.params)
+                # a substring found in many rows, beside a filter whose index finds few: tested on those rows
+                row_test = walk or (few and condition.probes and not condition.sparse)
+                where.append(condition.walk_sql if row_test else condition.sql)
+                params.extend(condition.walk_params if row_test else condition.params)
         if deeper:
             deepest = max(condition.level for condition in deeper)
             child_column, own_column = _PARENT_LINK[depth + 1]
@@ -1170,19 +1179,49 @@ class DICOMDatabase:
 
     def _dense(self, conditions: list[_Condition]) -> bool:
         """Whether every filter an index can find finds at least SORT_AT_MOST rows (read up to
-        that many, so the answer costs the same at any size). A substring is counted in its
-        trigram index alone: as an `IN (...)` SQLite would read every match first."""
+        that many, so the answer costs the same at any size). A substring has been told by its
+        trigrams' counts (`_narrow_substrings`)."""
         for condition in conditions:
             if not condition.indexed:
                 continue
-            if condition.candidates_sql is not None:
-                rows, params = condition.candidates_sql, condition.params[:1]
-            else:
-                rows, params = f"SELECT 1 FROM {_TABLES[condition.level]} WHERE {condition.sql}", condition.params
-            found = self._conn().execute(f"SELECT COUNT(*) FROM ({rows} LIMIT ?)", [*params, SORT_AT_MOST]).fetchone()[0]
+            if condition.probes:
+                if condition.sparse:
+                    return False
+                continue
+            rows = f"SELECT 1 FROM {_TABLES[condition.level]} WHERE {condition.sql}"
+            found = self._conn().execute(f"SELECT COUNT(*) FROM ({rows} LIMIT ?)",
+                                         [*condition.params, SORT_AT_MOST]).fetchone()[0]
             if found < SORT_AT_MOST:
                 return False
         return True
+
+    def _narrow_substrings(self, conditions: list[_Condition]) -> None:
+        """Count, up to SORT_AT_MOST each, the rows of every trigram of the substrings the trigram
+        indexes can find, in one statement. A substring with a rare trigram (in fewer rows than
+        that) is `sparse`: its candidates are the rows holding its rare trigrams, read from the
+        index (at most SORT_AT_MOST rows, whatever the size). Without one, every trigram is
+        common: a page walks in order (the rows holding them all may still be few: then the walk
+        reads far, and an answer without a page reads the whole substring from the index).
+
+        Why: the index's own substring search reads the rows of every trigram of the pattern, and
+        a pattern's common trigrams (`Nam` in 20,000 names all starting `Name0`) cost what a scan did."""
+        counted = [(condition, probe, token) for condition in conditions if condition.probes
+                   for probe in condition.probes for token in probe.tokens]
+        if not counted:
+            return
+        sql = "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM (SELECT 1 FROM {probe.fts} WHERE {probe.fts} MATCH ?"
+                                    f" LIMIT {SORT_AT_MOST}))" for _, probe, _ in counted)
+        found = self._conn().execute(sql, [_phrases([token]) for _, _, token in counted]).fetchone()
+        counts: dict[tuple[int, str], int] = {(id(probe), token): count
+                                              for (_, probe, token), count in zip(counted, found)}
+        for condition in conditions:
+            if not condition.probes:
+                continue
+            rare = [sorted((counts[id(probe), token], token) for token in probe.tokens
+                           if counts[id(probe), token] < SORT_AT_MOST) for probe in condition.probes]
+            if all(rare):
+                # the three rarest suffice: the index intersects them, the row test decides
+                condition.narrow([[token for _, token in tokens[:3]] for tokens in rare])
 
     def _after_key(self, depth: int, after: Any) -> tuple:
         """The ordering values of the row a page continues after (read again by its UID; for a
@@ -1770,12 +1809,34 @@ _FILTER_COLUMNS: dict[str, tuple[int, str, str]] = {
     "BodyPartExamined": (2, "se.BodyPartExamined", "exact"),
     "SOPInstanceUID": (3, "i.SOPInstanceUID", "exact"),
 }
-FILTER_KEYWORDS = tuple(_FILTER_COLUMNS) + ("date_from", "date_to")
+FILTER_KEYWORDS = tuple(_FILTER_COLUMNS) + ("date_from", "date_to", "patient_words")
 
 
 def _wildcard_to_like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
+
+
+@dataclass
+class _TextProbe:
+    """A substring one trigram index (`fts`) can find: the rows whose text holds the LIKE
+    pattern are among those holding every run of 3 or more literal characters of it (`runs`),
+    and among those holding every trigram of `tokens`."""
+    fts: str
+    runs: list[str]
+    tokens: list[str]
+
+    def candidates(self, tokens: Sequence[str] | None = None) -> tuple[str, list[Any]]:
+        """The rowids the index finds: for the pattern's runs, or for some of its trigrams (more
+        rows: the row test decides). A MATCH of phrases, not the index's LIKE, which reads each
+        row's text again from the table to test it."""
+        return f"SELECT rowid FROM {self.fts} WHERE {self.fts} MATCH ?", [_phrases(self.runs if tokens is None
+                                                                                      else tokens)]
+
+
+def _phrases(texts: Sequence[str]) -> str:
+    """An FTS5 query: every text as a phrase (with the trigram tokenizer: its trigrams in a row)."""
+    return " AND ".join('"' + text.replace('"', '""') + '"' for text in texts)
 
 
 @dataclass
@@ -1789,8 +1850,24 @@ class _Condition:
     indexed: bool
     walk_sql: str
     walk_params: list[Any]
-    #: rows the index finds, for `_dense` (None: the level's table filtered by `sql`)
-    candidates_sql: str | None = None
+    #: a substring the trigram indexes find: the row's key column and the indexes to ask (the row
+    #: matches when any of them finds it, and `walk_sql` holds)
+    rowid: str = ""
+    probes: list[_TextProbe] = field(default_factory=list)
+    #: set by `narrow`: the substring's candidates come from its rare trigrams
+    sparse: bool = False
+
+    def narrow(self, tokens: list[list[str]]) -> None:
+        """Find the rows from these trigrams (one list per probe) instead of the whole pattern."""
+        self.sql, self.params = self._from_index(tokens)
+        self.sparse = True
+
+    def _from_index(self, tokens: list[list[str]] | None = None) -> tuple[str, list[Any]]:
+        parts = [probe.candidates(None if tokens is None else tokens[number])
+                 for number, probe in enumerate(self.probes)]
+        union = " UNION ".join(sql for sql, _ in parts)
+        return (f"{self.rowid} IN ({union}) AND ({self.walk_sql})",
+                [value for _, values in parts for value in values] + self.walk_params)
 
 
 def _substring_run(pattern: str) -> bool:
@@ -1801,6 +1878,38 @@ def _substring_run(pattern: str) -> bool:
     return any(len(run) >= 3 for run in re.split(r"[%_]", pattern))
 
 
+def _runs(pattern: str) -> list[str]:
+    """A LIKE pattern's runs of 3 or more literal characters (`_substring_run`)."""
+    return [run for run in re.split(r"[%_]", pattern) if len(run) >= 3]
+
+
+def _trigrams(runs: Sequence[str]) -> list[str]:
+    """The distinct trigrams of the runs."""
+    tokens: dict[str, str] = {}
+    for run in runs:
+        for start in range(len(run) - 2):
+            tokens.setdefault(run[start:start + 3].lower(), run[start:start + 3])
+    return list(tokens.values())
+
+
+def _text_condition(level: int, columns: Sequence[str], pattern: str, text_index: bool) -> _Condition:
+    """`pattern` (LIKE, case-insensitive) in any of `columns` of one level: through their
+    trigram indexes when each can find it, else tested on every row read."""
+    test = " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in columns)
+    test = test if len(columns) == 1 else f"({test})"
+    test_params = [pattern] * len(columns)
+    if not (text_index and _substring_run(pattern) and all(column in _TEXT_INDEXES for column in columns)):
+        return _Condition(level, test, test_params, False, test, test_params)
+    rowid = f"{columns[0].split('.')[0]}.{_TEXT_INDEXES[columns[0]][1]}"
+    runs = _runs(pattern)
+    probes = [_TextProbe(_TEXT_INDEXES[column][3], runs, _trigrams(runs)) for column in columns]
+    condition = _Condition(level, "", [], True, test, test_params, rowid, probes)
+    # the trigram index finds the candidates (it folds case beyond ASCII, so it may find more);
+    # LIKE on the row keeps the meaning the filter always had
+    condition.sql, condition.params = condition._from_index()
+    return condition
+
+
 def _conditions(filters: dict[str, Any], text_index: bool = False) -> list[_Condition]:
     """The DICOM-keyword filters as SQL conditions.
 
@@ -1808,7 +1917,8 @@ def _conditions(filters: dict[str, Any], text_index: bool = False) -> list[_Cond
     both accept DICOM wildcards * and ? (a pattern without a leading wildcard uses the column's
     index; with `text_index`, a substring of three characters or more uses the trigram index).
     StudyDate takes a DICOM range ("20200101-20201231", "-20201231", "20200101-") or
-    date_from/date_to.
+    date_from/date_to. `patient_words` (the browser's search box): each word, taken literally,
+    in the patient's name or ID (case-insensitive; `^` reads as a space).
     """
     conditions: list[_Condition] = []
 
@@ -1820,6 +1930,11 @@ def _conditions(filters: dict[str, Any], text_index: bool = False) -> list[_Cond
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
     date_from = filters.pop("date_from", None)
     date_to = filters.pop("date_to", None)
+    words = filters.pop("patient_words", None)
+    if words:
+        text = words if isinstance(words, str) else " ".join(words)
+        for word in text.replace("^", " ").split():
+            conditions.append(_text_condition(0, ("p.PatientsName", "p.PatientID"), _like_word(word), text_index))
     for key, value in filters.items():
         if key not in _FILTER_COLUMNS:
             raise ValueError(f"unknown filter {key!r}; known: {', '.join(FILTER_KEYWORDS)}")
@@ -1839,16 +1954,8 @@ def _conditions(filters: dict[str, Any], text_index: bool = False) -> list[_Cond
             like = f"{column} LIKE ? ESCAPE '\\'"
             if wildcard and prefix:
                 add(level, like, [pattern], True, f"+{like}")
-            elif text_index and _substring_run(pattern):
-                table, rowid, fts_column, fts = _TEXT_INDEXES[level]
-                alias = column.split(".")[0]
-                # the trigram index finds the candidates (it folds case beyond ASCII, so it may
-                # find more); LIKE on the row keeps the meaning the filter always had
-                add(level, f"{alias}.{rowid} IN (SELECT rowid FROM {fts} WHERE {fts_column} LIKE ?) AND {like}",
-                    [pattern, pattern], True, like, [pattern])
-                conditions[-1].candidates_sql = f"SELECT rowid FROM {fts} WHERE {fts_column} LIKE ?"
             else:
-                add(level, like, [pattern], False)
+                conditions.append(_text_condition(level, (column,), pattern, text_index))
         elif wildcard:
             add(level, f"{column} LIKE ? ESCAPE '\\'", [_wildcard_to_like(text)], prefix,
                 f"+{column} LIKE ? ESCAPE '\\'")
@@ -1856,14 +1963,16 @@ def _conditions(filters: dict[str, Any], text_index: bool = False) -> list[_Cond
             add(level, f"{column} = ? COLLATE NOCASE", [text], True, f"+{column} = ? COLLATE NOCASE")
         else:
             add(level, f"{column} = ?", [text], True, f"+{column} = ?")
-    # each bound as a closed range (':' follows the digits, '' is no date): SQLite, which has no
-    # statistics of the dates, takes a one-sided range for most of the table and may scan instead
-    if date_from:
-        add(1, "st.StudyDate >= ? AND st.StudyDate < ':'", [str(date_from).replace("-", "")], True,
-            "+st.StudyDate >= ? AND +st.StudyDate < ':'")
-    if date_to:
-        add(1, "st.StudyDate > '' AND st.StudyDate <= ?", [str(date_to).replace("-", "")], True,
-            "+st.StudyDate > '' AND +st.StudyDate <= ?")
+    # a range is one condition (each bound alone finds most of the table, together a month);
+    # each bound closed (':' follows the digits, '' is no date): SQLite, which has no statistics
+    # of the dates, takes a one-sided range for most of the table and may scan instead
+    low = str(date_from).replace("-", "") if date_from else ""
+    high = str(date_to).replace("-", "") if date_to else ""
+    if low or high:
+        bounds = [low, high] if low and high else [low] if low else [high]
+        sql = ("st.StudyDate >= ? AND st.StudyDate <= ? AND st.StudyDate < ':'" if low and high else
+               "st.StudyDate >= ? AND st.StudyDate < ':'" if low else "st.StudyDate > '' AND st.StudyDate <= ?")
+        add(1, sql, bounds, True, sql.replace("st.StudyDate", "+st.StudyDate"))
     return conditions
 
 
@@ -1896,23 +2005,41 @@ def patient_page(database: DICOMDatabase, *, limit: int = 200, after: dict[str, 
     `order` "name" (PatientsNameIndex) or "id" (PatientsIDIndex), `descending` walks it backwards;
     `blank` False lists the patients whose name (id) is present, True those where it is blank
     (ordered by the remaining terms). `words`: each must be in the name or ID (case-insensitive;
-    `^` reads as a space). A study filter (`date_from`/`date_to` YYYYMMDD, `modality`,
+    `^` reads as a space): the API's `patient_words` filter, found as `patients()` finds it (its
+    rare trigrams' rows read from the trigram indexes and sorted; when every trigram is common,
+    checked on the way). A study filter (`date_from`/`date_to` YYYYMMDD, `modality`,
     `description_words`, each in the study's or in one series' description) keeps patients with
     a study that passes, checked per patient as the index is walked: a page costs the rows read
     until it is full, which grows with the database only when few patients match.
     Rows are `patients()`'s plus `RowKey` (the table's row id, the id order's tie-break).
     """
+    sql, params = patient_page_query(database, limit=limit, after=after, order=order, descending=descending,
+                                     blank=blank, words=words, date_from=date_from, date_to=date_to,
+                                     modality=modality, description_words=description_words)
+    return [dict(row) for row in database._conn().execute(sql, params)]
+
+
+def patient_page_query(database: DICOMDatabase, *, limit: int = 200, after: dict[str, Any] | None = None,
+                       order: str = "name", descending: bool = False, blank: bool = False,
+                       words: Sequence[str] = (), date_from: str = "", date_to: str = "", modality: str = "",
+                       description_words: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """The SQL and parameters `patient_page` runs (tests read their query plans)."""
     if order not in _PAGE_ORDERS:
         raise ValueError(f"unknown order {order!r}; known: {', '.join(PAGE_ORDERS)}")
     terms, column, fields = _PAGE_ORDERS[order]
     if blank:
         terms, fields = terms[1:], fields[1:]
-    where: list[str] = [f"({column} IS NULL OR {column} = '')" if blank else f"{terms[0]} > ''"]
+    conditions = _conditions({"patient_words": tuple(words)}, database._text_index)
+    database._narrow_substrings(conditions)
+    # the rows a sparse word's index finds are sorted (the unary + keeps SQLite from walking the
+    # order's index instead); otherwise the order's index is walked and the words tested
+    sort = any(condition.sparse for condition in conditions)
+    plus = "+" if sort else ""
+    where: list[str] = [f"({plus}{column} IS NULL OR {plus}{column} = '')" if blank else f"{plus}{terms[0]} > ''"]
     params: list[Any] = []
-    for word in words:
-        where.append("(LOWER(REPLACE(IFNULL(p.PatientsName, ''), '^', ' ')) || ' ' || LOWER(IFNULL(p.PatientID, '')))"
-                     " LIKE ? ESCAPE '\\'")
-        params.append(_like_word(word.lower()))
+    for condition in conditions:
+        where.append(condition.sql if sort and condition.sparse else condition.walk_sql)
+        params.extend(condition.params if sort and condition.sparse else condition.walk_params)
     study_where: list[str] = []
     if date_from:
         study_where.append("+st.StudyDate >= ? AND +st.StudyDate < ':'")
@@ -1937,14 +2064,15 @@ def patient_page(database: DICOMDatabase, *, limit: int = 200, after: dict[str, 
     # indexes, rather than walking every study of a date or series of a modality per patient)
     if study_where:
         where.append(f"EXISTS (SELECT 1 FROM Studies st WHERE st.PatientsUID = p.UID AND {' AND '.join(study_where)})")
+    keys = [f"+{terms[0]}", *terms[1:]] if sort else list(terms)
     if after is not None:
-        where.append(f"({', '.join(terms)}) {'<' if descending else '>'} ({', '.join('?' * len(terms))})")
+        where.append(f"({', '.join(keys)}) {'<' if descending else '>'} ({', '.join('?' * len(terms))})")
         params.extend(after.get(field) for field in fields)
     direction = " DESC" if descending else ""
     sql = (f"SELECT {_SELECT[0]}, p.UID AS RowKey FROM Patients p WHERE {' AND '.join(where)}"
-           f" ORDER BY {', '.join(term + direction for term in terms)} LIMIT ?")
+           f" ORDER BY {', '.join(term + direction for term in keys)} LIMIT ?")
     params.append(max(0, int(limit)))
-    return [dict(row) for row in database._conn().execute(sql, params)]
+    return sql, params
 
 
 def modalities(database: DICOMDatabase) -> list[str]:
