@@ -281,3 +281,119 @@ def test_export_dialog_keeps_overlapping_segments_of_a_loaded_seg(qtbot, corpus,
                 assert _dice(masks[name], voxels == label) == 1.0, (reference_name, name)
     finally:
         logic.close()
+
+
+def _labelmap_node(scene, path, names_and_colours=None):
+    """A labelmap volume node of `path` (a labelmap NRRD) in `scene`, as Slicer holds one: a display
+    node whose colour table names and colours the label values given."""
+    import SimpleITK as sitk
+    import slicer
+
+    from DICOMBrowser.DICOMBrowserLib import scene as scenes
+
+    image = sitk.ReadImage(str(path))
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", path.name.split(".")[0])
+    scenes.set_geometry(node, _lps_image_to_ras(image))
+    node.SetAndObserveImageData(scenes.image_data_from_array(sitk.GetArrayFromImage(image).astype(np.int16), copy=True))
+    display = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
+    if names_and_colours:
+        table = slicer.vtkMRMLColorTableNode()
+        table.SetTypeToUser()
+        table.SetNumberOfColors(max(names_and_colours) + 1)
+        for value, (name, rgb) in names_and_colours.items():
+            table.SetColor(value, name, *(c / 255 for c in rgb), 1.0)
+        scene.AddNode(table)
+        display.SetAndObserveColorNodeID(table.GetID())
+    node.SetAndObserveDisplayNodeID(display.GetID())
+    return node
+
+
+def test_export_dialog_lists_a_labelmaps_values_as_segments_and_exports_them_as_seg(qtbot, corpus, tmp_path):
+    """Given dcmqi's CT slices in a database and a labelmap (partial_overlaps-1.nrrd: values 1, 4, 5)
+    in the browser's scene with a colour table naming and colouring its values, when the user picks
+    the labelmap in the Export dialog, then its values are listed as segments with the table's names
+    and colours; after renaming one and recolouring another, the SEG exported into the database
+    passes dciodvfy and our SEG plugin reads back three segments with those names and colours, each
+    with Dice 1.0 against its value in the labelmap. A labelmap without a colour table is listed as
+    "Segment N" without colour."""
+    import SimpleITK as sitk
+
+    from dicom_checks import assert_valid, require_dciodvfy
+    from DICOMBrowser.DICOMBrowserLib import scene as scenes
+    from DICOMBrowser.DICOMBrowserLib.segmentation import segment_arrays
+    from DICOMBrowser.DICOMBrowserLib.widgets.exportdialog import ExportDialog
+
+    require_dciodvfy()
+    folder = corpus / SEGMENTATIONS
+    ct = pydicom.dcmread(folder / "ct-3slice" / "01.dcm", stop_before_pixels=True)
+    table = {1: ("Green part", (0, 200, 0)), 4: ("Light blue part", (120, 180, 255)), 5: ("Dark blue part", (0, 0, 140))}
+    logic = DICOMBrowserLogic(tmp_path / "db")
+    try:
+        logic.import_paths([folder / "ct-3slice"])
+        labelmap = _labelmap_node(logic.gui_scene, folder / "partial_overlaps-1.nrrd", table)
+        plain = _labelmap_node(logic.gui_scene, folder / "partial_overlaps-2.nrrd")
+        dialog = ExportDialog(logic, ct.StudyInstanceUID)
+        qtbot.addWidget(dialog)
+        assert dialog.source_combo.findText(f"{plain.GetName()} (labelmap)") >= 0
+        dialog.source_combo.setCurrentIndex(dialog.source_combo.findData(plain.GetID()))
+        assert dialog.kind_combo.currentText() == "Segmentation (SEG)" and not dialog.segment_table.isHidden()
+        segments = dialog.segment_table
+        assert [(segments.item(r, 0).text(), segments.item(r, 1).text()) for r in range(segments.rowCount())] == [
+            ("Segment 2", "")]
+        dialog.source_combo.setCurrentIndex(dialog.source_combo.findData(labelmap.GetID()))
+        assert dialog.source_combo.currentText() == f"{labelmap.GetName()} (labelmap)"
+        shown = [(segments.item(r, 0).text(), segments.item(r, 1).text(), segments.item(r, 2).text(),
+                  segments.item(r, 0).data(QtCore.Qt.ItemDataRole.DecorationRole)) for r in range(segments.rowCount())]
+        assert [(name, colour) for name, colour, _, _ in shown] == [
+            (name, ",".join(map(str, rgb))) for name, rgb in table.values()]
+        assert all(terms == "Tissue / Tissue (default)" for _, _, terms, _ in shown)
+        swatch = shown[0][3]
+        assert (swatch.red(), swatch.green(), swatch.blue()) == table[1][1]
+        segments.item(1, 0).setText("Kidney cortex")  # what typing into the cells does
+        segments.item(2, 1).setText("10,20,30")
+        dialog.reference_combo.setCurrentIndex(dialog.reference_combo.findData(ct.SeriesInstanceUID))
+        dialog.set_tag("SeriesDescription", "Labelmap from the dialog")
+        dialog.grab().save(str(tmp_path / "export-dialog-labelmap.png"))
+        with qtbot.waitSignal(dialog.exportFinished, timeout=120000) as finished:
+            dialog.start_export()
+        assert finished.args == [True], dialog.last_error
+        files = logic.files_for_uid(dialog.last_result.series_uid)
+        assert len(files) == 1
+        assert all("Retired Person Name" in w for w in assert_valid(files))  # the CT's own PatientName
+        assert pydicom.dcmread(files[0], stop_before_pixels=True).SeriesDescription == "Labelmap from the dialog"
+
+        node = _seg_node_loaded_by_our_plugin(logic, dialog.last_result.series_uid, scenes.new_scene())
+        loaded = node.GetSegmentation()
+        read_back = {loaded.GetNthSegment(i).GetName(): loaded.GetNthSegment(i).GetColor()
+                     for i in range(loaded.GetNumberOfSegments())}
+        expected = {"Green part": (1, table[1][1]), "Kidney cortex": (4, table[4][1]), "Dark blue part": (5, (10, 20, 30))}
+        assert set(read_back) == set(expected)
+        reference = sitk.ReadImage(str(folder / "partial_overlaps-1.nrrd"))
+        voxels = sitk.GetArrayFromImage(reference)
+        masks = segment_arrays(node, _lps_image_to_ras(reference), voxels.shape)
+        for name, (value, rgb) in expected.items():
+            assert np.allclose(np.array(read_back[name]) * 255, rgb, atol=1.0), name  # CIELab there and back
+            assert _dice(masks[name], voxels == value) == 1.0, name
+    finally:
+        logic.close()
+
+
+def test_export_dialog_offers_the_standards_options_and_keeps_the_date_options_apart(qtbot, logic_with_loaded_series):
+    """The de-identification box lists every option we implement (PS3.15's names); ticking "full
+    dates" unticks "dates, shifted" (the two exclude each other), and the ticked ones are the
+    options the export gets."""
+    from DICOMBrowser.DICOMBrowserLib.deidprofile import PROFILE_OPTIONS
+    from DICOMBrowser.DICOMBrowserLib.widgets.exportdialog import ExportDialog
+
+    logic, source = logic_with_loaded_series
+    dialog = ExportDialog(logic, source.StudyInstanceUID)
+    qtbot.addWidget(dialog)
+    assert set(dialog.option_boxes) == set(PROFILE_OPTIONS)
+    dialog.deidentify_box.setChecked(True)
+    dialog.option_boxes["dates"].setChecked(True)
+    dialog.option_boxes["descriptors"].setChecked(True)
+    dialog.option_boxes["full-dates"].setChecked(True)
+    assert not dialog.option_boxes["dates"].isChecked()
+    assert dialog.deidentify_options().options == {"full-dates", "descriptors"}
+    dialog.option_boxes["dates"].setChecked(True)
+    assert dialog.deidentify_options().options == {"dates", "descriptors"}

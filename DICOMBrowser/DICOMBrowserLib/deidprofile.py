@@ -26,6 +26,16 @@ OPTION_COLUMNS = {
     "uids": "retain_uids",
     "descriptors": "clean_descriptors",
 }
+#: option name -> what the export dialog shows (the standard's option names, shortened)
+OPTION_LABELS = {
+    "dates": "Retain dates, shifted",
+    "full-dates": "Retain full dates",
+    "patient-characteristics": "Retain patient characteristics",
+    "device-identity": "Retain device identity",
+    "institution-identity": "Retain institution identity",
+    "uids": "Retain UIDs",
+    "descriptors": "Clean descriptors (keep them)",
+}
 #: options that cannot be combined (the two ways of retaining dates)
 EXCLUSIVE_OPTIONS = ({"dates", "full-dates"},)
 #: Basic Application Level Confidentiality Profile

@@ -5,10 +5,12 @@ scene, a file, or the whole scene as a data bundle), see the study's pre-filled 
 attributes and edit the series attributes (each edited or added row becomes a `--set`), choose
 de-identification and where the objects go (database, folder, a configured node). A
 segmentation node (e.g. the one our SEG plugin loads) shows its segments with their names,
-colours and terms; names and colours can be edited (each change becomes a `--segment`), and the
-SEG refers to the series the segmentation says it was drawn on. The export runs on a
-BackgroundTask with a busy progress dialog; the GUI thread only collects the choices (and, for a
-segmentation node, copies its masks: the scene's VTK objects are not read from another thread).
+colours and terms; a labelmap volume node shows its label values as segments, named and coloured
+by its colour table (else "Segment N" without colour). Names and colours can be edited (each
+change becomes a `--segment`), and the SEG refers to the series the node says it was drawn on.
+The export runs on a BackgroundTask with a busy progress dialog; the GUI thread only collects the
+choices (and, for a segmentation or labelmap node, copies its masks or voxels: the scene's VTK
+objects are not read from another thread).
 Every choice is one argument of the same logic call the CLI makes.
 """
 from __future__ import annotations
@@ -70,6 +72,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.segment_table.setMaximumHeight(140)  # about four segments; the attribute table keeps its room
         self.segment_table.itemChanged.connect(self._segment_edited)
         self._segment_infos: list[Any] = []  # SegmentInfo of each row, as the node describes them
+        self._shown_segments: list[tuple[str, Any]] = []  # (name, colour) of each row as first shown
 
         self.tags = QtWidgets.QTableWidget(0, 2, objectName="exportTags")
         self.tags.setHorizontalHeaderLabels(["Attribute", "Value"])
@@ -87,12 +90,20 @@ class ExportDialog(QtWidgets.QDialog):
         self.option_boxes: dict[str, QtWidgets.QCheckBox] = {}
         deid_layout = QtWidgets.QFormLayout(self.deidentify_box)
         deid_layout.addRow("Key", self.key_edit)
-        from ..deidprofile import PROFILE_OPTIONS
+        from ..deidprofile import EXCLUSIVE_OPTIONS, OPTION_LABELS, PROFILE_OPTIONS
 
-        for name in sorted(PROFILE_OPTIONS):
-            box = QtWidgets.QCheckBox(f"retain {name}", objectName=f"exportRetain-{name}")
+        options_grid = QtWidgets.QGridLayout()  # two columns: the seven options in four rows
+        for index, name in enumerate(PROFILE_OPTIONS):
+            box = QtWidgets.QCheckBox(OPTION_LABELS[name], objectName=f"exportRetain-{name}")
+            box.setToolTip(f"PS3.15 Annex E option, DCM {PROFILE_OPTIONS[name]} (--retain {name})")
             self.option_boxes[name] = box
-            deid_layout.addRow(box)
+            options_grid.addWidget(box, index // 2, index % 2)
+        deid_layout.addRow(options_grid)
+        for group in EXCLUSIVE_OPTIONS:  # ticking one unticks the others
+            for name in group:
+                self.option_boxes[name].toggled.connect(
+                    lambda on, name=name, group=group: on and [self.option_boxes[o].setChecked(False)
+                                                               for o in group if o != name])
 
         self.to_database = QtWidgets.QCheckBox("Into this database", objectName="exportToDatabase")
         self.to_database.setChecked(True)
@@ -155,6 +166,9 @@ class ExportDialog(QtWidgets.QDialog):
                         continue
                     self.source_combo.addItem(f"{node.GetName()} (segmentation)", node.GetID())
                     continue
+                if node.IsA("vtkMRMLLabelMapVolumeNode"):
+                    self.source_combo.addItem(f"{node.GetName()} (labelmap)", node.GetID())
+                    continue
                 self.source_combo.addItem(node.GetName(), node.GetID())
         self.source_combo.addItem("Whole scene (data bundle)", "scene")
 
@@ -197,7 +211,8 @@ class ExportDialog(QtWidgets.QDialog):
             elif node is not None:
                 modality = node.GetAttribute("DICOM.Modality") or ""
                 self.kind_combo.setCurrentText("MR image series" if modality == "MR" else "CT image series")
-        self._show_segments(node if node is not None and node.IsA("vtkMRMLSegmentationNode") else None)
+        has_segments = node is not None and (node.IsA("vtkMRMLSegmentationNode") or node.IsA("vtkMRMLLabelMapVolumeNode"))
+        self._show_segments(node if has_segments else None)
 
     def _kind_changed(self, *args: Any) -> None:
         modality = KINDS[self.kind_combo.currentText()][1]
@@ -206,18 +221,24 @@ class ExportDialog(QtWidgets.QDialog):
             self.enhanced_box.setChecked(False)
 
     def _show_segments(self, node: Any) -> None:
-        """Fill the segment table from a segmentation node (hidden for other sources) and choose
-        the series the segmentation was drawn on as the SEG's reference when the study has it."""
+        """Fill the segment table from a segmentation or labelmap node (hidden for other sources)
+        and choose the series the node was drawn on as the SEG's reference when the study has it."""
         from ..export.segmentation import describe_segments
 
-        self._segment_infos = describe_segments(node) if node is not None else []
+        if node is None:
+            self._segment_infos = []
+        elif node.IsA("vtkMRMLLabelMapVolumeNode"):
+            self._segment_infos = labelmap_segments(node).segments
+        else:
+            self._segment_infos = describe_segments(node)
+        self._shown_segments = [(info.name or f"Segment {info.label}", info.color) for info in self._segment_infos]
         self.segment_table.blockSignals(True)
         self.segment_table.setRowCount(0)
-        for info in self._segment_infos:
+        for info, (shown_name, _) in zip(self._segment_infos, self._shown_segments):
             row = self.segment_table.rowCount()
             self.segment_table.insertRow(row)
-            name = QtWidgets.QTableWidgetItem(info.name)
-            name.setData(QtCore.Qt.ItemDataRole.UserRole, info.label)  # the segment ID
+            name = QtWidgets.QTableWidgetItem(shown_name)
+            name.setData(QtCore.Qt.ItemDataRole.UserRole, info.label)  # the segment ID or label value
             colour = QtWidgets.QTableWidgetItem(",".join(str(c) for c in info.color) if info.color else "")
             terms = QtWidgets.QTableWidgetItem(
                 f"{info.category[2]} / {info.type[2]}" if info.category and info.type else "Tissue / Tissue (default)")
@@ -262,14 +283,14 @@ class ExportDialog(QtWidgets.QDialog):
         from ..export.segmentation import SegmentInfo
 
         overrides = []
-        for row, info in enumerate(self._segment_infos):
+        for row, (info, (shown_name, shown_color)) in enumerate(zip(self._segment_infos, self._shown_segments)):
             name = self.segment_table.item(row, 0).text().strip()
             try:
                 color = _parse_color(self.segment_table.item(row, 1).text())
             except ValueError as error:
-                raise ValueError(f"segment {info.name!r}: {error}") from error
-            changed_name = name if name and name != info.name else ""
-            changed_color = color if color is not None and color != info.color else None
+                raise ValueError(f"segment {shown_name!r}: {error}") from error
+            changed_name = name if name and name != shown_name else ""
+            changed_color = color if color is not None and color != shown_color else None
             if changed_name or changed_color:
                 overrides.append(SegmentInfo(info.label, changed_name, changed_color))
         return overrides
@@ -327,6 +348,8 @@ class ExportDialog(QtWidgets.QDialog):
 
                 # masks copied here, in the GUI thread that owns the scene; the task gets numpy arrays
                 source = segments_from_node(source)
+            elif hasattr(source, "IsA") and source.IsA("vtkMRMLLabelMapVolumeNode"):
+                source = labelmap_segments(source)  # voxels copied here too, names and colours from its table
             return lambda: logic.export_segmentation(source, study_uid, reference, segments=segments,
                                                      series_description=description, deidentify=deidentify,
                                                      **destinations)
@@ -370,6 +393,29 @@ class ExportDialog(QtWidgets.QDialog):
         self.status.setText(f"Export failed: {message}")
         self.buttons.setEnabled(True)
         self.exportFinished.emit(False)
+
+
+def labelmap_segments(node: Any) -> Any:
+    """A labelmap volume node as a SegmentationSource (its voxels copied): each non-zero value one
+    segment, named and coloured by the colour table of the node's display node where the table
+    has that value (Slicer's labelmaps carry one); else unnamed ("Segment N") and without colour."""
+    from ..export.segmentation import segments_from_labelmap
+    from ..export.volume import volume_from_node
+
+    source = segments_from_labelmap(volume_from_node(node))
+    display = node.GetDisplayNode()
+    table = display.GetColorNode() if display is not None else None
+    if table is None:
+        return source
+    for info in source.segments:
+        label = int(info.label)
+        if label >= table.GetNumberOfColors() or not table.GetColorDefined(label):
+            continue
+        info.name = table.GetColorName(label) or ""
+        rgba = [0.0, 0.0, 0.0, 0.0]
+        if table.GetColor(label, rgba):
+            info.color = tuple(int(round(c * 255)) for c in rgba[:3])
+    return source
 
 
 def _parse_color(text: str) -> tuple[int, int, int] | None:
