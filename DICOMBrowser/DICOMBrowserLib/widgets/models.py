@@ -384,7 +384,9 @@ class PagedPatientModel(PatientModel):
         self.refresh()
 
     def set_filter(self, text: str) -> None:
-        """Keep patients whose name or ID contains every word of `text` (case-insensitive), in the query."""
+        """Keep patients whose name or ID contains every word of `text` (case-insensitive): the
+        database's `patient_words` filter, in the query (read from the trigram indexes when a
+        word has a rare trigram)."""
         self.set_query(words=tuple(text.strip().lower().replace("^", " ").split()))
 
     def set_allowed(self, uids: set[str] | None) -> None:
