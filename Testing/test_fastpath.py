@@ -178,3 +178,73 @@ def test_the_slow_path_does_not_poll(database, series_factory, tmp_path, monkeyp
         summary = scu.send(RemoteNode("scp", peer.ae_title, "127.0.0.1", peer.port), "SLOWPATH", triples)
     assert summary.sent >= 1  # (pynetdicom 3.0.4's own path may lose a response: docs/networking.md)
     assert short == []
+
+
+# pynetdicom's association internals: only the package (its _connection accessors and the fast
+# path) may name them; a getattr/hasattr with the name as a string counts too
+ASSOCIATION_INTERNALS = {"dul", "acse", "dimse", "to_user_queue", "send_reject", "_reactor_checkpoint", "_is_paused",
+                         "_run_reactor", "_serve_request", "_kill", "_recv_pdu", "_read_pdu_data"}
+
+
+def test_no_pynetdicom_internals_are_named_outside_the_package():
+    """The connection guards (admission.py), the Nagle switch (sockets.py), the listener and the
+    requestors reach an association's socket, reader and queues through the package's accessors."""
+    import ast
+    from pathlib import Path
+
+    library = Path(fastpath.__file__).parents[2]
+    package = Path(fastpath.__file__).parent
+    offenders = []
+    for path in library.rglob("*.py"):
+        if package in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ASSOCIATION_INTERNALS:
+                offenders.append(f"{path.name}:{node.lineno}: .{node.attr}")
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr", "hasattr", "setattr"):
+                offenders += [f"{path.name}:{node.lineno}: {arg.value!r}" for arg in node.args[1:2]
+                              if isinstance(arg, ast.Constant) and arg.value in ASSOCIATION_INTERNALS]
+    assert offenders == []
+    public = {name for name in vars(fastpath) if not name.startswith("_")}
+    assert {"raw_socket", "guard_reads", "close_connection", "reject_association", "check_connection_internals",
+            "InternalsError"} <= public
+
+
+def test_the_connection_accessors_warn_on_an_unverified_pynetdicom(monkeypatch, caplog):
+    """They run whatever the switch says (protection, not speed): on a version off VERIFIED that
+    has what they use, a WARNING once, and they work."""
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _connection
+
+    monkeypatch.setenv(fastpath.ENVIRONMENT, "0")
+    monkeypatch.setattr(pynetdicom, "__version__", "3.1.0")
+    monkeypatch.setattr(_connection, "_checked", set())
+    with caplog.at_level(logging.WARNING, logger=_connection.__name__):
+        fastpath.check_connection_internals()
+        fastpath.check_connection_internals()
+    warnings = [r.getMessage() for r in caplog.records if "3.1.0" in r.getMessage()]
+    assert len(warnings) == 1 and "not one the connection guards were verified on" in warnings[0]
+
+
+def test_a_pynetdicom_without_what_the_guards_use_stops_the_listener(monkeypatch, database, cli_runner):
+    """Not a listener whose connections are silently unguarded: an error naming what is missing."""
+    from pynetdicom.acse import ACSE
+
+    from DICOMBrowser.DICOMBrowserLib.networking.fastpath import _connection
+
+    monkeypatch.setattr(pynetdicom, "__version__", "3.9.0")
+    monkeypatch.setattr(_connection, "_checked", set())
+    monkeypatch.delattr(ACSE, "send_reject")
+    with pytest.raises(fastpath.InternalsError, match=r"pynetdicom 3\.9\.0 lacks Association\.acse\.send_reject.*"
+                                                      r"verified on pynetdicom 3\.0\.4"):
+        fastpath.check_connection_internals()
+    listener = StorageListener(database, ae_title="NOGUARD", port=free_port(), host="127.0.0.1")
+    with pytest.raises(fastpath.InternalsError, match="send_reject"):
+        listener.start()
+    assert not listener.running
+    result = cli_runner("listen", "--port", str(free_port()), "--host", "127.0.0.1")
+    assert result.exit_code == 1 and "lacks Association.acse.send_reject" in result.output, result.output
+    # the accessors themselves fail rather than do nothing
+    with pytest.raises(fastpath.InternalsError, match="Association.dul.socket"):
+        fastpath.raw_socket(object())
+    with pytest.raises(fastpath.InternalsError, match="send_reject"):
+        fastpath.reject_association(type("Assoc", (), {"acse": object()})(), 0x02, 0x03, 0x02)

@@ -22,18 +22,25 @@ caller out. What this module does (event handlers and one socket option, bound b
 - **PDU size**: the store lane (and pynetdicom's own reader, through `guard_reads`) refuses a PDU
   whose header claims more than the maximum we announced (`max_pdu_size`) before reading it; the
   store lane answers with A-ABORT. Nothing is allocated from a claimed length: see fastpath/_storelane.py.
+
+This module is the policy; it acts on an association only through the fast-path package's
+connection accessors (`fastpath.raw_socket`, `guard_reads`, `close_connection`,
+`reject_association`), which hold every reach into pynetdicom internals, run whether the fast
+path is on or off, and raise `fastpath.InternalsError` on a pynetdicom without what they use
+(`fastpath.check_connection_internals`, called by the listener and C-GET before they start).
 """
 from __future__ import annotations
 
 import logging
 import select
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import evt
+
+from . import fastpath
 
 
 logger = logging.getLogger(__name__)
@@ -91,26 +98,6 @@ class _Connection:
     requested: bool = False
 
 
-def raw_socket(assoc: Any) -> socket.socket | None:
-    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
-
-
-def drop_connection(assoc: Any) -> None:
-    """Close a connection from outside its threads: shutdown() wakes a DUL thread waiting in
-    select or recv (it sees the peer gone), and an association thread still waiting for the
-    A-ASSOCIATE-RQ is woken too instead of sleeping out its ACSE timeout."""
-    sock = raw_socket(assoc)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed
-            pass
-    dul = getattr(assoc, "dul", None)
-    to_user = getattr(dul, "to_user_queue", None)
-    if to_user is not None and not getattr(assoc, "is_established", False):
-        to_user.put(None)  # what receive_pdu returns on its ACSE timeout: the thread ends
-
-
 class ConnectionGuard:
     """The listener's bookkeeping of open connections; see the module docstring."""
 
@@ -149,14 +136,9 @@ class ConnectionGuard:
 
     def _on_open(self, event: Any) -> None:
         assoc = event.assoc
-        sock = raw_socket(assoc)
-        if sock is not None:
-            # every read and write waits at most this long: a peer that stops halfway through a
-            # PDU cannot hold the network thread (pynetdicom leaves accepted sockets blocking)
-            sock.settimeout(self.limits.dimse_timeout)
-        guard_reads(assoc, self.limits)
         address = getattr(event, "address", None) or ("?", 0)
         host = str(address[0])
+        guard_connection(assoc, self.limits, host)
         victim = None
         with self._lock:
             self._prune()
@@ -174,7 +156,7 @@ class ConnectionGuard:
                                "%d connections without one are open and a new one from %s came in "
                                "(%d closed so far)", victim.host, now - victim.opened,
                                self.limits.max_associations, host, self.evicted)
-            drop_connection(victim.assoc)
+            fastpath.close_connection(victim.assoc)
 
     def _on_requested(self, event: Any) -> None:
         assoc = event.assoc
@@ -201,8 +183,7 @@ class ConnectionGuard:
             logger.warning("Rejecting the association from %s: %s", mine.host, reason)
             # rejected-transient, service provider (presentation), local-limit-exceeded; pynetdicom
             # skips its own negotiation when a handler of EVT_REQUESTED rejected
-            assoc.acse.send_reject(0x02, 0x03, 0x02)
-            assoc.kill()
+            fastpath.reject_association(assoc, 0x02, 0x03, 0x02)
 
     def _on_close(self, event: Any) -> None:
         with self._lock:
@@ -224,7 +205,7 @@ def _idlest(waiting: list[_Connection]) -> _Connection:
 def _has_pending_bytes(assoc: Any) -> bool:
     """True when the peer sent something not read yet (or closed): poll, never read, so nothing
     is taken from the association's own reader."""
-    sock = raw_socket(assoc)
+    sock = fastpath.raw_socket(assoc)
     if sock is None or sock.fileno() < 0:
         return False
     poller = select.poll()
@@ -236,7 +217,7 @@ def _has_pending_bytes(assoc: Any) -> bool:
 
 
 def _closed(assoc: Any) -> bool:
-    sock = raw_socket(assoc)
+    sock = fastpath.raw_socket(assoc)
     return sock is None or sock.fileno() < 0
 
 
@@ -244,79 +225,23 @@ def _host(assoc: Any) -> str:
     return str(getattr(getattr(assoc, "requestor", None), "address", "?"))
 
 
+def guard_connection(assoc: Any, limits: ConnectionLimits, peer: str) -> None:
+    """Every read and write of the connection waits at most dimse_timeout (pynetdicom leaves
+    accepted sockets, and a requestor's once connected, blocking: a peer that stopped halfway
+    through a PDU held the network thread forever), and its PDU reads are bounded in size and
+    time (fastpath.guard_reads)."""
+    sock = fastpath.raw_socket(assoc)
+    if sock is not None:
+        sock.settimeout(limits.dimse_timeout)
+    fastpath.guard_reads(assoc, limits.pdu_limit, limits.dimse_timeout, peer)
+
+
 def requestor_guard(limits: ConnectionLimits):
     """An EVT_CONN_OPEN handler for our own requestor associations that receive data (C-GET):
-    what the listener's connections get in ConnectionGuard._on_open. pynetdicom leaves a
-    requestor's socket blocking once connected, so a peer stopping halfway through a PDU held
-    the network thread until the association was aborted from outside."""
+    what the listener's connections get in ConnectionGuard._on_open (guard_connection)."""
 
     def on_open(event: Any) -> None:
-        sock = raw_socket(event.assoc)
-        if sock is not None:
-            sock.settimeout(limits.dimse_timeout)
-        guard_reads(event.assoc, limits)
+        peer = getattr(getattr(event.assoc, "acceptor", None), "address", "?")  # the peer we called
+        guard_connection(event.assoc, limits, str(peer))
 
     return on_open
-
-
-def guard_reads(assoc: Any, limits: ConnectionLimits) -> None:
-    """The connection's `recv(n)`, which pynetdicom's own PDU reader calls with the claimed PDU
-    length (the store lane reads only headers through it): a length above our limits is refused
-    before any byte is read (the connection is then closed, "Evt17"); the bytes are read into a
-    buffer that grows as they arrive (recv_growing), and the whole read must finish
-    within dimse_timeout, so a peer trickling a byte at a time is stopped too."""
-    association_socket = getattr(getattr(assoc, "dul", None), "socket", None)
-    if association_socket is None or getattr(association_socket.recv, "_guarded", False) \
-            or not hasattr(association_socket, "socket"):
-        return
-    largest = max(limits.pdu_limit(0x04), limits.pdu_limit(0x01))
-
-    def guarded_recv(nr_bytes: int) -> bytearray:
-        if nr_bytes > largest:
-            raise ConnectionError(f"PDU of {nr_bytes} bytes announced by {_host(assoc)}, more than the "
-                                  f"{largest} we accept")
-        return recv_growing(association_socket, nr_bytes, deadline=time.monotonic() + limits.dimse_timeout)
-
-    guarded_recv._guarded = True  # type: ignore[attr-defined]
-    association_socket.recv = guarded_recv
-
-
-def recv_into(association_socket: Any, view: memoryview, deadline: float | None = None) -> int:
-    """Fill `view` from an AssociationSocket's socket; fewer bytes only when the peer closed.
-    Socket errors and timeouts are raised, as pynetdicom's AssociationSocket.recv raises them;
-    TimeoutError also once `deadline` (time.monotonic()) passed between two reads (each read
-    waits at most the socket's own timeout, so a trickling peer is stopped too)."""
-    received, wanted = 0, len(view)
-    while received < wanted:
-        if deadline is not None and received and time.monotonic() > deadline:
-            raise TimeoutError(f"{received} of {wanted} bytes arrived in the time allowed for one PDU")
-        count = association_socket.socket.recv_into(view[received:], wanted - received)
-        if not count:
-            break
-        received += count
-    return received
-
-
-# Bytes read before a buffer is made for the whole of a claimed length: a peer must send this much
-# before its claim (already capped at the PDU limit) costs us more memory.
-FIRST_READ = 1 << 16
-
-
-def recv_growing(association_socket: Any, wanted: int, head: bytes = b"",
-                 deadline: float | None = None) -> bytearray:
-    """`head` + `wanted` bytes from the socket, in one buffer that is made for the whole only once
-    FIRST_READ bytes actually arrived (never allocated from a claimed length alone); shorter only
-    if the peer closed."""
-    first = min(wanted, FIRST_READ)
-    buffer = bytearray(len(head) + first)
-    buffer[:len(head)] = head
-    with memoryview(buffer) as view:
-        received = recv_into(association_socket, view[len(head):], deadline)
-    if received < first or first == wanted:
-        del buffer[len(head) + received:]
-        return buffer
-    buffer.extend(bytes(wanted - first))
-    with memoryview(buffer) as view:
-        received += recv_into(association_socket, view[len(head) + first:], deadline)
-    del buffer[len(head) + received:]
-    return buffer

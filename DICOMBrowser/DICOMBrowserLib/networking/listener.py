@@ -125,6 +125,9 @@ class StorageListener:
         """Bind and serve in the background; NetworkError names the port if it cannot be bound."""
         if self._server is not None:
             return self.status()
+        # the connection guards reach into pynetdicom: on one without what they use, no listener
+        # rather than one whose connections are unguarded (fastpath.InternalsError names it)
+        fastpath.check_connection_internals()
         self._recover()
         ae = self._make_ae()
         handlers = [

@@ -510,11 +510,12 @@ def get(node: RemoteNode, calling_ae: str, uid: str, level: str, writer: Receive
     `limits` (the listener's settings, admission.ConnectionLimits): the peer sends us C-STOREs
     here as it would to our listener, so the association gets the listener's timeouts (ACSE,
     DIMSE, idle), its PDU size, a socket read timeout of dimse_timeout and the same bounded PDU
-    reads (admission.guard_reads): a PACS that stops halfway through a PDU or claims a huge one
-    cannot hold the retrieve. Without `limits`, every timeout is `timeout`."""
+    reads (admission.guard_connection): a PACS that stops halfway through a PDU or claims a huge
+    one cannot hold the retrieve. Without `limits`, every timeout is `timeout`."""
     model_uid = (PatientRootQueryRetrieveInformationModelGet if model == "patient"
                  else StudyRootQueryRetrieveInformationModelGet)
     summary = summary or RetrieveSummary(method="get")
+    fastpath.check_connection_internals()  # the guard below reaches into pynetdicom: never unguarded
     limits = limits or ConnectionLimits(acse_timeout=timeout, dimse_timeout=timeout, network_timeout=timeout)
     ae = make_ae(calling_ae, timeout=timeout)
     ae.acse_timeout, ae.dimse_timeout = limits.acse_timeout, limits.dimse_timeout

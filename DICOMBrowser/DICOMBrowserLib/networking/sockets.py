@@ -4,10 +4,11 @@ pynetdicom 3.0.4 never sets TCP_NODELAY. DICOM exchanges are small request/respo
 C-STORE-RSP, an A-RELEASE, the last P-DATA fragment of a command), so with Nagle on each one can
 wait for the peer's delayed ACK (~40 ms on Linux): 100 small instances took 35x longer.
 
-The clean hook is pynetdicom's own EVT_CONN_OPEN notification: it fires on both sides as soon as
+The hook is pynetdicom's own EVT_CONN_OPEN notification: it fires on both sides as soon as
 the TCP connection exists (requestor: after connect(); acceptor: after accept()) and before any
-PDU is exchanged, and `event.assoc.dul.socket.socket` is the connected socket. So every AE we
-create binds `nagle_off_handler` for EVT_CONN_OPEN; no subclassing or monkey-patching needed.
+PDU is exchanged; the connected socket is an internal of the association, reached through
+`fastpath.raw_socket` (one of the connection accessors, on with the fast path off too). So every
+AE we create binds `nagle_off_handler` for EVT_CONN_OPEN; no subclassing needed.
 DCMTK 3.6.7 tools set TCP_NODELAY only when TCP_NODELAY=1 is in their environment (`dcmtk_env`).
 
 The same EVT_CONN_OPEN handlers also hand each association to the fast path (networking/fastpath):
@@ -41,11 +42,17 @@ def set_nodelay(sock: socket.socket | None) -> bool:
         return False
 
 
+def _nagle_off(assoc: object) -> None:
+    try:
+        set_nodelay(fastpath.raw_socket(assoc))
+    except fastpath.InternalsError as error:  # speed only; the listener and C-GET refuse to start on it
+        logger.warning("TCP_NODELAY not set: %s", error)
+
+
 def nagle_off_handler(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler of our requestors: TCP_NODELAY on the connection's socket, and the
     association loop without pynetdicom's pause race (fastpath.install_requestor). Never raises."""
-    dul = getattr(event.assoc, "dul", None)
-    set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
+    _nagle_off(event.assoc)
     if getattr(event.assoc, "is_requestor", False):
         fastpath.install_requestor(event.assoc)
 
@@ -53,8 +60,7 @@ def nagle_off_handler(event: evt.Event) -> None:
 def acceptor_handler(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler for the listener: Nagle off, and event-driven association and DUL loops
     (fastpath.install_acceptor) when the fast path is on. Never raises."""
-    dul = getattr(event.assoc, "dul", None)
-    set_nodelay(getattr(getattr(dul, "socket", None), "socket", None))
+    _nagle_off(event.assoc)
     fastpath.install_acceptor(event.assoc)  # off: pynetdicom's own loops, untouched
 
 

@@ -1,9 +1,13 @@
-"""The fast DIMSE path: everything that replaces pynetdicom internals, behind one switch.
+"""Everything that reaches into pynetdicom internals: the fast DIMSE path behind one switch, and
+the connection guards' accessors, both verified on the versions of one table (VERIFIED).
 
 Why one boundary: the receive and send speed we measured (docs/networking.md) comes from
 replacing parts of pynetdicom 3.0 (its DUL and association loops, its C-STORE decoding and
-encoding, its PDU reads). Those parts are private and change between releases. So the rest of
-the code reaches them only through this interface, which says plainly when they are off:
+encoding, its PDU reads), and the listener's protection (admission.py: timeouts, PDU size,
+connection limits) needs its association's socket, reader and queues. Those parts are private
+and change between releases. So the rest of the code reaches them only through this interface.
+
+The fast path (speed; off means pynetdicom's own path, still correct, slower):
 
 - `install_server(server)`: the listener's server (its supported contexts copied cheaply);
 - `install_acceptor(assoc)`: a listener association (event-driven loops, the store lane);
@@ -12,14 +16,24 @@ the code reaches them only through this interface, which says plainly when they 
 - `send_as_stored(assoc, path, message_id)` / `resume(assoc)`: a C-STORE of a file as stored;
 - `enabled()` and `reason()`: whether it is on, and why (not).
 
-Off means pynetdicom's own path everywhere (still correct, slower): when the installed pynetdicom
-is not one of VERIFIED (logged once as a WARNING, shown by `config show`), when
-DICOMBROWSER_FASTPATH=0 is in the environment, or when the database's `fastpath` setting is off
-(`config set fastpath off`; applied with `apply_settings`). The modules doing the work are this
-package's private `_acceptor` (association and DUL loops, PDU reads, the server's context copy),
-`_storelane` (C-STOREs served on the DUL thread), `_storesend` (C-STORE of a file as stored) and
-`_commands` (C-STORE command sets); docs/networking.md says what each replaces. Nothing outside
-this package imports them (the tests that check them do).
+It is off when the installed pynetdicom is not one of VERIFIED (logged once as a WARNING, shown
+by `config show`), when DICOMBROWSER_FASTPATH=0 is in the environment, or when the database's
+`fastpath` setting is off (`config set fastpath off`; applied with `apply_settings`).
+
+The connection accessors (protection; on whatever the switch says, `_connection`):
+
+- `check_connection_internals()`: raises InternalsError naming what the installed pynetdicom
+  lacks (the listener and C-GET call it before they start), warns once on a version off
+  VERIFIED that has it all;
+- `raw_socket(assoc)`, `guard_reads(assoc, pdu_limit, timeout, peer)`,
+  `close_connection(assoc)`, `reject_association(assoc, result, source, diagnostic)`: each
+  raises InternalsError rather than doing nothing when what it needs is not there.
+
+The modules doing the work are this package's private `_acceptor` (association and DUL loops,
+PDU reads, the server's context copy), `_storelane` (C-STOREs served on the DUL thread),
+`_storesend` (C-STORE of a file as stored), `_commands` (C-STORE command sets) and `_connection`
+(the accessors above, and the bounded PDU reads both paths use); docs/networking.md says what
+each replaces. Nothing outside this package imports them (the tests that check them do).
 """
 from __future__ import annotations
 
@@ -30,13 +44,21 @@ from typing import Any
 
 import pynetdicom
 
+from ._connection import (InternalsError, check_connection_internals, close_connection, guard_reads,
+                          raw_socket, reject_association)
+
+__all__ = ["ENVIRONMENT", "VERIFIED", "InternalsError", "apply_settings", "check_connection_internals",
+           "close_connection", "enabled", "guard_reads", "install_acceptor", "install_requestor", "install_server",
+           "raw_socket", "reason", "reject_association", "resume", "send_as_stored", "status"]
+
 logger = logging.getLogger(__name__)
 
 ENVIRONMENT = "DICOMBROWSER_FASTPATH"
 
-# pynetdicom releases the fast path was checked against: the whole network suite passed with it
-# on and off (.ci/run runs both), and bench_network.py measured it. Add a version here only after
-# doing the same; any other version runs pynetdicom's own path.
+# pynetdicom releases the fast path and the connection accessors were checked against: the whole
+# network suite passed with the fast path on and off (.ci/run runs both; the hostile-peer tests
+# exercise the accessors on both), and bench_network.py measured it. Add a version here only
+# after doing the same; any other version runs pynetdicom's own path, and the accessors warn.
 VERIFIED: dict[str, str] = {
     "3.0.4": "2026-12-03: network tests on both paths, benchmarks/bench_network.py",
 }

@@ -61,8 +61,8 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 
-from .. import admission
 from . import _commands as commands
+from ._connection import recv_growing
 from ._commands import StoreRequest, encode_store_response
 
 logger = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ class _DULWaker:
 
 def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
     """AssociationSocket.recv: `nr_bytes` from the socket (fewer only if the peer closed), into one buffer."""
-    return admission.recv_growing(self, nr_bytes)
+    return recv_growing(self, nr_bytes)
 
 
 def _close_pair(*sockets: socket.socket) -> None:

@@ -51,8 +51,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from .. import admission
-from . import _acceptor as acceptor, _commands as commands
+from . import _acceptor as acceptor, _commands as commands, _connection as connection
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +70,9 @@ _PDU_TYPES = range(0x01, 0x08)
 # slice (0.5 MB) stays in memory as before; a 200 MB instance costs a few PDUs.
 SPOOL_FACTOR = 4
 SPOOL_AFTER = 1 << 20
+
+# PDU ceiling of an association without a connection guard (none of ours: the listener and C-GET guard theirs)
+UNGUARDED_PDU_SIZE = 1 << 20
 
 
 def supported(assoc: Any) -> bool:
@@ -145,7 +147,7 @@ class StoreLane:
             timeout = getattr(self.assoc, "dimse_timeout", None)
             deadline = time.monotonic() + timeout if timeout else None
             # one buffer: the data set is written from it as it is; made whole only once data came
-            pdu = admission.recv_growing(dul.socket, length, header, deadline)
+            pdu = connection.recv_growing(dul.socket, length, header, deadline)
             if len(pdu) != 6 + length:
                 raise ConnectionError(f"{len(pdu)} of {6 + length} PDU bytes")
         except (OSError, TimeoutError) as error:  # ConnectionError is an OSError
@@ -164,13 +166,16 @@ class StoreLane:
         self._hand_over(pdu)
 
     def _pdu_limit(self, pdu_type: int) -> int:
-        """The largest PDU length we accept: our announced maximum for P-DATA (PS3.8 9.3.1 "Maximum
-        Length Received"), a fixed ceiling for association control PDUs."""
+        """The largest PDU length we accept: the connection guard's (admission.ConnectionLimits, set
+        through guard_reads: our announced maximum for P-DATA, PS3.8 9.3.1 "Maximum Length
+        Received", a fixed ceiling for association control PDUs); without a guard the announced
+        maximum, and UNGUARDED_PDU_SIZE at least for control PDUs."""
+        guarded = connection.pdu_limit(self.assoc, pdu_type)  # admission's limits, through guard_reads
+        if guarded is not None:
+            return guarded
         local = self.assoc.acceptor if self.assoc.is_acceptor else self.assoc.requestor
-        announced = getattr(local, "maximum_length", 0) or admission.MAX_PDU_SIZE
-        if pdu_type == _P_DATA_TF:
-            return announced
-        return max(announced, admission.MAX_CONTROL_PDU_SIZE)
+        announced = getattr(local, "maximum_length", 0) or UNGUARDED_PDU_SIZE
+        return announced if pdu_type == _P_DATA_TF else max(announced, UNGUARDED_PDU_SIZE)
 
     def _abort_oversized(self, pdu_type: int, length: int) -> None:
         """A-ABORT (service provider, invalid PDU parameter value) and close, without reading the PDU."""
@@ -181,7 +186,7 @@ class StoreLane:
             self.dul.socket.socket.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06))
         except OSError:
             pass
-        admission.drop_connection(self.assoc)
+        connection.close_connection(self.assoc)
         self.dul.event_queue.put("Evt17")  # transport connection closed: pynetdicom ends the association
 
     def _hand_over(self, pdu: bytearray) -> None:
@@ -221,7 +226,7 @@ class StoreLane:
                 self.dul.socket.socket.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x05))
             except OSError:
                 pass
-            admission.drop_connection(self.assoc)
+            connection.close_connection(self.assoc)
             self.dul.event_queue.put("Evt17")
 
     def _drop_message(self) -> None:
