@@ -50,16 +50,30 @@ def test_peer_not_running_cli(cli_runner):
     assert result.exit_code == 1 and "no node named 'nosuchnode'" in result.output
 
 
+@pytest.mark.timeout(60)  # a hang fails here; how soon it gives up is benchmarks' business, not a test's
 def test_silent_peer_times_out():
-    """A peer that accepts TCP but never answers: a timeout error, not a hang."""
+    """A peer that accepts TCP but never answers: a timeout error, not a hang; we closed the
+    connection (an A-ABORT at most, then end of stream) and left no association thread behind."""
+    threads_before = set(threading.enumerate())
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
-        server.listen(1)
+        server.listen(4)
         node = RemoteNode("silent", "SILENT", "127.0.0.1", server.getsockname()[1])
-        started = time.monotonic()
-        with pytest.raises(NetworkError, match="timed out|no answer|aborted"):
+        with pytest.raises(NetworkError, match="silent .*(timed out|no answer|aborted)"):
             scu.echo(node, AE, timeout=2)
-        assert time.monotonic() - started < 15
+        connection, _ = server.accept()
+        with connection:
+            connection.settimeout(30)
+            received = b""
+            while chunk := connection.recv(4096):
+                received += chunk
+        assert received[:1] == b"\x01", received  # our A-ASSOCIATE-RQ, then nothing or an A-ABORT
+        after_request = received[6 + int.from_bytes(received[2:6], "big"):]
+        assert after_request == b"" or after_request[:1] == b"\x07", after_request
+    deadline = time.monotonic() + 30  # pynetdicom's threads end on their own after kill(): wait for them
+    while [t for t in threading.enumerate() if t not in threads_before] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [t.name for t in threading.enumerate() if t not in threads_before] == []
 
 
 def test_wrong_called_ae_title_rejected(database):
