@@ -1,11 +1,27 @@
-"""A whole scene as one DICOM object, the way 3D Slicer's data bundle plugin writes it.
+"""A whole scene as one DICOM object, the way 3D Slicer's data bundle plugin writes and reads it.
 
-The scene is saved as a Slicer data bundle (.mrb, a zip) and carried in a Secondary Capture
-image of the study: private creator (CADB,0010) "3D Slicer <size>", (CADB,1008) the size as
-text, (CADB,1010) the zip bytes (OB; the last element of the file, as Slicer reads it). The
-image itself is the middle slice of the scene's first volume (8-bit, window from its range), so
-a viewer that knows nothing of bundles shows what the scene is about. Slicer loads our objects
-and we load Slicer's (DICOMPlugins/DICOMSlicerDataBundlePlugin.py).
+What Slicer does (Modules/Scripted/DICOMLib/DICOMExportScene.py and
+DICOMPlugins/DICOMSlicerDataBundlePlugin.py, read 2026-12-03): the scene is written as a .mrb
+(a zip: `<scene>/<scene>.mrml`, `<scene>/Data/...`); the first file of the reference series is
+dumped with DCMTK, three private elements are appended, (CADB,0010) LO "3D Slicer <zip size>"
+(the private creator, which carries the size because Slicer's reader takes it from there:
+`creator.split(' ')[2]`), (CADB,1008) LO "<zip size>" and (CADB,1010) OB the zip, and img2dcm
+makes a Secondary Capture (1.2.840.10008.5.1.4.1.1.7, a JPEG screenshot as the image, new
+UIDs, SeriesDescription "Slicer Data Bundle"). Slicer's reader offers any single-file series
+whose (CADB,0010) is not empty ("<description> - as Slicer Scene", confidence 0.9), then reads
+the last <size> bytes of the file (<size> + 1 from the end when the size is odd, skipping the pad
+byte): the zip must be the file's last element. It opens that with the application logic's
+OpenSlicerDataBundle and puts the first scalar volume (else model, else markups) in the subject
+hierarchy as the series.
+
+Ours writes the same three elements, the zip last (nothing in our object has a higher tag), in a
+Secondary Capture of the study whose image is the middle slice of the scene's first volume
+(8-bit, window from its range), so a viewer that knows nothing of bundles shows what the scene is
+about. We read the zip from the element (any transfer syntax, also when a PACS stored it as
+implicit VR and the private VR is lost) with the size from the creator as Slicer does, (CADB,1008)
+when the creator has none. Testing/test_scene_bundle_slicer.py writes a bundle with DCMTK's tools
+exactly as DICOMExportScene does and loads it through our plugin, and reads ours the way Slicer's
+plugin reads it.
 """
 from __future__ import annotations
 
@@ -96,6 +112,9 @@ def build_scene_object(scene: Any, study: StudyContext, series_description: str 
     ds.add_new(CREATOR_TAG, "LO", f"{CREATOR_PREFIX} {len(data)}")
     ds.add_new(SIZE_TAG, "LO", str(len(data)))
     ds.add_new(DATA_TAG, "OB", data)
+    last = max(int(tag) for tag in ds.keys())
+    if last != DATA_TAG:  # Slicer's reader reads the zip from the end of the file
+        raise ExportError(f"study {study.study_uid}: element {last:08X} would follow the scene bundle (CADB,1010)")
     result = ExportResult(study.study_uid, str(ds.SeriesInstanceUID), SOP_CLASSES["OT"], "", False, datasets=[ds])
     result.notes.append(f"scene bundle of {len(data)} bytes")
     return result
@@ -116,18 +135,33 @@ def export_scene(database: Any, scene: Any, study_uid: str, series_description: 
     return deliver(database, result, output_dir=output_dir, to_database=to_database, send=send, prefix="SCENE_")
 
 
+def bundle_size(creator: str, size_text: str = "") -> int | None:
+    """The zip's size as Slicer's reader finds it: the third word of the private creator
+    ("3D Slicer <size>"); else (CADB,1008); None when neither is a number."""
+    words = creator.split(" ")
+    for text in (words[2] if len(words) > 2 else "", size_text):
+        if text.strip().isdigit():
+            return int(text.strip())
+    return None
+
+
 def bundle_from_file(path: str | os.PathLike) -> bytes | None:
     """The .mrb bytes a scene object carries (None when the file is not one)."""
     import pydicom
 
     ds = pydicom.dcmread(path, force=True)
     creator = ds.get(CREATOR_TAG)
-    if creator is None or not str(creator.value).startswith(CREATOR_PREFIX) or DATA_TAG not in ds:
+    if creator is None or DATA_TAG not in ds:
         return None
-    data = bytes(ds[DATA_TAG].value)
-    size_text = str(ds.get(SIZE_TAG).value if SIZE_TAG in ds else "").strip()
-    if size_text.isdigit() and int(size_text) <= len(data):
-        data = data[:int(size_text)]  # OB values are padded to an even length
+    creator_text = creator.value.decode("latin-1") if isinstance(creator.value, bytes) else str(creator.value)
+    if not creator_text.startswith(CREATOR_PREFIX):
+        return None
+    data = bytes(ds[DATA_TAG].value)  # OB, or UN bytes when the file lost the private VR (implicit VR)
+    size_value = ds[SIZE_TAG].value if SIZE_TAG in ds else ""
+    size = bundle_size(creator_text.strip(), size_value.decode("latin-1") if isinstance(size_value, bytes)
+                       else str(size_value))
+    if size is not None and size <= len(data):
+        data = data[:size]  # OB values are padded to an even length
     return data
 
 
