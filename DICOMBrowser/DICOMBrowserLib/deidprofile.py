@@ -34,7 +34,7 @@ OPTION_LABELS = {
     "device-identity": "Retain device identity",
     "institution-identity": "Retain institution identity",
     "uids": "Retain UIDs",
-    "descriptors": "Clean descriptors (keep them)",
+    "descriptors": "Clean descriptors (kept, identifying values blanked)",
 }
 #: options that cannot be combined (the two ways of retaining dates)
 EXCLUSIVE_OPTIONS = ({"dates", "full-dates"},)

@@ -38,14 +38,17 @@ def _check_sent(result) -> None:
 
 def deidentify_options(function):
     """The de-identification options shared by export, send and deidentify (see docs/export.md)."""
-    from ..deidprofile import PROFILE_OPTIONS
+    from ..deidprofile import OPTION_LABELS, PROFILE_OPTIONS
 
     options = [
         click.option("--key", "deid_key", default=None, envvar="DICOMBROWSER_DEID_KEY",
                      help="Project key: the same key gives the same new UIDs, IDs and date shift "
                           "(default: $DICOMBROWSER_DEID_KEY, else a random key per run)."),
         click.option("--retain", "deid_retain", multiple=True, type=click.Choice(sorted(PROFILE_OPTIONS)),
-                     help="PS3.15 Annex E option (repeatable): " + ", ".join(sorted(PROFILE_OPTIONS)) + "."),
+                     help="PS3.15 Annex E option, applied as its column of Table E.1-1 (repeatable): "
+                          + "; ".join(f"{name}: {OPTION_LABELS[name]} (DCM {code})"
+                                      for name, code in PROFILE_OPTIONS.items())
+                          + ". dates and full-dates exclude each other."),
         click.option("--keep-private", "deid_keep_private", multiple=True, metavar="TAG",
                      help="A private tag to keep, as gggg,xxee or gggg,eeee with its creator: 'CREATOR:gggg,xxee' "
                           "(repeatable); all other private tags are removed."),
