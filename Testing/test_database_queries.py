@@ -425,6 +425,15 @@ def test_a_date_range_is_one_filter(database, monkeypatch):
     # one bound alone: most studies, so the page walks
     steps = plan(database, "studies", limit=5, date_from="20200301")
     assert "USE TEMP B-TREE FOR ORDER BY" not in steps, steps
+    # a month beside a substring in every name ("iven"): the month's index finds the rows, the
+    # substring is tested on them; the same rows as the plain path
+    both = {"StudyDate": "20200301-20200331", "PatientName": "iven"}
+    steps = plan(database, "studies", limit=5, **both)
+    assert any("StudiesDateIndex" in step for step in steps) and not any("PatientsNameText" in step for step in steps)
+    found = database.studies(limit=5, **both), database.studies(**both)
+    database._text_index = False
+    assert found == (database.studies(limit=5, **both), database.studies(**both)) and len(found[0]) == 5
+    database._text_index = True
 
 
 @pytest.mark.parametrize("words", ["name0042", "ID4", "given3 me002", "0042^giv", "id12 name", "zz", "NAME00"])
