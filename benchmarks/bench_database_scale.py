@@ -175,6 +175,18 @@ def measure(folder: Path, instances: int, repeat: int, cli_repeat: int) -> dict[
             lambda: db.series(Modality="CT", limit=100, after=first_ct[-1]), repeat)
     rows["studies(StudyDate=range) (a month)"] = median_ms(lambda: db.studies(StudyDate="20130101-20130131", **page),
                                                            repeat)
+    rows["studies(StudyDate=range) (a year, page)"] = median_ms(
+        lambda: db.studies(StudyDate="20130101-20131231", **page), repeat)
+    from DICOMBrowser.DICOMBrowserLib import database as database_module
+
+    patient_page = getattr(database_module, "patient_page", None)
+    if patient_page is not None:
+        # the browser's search box: its first page of 200 (words in name or ID), as the table reads it
+        for label, words in (("a rare name part", (probe.lower(),)), ("'given1' (~11%)", ("given1",)),
+                             ("an ID part (10 patients)", (f"id{patients // 3:07d}"[:-1],)),
+                             ("'name0' (every patient)", ("name0",))):
+            rows[f"search box: patient_page(words=[{label}])"] = median_ms(
+                lambda words=words: patient_page(db, limit=200, words=words), repeat)
     someone = db.patients(PatientID=f"ID{patients // 5:07d}")[0]
 
     def click() -> None:
