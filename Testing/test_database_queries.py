@@ -391,7 +391,7 @@ def test_a_substring_with_a_rare_trigram_is_found_from_that_trigram(database, mo
         plain = read(PatientName=pattern)
         assert answers[level] == (plain, plain[:5], plain), (level, pattern)
     database._text_index = True
-    rare = {"Name0042": ["004", "042"], "me003": ["003"], "e0012^Giv": ["012", "2^G"]}.get(pattern)
+    rare = {"Name0042": ["042"], "me003": ["003"], "e0012^Giv": ["012"]}.get(pattern)
     if rare:  # found from its rare trigrams only
         assert "MATCH" in sql and "+p.PatientsName" in sql, sql
         match = [value for value in params if isinstance(value, str) and value.startswith('"')]

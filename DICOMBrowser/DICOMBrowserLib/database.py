@@ -1220,8 +1220,10 @@ class DICOMDatabase:
             rare = [sorted((counts[id(probe), token], token) for token in probe.tokens
                            if counts[id(probe), token] < SORT_AT_MOST) for probe in condition.probes]
             if all(rare):
-                # the three rarest suffice: the index intersects them, the row test decides
-                condition.narrow([[token for _, token in tokens[:3]] for tokens in rare])
+                # the rarest, with up to two more in at most 4 times its rows: intersecting a
+                # longer list in the index costs more than testing the rows it would remove
+                condition.narrow([[token for count, token in tokens[:3] if count <= 4 * tokens[0][0]]
+                                  for tokens in rare])
 
     def _after_key(self, depth: int, after: Any) -> tuple:
         """The ordering values of the row a page continues after (read again by its UID; for a
