@@ -633,9 +633,71 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         as dcm2niix writes them; modality values otherwise (rescale None)."""
         from DICOMBrowser.DICOMBrowserLib import pixelreader
 
-        files = list(loadable.files)
         if loadable.extra.get("kind") == "mosaic":
             return self._read_mosaic(loadable)
+        plan = self._read_plan(loadable)
+        files, values, records, flat = plan.files, plan.values, plan.records, plan.flat
+        color = bool(loadable.extra.get("color"))
+        try:
+            if color:
+                stack = pixelreader.read_rgb_frames(files, self.database, flat)
+            else:
+                stack = self._frame_reader(plan).read_frames()
+        except DICOMBrowserError:
+            raise
+        except (ValueError, OSError) as error:
+            raise LoadError(f"{loadable.name}: cannot read pixels of {files[0]}...: {error}") from error
+        if color:
+            if len(records) > 1 or loadable.extra.get("regularize"):
+                raise LoadError(f"{loadable.name}: colour images load as one 3D vector volume only")
+            return VolumeData(stack, geometry.ijk_to_ras(records[0]), None, records[0], values, color=True)
+        if stack.ndim != 3:
+            raise LoadError(f"{loadable.name}: pixel frames of shape {stack.shape[1:]} are not grey-scale")
+        slopes, intercepts = plan.slopes, plan.intercepts
+        rescale = None
+        if stored and not loadable.extra.get("regularize") and plan.one_rescale:
+            voxels, rescale = stack, (float(slopes[0]), float(intercepts[0]))
+        else:
+            voxels = pixelreader.apply_rescale(stack, slopes, intercepts)
+        slice_count = len(records[0])
+        if loadable.extra.get("regularize"):
+            voxels, matrix = geometry.regularize(voxels, records[0])
+        else:
+            matrix = geometry.ijk_to_ras(records[0])
+        if len(records) > 1:
+            voxels = voxels.reshape(len(records), slice_count, *voxels.shape[1:])
+        all_records = [r for volume in records for r in volume]
+        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0], values,
+                          scaling=plan.scaling, rescale=rescale)
+
+    def stream_volume(self, loadable: DICOMLoadable) -> "StreamedVolume | None":
+        """What `read_volume(loadable, stored=True)` would return, without holding the voxels: the
+        stored frames come a slab at a time (`StreamedVolume.slabs`), for a writer that puts them
+        on disk as they arrive (a 600-slice CT then needs a few MB, not the whole volume). None
+        when the voxels must be whole first: mosaics, colour, regularized slices, or frames whose
+        rescale differs (stored values cannot share one NIfTI scale)."""
+        if loadable.extra.get("kind") == "mosaic" or loadable.extra.get("color") or loadable.extra.get("regularize"):
+            return None
+        plan = self._read_plan(loadable)
+        if not plan.one_rescale:
+            return None
+        try:
+            reader = self._frame_reader(plan)
+        except (ValueError, OSError) as error:
+            raise LoadError(f"{loadable.name}: cannot read pixels of {plan.files[0]}...: {error}") from error
+        if len(reader.pixel_format.frame_shape) != 2:
+            return None  # several samples per pixel
+        slice_count = len(plan.records[0])
+        shape = ((len(plan.records),) if len(plan.records) > 1 else ()) + (slice_count, *reader.pixel_format.frame_shape)
+        return StreamedVolume(shape, reader.dtype, geometry.ijk_to_ras(plan.records[0]),
+                              (float(plan.slopes[0]), float(plan.intercepts[0])), plan.values, reader, loadable.name)
+
+    def _read_plan(self, loadable: DICOMLoadable) -> "_ReadPlan":
+        """The frames of a (non-mosaic) loadable in volume and slice order, their geometry records,
+        and each frame's rescale: what reading whole (`read_volume`) and streaming share."""
+        from DICOMBrowser.DICOMBrowserLib import pixelreader
+
+        files = list(loadable.files)
         volumes = loadable.extra.get("frames")
         records_by_frame = {}
         examined = self.__dict__.get("_examined", {})
@@ -651,25 +713,6 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         except KeyError as error:
             raise LoadError(f"{loadable.name}: frame {error} not found in the files") from error
         flat = [(int(i), int(frame)) for volume in volumes for i, frame in volume]
-        color = bool(loadable.extra.get("color"))
-        try:
-            if color:
-                stack = pixelreader.read_rgb_frames(files, self.database, flat)
-            elif self.database is not None and all(f in self.__dict__.get("_locations", {}) for f in files):
-                locations = self.__dict__["_locations"]  # examined by this object: index rows at hand
-                stack = pixelreader.read_frames_at([locations[f] for f in files], [values[f] for f in files], flat)
-            else:
-                stack = pixelreader.read_frames(files, self.database, flat)
-        except DICOMBrowserError:
-            raise
-        except (ValueError, OSError) as error:
-            raise LoadError(f"{loadable.name}: cannot read pixels of {files[0]}...: {error}") from error
-        if color:
-            if len(records) > 1 or loadable.extra.get("regularize"):
-                raise LoadError(f"{loadable.name}: colour images load as one 3D vector volume only")
-            return VolumeData(stack, geometry.ijk_to_ras(records[0]), None, records[0], values, color=True)
-        if stack.ndim != 3:
-            raise LoadError(f"{loadable.name}: pixel frames of shape {stack.shape[1:]} are not grey-scale")
         all_records = [r for volume in records for r in volume]
         slopes = [_first_number(r.attributes.get("rescale_slope", "")) or 1.0 for r in all_records]
         intercepts = [_first_number(r.attributes.get("rescale_intercept", "")) or 0.0 for r in all_records]
@@ -682,21 +725,16 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 pairs = [pixelreader.philips_precise_scaling(slope, intercept, _philips_scale_slope(record))
                          for slope, intercept, record in zip(slopes, intercepts, all_records)]
                 slopes, intercepts = [p[0] for p in pairs], [p[1] for p in pairs]
-        rescale = None
-        if (stored and not loadable.extra.get("regularize") and len(set(slopes)) == 1 and len(set(intercepts)) == 1
-                and slopes[0] != 0):
-            voxels, rescale = stack, (float(slopes[0]), float(intercepts[0]))
-        else:
-            voxels = pixelreader.apply_rescale(stack, slopes, intercepts)
-        slice_count = len(records[0])
-        if loadable.extra.get("regularize"):
-            voxels, matrix = geometry.regularize(voxels, records[0])
-        else:
-            matrix = geometry.ijk_to_ras(records[0])
-        if len(records) > 1:
-            voxels = voxels.reshape(len(records), slice_count, *voxels.shape[1:])
-        return VolumeData(voxels, matrix, self._window_level(files[0], all_records[0]), records[0], values,
-                          scaling=scaling, rescale=rescale)
+        return _ReadPlan(files, values, records, flat, slopes, intercepts, scaling)
+
+    def _frame_reader(self, plan: "_ReadPlan") -> Any:
+        from DICOMBrowser.DICOMBrowserLib import pixelreader
+
+        files = plan.files
+        if self.database is not None and all(f in self.__dict__.get("_locations", {}) for f in files):
+            locations = self.__dict__["_locations"]  # examined by this object: index rows at hand
+            return pixelreader.FrameReader([locations[f] for f in files], [plan.values[f] for f in files], plan.flat)
+        return pixelreader.frame_reader(files, self.database, plan.flat)
 
     def _read_mosaic(self, loadable: DICOMLoadable) -> "VolumeData":
         """A mosaic loadable: tiles cut into slices by the mosaic reader; 3D for one file, else
@@ -748,6 +786,44 @@ class VolumeData:
     scaling: str = ""  # which of a vendor's scalings the voxels carry, when there is a choice (Philips)
     #: read_volume(stored=True): voxels are stored values; modality value = slope * stored + intercept
     rescale: tuple[float, float] | None = None
+
+
+@dataclass
+class _ReadPlan:
+    files: list[str]
+    values: dict[str, dict[str, str]]
+    records: list[list[FrameGeometry]]  # volume -> its frames' geometry, in slice order
+    flat: list[tuple[int, int]]  # (file index, frame index) of every frame, volume by volume
+    slopes: list[float]
+    intercepts: list[float]
+    scaling: str
+
+    @property
+    def one_rescale(self) -> bool:
+        return len(set(self.slopes)) == 1 and len(set(self.intercepts)) == 1 and self.slopes[0] != 0
+
+
+@dataclass
+class StreamedVolume:
+    """What `stream_volume` returns: the layout of the stored voxels ((k, j, i) or (t, k, j, i)),
+    where they are (RAS mm), their one rescale, and the frames to come."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ijk_to_ras: np.ndarray
+    rescale: tuple[float, float]
+    file_values: dict[str, dict[str, str]]
+    reader: Any  # pixelreader.FrameReader
+    name: str = ""
+
+    def slabs(self, slab_bytes: int) -> Any:
+        """Stored frames in file order, about `slab_bytes` at a time (one buffer, reused)."""
+        try:
+            yield from self.reader.slabs(slab_bytes)
+        except DICOMBrowserError:
+            raise
+        except (ValueError, OSError) as error:
+            raise LoadError(f"{self.name}: cannot read pixels of {self.reader.files[0]}...: {error}") from error
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -349,10 +349,15 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
     from . import volumeio
 
     nifti = options.fmt in ("nii", "nii.gz")
-    if len(loadable.files) > LARGE_SERIES_FILES:  # before the biggest allocation: the scan's and examine's
-        _return_freed_memory()                     # garbage goes back (a full collection costs ~80 ms)
-    volume = plugin.read_volume(loadable, stored=nifti)
-    voxels = volume.voxels
+    # NIfTI of one rescale: frames go from the files to the output a slab at a time, never whole
+    volume = plugin.stream_volume(loadable) if nifti and hasattr(plugin, "stream_volume") else None
+    if volume is None:
+        if len(loadable.files) > LARGE_SERIES_FILES:  # before the biggest allocation: the scan's and examine's
+            _return_freed_memory()                     # garbage goes back (a full collection costs ~80 ms)
+        volume = plugin.read_volume(loadable, stored=nifti)
+    voxels = volume.voxels if hasattr(volume, "voxels") else None
+    shape_kji = tuple(voxels.shape) if voxels is not None else tuple(volume.shape)
+    dtype = voxels.dtype if voxels is not None else volume.dtype
     kind = loadable.extra.get("kind")
     files = list(loadable.files)
     suffix = str(loadable.extra.get("suffix") or "")
@@ -366,17 +371,26 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
             single_frame = all(int(frame) == 0 for _, frame in first_volume)
             slice_files = [files[int(i)] for i, _ in first_volume] if single_frame else []
         header_file = files[0] if kind == "mosaic" else files[int(loadable.extra.get("frames", [[[0, 0]]])[0][0][0])]
-        bids_path = _write_bids(path, header_file, index, slice_files, suffix, False, voxels.shape[-3:])
+        bids_path = _write_bids(path, header_file, index, slice_files, suffix, False, shape_kji[-3:])
         sidecars.append(str(bids_path))
         repetition_time = json.loads(bids_path.read_text()).get("RepetitionTime")
-    volumeio.write_volume(path, voxels, volume.ijk_to_ras, rescale=volume.rescale,
-                          repetition_time=repetition_time)
-    shape = list(voxels.shape[::-1])
+    if voxels is None:
+        try:
+            volumeio.write_nifti_slabs(path, shape_kji, dtype, volume.slabs(volumeio.SLAB_BYTES), volume.ijk_to_ras,
+                                       rescale=volume.rescale, repetition_time=repetition_time)
+        except BaseException:  # a file that cannot be read halfway: no sidecar without its image
+            for sidecar in sidecars:
+                Path(sidecar).unlink(missing_ok=True)
+            raise
+    else:
+        volumeio.write_volume(path, voxels, volume.ijk_to_ras, rescale=volume.rescale,
+                              repetition_time=repetition_time)
+    shape = list(shape_kji[::-1])
     if options.provenance:
         uid_of = _uid_lookup(index, files, volume.file_values)
         if kind == "mosaic":
             volumes = [[[i, 0]] for i in range(len(files))]
-            rows = _frames_provenance(files, volumes, uid_of, mosaic_tiles=voxels.shape[-3])
+            rows = _frames_provenance(files, volumes, uid_of, mosaic_tiles=shape_kji[-3])
             note = ""
         else:
             rows = _frames_provenance(files, loadable.extra.get("frames") or [], uid_of)
@@ -384,7 +398,7 @@ def _write_scalar(loadable: Any, plugin: Any, index: Any, path: Path, options: _
                     "it was listed as, not an exact source") if loadable.extra.get("regularize") else ""
         sidecars.append(str(_write_provenance(path, rows, shape, False, note)))
     return WrittenImage(series_uid="", series="", loadable=loadable.name, plugin=loadable.plugin, path=str(path),
-                        sidecars=sidecars, shape=shape, dtype=str(voxels.dtype), suffix=suffix,
+                        sidecars=sidecars, shape=shape, dtype=str(dtype), suffix=suffix,
                         warning=loadable.warning)
 
 

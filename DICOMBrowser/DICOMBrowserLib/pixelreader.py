@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pydicom
@@ -176,47 +176,85 @@ def read_frames(files: list[str], database: Any = None,
     return read_frames_at(locations, values, frames)
 
 
+def frame_reader(files: list[str], database: Any = None, frames: list[tuple[int, int]] | None = None) -> "FrameReader":
+    """A `FrameReader` over `files` (locations and pixel values from `database`, else a header scan)."""
+    files = [str(f) for f in files]
+    if not files:
+        raise LoadError("no files to read")
+    locations, values = _locations_and_values(files, database)
+    return FrameReader(locations, values, frames)
+
+
 def read_frames_at(locations: list[PixelLocation], values: list[dict[str, str]],
                    frames: list[tuple[int, int]] | None = None) -> np.ndarray:
     """`read_frames` for a caller that already holds each file's pixel data location (the index's
     TransferSyntaxUID, PixelDataOffset, PixelDataLength) and its `PIXEL_TAGS` values, e.g. from
     examining: no lookup at all before the reads."""
-    if not locations or len(locations) != len(values):
-        raise LoadError(f"{len(locations)} pixel locations for {len(values)} value sets")
-    files = [location.path for location in locations]
-    pixel_format = _pixel_format(values[0], files[0])
-    counts = [max(1, _int(v.get(TAG_NUMBER_OF_FRAMES, ""), 1)) for v in values]
-    for path, file_values in zip(files, values):
-        other = _pixel_format(file_values, path)
-        if other.frame_shape != pixel_format.frame_shape or other.bits_allocated != pixel_format.bits_allocated:
-            raise LoadError(f"{path}: frame layout {other.frame_shape}/{other.bits_allocated} bits differs "
-                            f"from {files[0]} {pixel_format.frame_shape}/{pixel_format.bits_allocated} bits")
-    if frames is None:
-        frames = [(i, k) for i, count in enumerate(counts) for k in range(count)]
-    if pixel_format.bits_allocated == 1:
-        dtype = np.dtype(np.uint8)  # pydicom unpacks bits to bytes
-    else:
-        dtype = pixel_format.dtype
-    total_bytes = len(frames) * pixel_format.frame_bytes
-    for location, count in zip(locations, counts):
-        if location.length is not None and location.transfer_syntax in NATIVE_LITTLE | NATIVE_BIG | {""} \
-                and location.length < pixel_format.frame_bytes * count // 2:
-            raise DICOMFileError(location.path, f"pixel data holds {location.length} bytes, the header promises "
-                                                f"{count} frame(s) of {pixel_format.frame_bytes} bytes")
-    try:
-        stack = np.empty((len(frames), *pixel_format.frame_shape), dtype=dtype)
-    except MemoryError as error:
-        raise LoadError(f"{files[0]}: {len(frames)} frames of {pixel_format.frame_shape} need "
-                        f"{total_bytes / 2**30:.1f} GiB, more than is available") from error
-    decoded: dict[int, np.ndarray] = {}
-    for out_index, (file_index, frame_index) in enumerate(frames):
-        location = locations[file_index]
-        if frame_index >= counts[file_index]:
-            raise LoadError(f"{location.path}: frame {frame_index} asked for, file has {counts[file_index]}")
-        if not _read_native(location, pixel_format, frame_index, counts[file_index], stack[out_index]):
-            _read_with_pydicom(location.path, frame_index, counts[file_index], stack[out_index], decoded, file_index)
-    _fix_stored_bits(stack, pixel_format)
-    return stack
+    return FrameReader(locations, values, frames).read_frames()
+
+
+class FrameReader:
+    """The frames of many files read in order into arrays the caller holds: the whole stack
+    (`read_frames_at`), or a few frames at a time into one reused buffer (`slabs`, for writers
+    that stream a volume to disk without holding it). Layout checks happen on creation."""
+
+    def __init__(self, locations: list[PixelLocation], values: list[dict[str, str]],
+                 frames: list[tuple[int, int]] | None = None):
+        if not locations or len(locations) != len(values):
+            raise LoadError(f"{len(locations)} pixel locations for {len(values)} value sets")
+        self.locations = locations
+        self.files = [location.path for location in locations]
+        self.pixel_format = _pixel_format(values[0], self.files[0])
+        self.counts = [max(1, _int(v.get(TAG_NUMBER_OF_FRAMES, ""), 1)) for v in values]
+        for path, file_values in zip(self.files, values):
+            other = _pixel_format(file_values, path)
+            if other.frame_shape != self.pixel_format.frame_shape or \
+                    other.bits_allocated != self.pixel_format.bits_allocated:
+                raise LoadError(f"{path}: frame layout {other.frame_shape}/{other.bits_allocated} bits differs "
+                                f"from {self.files[0]} {self.pixel_format.frame_shape}/"
+                                f"{self.pixel_format.bits_allocated} bits")
+        self.frames = frames if frames is not None else \
+            [(i, k) for i, count in enumerate(self.counts) for k in range(count)]
+        # pydicom unpacks 1-bit data to bytes
+        self.dtype = np.dtype(np.uint8) if self.pixel_format.bits_allocated == 1 else self.pixel_format.dtype
+        self.total_bytes = len(self.frames) * self.pixel_format.frame_bytes
+        for location, count in zip(locations, self.counts):
+            if location.length is not None and location.transfer_syntax in NATIVE_LITTLE | NATIVE_BIG | {""} \
+                    and location.length < self.pixel_format.frame_bytes * count // 2:
+                raise DICOMFileError(location.path, f"pixel data holds {location.length} bytes, the header "
+                                                    f"promises {count} frame(s) of {self.pixel_format.frame_bytes} bytes")
+        self._decoded: dict[int, np.ndarray] = {}
+
+    def read_frames(self) -> np.ndarray:
+        """Every frame in one (n, rows, cols[, samples]) array."""
+        try:
+            stack = np.empty((len(self.frames), *self.pixel_format.frame_shape), dtype=self.dtype)
+        except MemoryError as error:
+            raise LoadError(f"{self.files[0]}: {len(self.frames)} frames of {self.pixel_format.frame_shape} need "
+                            f"{self.total_bytes / 2**30:.1f} GiB, more than is available") from error
+        self.read_into(0, stack)
+        return stack
+
+    def read_into(self, first: int, out: np.ndarray) -> None:
+        """Frames first .. first + len(out) - 1 (of `frames`) into `out`, stored bits fixed."""
+        for out_index, (file_index, frame_index) in enumerate(self.frames[first:first + len(out)]):
+            location = self.locations[file_index]
+            count = self.counts[file_index]
+            if frame_index >= count:
+                raise LoadError(f"{location.path}: frame {frame_index} asked for, file has {count}")
+            if not _read_native(location, self.pixel_format, frame_index, count, out[out_index]):
+                _read_with_pydicom(location.path, frame_index, count, out[out_index], self._decoded, file_index)
+        _fix_stored_bits(out, self.pixel_format)
+
+    def slabs(self, slab_bytes: int) -> Iterator[np.ndarray]:
+        """The frames in order, about `slab_bytes` at a time, in one buffer reused for every slab:
+        each slab is valid until the next is asked for."""
+        step = max(1, slab_bytes // max(1, self.pixel_format.frame_bytes))
+        buffer = np.empty((min(step, len(self.frames)), *self.pixel_format.frame_shape), dtype=self.dtype)
+        for first in range(0, len(self.frames), step):
+            out = buffer[:min(step, len(self.frames) - first)]
+            self.read_into(first, out)
+            yield out
 
 
 def _read_native(location: PixelLocation, pixel_format: PixelFormat, frame_index: int, frame_count: int,

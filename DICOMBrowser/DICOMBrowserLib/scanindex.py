@@ -100,23 +100,32 @@ class ScanIndex:
         """Tags of many files ('' when absent); tags not scanned yet are scanned now, once."""
         paths = [os.fspath(p) for p in paths]
         keys = [tag_string(t) for t in tags]
-        missing_tags = {key for path in paths if path in self._entries for key in keys
-                        if key not in self._entries[path].values}
+        entries = self._entries
+        missing_tags: set[str] = set()
+        for path in paths:
+            entry = entries.get(path)
+            if entry is not None:
+                missing_tags.update(key for key in keys if key not in entry.values)
         if missing_tags:
-            wanted = [p for p in paths if p in self._entries]
+            wanted = [p for p in paths if p in entries]
             for result in scan_files(wanted, sorted(missing_tags), workers=1):
-                entry = self._entries.get(str(result.path))
+                entry = entries.get(str(result.path))
                 if entry is not None:
                     for key in missing_tags:
                         entry.values[key] = result.values.get(key, "") if result.is_dicom else ""
         out: dict[str, dict[str, str]] = {}
         for path in paths:
-            entry = self._entries.get(path)
-            out[path] = {key: (entry.values.get(key, "") if entry else "") for key in keys}
+            entry = entries.get(path)
+            out[path] = {key: entry.values.get(key, "") for key in keys} if entry else dict.fromkeys(keys, "")
         return out
 
     def file_value(self, path: str | os.PathLike, tag: str) -> str:
         key = os.fspath(path)
+        entry = self._entries.get(key)
+        if entry is not None:  # the common case, without building lists and dicts for one value
+            value = entry.values.get(tag_string(tag))
+            if value is not None:
+                return value
         return self.file_values([key], [tag])[key][tag_string(tag)]
 
     def instances(self, series_uid: str | None = None, **_filters: Any) -> list[dict[str, Any]]:

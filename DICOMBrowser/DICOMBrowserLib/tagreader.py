@@ -26,8 +26,10 @@ def parse_tag(tag: str | int) -> int:
     return int(Tag(text))
 
 
+@functools.lru_cache(maxsize=8192)
 def tag_string(tag: str | int) -> str:
-    """The canonical cache key of a tag: 'gggg,eeee' in lower case."""
+    """The canonical cache key of a tag: 'gggg,eeee' in lower case (cached: plugins ask for the
+    same few tags once per file, tens of thousands of times in a batch conversion)."""
     value = parse_tag(tag)
     return f"{value >> 16:04x},{value & 0xFFFF:04x}"
 

@@ -5,7 +5,8 @@ twice and needed a GetImageFromArray copy before that; nibabel's writer checks a
 Here the header is packed field by field as nifti1.h declares it (no NIfTI library imported on
 the fast path; tests read it back with nibabel) and the voxel bytes are written from the (k, j, i) array as they are: its C order is
 NIfTI's and NRRD's on-disk order (i fastest), so nothing is transposed or copied, and a .gz is
-compressed slab by slab.
+compressed slab by slab. `write_nifti_slabs` takes the frames as they are read instead (a
+converter streaming a series from its files never holds the whole volume).
 
 Frames: `ijk_to_ras` maps (i, j, k) voxel indices to RAS millimetres (NIfTI's frame, qform and
 sform code 1, "scanner"); NRRD is written in LPS (`space: left-posterior-superior`), as Slicer's
@@ -20,7 +21,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _little_endian(voxels: np.ndarray) -> np.ndarray:
     return voxels
 
 
-def _slabs(voxels: np.ndarray) -> "Iterable[memoryview]":  # noqa: F821 - typing only
+def _slabs(voxels: np.ndarray) -> Iterable[memoryview]:
     """The voxel bytes in C order, a few MB at a time (views when the array is contiguous)."""
     flat_frames = voxels.reshape(-1, *voxels.shape[-2:]) if voxels.ndim >= 2 else voxels.reshape(1, -1)
     frame_bytes = max(flat_frames[0].nbytes, 1) if len(flat_frames) else 1
@@ -60,19 +61,22 @@ def _slabs(voxels: np.ndarray) -> "Iterable[memoryview]":  # noqa: F821 - typing
         yield memoryview(slab).cast("B")
 
 
-def _write_bytes(path: Path, header: bytes, voxels: np.ndarray, compress: bool) -> None:
-    """Header then voxel bytes; a partial file is removed when writing fails (no half-written output)."""
+def _write_bytes(path: Path, header: bytes, voxels: "np.ndarray | Iterable[np.ndarray]", compress: bool) -> None:
+    """Header then voxel bytes (an array, or its slabs in order as they are read); a partial file
+    is removed when writing fails (no half-written output)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    slabs = _slabs(voxels) if isinstance(voxels, np.ndarray) else \
+        (memoryview(np.ascontiguousarray(_little_endian(slab))).cast("B") for slab in voxels)
     try:
         if compress:
             with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
                 out.write(header)
-                for slab in _slabs(voxels):
+                for slab in slabs:
                     out.write(slab)
         else:
             with open(path, "wb") as out:
                 out.write(header)
-                for slab in _slabs(voxels):
+                for slab in slabs:
                     out.write(slab)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -155,6 +159,35 @@ def write_nifti(path: str | os.PathLike, voxels: np.ndarray, ijk_to_ras: np.ndar
     voxels = _little_endian(voxels)
     header = nifti_header(voxels.shape[::-1], voxels.dtype, ijk_to_ras, rescale, repetition_time, description)
     _write_bytes(path, header, voxels, compress=str(path).lower().endswith(".gz"))
+    return path
+
+
+def write_nifti_slabs(path: str | os.PathLike, shape: Sequence[int], dtype: np.dtype, slabs: Iterable[np.ndarray],
+                      ijk_to_ras: np.ndarray, *, rescale: tuple[float, float] | None = None,
+                      repetition_time: float | None = None, description: str = "") -> Path:
+    """`write_nifti` for voxels that arrive a slab at a time (frames of (k, j, i) or (t, k, j, i)
+    `shape`, in C order): each slab is written before the next is read, so the volume is never
+    held whole. The bytes must add up to `shape`; a short or long stream is an error and leaves
+    no file."""
+    path = Path(path)
+    if len(shape) not in (3, 4):
+        raise DICOMBrowserError(f"{path}: NIfTI needs 3D or 4D voxels, got shape {tuple(shape)}")
+    dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
+    header = nifti_header(tuple(shape)[::-1], dtype, ijk_to_ras, rescale, repetition_time, description)
+    expected = int(np.prod(shape)) * dtype.itemsize
+    written = [0]
+
+    def counted() -> Iterator[np.ndarray]:
+        for slab in slabs:
+            written[0] += slab.nbytes
+            if written[0] > expected:
+                raise DICOMBrowserError(f"{path}: more voxel data than the {tuple(shape)} volume holds")
+            yield slab
+        if written[0] != expected:
+            raise DICOMBrowserError(f"{path}: {written[0]} bytes of voxels for a {tuple(shape)} volume "
+                                    f"of {expected} bytes")
+
+    _write_bytes(path, header, counted(), compress=str(path).lower().endswith(".gz"))
     return path
 
 

@@ -12,15 +12,15 @@ import json
 import os
 import sys
 import time
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from . import CLIContext, pass_cli
+
+if TYPE_CHECKING:  # rich is imported where a table or a progress bar is drawn (about 40 ms)
+    from rich.console import Console
+    from rich.table import Table
 
 LEVELS = ("patients", "studies", "series", "instances")
 COLUMNS: dict[str, list[str]] = {
@@ -45,7 +45,9 @@ HEADERS = {"PatientName": "Patient", "PatientID": "ID", "PatientBirthDate": "Bir
            "FilePath": "File"}
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False) -> "Console":
+    from rich.console import Console
+
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
     if not console.is_terminal:  # piped: do not squeeze UIDs into 80 columns
         console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=200)
@@ -75,7 +77,10 @@ def _plain(value: Any) -> str:
     return "" if value is None else str(value).replace("\t", " ").replace("\n", " ")
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> "Table":
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(HEADERS.get(column, column), overflow="fold")
@@ -94,6 +99,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
 def import_command(state: CLIContext, paths: tuple[str, ...], copy: bool, workers: int | None, as_json: bool,
                    no_progress: bool) -> None:
     """Import files, folders (recursively) and DICOMDIR media into the database."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from ..indexer import import_paths
 
     for path in paths:
@@ -309,6 +316,9 @@ def show_command(state: CLIContext, uid: str, as_json: bool) -> None:
     if as_json:
         _print_json(item)
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=Text(f"{item['Level']} {uid}"), show_header=False)
     table.add_column("attribute", style="bold")
     table.add_column("value", overflow="fold")
@@ -390,6 +400,8 @@ def db_verify(state: CLIContext, repair: bool, limit: int | None, uid: str | Non
             raise click.UsageError("--repair checks every file; it cannot be combined with --limit or --uid")
         report = logic.verify(repair=True)
     else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         from ..database import VerifyReport
 
         if uid is not None and logic.level_of(uid) is None:
