@@ -19,7 +19,7 @@ caller out. What this module does (event handlers and one socket option, bound b
   `max_associations_per_host` from one calling host; one over is rejected with A-ASSOCIATE-RJ
   "rejected-transient, local-limit-exceeded" (the reason pynetdicom itself uses), naming the host
   in the log. pynetdicom's own limit is set above ours (it also counts closing connections).
-- **PDU size**: the store lane (and pynetdicom's own reader, through `guard_reads`) refuses a PDU
+- **PDU size**: the store lane (and pynetdicom's own reader, through `fastpath.guard_reads`) refuses a PDU
   whose header claims more than the maximum we announced (`max_pdu_size`) before reading it; the
   store lane answers with A-ABORT. Nothing is allocated from a claimed length: see fastpath/_storelane.py.
 
