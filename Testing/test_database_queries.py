@@ -471,6 +471,24 @@ def test_search_words_are_the_api_filter_in_the_browser_page(database, monkeypat
         assert not [step for step in steps if step.startswith("SCAN") and "VIRTUAL TABLE" not in step], steps
 
 
+ODD_NAMES = ['O"Brien^Ann', "Müller^Jörg", "ÉMILE^Zoé", "a  b^c", "x*y?z^q", "NEAR AND OR^NOT", "100%^under_score",
+             "Back\\slash^x"]
+
+
+@pytest.mark.parametrize("text", ['o"b', 'O"Brien', "üll", "MÜLLER", "ÉMILE", "zoé", "a  b", "x*y", "NEAR AND",
+                                  "AND OR", "0%^", "r_s", "k\\sl", '"'])
+@pytest.mark.parametrize("keyword", ["PatientName", "patient_words"])
+def test_quotes_wildcards_and_accents_mean_what_the_plain_path_means(database, monkeypatch, text, keyword):
+    """FTS5 query syntax (quotes, AND/OR/NEAR, *) and case folding beyond ASCII never change an
+    answer: the same patients as LIKE on every row, whole and paged."""
+    monkeypatch.setattr(dbmod, "SORT_AT_MOST", 3)
+    database.store_instances([record(number, 0, 0, 0, name=name) for number, name in enumerate(ODD_NAMES)])
+    found = database.patients(**{keyword: text}), database.patients(**{keyword: text}, limit=2)
+    database._text_index = False
+    plain = database.patients(**{keyword: text})
+    assert found == (plain, plain[:2])
+
+
 def test_filters_still_mean_what_they_meant(database):
     database.store_instances(population())
     assert [p["PatientID"] for p in database.patients(Modality="mr", StudyDate="20200201-20200231")] == \
