@@ -371,14 +371,17 @@ def pages_of(read, limit: int = 4) -> list[dict]:
     return pages
 
 
+@pytest.mark.parametrize("rare_first", [256, 2], ids=["one-count", "two-counts"])
 @pytest.mark.parametrize("pattern", ["Name0042", "me003", "iven", "ame00", "Given", "e0012^Giv", "zzz", "N?me0*", "ven3"])
-def test_a_substring_with_a_rare_trigram_is_found_from_that_trigram(database, monkeypatch, pattern):
+def test_a_substring_with_a_rare_trigram_is_found_from_that_trigram(database, monkeypatch, pattern, rare_first):
     """A name filter whose common trigrams (`Nam`, `ame`, in every name) would cost what a scan
-    does: its trigrams are counted (each up to SORT_AT_MOST), and when one is rare the candidates
-    are the rows holding the rare ones (a MATCH of those trigrams only); when none is, a page
-    walks in order. Either way the same rows in the same order as the plain LIKE on every row."""
+    does: its trigrams are counted (each up to RARE_FIRST, then up to SORT_AT_MOST when none is
+    that rare), and when one is rare the candidates are the rows holding the rarest (a MATCH of
+    those trigrams only); when none is, a page walks in order. Either way the same rows in the
+    same order as the plain LIKE on every row."""
     database.store_instances(crowd())
     monkeypatch.setattr(dbmod, "SORT_AT_MOST", 12)  # a trigram in 12 names or more is "common"
+    monkeypatch.setattr(dbmod, "RARE_FIRST", rare_first)
     answers = {}
     for level in ("patients", "studies"):
         read = getattr(database, level)
