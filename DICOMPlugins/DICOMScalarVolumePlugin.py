@@ -251,6 +251,11 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         if frames and int(frames[0]) > 1:
             from DICOMBrowser.DICOMBrowserLib import multiframe
 
+            # examine asks for a file's frames more than once and the read again: the functional
+            # groups of an enhanced file are walked once per plugin object (records are read-only)
+            known = self.__dict__.setdefault("_multiframe_records", {})
+            if path in known:
+                return list(known[path])
             try:
                 records = multiframe.frame_geometries(path)
             except DICOMFileError as error:
@@ -259,7 +264,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
             for record in records:  # a fresh dict per frame
                 record.attributes["modality"] = v.get("0008,0060", "")  # type: ignore[index]
                 record.attributes["manufacturer"] = v.get("0008,0070", "")  # type: ignore[index]
-            return records
+            known[path] = records
+            return list(records)
         keys = {tag: v.get(tag, "") for tag in TIME_TAGS + ECHO_TAGS + B_VALUE_TAGS}
         keys["modality"] = v.get("0008,0060", "")
         keys["image_type"] = v.get("0008,0008", "")
