@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import Callable
 
 import pydicom
 import pytest
@@ -553,3 +554,64 @@ def test_send_tries_files_of_a_lost_association_once_more(database, series_facto
     assert len(associations) == 2
     assert summary.total == 8 and summary.sent == 8 and not summary.failed, summary.failed
     assert len(set(received)) == 8
+
+
+def _flaky_scp(drop: Callable[[int, int], bool]):
+    """A Storage SCP that aborts an association, before answering, when drop(association number,
+    instances it received on it) says so; returns (server, port, received UIDs, associations)."""
+    from pynetdicom import AE as ApplicationEntity
+    from pynetdicom import evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    received: list[str] = []
+    associations: list[int] = []
+    counts: dict[int, int] = {}
+
+    def on_store(event):
+        if not associations or associations[-1] != id(event.assoc):
+            associations.append(id(event.assoc))
+        counts[id(event.assoc)] = counts.get(id(event.assoc), 0) + 1
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        if drop(len(associations), counts[id(event.assoc)]):
+            threading.Thread(target=event.assoc.abort, daemon=True).start()  # gone before answering
+            time.sleep(0.5)
+        return 0x0000
+
+    scp = ApplicationEntity(ae_title="FLAKY")
+    scp.add_supported_context(CTImageStorage)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    return server, port, received, associations
+
+
+def test_send_goes_on_while_new_associations_make_progress(database, series_factory):
+    """Three associations in a row lost after two instances each (pynetdicom's own path lost two
+    responses in one send of 2,000 files): each time the unconfirmed files go on a new one, so all
+    arrive; a peer that drops every association at its first instance is tried twice, not more."""
+    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+    from DICOMBrowser.DICOMBrowserLib.networking import service
+
+    files = series_factory(count=10)
+    import_paths(database, [files[0].parent])
+    series_uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    settings = DatabaseSettings(ae_title=AE)
+
+    server, port, received, associations = _flaky_scp(lambda association, count: association <= 3 and count == 2)
+    try:
+        summary = service.send(database, settings, RemoteNode("flaky", "FLAKY", "127.0.0.1", port), [series_uid],
+                               timeout=4)
+    finally:
+        server.shutdown()
+    assert len(associations) == 4
+    assert summary.sent == 10 and not summary.failed, summary.failed
+    assert len(set(received)) == 10
+
+    server, port, received, associations = _flaky_scp(lambda association, count: True)
+    try:
+        summary = service.send(database, settings, RemoteNode("flaky", "FLAKY", "127.0.0.1", port), [series_uid],
+                               timeout=4)
+    finally:
+        server.shutdown()
+    assert len(associations) == 2
+    assert summary.sent == 0 and len(summary.failed) == 10

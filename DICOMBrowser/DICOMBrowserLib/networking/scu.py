@@ -622,24 +622,37 @@ def send(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], *
 
 #: failures that say nothing about the instance itself: the association went away (a peer
 #: restarting, a dropped connection, or pynetdicom 3.0.4's own race that can lose a C-STORE
-#: response when its association loop is not ours); those files are sent once more
+#: response when its association loop is not ours); those files are sent again
 RETRYABLE_FAILURES = ("no answer from", "association lost")
+
+#: associations one batch may take in all: the files a lost association did not confirm go again
+#: on a new one as long as the last one confirmed something (on pynetdicom's own path its race
+#: lost a response twice in one send of 2,000 small files), at most this many times
+MAX_SEND_ASSOCIATIONS = 10
 
 
 def _send_batches(node: RemoteNode, calling_ae: str, files: list[tuple[str, str, str]], summary: SendSummary,
                   timeout: float, progress: Callable[[int, int, int], Any] | None) -> None:
     for batch in _context_groups(files):
+        sent_before = summary.sent
         _send_batch(node, calling_ae, batch, summary, timeout, progress)
-        retry = {path for path, reason in summary.failed if reason.startswith(RETRYABLE_FAILURES)}
-        again = [item for item in batch if item[0] in retry]
-        if again:  # once, on a new association: C-STORE of the same instance again is harmless
+        for attempt in range(2, MAX_SEND_ASSOCIATIONS + 1):
+            retry = {path for path, reason in summary.failed if reason.startswith(RETRYABLE_FAILURES)}
+            again = [item for item in batch if item[0] in retry]
+            # the first retry always (a C-STORE of the same instance again is harmless), later ones
+            # only after an association that confirmed at least one file: a peer that drops every
+            # association at once is not called ten times
+            if not again or (attempt > 2 and summary.sent == sent_before):
+                break
             logger.warning("%s: sending %d file(s) again on a new association (the last one was lost)",
                            _peer(node), len(again))
             summary.failed = [(path, reason) for path, reason in summary.failed if path not in retry]
+            sent_before = summary.sent
             try:
                 _send_batch(node, calling_ae, again, summary, timeout, progress)
             except NetworkError as error:
                 summary.failed.extend((path, f"sent again, but: {error}") for path, _, _ in again)
+                break
         if len(summary.failed) >= summary.total:
             break
 
