@@ -561,7 +561,7 @@ def _flaky_scp(drop: Callable[[int, int], bool]):
     instances it received on it) says so; returns (server, port, received UIDs, associations)."""
     from pynetdicom import AE as ApplicationEntity
     from pynetdicom import evt
-    from pynetdicom.sop_class import CTImageStorage
+    from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
     received: list[str] = []
     associations: list[int] = []
@@ -579,6 +579,7 @@ def _flaky_scp(drop: Callable[[int, int], bool]):
 
     scp = ApplicationEntity(ae_title="FLAKY")
     scp.add_supported_context(CTImageStorage)
+    scp.add_supported_context(MRImageStorage)
     port = free_port()
     server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     return server, port, received, associations
@@ -615,3 +616,33 @@ def test_send_goes_on_while_new_associations_make_progress(database, series_fact
         server.shutdown()
     assert len(associations) == 2
     assert summary.sent == 0 and len(summary.failed) == 10
+
+
+@pytest.mark.slow
+def test_a_lost_batch_stays_failed_when_the_next_batch_is_retried(database, series_factory, monkeypatch):
+    """Files sent in two batches (one per storage class here) to a peer that drops every
+    association: every file of both batches is reported failed; retrying the second batch does
+    not forget the first one's failures."""
+    import functools
+
+    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
+    from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
+    from DICOMBrowser.DICOMBrowserLib.networking import scu, service
+
+    ct = series_factory(count=3)
+    mr = series_factory(count=3, modality="MR")
+    import_paths(database, [ct[0].parent, mr[0].parent])
+    uids = [str(pydicom.dcmread(files[0]).SeriesInstanceUID) for files in (ct, mr)]
+    assert {str(pydicom.dcmread(files[0]).SOPClassUID) for files in (ct, mr)} == {
+        "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}
+    # one presentation context per association at most: each storage class is a batch of its own
+    monkeypatch.setattr(scu, "_context_groups", functools.partial(scu._context_groups, limit=1))
+    server, port, received, associations = _flaky_scp(lambda association, count: True)
+    try:
+        summary = service.send(database, DatabaseSettings(ae_title=AE), RemoteNode("flaky", "FLAKY", "127.0.0.1", port),
+                               uids, timeout=2)
+    finally:
+        server.shutdown()
+    assert len(associations) == 4  # each batch: its association and one retry
+    assert summary.total == 6 and summary.sent == 0
+    assert sorted(path for path, _ in summary.failed) == sorted(str(p) for p in [*ct, *mr]), summary.failed

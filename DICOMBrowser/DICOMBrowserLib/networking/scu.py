@@ -636,8 +636,10 @@ def _send_batches(node: RemoteNode, calling_ae: str, files: list[tuple[str, str,
     for batch in _context_groups(files):
         sent_before = summary.sent
         _send_batch(node, calling_ae, batch, summary, timeout, progress)
+        in_batch = {item[0] for item in batch}  # an earlier batch's failures stay as they are
         for attempt in range(2, MAX_SEND_ASSOCIATIONS + 1):
-            retry = {path for path, reason in summary.failed if reason.startswith(RETRYABLE_FAILURES)}
+            retry = {path for path, reason in summary.failed
+                     if path in in_batch and reason.startswith(RETRYABLE_FAILURES)}
             again = [item for item in batch if item[0] in retry]
             # the first retry always (a C-STORE of the same instance again is harmless), later ones
             # only after an association that confirmed at least one file: a peer that drops every
