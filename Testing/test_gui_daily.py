@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import zipfile
 from pathlib import Path
 
@@ -28,6 +27,8 @@ QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 QtCore = pytest.importorskip("PySide6.QtCore")
 QtGui = pytest.importorskip("PySide6.QtGui")
 
+from gui_ticks import TickRecorder  # noqa: E402
+
 from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic, DICOMBrowserWidget  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -37,28 +38,6 @@ CT_SERIES = "1.2.826.0.1.3680043.2.1125.1.65375240934815452318141136507497058"
 PHILIPS = "philips_dwi/In/cl"
 PHILIPS_DWI_SERIES = "1.3.46.670589.11.45190.5.0.6424.2021100515345467861"
 FAILING = "dicom2nifti/tests/data/failing"
-
-
-class TickRecorder:
-    """A QTimer in the GUI thread: how often it fired while `busy()` was true, and the longest gap."""
-
-    def __init__(self, busy, interval_ms: int = 20):
-        self.busy = busy
-        self.ticks: list[tuple[float, bool]] = []
-        self.timer = QtCore.QTimer()
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(lambda: self.ticks.append((time.monotonic(), bool(self.busy()))))
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-
-    def busy_ticks(self) -> int:
-        return sum(1 for _, busy in self.ticks if busy)
-
-    def longest_gap(self) -> float:
-        times = [when for when, busy in self.ticks]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 
 QtCore = pytest.importorskip("PySide6.QtCore")
 
+from gui_ticks import TickRecorder  # noqa: E402
 from network_peers import OrthancPeer, free_port, have_orthanc  # noqa: E402
 
 from DICOMBrowser.DICOMBrowser import DICOMBrowserLogic  # noqa: E402
@@ -60,28 +61,6 @@ def logic(tmp_path, monkeypatch, orthanc):
     logic.save_settings(settings)
     yield logic
     logic.close()
-
-
-class TickRecorder:
-    """A QTimer in the GUI thread; records when it fired and whether `busy()` was true then."""
-
-    def __init__(self, busy, interval_ms: int = 20):
-        self.busy = busy
-        self.ticks: list[tuple[float, bool]] = []
-        self.timer = QtCore.QTimer()
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(lambda: self.ticks.append((time.monotonic(), bool(self.busy()))))
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-
-    def busy_ticks(self) -> int:
-        return sum(1 for _, busy in self.ticks if busy)
-
-    def longest_gap(self) -> float:
-        times = [when for when, _ in self.ticks]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
 @pytest.fixture
