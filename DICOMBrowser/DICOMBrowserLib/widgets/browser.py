@@ -537,12 +537,7 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         patient, study, series = wanted
         model = self.patient_model
         if patient and self.select_uid(self.patient_table, patient):
-            if study:
-                self.select_uid(self.study_table, study)
-            if series:
-                self.series_table.clearSelection()
-                for number, uid in enumerate(series):
-                    self.select_uid(self.series_table, uid, add=number > 0)
+            self._select_study_and_series(study, series)
             return True
         if patient and not model.complete and not model.busy:
             self._wanted = wanted
@@ -577,6 +572,10 @@ class DICOMBrowserPanel(QtWidgets.QWidget):
         if not self.current_patient_uid():
             return
         self._patient_selected()
+        self._select_study_and_series(study, series)
+
+    def _select_study_and_series(self, study: str | None, series: list[str]) -> None:
+        """Under the selected patient: select this study and these series (where still shown)."""
         if study:
             self.select_uid(self.study_table, study)
         if series:
