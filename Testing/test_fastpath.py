@@ -103,20 +103,27 @@ def test_receive_and_send_on_either_path(switch, database, series_factory, tmp_p
     assert received == sorted(p.read_bytes()[-2048:] for p in files)
 
 
-def test_only_the_interface_is_imported_outside_the_package():
-    """Everything that replaces pynetdicom internals lives in networking/fastpath; the rest of the
-    library reaches it through the package's public functions only (no `fastpath._x`, no module of
-    it by name), so turning it off or dropping it touches one place."""
+def _library_outside_the_package():
+    """(path, parsed module) of every library module outside networking/fastpath."""
     import ast
     from pathlib import Path
 
     library = Path(fastpath.__file__).parents[2]
     package = Path(fastpath.__file__).parent
-    offenders = []
     for path in library.rglob("*.py"):
-        if package in path.parents:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if package not in path.parents:
+            yield path, ast.parse(path.read_text(), str(path))
+
+
+def test_only_the_interface_is_imported_outside_the_package():
+    """Everything that replaces pynetdicom internals lives in networking/fastpath; the rest of the
+    library reaches it through the package's public functions only (no `fastpath._x`, no module of
+    it by name), so turning it off or dropping it touches one place."""
+    import ast
+
+    offenders = []
+    for path, tree in _library_outside_the_package():
+        for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.ImportFrom):
                 names = [f"{node.module or ''}.{alias.name}" for alias in node.names]
@@ -190,15 +197,10 @@ def test_no_pynetdicom_internals_are_named_outside_the_package():
     """The connection guards (admission.py), the Nagle switch (sockets.py), the listener and the
     requestors reach an association's socket, reader and queues through the package's accessors."""
     import ast
-    from pathlib import Path
 
-    library = Path(fastpath.__file__).parents[2]
-    package = Path(fastpath.__file__).parent
     offenders = []
-    for path in library.rglob("*.py"):
-        if package in path.parents:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for path, tree in _library_outside_the_package():
+        for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ASSOCIATION_INTERNALS:
                 offenders.append(f"{path.name}:{node.lineno}: .{node.attr}")
             elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr", "hasattr", "setattr"):
