@@ -700,6 +700,10 @@ def _store_one(assoc: Any, node: RemoteNode, path: str, summary: SendSummary, me
         except (ValueError, AttributeError, NotImplementedError, RuntimeError, OSError) as error:
             return f"peer accepted no transfer syntax we can send it in: {error}"
     except (AttributeError, OSError, RuntimeError) as error:
+        if not assoc.is_established:
+            # the peer went away between our check above and the send (pynetdicom raises
+            # RuntimeError then): the instance is fine, it goes again on a new association
+            return f"association lost while sending: {error}"
         return f"could not send: {error}"
     if not status or "Status" not in status:
         return f"no answer from {_peer(node)} (timed out or aborted)"
