@@ -437,3 +437,21 @@ def test_damaged_tag_cache_is_set_aside_and_values_read_again(tmp_path, series_f
         assert db.counts()["instances"] == 2
         assert db.file_value(files[0], "SeriesDescription") == "Cached"  # parsed again from the file
     assert list((tmp_path / "db").glob("ctkDICOMTagCache.sql.*.bak"))
+
+
+def test_database_tags_are_pydicoms_and_opening_a_database_does_not_import_it(tmp_path):
+    """DATABASE_TAGS is written out (so `ls` and the browser's first page skip pydicom's ~0.4 s
+    import): each entry is the tag pydicom's dictionary gives its keyword; a fresh process that
+    opens a database and lists its patients has not imported pydicom."""
+    import subprocess
+    import sys
+
+    from DICOMBrowser.DICOMBrowserLib.tagreader import tag_string
+
+    assert {keyword: tag_string(keyword) for keyword in dbmod.DATABASE_TAGS} == dbmod.DATABASE_TAGS
+    code = ("import sys\n"
+            "from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase\n"
+            f"with DICOMDatabase({str(tmp_path / 'db')!r}) as db:\n"
+            "    db.patients(limit=10)\n"
+            "assert 'pydicom' not in sys.modules, sorted(m for m in sys.modules if m.startswith('pydicom'))\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])

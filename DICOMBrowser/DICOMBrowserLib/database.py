@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import DatabaseError, DICOMFileError, NotFoundError, SchemaVersionError
-from .tagreader import tag_string
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +91,23 @@ _TEXT_INDEXES = {
     "se.SeriesDescription": ("Series", "rowid", "SeriesDescription", "SeriesDescriptionText"),
 }
 
-#: The attributes the database's own columns are filled from: keyword -> tag "gggg,eeee".
-DATABASE_KEYWORDS = (
-    "SpecificCharacterSet",
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientAge",
-    "PatientComments",
-    "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
-    "InstitutionName", "ReferringPhysicianName", "PerformingPhysicianName",
-    "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime", "SeriesDescription", "Modality",
-    "BodyPartExamined", "FrameOfReferenceUID", "AcquisitionNumber", "ContrastBolusAgent",
-    "ScanningSequence", "EchoNumbers", "TemporalPositionIdentifier",
-    "SOPInstanceUID", "SOPClassUID", "InstanceNumber", "NumberOfFrames",
-)
-DATABASE_TAGS: dict[str, str] = {keyword: tag_string(keyword) for keyword in DATABASE_KEYWORDS}
+#: The attributes the database's own columns are filled from: keyword -> tag "gggg,eeee" (as
+#: tagreader.tag_string spells it; written out so that opening a database for `ls` or the browser
+#: does not import pydicom, about 0.4 s of a CLI command; Testing/test_database.py checks them)
+DATABASE_TAGS: dict[str, str] = {
+    "SpecificCharacterSet": "0008,0005", "PatientName": "0010,0010", "PatientID": "0010,0020",
+    "PatientBirthDate": "0010,0030", "PatientBirthTime": "0010,0032", "PatientSex": "0010,0040",
+    "PatientAge": "0010,1010", "PatientComments": "0010,4000", "StudyInstanceUID": "0020,000d",
+    "StudyID": "0020,0010", "StudyDate": "0008,0020", "StudyTime": "0008,0030", "StudyDescription": "0008,1030",
+    "AccessionNumber": "0008,0050", "InstitutionName": "0008,0080", "ReferringPhysicianName": "0008,0090",
+    "PerformingPhysicianName": "0008,1050", "SeriesInstanceUID": "0020,000e", "SeriesNumber": "0020,0011",
+    "SeriesDate": "0008,0021", "SeriesTime": "0008,0031", "SeriesDescription": "0008,103e", "Modality": "0008,0060",
+    "BodyPartExamined": "0018,0015", "FrameOfReferenceUID": "0020,0052", "AcquisitionNumber": "0020,0012",
+    "ContrastBolusAgent": "0018,0010", "ScanningSequence": "0018,0020", "EchoNumbers": "0018,0086",
+    "TemporalPositionIdentifier": "0020,0100", "SOPInstanceUID": "0008,0018", "SOPClassUID": "0008,0016",
+    "InstanceNumber": "0020,0013", "NumberOfFrames": "0028,0008",
+}
+DATABASE_KEYWORDS = tuple(DATABASE_TAGS)
 
 _TRIGRAM: bool | None = None
 
@@ -1405,11 +1408,15 @@ class DICOMDatabase:
     # --- tag cache --------------------------------------------------------------------------
     def file_value(self, path: str | os.PathLike, tag: str) -> str:
         """One tag of one file ('' when absent); served from the TagCache, parsed at most once."""
+        from .tagreader import tag_string
+
         key = os.fspath(path)
         return self.file_values([key], [tag])[key][tag_string(tag)]
 
     def file_values(self, paths: Iterable[str | os.PathLike], tags: Iterable[str]) -> dict[str, dict[str, str]]:
         """Tags of many files: cache hits from SQLite, misses parsed in one scan and cached."""
+        from .tagreader import tag_string
+
         paths = [os.fspath(p) for p in paths]
         tag_keys = [tag_string(t) for t in tags]
         result: dict[str, dict[str, str]] = {p: {} for p in paths}
