@@ -42,3 +42,6 @@ if [ "$want_test" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e ".[gui]" </dev/null
 fi
+# pip compiles the packages it installs, not an editable checkout: without this every command
+# compiles our ~150 modules again (0.15 s of each CLI call) wherever PYTHONDONTWRITEBYTECODE is set
+.venv/bin/python -m compileall -q -j 0 DICOMBrowser DICOMPlugins >/dev/null
