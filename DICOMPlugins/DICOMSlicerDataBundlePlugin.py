@@ -21,11 +21,13 @@ class DICOMSlicerDataBundlePlugin(DICOMPlugin):
     tags = {"seriesDescription": "0008,103e", "candygram": "cadb,0010", "zipSize": "cadb,1008"}
 
     def examineFiles(self, files: list[str]) -> list[DICOMLoadable]:
-        from DICOMBrowser.DICOMBrowserLib.export.bundle import CREATOR_PREFIX, bundle_size
-
         loadables = []
         for path in files:
             creator = self.fileValue(path, self.tags["candygram"])
+            if not creator:  # nearly every file: the export module is imported only for the others
+                continue
+            from DICOMBrowser.DICOMBrowserLib.export.bundle import CREATOR_PREFIX, bundle_size
+
             if not creator.startswith(CREATOR_PREFIX):
                 continue
             description = self.fileValue(path, self.tags["seriesDescription"]) or "Slicer Data Bundle"

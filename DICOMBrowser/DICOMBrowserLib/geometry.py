@@ -207,7 +207,10 @@ def nominal_slice_spacing(sorted_records: Sequence[FrameGeometry],
         return None
     neighbours = (np.abs(gaps[:, None] - gaps[None, :]) <= tolerance).sum(axis=1)
     best = float(np.min(gaps[neighbours == neighbours.max()]))
-    return float(np.median(gaps[np.abs(gaps - best) <= tolerance]))
+    near = np.sort(gaps[np.abs(gaps - best) <= tolerance])
+    # the median, as np.median computes it, without the numpy.ma import np.median pays (15 ms)
+    middle = near.size // 2
+    return float(near[middle]) if near.size % 2 else float((near[middle - 1] + near[middle]) / 2)
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -43,6 +43,9 @@ def convert_command(state: CLIContext, targets: tuple[str, ...], output_dir: str
     """
     import os
 
+    from ..leanimport import import_pydicom
+
+    import_pydicom()
     from .. import conversion
 
     targets_list = [str(t) for t in targets]

@@ -105,6 +105,9 @@ def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
     (docs/convert.md): no scene, no VTK, the array written once.
     """
     started = time.perf_counter()
+    from ..leanimport import import_pydicom
+
+    import_pydicom()
     lower = output.lower()
     scene_output = lower.endswith(".mrb") or lower.endswith(".mrml")
     if not scene_output and not screenshot and _fast_output(output):
