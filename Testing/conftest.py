@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import os
 import socket
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _dcmtk_before_pynetdicoms_apps() -> None:
+    """pynetdicom installs apps named storescu, storescp, echoscu, findscu... into the
+    environment's scripts folder; with the venv activated they came first on PATH and the tests
+    ran them instead of DCMTK's ("usage: storescu [options] addr port path"). That folder goes
+    to the end of PATH for this process and its children."""
+    scripts = sysconfig.get_path("scripts")
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    if scripts in entries and os.path.exists(os.path.join(scripts, "storescu")):
+        os.environ["PATH"] = os.pathsep.join([e for e in entries if e != scripts] + [scripts])
+
+
+_dcmtk_before_pynetdicoms_apps()
 
 
 def corpus_root() -> Path | None:
