@@ -78,3 +78,27 @@ def test_writer_refuses_a_stream_that_does_not_fill_the_volume(tmp_path, count):
     with pytest.raises(DICOMBrowserError, match="volume"):
         volumeio.write_nifti_slabs(tmp_path / "x.nii", (3, 4, 5), np.int16, slabs, np.eye(4))
     assert not (tmp_path / "x.nii").exists()
+
+
+def test_slabs_read_ahead_in_turn_and_stop_cleanly(ct_series):
+    """FrameReader.slabs reads the next slab on a helper thread while this one is used: the slabs
+    put together are read_frames(), each slab holds its frames while the caller has it, and a
+    caller that stops early leaves no reader thread behind."""
+    import threading
+
+    from DICOMBrowser.DICOMBrowserLib import pixelreader
+
+    index, report, loadable = _default_scalar(ct_series)
+    reader = pixelreader.frame_reader([str(f) for f in ct_series], None)
+    whole = reader.read_frames()
+    frame_bytes = whole[0].nbytes
+    got = []
+    for slab in reader.slabs(4 * frame_bytes):
+        got.append(slab.copy())
+        np.testing.assert_array_equal(slab, whole[sum(len(g) for g in got[:-1]):][:len(slab)])
+    np.testing.assert_array_equal(np.concatenate(got), whole)
+    stream = reader.slabs(4 * frame_bytes)
+    next(stream)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("slab-reader")]

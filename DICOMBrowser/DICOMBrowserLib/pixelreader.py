@@ -247,14 +247,39 @@ class FrameReader:
         _fix_stored_bits(out, self.pixel_format)
 
     def slabs(self, slab_bytes: int) -> Iterator[np.ndarray]:
-        """The frames in order, about `slab_bytes` at a time, in one buffer reused for every slab:
-        each slab is valid until the next is asked for."""
+        """The frames in order, about `slab_bytes` at a time, each slab valid until the next is
+        asked for. The next slab is read by a helper thread while the caller writes this one
+        (two buffers in turn): reading and writing are system calls that release the GIL, so a
+        converter's read and write overlap on two cores instead of taking turns."""
+        from concurrent.futures import ThreadPoolExecutor
+
         step = max(1, slab_bytes // max(1, self.pixel_format.frame_bytes))
-        buffer = np.empty((min(step, len(self.frames)), *self.pixel_format.frame_shape), dtype=self.dtype)
-        for first in range(0, len(self.frames), step):
-            out = buffer[:min(step, len(self.frames) - first)]
+        count = len(self.frames)
+        if count == 0:
+            return
+        shape = (min(step, count), *self.pixel_format.frame_shape)
+        buffers = [np.empty(shape, dtype=self.dtype)]
+        if count > step:
+            buffers.append(np.empty(shape, dtype=self.dtype))
+        starts = list(range(0, count, step))
+
+        def read(index: int) -> np.ndarray:
+            first = starts[index]
+            out = buffers[index % len(buffers)][:min(step, count - first)]
             self.read_into(first, out)
-            yield out
+            return out
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slab-reader") as reader:
+            pending = reader.submit(read, 0)
+            try:
+                for index in range(len(starts)):
+                    out = pending.result()
+                    if index + 1 < len(starts):
+                        pending = reader.submit(read, index + 1)  # into the other buffer
+                    yield out
+            finally:
+                pending.cancel()
+                # a caller that stops early (an error while writing) waits for the read in flight
 
 
 def _read_native(location: PixelLocation, pixel_format: PixelFormat, frame_index: int, frame_count: int,
