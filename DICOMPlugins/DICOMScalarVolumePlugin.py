@@ -266,6 +266,10 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
                 record.attributes["manufacturer"] = v.get("0008,0070", "")  # type: ignore[index]
             known[path] = records
             return list(records)
+        # examine and the read (stream_volume's plan) both ask: parsed once per plugin object
+        classic = self.__dict__.setdefault("_classic_records", {})
+        if path in classic:
+            return [classic[path]]
         keys = {tag: v.get(tag, "") for tag in TIME_TAGS + ECHO_TAGS + B_VALUE_TAGS}
         keys["modality"] = v.get("0008,0060", "")
         keys["image_type"] = v.get("0008,0008", "")
@@ -275,7 +279,8 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         keys["philips_scale_slope"] = v.get("2005,100e", "")
         keys["ge_image_type"] = v.get("0043,102f", "")
         keys["ge_sequence"] = v.get("0019,109e", "")
-        return [geometry.frame_geometry_from_values(path, v, attributes=keys)]
+        record = classic[path] = geometry.frame_geometry_from_values(path, v, attributes=keys)
+        return [record]
 
     @staticmethod
     def _series_name(v: dict[str, str]) -> str:
