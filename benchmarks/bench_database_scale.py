@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_database_scale.py                  # 100k and 1M
     .venv/bin/python benchmarks/bench_database_scale.py --sizes 100000   # one size
     .venv/bin/python benchmarks/bench_database_scale.py --keep DIR       # keep (and reuse) the built databases
+    .venv/bin/python benchmarks/bench_database_scale.py --orthanc        # and Orthanc's index beside ours
 
 Databases are built through the project's own store path (`DICOMDatabase.store_instances`, the
 batches an import stores, 500 records a transaction) from generated records: N/50 patients x 2
@@ -15,20 +16,41 @@ Every row is the median of --repeat runs, in process unless it says CLI (a fresh
 "within 0.3 s of start-up" can be read off). Destructive rows (deletes, the import) run last,
 on the built database. The growth column is the 1M figure over the 100k figure.
 
+--orthanc (opt-in: filling Orthanc takes minutes per 100,000 instances) also starts a real Orthanc
+(the Debian `Orthanc`, through Testing/network_peers.py's OrthancPeer: 127.0.0.1, free ports, its
+own index and storage under the work folder, stopped at the end) per size, fills it with the same
+patients, studies, series and instances (the same tag values, written as small Part 10 files
+without pixel data, POSTed to /instances over --orthanc-connections kept-alive HTTP connections)
+and times the rows that have an equivalent in its REST API, as a client keeping one connection:
+/tools/find (Level, Query with DICOM wildcards, CaseSensitive false as our filters, Limit, Since,
+Expand so that an answer holds the tags a list shows) for the listings, GET /patients/{id}/studies
+and /studies/{id}/series for a click, GET /changes?last for a poll, DELETE /patients/{id} and
+POST /tools/bulk-delete for the deletes (the deleted patients are POSTed again afterwards, so a
+kept Orthanc stays whole), POST /instances for an import. Its columns show "—" where it has no
+equivalent (the search box, opening, the CLI). A table of answer counts, ours and Orthanc's, shows
+that the queries are the same. With --keep a filled Orthanc is reused when it holds every instance.
+Orthanc keeps no order: its pages are the first N of its own order, ours of the name order.
+
 The machine may be shared (2 cores): compare rows within one run.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import inspect
+import io
+import json
 import os
 import random
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -109,13 +131,22 @@ def build(folder: Path, instances: int) -> float:
     return time.perf_counter() - started
 
 
-def median_ms(run: Callable[[], object], repeat: int) -> float:
+class Timing(float):
+    """A median in ms that also remembers how many rows the last run answered (None: not a list)."""
+
+    answers: int | None = None
+
+
+def median_ms(run: Callable[[], object], repeat: int) -> Timing:
     times = []
+    answer = None
     for _ in range(repeat):
         started = time.perf_counter()
-        run()
+        answer = run()
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    timing = Timing(statistics.median(times))
+    timing.answers = len(answer) if isinstance(answer, list) else None
+    return timing
 
 
 def cli_ms(folder: Path, args: list[str], repeat: int) -> float:
@@ -189,9 +220,9 @@ def measure(folder: Path, instances: int, repeat: int, cli_repeat: int) -> dict[
                 lambda words=words: patient_page(db, limit=200, words=words), repeat)
     someone = db.patients(PatientID=f"ID{patients // 5:07d}")[0]
 
-    def click() -> None:
+    def click() -> list:
         studies = db.studies(someone["PatientUID"])
-        db.series(studies[0]["StudyInstanceUID"])
+        return db.series(studies[0]["StudyInstanceUID"])
     rows["click: studies(patient) + series(study)"] = median_ms(click, repeat)
     rows["poll: data_version()"] = median_ms(db.data_version, repeat)
     db.close()
@@ -238,20 +269,228 @@ def measure(folder: Path, instances: int, repeat: int, cli_repeat: int) -> dict[
     return rows
 
 
+# ---- Orthanc's side: the same layout in a real Orthanc, the same questions through its REST API
+
+LONG_LENGTH_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+IMPLEMENTATION_UID = "1.2.826.0.1.3680043.9.7433.1.999"
+
+
+@lru_cache(maxsize=None)
+def _element_header(key: str) -> tuple[str, bytes]:
+    from pydicom.datadict import dictionary_VR
+
+    tag = int(key.replace(",", ""), 16)
+    vr = dictionary_VR(tag)
+    return vr, struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr.encode())
+
+
+def _element(key: str, value: str) -> bytes:
+    vr, header = _element_header(key)
+    if vr in ("US", "SS"):
+        data = b"".join(struct.pack("<H" if vr == "US" else "<h", int(v)) for v in value.split("\\"))
+    else:
+        data = value.encode("latin-1")
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+    if vr in LONG_LENGTH_VRS:
+        return header + struct.pack("<HI", 0, len(data)) + data
+    return header + struct.pack("<H", len(data)) + data
+
+
+def part10_bytes(values: dict[str, str]) -> bytes:
+    """A Part 10 file (explicit VR little endian, no pixel data) holding a record's cached tag values.
+
+    Written here rather than with pydicom's dcmwrite, which costs ~3 ms per instance (an hour of
+    this process's CPU for 1M); this costs ~50 us. pydicom reads the result back (checked in
+    fill_orthanc on the first instance)."""
+    body = b"".join(_element(key, value) for key, value in sorted(values.items()) if value != "")
+    meta = (_element("0002,0001", "\0\1") + _element("0002,0002", values["0008,0016"])
+            + _element("0002,0003", values["0008,0018"]) + _element("0002,0010", "1.2.840.10008.1.2.1")
+            + _element("0002,0012", IMPLEMENTATION_UID))
+    return b"\0" * 128 + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(meta)) + meta + body
+
+
+class OrthancClient:
+    """One kept-alive HTTP connection to Orthanc's REST API."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+
+    def call(self, method: str, path: str, body: object = None, content_type: str = "application/json"):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        headers = {"Content-Type": content_type} if data is not None else {}
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"Orthanc {method} {path}: {response.status} {answer[:200]!r}")
+        return json.loads(answer) if answer else None
+
+    def find(self, level: str, query: dict, **options) -> list:
+        return self.call("POST", "/tools/find", {"Level": level, "Query": query, "Expand": True,
+                                                 "CaseSensitive": False, **options})
+
+    def post_instance(self, data: bytes) -> None:
+        self.call("POST", "/instances", data, "application/dicom")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def fill_orthanc(port: int, instances: int, connections: int, patients: list[int] | None = None) -> float:
+    """POST the generated instances (of `patients`, default all) to Orthanc; returns the wall time."""
+    count = instances // (STUDIES * SERIES * INSTANCES)
+    order = list(range(count))
+    random.Random(17).shuffle(order)  # as build(): the same names for the same patients
+    todo = list(range(count)) if patients is None else list(patients)
+    from pydicom import dcmread
+
+    first = records_for_patient(todo[0], order)[0].values
+    check = dcmread(io.BytesIO(part10_bytes(first)))
+    assert str(check.PatientName) == first["0010,0010"] and check.StudyDate == first["0008,0020"]
+    done = [0]
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def worker(share: list[int]) -> None:
+        client = OrthancClient(port)
+        try:
+            for index in share:
+                for record in records_for_patient(index, order):
+                    client.post_instance(part10_bytes(record.values))
+                with lock:
+                    done[0] += 1
+                    if patients is None and done[0] % 2000 == 0:
+                        print(f"  Orthanc holds {done[0] * 50:,} of {instances:,} "
+                              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        except BaseException as error:  # reported by the caller, after the other threads end
+            failures.append(error)
+        finally:
+            client.close()
+    threads = [threading.Thread(target=worker, args=(todo[k::connections],)) for k in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return time.perf_counter() - started
+
+
+def orthanc_rows(port: int, instances: int, repeat: int) -> dict[str, float]:
+    """The rows that have an equivalent in Orthanc's REST API, named as ours."""
+    patients = instances // 50
+    client = OrthancClient(port)
+    rows: dict[str, float] = {}
+    rows["patients() (every patient)"] = median_ms(lambda: client.find("Patient", {}), repeat)
+    rows["patients(limit=100) (first page)"] = median_ms(lambda: client.find("Patient", {}, Limit=100), repeat)
+    rows["patients(limit=100, after=) (next page)"] = median_ms(
+        lambda: client.find("Patient", {}, Limit=100, Since=100), repeat)
+    probe = f"Name{patients // 2:06d}"
+    rows["patients(PatientName=substring) (filter)"] = median_ms(
+        lambda: client.find("Patient", {"PatientName": f"*{probe}*"}, Limit=100), repeat)
+    rows["patients(PatientName='ven1') (substring matching ~11%, page)"] = median_ms(
+        lambda: client.find("Patient", {"PatientName": "*ven1*"}, Limit=100), repeat)
+    rows["series(SeriesDescription='es 3 C') (substring matching 20%, page)"] = median_ms(
+        lambda: client.find("Series", {"SeriesDescription": "*es 3 C*"}, Limit=100), repeat)
+    rows["studies(StudyDescription='HES') (substring matching 1/3, page)"] = median_ms(
+        lambda: client.find("Study", {"StudyDescription": "*HES*"}, Limit=100), repeat)
+    rows["patients(PatientName='Name0123*') (prefix)"] = median_ms(
+        lambda: client.find("Patient", {"PatientName": f"{probe[:8]}*"}, Limit=100), repeat)
+    rows["patients(PatientID=...) (exact)"] = median_ms(
+        lambda: client.find("Patient", {"PatientID": f"ID{patients // 3:07d}"}), repeat)
+    rows["series(Modality='CT') (every CT series)"] = median_ms(
+        lambda: client.find("Series", {"Modality": "CT"}), repeat)
+    rows["series(Modality='CT', limit=100)"] = median_ms(
+        lambda: client.find("Series", {"Modality": "CT"}, Limit=100), repeat)
+    rows["series(Modality='CT', limit=100, after=) (next page)"] = median_ms(
+        lambda: client.find("Series", {"Modality": "CT"}, Limit=100, Since=100), repeat)
+    rows["studies(StudyDate=range) (a month)"] = median_ms(
+        lambda: client.find("Study", {"StudyDate": "20130101-20130131"}, Limit=100), repeat)
+    rows["studies(StudyDate=range) (a year, page)"] = median_ms(
+        lambda: client.find("Study", {"StudyDate": "20130101-20131231"}, Limit=100), repeat)
+    someone = client.call("POST", "/tools/lookup", f"ID{patients // 5:07d}".encode(), "text/plain")
+    someone_id = [hit["ID"] for hit in someone if hit["Type"] == "Patient"][0]
+
+    def click() -> list:
+        studies = client.call("GET", f"/patients/{someone_id}/studies")
+        return client.call("GET", f"/studies/{studies[0]['ID']}/series")
+    rows["click: studies(patient) + series(study)"] = median_ms(click, repeat)
+    rows["poll: data_version()"] = median_ms(lambda: client.call("GET", "/changes?last"), repeat)
+
+    # destructive rows, last; the deleted patients are POSTed again so that a kept Orthanc stays whole
+    first = patients // 4
+    count = min(1000 + repeat, patients - first)  # as ours: a slice of the patients
+    ids = {}
+    for index in range(first, first + count):
+        hits = client.find("Patient", {"PatientID": f"ID{index:07d}"}, Expand=False)
+        ids[index] = hits[0]
+    single = list(ids.values())[:repeat]
+    rows["delete one patient (API)"] = statistics.median(
+        [median_ms(lambda uid=uid: client.call("DELETE", f"/patients/{uid}"), 1) for uid in single])
+    many = list(ids.values())[repeat:]
+    rows[f"delete {len(many)} patients (API, one call)"] = median_ms(
+        lambda: client.call("POST", "/tools/bulk-delete", {"Resources": many}), 1)
+    rows["poll after a commit: data_version() + first page"] = median_ms(
+        lambda: (client.call("GET", "/changes?last"), client.find("Patient", {}, Limit=100)), repeat)
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-orthanc-new-"))
+    try:
+        files = write_new_files(work / "new", 10)
+        rows["import 10 new files"] = median_ms(lambda: any(client.post_instance(f.read_bytes()) for f in files), 1)
+        new_patient = client.find("Patient", {"PatientID": "NEW1"}, Expand=False)
+        client.call("DELETE", f"/patients/{new_patient[0]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    client.close()
+    restored = fill_orthanc(port, instances, 2, patients=list(ids))
+    print(f"  Orthanc: {len(ids)} deleted patients POSTed again in {restored:.0f} s", flush=True)
+    return rows
+
+
+def measure_orthanc(root: Path, instances: int, repeat: int, connections: int) -> dict[str, float]:
+    """Start an Orthanc on root/orthanc-N, fill it when it does not hold every instance, time its rows."""
+    sys.path.insert(0, str(REPO / "Testing"))
+    from network_peers import OrthancPeer
+
+    orthanc = OrthancPeer(root / f"orthanc-{instances}", extra={"Name": "bench-database-scale"})
+    try:
+        orthanc.start(timeout=600)
+        client = OrthancClient(orthanc.http_port)
+        held = client.call("GET", "/statistics")["CountInstances"]
+        client.close()
+        if held != instances:
+            print(f"filling Orthanc with {instances:,} instances ({connections} connections) ...", flush=True)
+            seconds = fill_orthanc(orthanc.http_port, instances, connections)
+            print(f"  Orthanc ingest: {instances / seconds:,.0f} instances/s ({seconds:.0f} s)", flush=True)
+        print(f"measuring Orthanc {instances:,} ...", flush=True)
+        return orthanc_rows(orthanc.http_port, instances, repeat)
+    finally:
+        orthanc.stop()  # terminate, killed after 10 s
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cli-repeat", type=int, default=3)
     parser.add_argument("--keep", help="folder for the built databases (reused when present; copied before deletes)")
+    parser.add_argument("--orthanc", action="store_true", help="also fill an Orthanc per size and time its rows")
+    parser.add_argument("--orthanc-only", action="store_true", help="only Orthanc's columns (with --keep: its stores)")
+    parser.add_argument("--orthanc-connections", type=int, default=4, help="parallel POST /instances while filling")
     args = parser.parse_args(argv)
 
     from DICOMBrowser.DICOMBrowserLib.database import SCHEMA_VERSION
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     results: dict[int, dict[str, float]] = {}
+    orthanc: dict[int, dict[str, float]] = {}
     try:
         for size in args.sizes:
+            if args.orthanc or args.orthanc_only:
+                orthanc[size] = measure_orthanc(root, size, args.repeat, args.orthanc_connections)
+            if args.orthanc_only:
+                continue
             built = root / f"db-{size}-{SCHEMA_VERSION}"
             if not (built / "ctkDICOM.sql").exists():
                 print(f"building {size:,} instances in {built} ...", flush=True)
@@ -268,20 +507,33 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     sizes = list(results)
-    names = list(dict.fromkeys(name for size in sizes for name in results[size]))
+    columns = [(f"{s:,}", results[s]) for s in sizes] + [(f"Orthanc {s:,}", orthanc[s]) for s in orthanc]
+    names = list(dict.fromkeys(name for _, rows in columns for name in rows))
     print(f"\n== {SCHEMA_VERSION}; {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; medians, ms")
-    header = "| operation | " + " | ".join(f"{s:,}" for s in sizes) + (" | growth |" if len(sizes) > 1 else " |")
-    print(header)
-    print("|---" * (len(sizes) + 1 + (len(sizes) > 1)) + "|")
+    growth_of = [list(results.values())] if len(results) > 1 else []
+    if len(orthanc) > 1:
+        growth_of.append(list(orthanc.values()))
+    titles = [title for title, _ in columns] + (["growth"] if len(results) > 1 else []) + (
+        ["Orthanc growth"] if len(orthanc) > 1 else [])
+    print("| operation | " + " | ".join(titles) + " |")
+    print("|---" * (len(titles) + 1) + "|")
+
+    def cell(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.1f}"
     for name in names:
-        cells = [results[s].get(name) for s in sizes]
-        text = " | ".join("" if c is None else f"{c:,.1f}" for c in cells)
-        growth = ""
-        if len(sizes) > 1 and cells[0] and cells[-1]:
-            growth = f" | {cells[-1] / cells[0]:.1f}x"
-        elif len(sizes) > 1:
-            growth = " | "
-        print(f"| {name} | {text}{growth} |")
+        cells = [cell(rows.get(name)) for _, rows in columns]
+        for group in growth_of:
+            first, last = group[0].get(name), group[-1].get(name)
+            cells.append(f"{last / first:.1f}x" if first and last else "")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if orthanc:
+        # the same questions: the same number of answers (a page: up to its limit)
+        print("\n| answers | " + " | ".join(title for title, _ in columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
+        for name in names:
+            counts = [getattr(rows.get(name), "answers", None) for _, rows in columns]
+            if any(c is not None for c in counts[len(results):]):
+                print(f"| {name} | " + " | ".join("—" if c is None else f"{c:,}" for c in counts) + " |")
     return 0
 
 
