@@ -298,10 +298,31 @@ def test_parallel_scan_equals_in_process_scan_in_input_order(tmp_path):
 def test_stopping_early_stops_the_workers(tmp_path):
     paths = write_series(tmp_path / "s", count=40, rows=4, columns=4)
     before = set(multiprocessing.active_children())  # other tests' children, if any, are not ours
-    scan = scan_files(paths * 10, [SOP_UID], workers=2, chunk_size=20)
+    scan = scan_files(iter(paths * 10), [SOP_UID], workers=2, chunk_size=20)  # lazy: no probe, the pool at once
     first = next(scan)
     assert first.is_dicom and set(multiprocessing.active_children()) - before
     scan.close()
+    assert not set(multiprocessing.active_children()) - before
+
+
+def test_a_list_of_cheap_headers_stays_in_process_and_a_costly_one_gets_the_pool(tmp_path, monkeypatch):
+    """A list is probed on its first PROBE_FILES files: tiny headers whose whole scan would take
+    less than POOL_WORTH_S here start no pool; when the estimate is over it, the rest goes to the
+    pool, with the same results in the same order."""
+    paths = write_series(tmp_path / "s", count=40, rows=4, columns=4) * 15  # 600 paths, 3 chunks of 200
+    before = set(multiprocessing.active_children())
+    started: list[int] = []
+    real_pool = multiprocessing.pool.Pool.__init__
+
+    def counting(self, *args, **kwargs):
+        started.append(1)
+        real_pool(self, *args, **kwargs)
+
+    monkeypatch.setattr(multiprocessing.pool.Pool, "__init__", counting)
+    serial = list(scan_files(paths, [SOP_UID], workers=1))
+    assert list(scan_files(paths, [SOP_UID], workers=2, chunk_size=200)) == serial and not started
+    monkeypatch.setattr(headerscan, "POOL_WORTH_S", 0.0)
+    assert list(scan_files(paths, [SOP_UID], workers=2, chunk_size=200)) == serial and started
     assert not set(multiprocessing.active_children()) - before
 
 
@@ -326,6 +347,7 @@ def test_a_fifo_or_folder_does_not_block_the_scan(tmp_path):
 def test_forkserver_workers_give_the_same_results(tmp_path, monkeypatch):
     paths = write_series(tmp_path / "s", count=30, rows=4, columns=4)
     monkeypatch.setenv("DICOMBROWSER_SCAN_START_METHOD", "forkserver")
+    monkeypatch.setattr(headerscan, "POOL_WORTH_S", 0.0)  # tiny files: the probe would keep them in-process
     assert headerscan.start_method() == "forkserver"
     parallel = list(scan_files(paths * 4, TAGS, workers=2, chunk_size=10))
     assert parallel == list(scan_files(paths * 4, TAGS, workers=1))
