@@ -9,7 +9,7 @@ CODE = """
 import sys
 from DICOMBrowser.DICOMBrowserLib.leanimport import import_pydicom
 import_pydicom()
-assert "pydicom" in sys.modules and "requests" not in sys.modules, "requests imported"
+assert "pydicom" in sys.modules and "requests" not in sys.modules and "tqdm" not in sys.modules
 import pydicom
 import pydicom.data.download as download
 assert download.HAVE_REQUESTS is False  # its test-file downloads go through urllib
@@ -17,6 +17,8 @@ ds = pydicom.dcmread(sys.argv[1], stop_before_pixels=True)
 assert ds.SOPInstanceUID
 import requests  # DICOMweb still gets it afterwards
 assert requests.Session
+import tqdm
+assert tqdm.tqdm
 """
 
 
