@@ -439,6 +439,50 @@ def test_a_date_range_is_one_filter(database, monkeypatch):
     database._text_index = True
 
 
+def test_a_month_page_sorts_index_entries_and_joins_only_its_rows(database, monkeypatch):
+    """A page of studies found by date is chosen from StudiesDateIndex2's entries (which hold the
+    patient's order columns copied into Studies), and only its rows are joined to their patients:
+    the same rows, in the same order, as the whole list, for every page, after a patient's name
+    changes and after a study moves to another patient."""
+    database.store_instances(crowd())
+    monkeypatch.setattr(dbmod, "SORT_AT_MOST", 1000)  # the month is sparse: read and sorted
+    month = {"StudyDate": "20200301-20200331"}
+
+    def check() -> None:
+        steps = plan(database, "studies", limit=5, **month)
+        assert any(s.startswith("SEARCH st USING COVERING INDEX StudiesDateIndex2") for s in steps), steps
+        # Studies and Patients are read by rowid for the page's rows only
+        assert steps[0] == "SEARCH st USING INTEGER PRIMARY KEY (rowid=?)", steps
+        assert [s for s in steps if " p " in f" {s} "] == ["SEARCH p USING INTEGER PRIMARY KEY (rowid=?)"], steps
+        whole = database.studies(**month)
+        assert len(whole) > 5 and [row["StudyDate"][:6] for row in whole] == ["202003"] * len(whole)
+        for offset in range(0, len(whole), 3):
+            assert database.studies(limit=3, offset=offset, **month) == whole[offset:offset + 3]
+        assert pages_of(lambda **page: database.studies(**month, **page), limit=3) == whole
+        monkeypatch.setattr(dbmod, "SORT_AT_MOST", 1)  # the walk in order: the same rows
+        assert database.studies(limit=5, **month) == whole[:5]
+        monkeypatch.setattr(dbmod, "SORT_AT_MOST", 1000)
+    check()
+    # the copies follow the patient (schema.sql's triggers), whatever writes it
+    first = database.studies(limit=1, **month)[0]
+    with database._write() as writer:
+        writer.execute("UPDATE Patients SET PatientsName = 'zzz^Last' WHERE PatientUID = ?", (first["PatientUID"],))
+    assert database.studies(limit=50, **month)[-1]["PatientUID"] == first["PatientUID"]
+    check()
+    # a study re-imported under another patient moves, and its copies with it
+    moved = record(99, 0, 0, 0, name="aaa^First", date=first["StudyDate"])
+    moved.values[DATABASE_TAGS["StudyInstanceUID"]] = first["StudyInstanceUID"]
+    database.store_instances([moved])
+    page = database.studies(limit=50, **month)
+    assert [row["PatientName"] for row in page if row["StudyInstanceUID"] == first["StudyInstanceUID"]] == \
+        ["aaa^First"]
+    check()
+    copies = database._conn().execute(
+        "SELECT COUNT(*) FROM Studies st JOIN Patients p ON p.UID = st.PatientsUID WHERE st.PatientOrderName"
+        " IS NOT p.PatientsName OR st.PatientOrderID IS NOT p.PatientID OR st.PatientOrderUID IS NOT p.PatientUID")
+    assert copies.fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("words", ["name0042", "ID4", "given3 me002", "0042^giv", "id12 name", "zz", "NAME00"])
 def test_search_words_are_the_api_filter_in_the_browser_page(database, monkeypatch, words):
     """The browser's search box and `patients(patient_words=...)` are one filter: each word in
@@ -535,13 +579,43 @@ def test_a_database_of_the_previous_schema_is_upgraded_in_place(tmp_path, series
         assert_counts_right(db)
         assert sorted(files) == sorted(Path(p) for p in db.indexed_files())
         indexes = {row[0] for row in db._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"PatientsNameIndex", "SeriesModalityIndex", "StudiesDateIndex", "ImagesSeriesIndex2"} <= indexes
+        assert {"PatientsNameIndex", "SeriesModalityIndex", "StudiesDateIndex2", "ImagesSeriesIndex2"} <= indexes
         assert not {"ImagesSeriesIndex", "SeriesStudyIndex", "StudiesPatientIndex"} & indexes
         # and it goes on working: one more series, one patient less
         import_paths(db, series_factory("c", count=2, patient_id="C", patient_name="Cee"))
         db.delete(before[0]["PatientUID"])
         assert_counts_right(db)
         assert [p["PatientID"] for p in db.patients()] == ["C", "SAMPLE1"]
+
+
+def test_a_database_of_schema_2_gets_the_patient_order_copies(tmp_path):
+    """Schema .2 had no copies of the patient's order columns in Studies: opening it adds and
+    fills them, replaces StudiesDateIndex by StudiesDateIndex2 and creates the triggers."""
+    with DICOMDatabase(tmp_path / "db") as db:
+        db.store_instances(crowd(30))
+        month = db.studies(StudyDate="20200301-20200331")
+    connection = sqlite3.connect(tmp_path / "db" / dbmod.DATABASE_FILE)
+    for trigger in ("StudiesPatientOrderInsert", "StudiesPatientOrderMove", "PatientsOrderCopies"):
+        connection.execute(f"DROP TRIGGER {trigger}")
+    connection.execute("DROP INDEX StudiesDateIndex2")
+    for column in ("PatientOrderName", "PatientOrderID", "PatientOrderUID"):
+        connection.execute(f"ALTER TABLE Studies DROP COLUMN {column}")
+    connection.execute("CREATE INDEX StudiesDateIndex ON Studies (StudyDate)")
+    connection.execute("UPDATE SchemaInfo SET Version = '0.8.1+dicombrowser.2'")
+    connection.commit()
+    connection.close()
+    with DICOMDatabase(tmp_path / "db") as db:
+        c = db._conn()
+        assert c.execute("SELECT Version FROM SchemaInfo").fetchone()[0] == dbmod.SCHEMA_VERSION
+        names = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')")}
+        assert {"StudiesDateIndex2", "StudiesPatientOrderInsert", "StudiesPatientOrderMove",
+                "PatientsOrderCopies"} <= names and "StudiesDateIndex" not in names
+        assert c.execute("SELECT COUNT(*) FROM Studies st JOIN Patients p ON p.UID = st.PatientsUID"
+                         " WHERE st.PatientOrderUID = p.PatientUID AND st.PatientOrderID = p.PatientID"
+                         " AND st.PatientOrderName IS p.PatientsName").fetchone()[0] == 60
+        assert db.studies(StudyDate="20200301-20200331", limit=len(month)) == month
+        db.store_instances([record(99, 0, 0, 0, name="New^One", date="20200315")])
+        assert "New^One" in [row["PatientName"] for row in db.studies(StudyDate="20200301-20200331", limit=50)]
 
 
 def test_opening_checks_integrity_only_after_an_unclean_shutdown(tmp_path, monkeypatch):

@@ -45,9 +45,19 @@ DATABASE_FILE = "ctkDICOM.sql"
 TAGCACHE_FILE = "ctkDICOMTagCache.sql"
 IMAGES_FOLDER = "dicom"
 #: CTK's schema 0.8.1 plus our additions; bump the suffix on every change and add an upgrade step.
-SCHEMA_VERSION = "0.8.1+dicombrowser.2"
+SCHEMA_VERSION = "0.8.1+dicombrowser.3"
+# .3: the patient's order columns copied into Studies (schema.sql's triggers keep them), so that a
+# page of studies found by date sorts entries of StudiesDateIndex2 instead of rows joined to Patients
+_PATIENT_ORDER_COPIES = """
+    ALTER TABLE Studies ADD COLUMN PatientOrderName VARCHAR(255) NULL;
+    ALTER TABLE Studies ADD COLUMN PatientOrderID VARCHAR(255) NULL;
+    ALTER TABLE Studies ADD COLUMN PatientOrderUID TEXT NULL;
+    UPDATE Studies SET (PatientOrderName, PatientOrderID, PatientOrderUID) =
+        (SELECT PatientsName, PatientID, PatientUID FROM Patients WHERE UID = Studies.PatientsUID);
+    DROP INDEX IF EXISTS StudiesDateIndex;
+"""
 #: Versions we know how to upgrade from, mapped to the SQL that does it. After a step, the
-#: indexes of schema.sql are created and every maintained count is computed (`_upgrade`).
+#: indexes and triggers of schema.sql are created and every maintained count is computed (`_upgrade`).
 SCHEMA_UPGRADES: dict[str, str] = {
     # .2: counts maintained per patient, study and series; indexes for ordered paging and filters
     "0.8.1+dicombrowser.1": """
@@ -62,7 +72,8 @@ SCHEMA_UPGRADES: dict[str, str] = {
         DROP INDEX IF EXISTS ImagesSeriesIndex;
         DROP INDEX IF EXISTS SeriesStudyIndex;
         DROP INDEX IF EXISTS StudiesPatientIndex;
-    """,
+    """ + _PATIENT_ORDER_COPIES,
+    "0.8.1+dicombrowser.2": _PATIENT_ORDER_COPIES,
 }
 #: The lock file every process holding the database open keeps a shared flock on: the first one
 #: to open it alone learns whether the last one closed cleanly (see `_check_after_unclean_shutdown`).
@@ -602,16 +613,17 @@ class DICOMDatabase:
     def _upgrade(self, connection: sqlite3.Connection, version: str) -> None:
         """Apply a known upgrade in one transaction; data is kept.
 
-        After the step's SQL, schema.sql's indexes are created and every maintained count is
-        computed. Two processes opening an old database at once: the second finds the version
-        already current once it holds the write lock and does nothing.
+        After the step's SQL, schema.sql's indexes and triggers are created and every maintained
+        count is computed. Two processes opening an old database at once: the second finds the
+        version already current once it holds the write lock and does nothing.
         """
         logger.warning("Upgrading %s from schema %s to %s", self.folder, version, SCHEMA_VERSION)
         indexes = re.findall(r"CREATE (?:UNIQUE )?INDEX [^;]*", self._schema_sql())
+        triggers = re.findall(r"CREATE TRIGGER .*?\bEND\b", self._schema_sql(), re.S)
         connection.execute("BEGIN IMMEDIATE")
         try:
             if connection.execute("SELECT Version FROM SchemaInfo").fetchone()[0] == version:
-                for statement in [*SCHEMA_UPGRADES[version].split(";"), *indexes]:
+                for statement in [*SCHEMA_UPGRADES[version].split(";"), *indexes, *triggers]:
                     if statement.strip():
                         connection.execute(statement)
                 self._refresh_all_counts(connection)
@@ -1172,6 +1184,22 @@ class DICOMDatabase:
             where.append(f"{order[0]} >= ?")
             where.append(f"({', '.join(sort)}) > ({', '.join('?' * len(order))})")
             params.extend([key[0], *key])
+        paging = [-1 if limit is None else max(0, int(limit)), max(0, int(offset))]
+        if (depth == 1 and not walk and limit is not None and from_patient is None and conditions
+                and all(condition.level == 1 for condition in conditions)):
+            # a sorted page of studies filtered on their own columns (a date, a month): the page's
+            # rows are chosen from Studies alone, sorted by the patient's order columns copied
+            # there (from StudiesDateIndex2's entries for a date), and only they are joined to
+            # their patients; joining every match first made the sort grow with the matches
+            def copies(text: str) -> str:
+                for term, copy in _STUDY_ORDER_COPIES.items():
+                    text = text.replace(term, copy)
+                return text
+            page = (f"SELECT st.rowid FROM Studies st WHERE {copies(' AND '.join(where))}"
+                    f" ORDER BY {copies(', '.join(sort))} LIMIT ? OFFSET ?")
+            sql = (f"SELECT {_SELECT[depth]} FROM Studies st CROSS JOIN Patients p ON p.UID = st.PatientsUID"
+                   f" WHERE st.rowid IN ({page}) ORDER BY {', '.join(sort)}")
+            return sql, [*params, *paging]
         # instances are reached from their series, unless the filter names one
         images_last = not any(condition.level == 3 for condition in conditions)
         sql = f"SELECT {_SELECT[depth]} FROM {_tables(0, depth, cross=walk, images_last=images_last)}"
@@ -1180,7 +1208,7 @@ class DICOMDatabase:
         sql += f" ORDER BY {', '.join(sort)}"
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
-            params.extend([-1 if limit is None else max(0, int(limit)), max(0, int(offset))])
+            params.extend(paging)
         return sql, params
 
     def _dense(self, conditions: list[_Condition]) -> bool:
@@ -1780,6 +1808,9 @@ _ORDER_TERMS = (("p.PatientsName COLLATE NOCASE", "p.PatientID", "p.PatientUID")
                 ("st.StudyDate", "st.StudyTime", "st.StudyInstanceUID"),
                 (f"IFNULL(se.SeriesNumber, {_NO_NUMBER})", "se.SeriesInstanceUID"),
                 (f"IFNULL(i.InstanceNumber, {_NO_NUMBER})", "i.Filename"))
+# the patient's ordering terms as Studies holds them (schema.sql: PatientOrderName...)
+_STUDY_ORDER_COPIES = {"p.PatientsName COLLATE NOCASE": "st.PatientOrderName COLLATE NOCASE",
+                       "p.PatientID": "st.PatientOrderID", "p.PatientUID": "st.PatientOrderUID"}
 _ORDER_FIELDS = {"p.PatientsName COLLATE NOCASE": "PatientName", "p.PatientID": "PatientID", "p.PatientUID": "PatientUID",
                  "st.StudyDate": "StudyDate", "st.StudyTime": "StudyTime", "st.StudyInstanceUID": "StudyInstanceUID"}
 _SELECT = (

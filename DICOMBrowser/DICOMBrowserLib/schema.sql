@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS Studies (
   -- DICOMBrowser additions, maintained like the patient's (ModalitiesInStudy above is CTK's, also maintained)
   NumberOfSeries INT NOT NULL DEFAULT 0,
   NumberOfInstances INT NOT NULL DEFAULT 0,
+  -- copies of the patient's PatientsName, PatientID and PatientUID, kept by the triggers below: the
+  -- list's order, so that a page of studies found by date sorts index entries (StudiesDateIndex2)
+  -- and reads the patients of its own rows only
+  PatientOrderName VARCHAR(255) NULL,
+  PatientOrderID VARCHAR(255) NULL,
+  PatientOrderUID TEXT NULL,
   PRIMARY KEY (StudyInstanceUID)
 );
 
@@ -112,11 +118,32 @@ CREATE INDEX IF NOT EXISTS SeriesStudyIndex2 ON Series (StudyInstanceUID, Series
 CREATE INDEX IF NOT EXISTS SeriesModalityIndex ON Series (Modality COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS SeriesDescriptionIndex ON Series (SeriesDescription COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS StudiesPatientIndex2 ON Studies (PatientsUID, StudyDate, StudyTime);
-CREATE INDEX IF NOT EXISTS StudiesDateIndex ON Studies (StudyDate);
+-- a date or range, with what the list's order needs (patient, then date, time, UID) and the patient
+CREATE INDEX IF NOT EXISTS StudiesDateIndex2 ON Studies (StudyDate, PatientOrderName COLLATE NOCASE,
+  PatientOrderID, PatientOrderUID, StudyTime, StudyInstanceUID, PatientsUID);
 CREATE INDEX IF NOT EXISTS StudiesDescriptionIndex ON Studies (StudyDescription COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS StudiesAccessionIndex ON Studies (AccessionNumber);
 CREATE INDEX IF NOT EXISTS PatientsNameIndex ON Patients (PatientsName COLLATE NOCASE, PatientID, PatientUID);
 CREATE INDEX IF NOT EXISTS PatientsIDIndex ON Patients (PatientID);
+
+-- The patient's order columns copied into its studies (above), whatever writes them.
+CREATE TRIGGER IF NOT EXISTS StudiesPatientOrderInsert AFTER INSERT ON Studies BEGIN
+  UPDATE Studies SET (PatientOrderName, PatientOrderID, PatientOrderUID) =
+    (SELECT PatientsName, PatientID, PatientUID FROM Patients WHERE UID = new.PatientsUID)
+    WHERE rowid = new.rowid;
+END;
+CREATE TRIGGER IF NOT EXISTS StudiesPatientOrderMove AFTER UPDATE OF PatientsUID ON Studies
+  WHEN old.PatientsUID IS NOT new.PatientsUID BEGIN
+  UPDATE Studies SET (PatientOrderName, PatientOrderID, PatientOrderUID) =
+    (SELECT PatientsName, PatientID, PatientUID FROM Patients WHERE UID = new.PatientsUID)
+    WHERE rowid = new.rowid;
+END;
+CREATE TRIGGER IF NOT EXISTS PatientsOrderCopies AFTER UPDATE OF PatientsName, PatientID, PatientUID ON Patients
+  WHEN old.PatientsName IS NOT new.PatientsName OR old.PatientID IS NOT new.PatientID
+    OR old.PatientUID IS NOT new.PatientUID BEGIN
+  UPDATE Studies SET (PatientOrderName, PatientOrderID, PatientOrderUID) =
+    (new.PatientsName, new.PatientID, new.PatientUID) WHERE PatientsUID = new.UID;
+END;
 
 -- CTK keeps the list of imported directories; we keep the table for recognisability.
 CREATE TABLE IF NOT EXISTS Directories ( Dirname VARCHAR(1024), PRIMARY KEY (Dirname) );
