@@ -7,7 +7,6 @@ through `pydicom_file`.
 from __future__ import annotations
 
 import os
-import socket
 import sysconfig
 from pathlib import Path
 
@@ -103,16 +102,12 @@ def series_factory(tmp_path):
     return make
 
 
-def get_free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def free_port() -> int:
-    return get_free_port()
+    """network_peers.free_port (below the kernel's range for outgoing connections)."""
+    from network_peers import free_port as choose
+
+    return choose()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ the Debian package's own service is never used.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -24,9 +25,37 @@ from DICOMBrowser.DICOMBrowserLib.networking.sockets import dcmtk_env
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
 
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (32768 on Linux by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's range for
+    outgoing connections: a port the kernel handed out (bind to 0) could be taken, before the test
+    bound it, by another process's outgoing connection (a CI run lost a listener's port that way
+    while another process made thousands of HTTP requests). Not given twice in one process."""
+    low = _ephemeral_low()
+    candidates = range(max(1024, low - 12000), low)
+    chooser = random.Random()
+    for _ in range(500):
+        port = chooser.choice(candidates)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
