@@ -742,9 +742,15 @@ class DICOMScalarVolumePlugin(DICOMPlugin):
         from DICOMBrowser.DICOMBrowserLib import pixelreader
 
         files = plan.files
-        if self.database is not None and all(f in self.__dict__.get("_locations", {}) for f in files):
-            locations = self.__dict__["_locations"]  # examined by this object: index rows at hand
-            return pixelreader.FrameReader([locations[f] for f in files], [plan.values[f] for f in files], plan.flat)
+        if self.database is not None:
+            if not all(f in self.__dict__.get("_locations", {}) for f in files):
+                # a loadable from the examine cache: the index rows of its series, one query each;
+                # the pixel module values are among the plan's (no second tag cache lookup)
+                self._files_without_pixel_data(files, plan.values)
+            locations = self.__dict__.get("_locations", {})  # examined by this object: index rows at hand
+            if all(f in locations for f in files):
+                return pixelreader.FrameReader([locations[f] for f in files], [plan.values[f] for f in files],
+                                               plan.flat)
         return pixelreader.frame_reader(files, self.database, plan.flat)
 
     def _read_mosaic(self, loadable: DICOMLoadable) -> "VolumeData":

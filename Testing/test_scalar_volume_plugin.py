@@ -496,7 +496,9 @@ def test_single_images_log_at_info_and_warn_only_where_a_volume_is_expected(seri
 
 
 def test_load_after_examine_reuses_the_index_rows_and_reads_the_same_voxels(database, tmp_path, monkeypatch):
-    """The plugin object that examined keeps each file's tags and pixel location: load looks nothing up."""
+    """The plugin object that examined keeps each file's tags and pixel location: load looks nothing
+    up. A fresh object (a loadable from the examine cache) asks the index once for the series' rows
+    and takes the pixel module values from the plan's, not from a second per-file lookup."""
     from DICOMBrowser.DICOMBrowserLib import pixelreader
     from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
 
@@ -505,12 +507,15 @@ def test_load_after_examine_reuses_the_index_rows_and_reads_the_same_voxels(data
     [series_uid] = [s["SeriesInstanceUID"] for s in database.series()]
     plugin = DICOMScalarVolumePlugin(database)
     [loadable] = plugin.examineFiles(database.files_for_series(series_uid))
-    calls = []
-    original = pixelreader._locations_and_values  # a spy: the real lookup runs, calls are counted
-    monkeypatch.setattr(pixelreader, "_locations_and_values", lambda *args: calls.append(args) or original(*args))
+    rows, per_file = [], []
+    original_rows, original_per_file = database.instances, pixelreader._locations_and_values  # spies
+    monkeypatch.setattr(database, "instances", lambda *args: rows.append(args) or original_rows(*args))
+    monkeypatch.setattr(pixelreader, "_locations_and_values",
+                        lambda *args: per_file.append(args) or original_per_file(*args))
     reused = plugin.read_volume(loadable)
+    assert not rows and not per_file
     fresh = DICOMScalarVolumePlugin(database).read_volume(loadable)  # no examination: looks up the index
-    assert len(calls) == 1  # only the fresh object asked the index
+    assert rows == [(series_uid,)] and not per_file
     expected = np.stack([sampledata.default_pixels(i, 12, 10) for i in range(7)]).astype(np.int16) - 1024
     assert np.array_equal(reused.voxels, expected) and np.array_equal(fresh.voxels, expected)
     assert np.allclose(reused.ijk_to_ras, fresh.ijk_to_ras)
