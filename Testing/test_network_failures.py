@@ -585,35 +585,38 @@ def _flaky_scp(drop: Callable[[int, int], bool]):
     return server, port, received, associations
 
 
+def _send_to_flaky(database, series_uids: list[str], drop: Callable[[int, int], bool], timeout: float = 4):
+    """`service.send` of `series_uids` to a `_flaky_scp(drop)`, stopped afterwards; returns
+    (summary, received UIDs, associations)."""
+    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
+    from DICOMBrowser.DICOMBrowserLib.networking import service
+
+    server, port, received, associations = _flaky_scp(drop)
+    try:
+        summary = service.send(database, DatabaseSettings(ae_title=AE), RemoteNode("flaky", "FLAKY", "127.0.0.1", port),
+                               series_uids, timeout=timeout)
+    finally:
+        server.shutdown()
+    return summary, received, associations
+
+
 def test_send_goes_on_while_new_associations_make_progress(database, series_factory):
     """Three associations in a row lost after two instances each (pynetdicom's own path lost two
     responses in one send of 2,000 files): each time the unconfirmed files go on a new one, so all
     arrive; a peer that drops every association at its first instance is tried twice, not more."""
-    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
     from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
-    from DICOMBrowser.DICOMBrowserLib.networking import service
 
     files = series_factory(count=10)
     import_paths(database, [files[0].parent])
     series_uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
-    settings = DatabaseSettings(ae_title=AE)
 
-    server, port, received, associations = _flaky_scp(lambda association, count: association <= 3 and count == 2)
-    try:
-        summary = service.send(database, settings, RemoteNode("flaky", "FLAKY", "127.0.0.1", port), [series_uid],
-                               timeout=4)
-    finally:
-        server.shutdown()
+    summary, received, associations = _send_to_flaky(database, [series_uid],
+                                                     lambda association, count: association <= 3 and count == 2)
     assert len(associations) == 4
     assert summary.sent == 10 and not summary.failed, summary.failed
     assert len(set(received)) == 10
 
-    server, port, received, associations = _flaky_scp(lambda association, count: True)
-    try:
-        summary = service.send(database, settings, RemoteNode("flaky", "FLAKY", "127.0.0.1", port), [series_uid],
-                               timeout=4)
-    finally:
-        server.shutdown()
+    summary, received, associations = _send_to_flaky(database, [series_uid], lambda association, count: True)
     assert len(associations) == 2
     assert summary.sent == 0 and len(summary.failed) == 10
 
@@ -622,9 +625,8 @@ def test_a_peer_gone_between_check_and_send_is_a_lost_association(database, seri
     """The peer aborts after our is_established check but before the C-STORE goes out (pynetdicom
     then raises RuntimeError): that file and the rest go again on a new association, none fails.
     (A CI run lost one file of ten this way before the failure was classified as retryable.)"""
-    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
     from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
-    from DICOMBrowser.DICOMBrowserLib.networking import fastpath, service
+    from DICOMBrowser.DICOMBrowserLib.networking import fastpath
 
     files = series_factory(count=6)
     import_paths(database, [files[0].parent])
@@ -639,12 +641,7 @@ def test_a_peer_gone_between_check_and_send_is_a_lost_association(database, seri
         return real_send(assoc, path, message_id)
 
     monkeypatch.setattr(fastpath, "send_as_stored", abort_before_the_third)
-    server, port, received, associations = _flaky_scp(lambda association, count: False)
-    try:
-        summary = service.send(database, DatabaseSettings(ae_title=AE), RemoteNode("flaky", "FLAKY", "127.0.0.1", port),
-                               [series_uid], timeout=4)
-    finally:
-        server.shutdown()
+    summary, received, associations = _send_to_flaky(database, [series_uid], lambda association, count: False)
     assert summary.sent == 6 and not summary.failed, summary.failed
     assert len(associations) == 2 and len(set(received)) == 6
 
@@ -656,9 +653,8 @@ def test_a_lost_batch_stays_failed_when_the_next_batch_is_retried(database, seri
     not forget the first one's failures."""
     import functools
 
-    from DICOMBrowser.DICOMBrowserLib.config import DatabaseSettings
     from DICOMBrowser.DICOMBrowserLib.indexer import import_paths
-    from DICOMBrowser.DICOMBrowserLib.networking import scu, service
+    from DICOMBrowser.DICOMBrowserLib.networking import scu
 
     ct = series_factory(count=3)
     mr = series_factory(count=3, modality="MR")
@@ -668,12 +664,7 @@ def test_a_lost_batch_stays_failed_when_the_next_batch_is_retried(database, seri
         "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}
     # one presentation context per association at most: each storage class is a batch of its own
     monkeypatch.setattr(scu, "_context_groups", functools.partial(scu._context_groups, limit=1))
-    server, port, received, associations = _flaky_scp(lambda association, count: True)
-    try:
-        summary = service.send(database, DatabaseSettings(ae_title=AE), RemoteNode("flaky", "FLAKY", "127.0.0.1", port),
-                               uids, timeout=2)
-    finally:
-        server.shutdown()
+    summary, _received, associations = _send_to_flaky(database, uids, lambda association, count: True, timeout=2)
     assert len(associations) == 4  # each batch: its association and one retry
     assert summary.total == 6 and summary.sent == 0
     assert sorted(path for path, _ in summary.failed) == sorted(str(p) for p in [*ct, *mr]), summary.failed
