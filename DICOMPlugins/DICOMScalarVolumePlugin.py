@@ -834,7 +834,8 @@ class StreamedVolume:
     name: str = ""
 
     def slabs(self, slab_bytes: int) -> Any:
-        """Stored frames in file order, about `slab_bytes` at a time (one buffer, reused)."""
+        """Stored frames in file order, about `slab_bytes` at a time (FrameReader.slabs: each valid
+        until the next is asked for)."""
         try:
             yield from self.reader.slabs(slab_bytes)
         except DICOMBrowserError:

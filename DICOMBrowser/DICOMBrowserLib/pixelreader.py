@@ -195,8 +195,8 @@ def read_frames_at(locations: list[PixelLocation], values: list[dict[str, str]],
 
 class FrameReader:
     """The frames of many files read in order into arrays the caller holds: the whole stack
-    (`read_frames_at`), or a few frames at a time into one reused buffer (`slabs`, for writers
-    that stream a volume to disk without holding it). Layout checks happen on creation."""
+    (`read_frames_at`), or a few frames at a time into two buffers used in turn (`slabs`, for
+    writers that stream a volume to disk without holding it). Layout checks happen on creation."""
 
     def __init__(self, locations: list[PixelLocation], values: list[dict[str, str]],
                  frames: list[tuple[int, int]] | None = None):
