@@ -82,6 +82,32 @@ def test_provenance_names_the_instance_whose_pixels_are_at_that_slice(two_series
         assert np.array_equal(voxels[:, :, k].T, instance.pixel_array), f"slice {k}"
 
 
+def test_a_series_copied_twice_into_the_folder_is_read_once(cli_runner, two_series_same_name, tmp_path):
+    """The same instances in two folders (a copy, an export beside its source): each instance is
+    read once, so the image has the slices the scanner acquired, not twice as many; the second
+    copies are listed as skipped files, through `convert` and `load -o` alike."""
+    import shutil
+
+    folder, a, _ = two_series_same_name
+    data = tmp_path / "data"
+    shutil.copytree(folder / "a", data / "1_original")
+    shutil.copytree(folder / "a", data / "2_copy")
+    shutil.copy(a[0], data / "2_copy" / "extra_copy_of_first.dcm")  # a third copy of one instance
+    result = cli_runner("convert", str(data), "-o", str(tmp_path / "out"), "--format", "nii", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    (written,) = summary["written"]
+    assert written["shape"] == [10, 12, 6]
+    duplicates = sorted(s["path"] for s in summary["skipped_files"] if s["reason"].startswith("the same instance"))
+    assert duplicates == sorted(str(p) for p in (data / "2_copy").iterdir())
+    assert all(str(data / "1_original") in s["reason"] for s in summary["skipped_files"])
+    rows = conversion.read_provenance(next(p for p in written["sidecars"] if p.endswith(".provenance.json")))
+    assert len({row["SOPInstanceUID"] for row in rows}) == len(rows) == 6
+    loaded = cli_runner("load", str(data), "-o", str(tmp_path / "one.nii"), "--json")
+    assert loaded.exit_code == 0, loaded.output
+    assert nibabel.load(str(tmp_path / "one.nii")).shape == (10, 12, 6)
+
+
 def test_several_parts_of_one_series_get_their_suffixes(tmp_path):
     """Two echoes at each position: two defaults, written as <name>_e1 and <name>_e2."""
     folder = tmp_path / "echoes"

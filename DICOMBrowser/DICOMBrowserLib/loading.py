@@ -259,21 +259,22 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
 def group_files_by_series(paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
     """SeriesInstanceUID -> files, for files and folders given directly (non-DICOM files skipped)."""
     from .headerscan import scan_files
+    from .scanindex import SOP_INSTANCE_TAG, group_by_series
 
     files = expand_paths(paths)
-    groups: dict[str, list[str]] = {}
     # a process pool forks this process: not once Qt (threads, a display connection) is loaded
     workers = 1 if "PySide6" in sys.modules else None
-    for result in scan_files(files, [SERIES_TAG], workers=workers):
+    usable = []
+    for result in scan_files(files, [SERIES_TAG, SOP_INSTANCE_TAG], workers=workers):
         if not result.is_dicom or result.error:
             if result.error:
                 logger.warning("Skipping %s: %s", result.path, result.error)
             continue
-        series_uid = result.values.get(SERIES_TAG, "")
-        if not series_uid:
-            logger.warning("Skipping %s: no SeriesInstanceUID", result.path)
-            continue
-        groups.setdefault(series_uid, []).append(str(result.path))
+        usable.append((str(result.path), result.values.get(SERIES_TAG, ""), result.values.get(SOP_INSTANCE_TAG, "")))
+    groups, skipped = group_by_series(usable)
+    for path, why in skipped:
+        if why == "no SeriesInstanceUID":
+            logger.warning("Skipping %s: no SeriesInstanceUID", path)
     return groups
 
 

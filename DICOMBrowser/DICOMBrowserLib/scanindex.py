@@ -51,6 +51,36 @@ def plugin_tags(extra: Iterable[str] = ()) -> list[str]:
     return sorted(tags)
 
 
+def group_by_series(files: Iterable[tuple[str, str, str]]) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """(series UID -> paths in the order given, skipped (path, why)) from (path, SeriesInstanceUID,
+    SOPInstanceUID) triples.
+
+    A file without a SeriesInstanceUID is skipped. So is a second file of an instance already
+    seen in its series (same SOPInstanceUID): folders copied into one another, or a DICOMDIR
+    export beside its source, hold the same instance twice, and reading both would add a volume
+    or slice the scanner never acquired. The first file in the order given is kept, as a
+    database keeps the first copy it indexed; dcm2niix also reads such duplicates once."""
+    groups: dict[str, list[str]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    skipped: list[tuple[str, str]] = []
+    for path, series_uid, instance_uid in files:
+        if not series_uid:
+            skipped.append((path, "no SeriesInstanceUID"))
+            continue
+        if instance_uid:
+            first = seen.setdefault((series_uid, instance_uid), path)
+            if first != path:
+                skipped.append((path, f"the same instance (SOPInstanceUID {instance_uid}) as {first}"))
+                continue
+        groups.setdefault(series_uid, []).append(path)
+    if skipped:
+        duplicates = sum(1 for _, why in skipped if why.startswith("the same instance"))
+        if duplicates:
+            logger.warning("%d file(s) skipped: second copies of instances already read (first: %s)",
+                           duplicates, next(p for p, why in skipped if why.startswith("the same instance")))
+    return groups, skipped
+
+
 class ScanIndex:
     """Header values and pixel data locations of scanned files, by path; duck-types the parts of
     DICOMDatabase the plugins and the pixel reader call."""
@@ -85,14 +115,12 @@ class ScanIndex:
         return os.fspath(path) in self._entries
 
     def series(self) -> dict[str, list[str]]:
-        """SeriesInstanceUID -> files in scan order (files without one are skipped and recorded)."""
-        groups: dict[str, list[str]] = {}
-        for path, entry in self._entries.items():
-            uid = entry.values.get(SERIES_TAG, "")
-            if not uid:
-                self.skipped.append((path, "no SeriesInstanceUID"))
-                continue
-            groups.setdefault(uid, []).append(path)
+        """SeriesInstanceUID -> files in scan order; files without one, and second copies of an
+        instance, are skipped and recorded (see `group_by_series`)."""
+        groups, skipped = group_by_series((path, entry.values.get(SERIES_TAG, ""),
+                                           entry.values.get(SOP_INSTANCE_TAG, ""))
+                                          for path, entry in self._entries.items())
+        self.skipped.extend(skipped)
         return groups
 
     # --- the database calls ------------------------------------------------------------------
