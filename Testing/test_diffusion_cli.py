@@ -277,9 +277,17 @@ def test_vendor_dwi_through_the_cli_equals_dcm2niix(cli_runner, corpus, tmp_path
     live = dcm2niix(folder, tmp_path / "live")
     philips = case.startswith("philips")
     assert_same_dwi(output, live, stored_voxels=not philips)
-    if philips:  # both write Philips' precise values, (stored x RS + RI) / (RS x SS): dcm2niix as
-        # stored integers with scl_slope/scl_inter, ours as float32
-        ours, theirs = nib.load(str(output)).get_fdata(), nib.load(str(live)).get_fdata()
+    if philips:  # both write Philips' precise values, (stored x RS + RI) / (RS x SS), as the stored
+        # integers with that scaling in scl_slope/scl_inter. dcm2niix writes unsigned 16-bit data
+        # that fits as int16; we keep the stored type: the same numbers either way
+        ours_image, theirs_image = nib.load(str(output)), nib.load(str(live))
+        assert ours_image.get_data_dtype().kind in "iu"
+        np.testing.assert_array_equal(ours_image.dataobj.get_unscaled().astype(np.int64),
+                                      theirs_image.dataobj.get_unscaled().astype(np.int64))
+        for field in ("scl_slope", "scl_inter"):
+            np.testing.assert_allclose(float(ours_image.header[field]), float(theirs_image.header[field]), rtol=1e-6,
+                                       atol=1e-9)
+        ours, theirs = ours_image.get_fdata(), theirs_image.get_fdata()
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-3 * float(np.abs(theirs).max()) * 1e-3)
     stored = {"ge_dwi": corpus / "ge_dwi" / "Ref" / "Ax_DWI_TENSOR_R2_1",
               "philips_classic": corpus / "philips_dwi" / "Ref" / "701_DTI_Biobank_2mm_MB3S2_EPI_cl"}.get(case)

@@ -423,17 +423,16 @@ def _return_freed_memory() -> None:
 def _write_dwi(loadable: Any, plugin: Any, index: Any, path: Path, options: _Options) -> WrittenImage:
     from .diffusion import read_dwi, save_dwi
 
+    nifti = options.fmt in ("nii", "nii.gz")
     plan = loadable.extra.get("plan")
     used = {plan.files[r.file_index] for volume in plan.volumes for r in volume} if plan else set()
-    if plan is not None and used == set(loadable.files):
-        series = read_dwi(plan.files, database=index, plan=plan)
-    else:
+    if plan is None or used != set(loadable.files):
         from .diffusion import plan_dwi
 
         plan = plan_dwi(loadable.files, database=index)
-        series = read_dwi(plan.files, database=index, plan=plan)
+    # NIfTI keeps the stored integers with scl_slope/scl_inter where one scaling fits all frames
+    series = read_dwi(plan.files, database=index, plan=plan, stored=nifti)
     written = [str(p) for p in save_dwi(series, path)]
-    nifti = options.fmt in ("nii", "nii.gz")
     sidecars = written[1:]
     first = plan.volumes[0]
     mosaic_layout = first[0].mosaic_layout

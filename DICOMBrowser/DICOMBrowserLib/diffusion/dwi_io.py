@@ -61,31 +61,40 @@ def sidecar_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return path.with_name(stem + ".bval"), path.with_name(stem + ".bvec")
 
 
-def nifti_layout(series: DWISeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(array (i, j, k, volume), RAS affine, bvecs) in dcm2niix's layout."""
-    voxels = series.voxels[:, :, ::-1, :]  # flip rows: j now runs against the column direction
+def nifti_affine(series: DWISeries) -> np.ndarray:
+    """The RAS affine of dcm2niix's layout: rows flipped, so j runs against the column direction."""
     affine = series.ijk_to_ras.copy()
     n_rows = series.voxels.shape[2]
     affine[:3, 3] = affine[:3, 3] + affine[:3, 1] * (n_rows - 1)
     affine[:3, 1] = -affine[:3, 1]
+    return affine
+
+
+def nifti_layout(series: DWISeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(array (i, j, k, volume), RAS affine, bvecs) in dcm2niix's layout (stored values when
+    `series.rescale` is set)."""
+    voxels = series.voxels[:, :, ::-1, :]  # flip rows: j now runs against the column direction
+    affine = nifti_affine(series)
     array = np.transpose(voxels, (3, 2, 1, 0))  # (volume, k, j, i) -> (i, j, k, volume)
     return array, affine, fsl_bvecs(series.gradients_lps, affine)
 
 
 def write_fsl(series: DWISeries, path: str | os.PathLike) -> tuple[Path, Path, Path]:
-    """Write out.nii(.gz) + out.bval + out.bvec; returns the three paths."""
-    import nibabel
+    """Write out.nii(.gz) + out.bval + out.bvec; returns the three paths.
+
+    The image goes through `volumeio.write_nifti` (qform = sform = the affine, code 1; mm and
+    seconds; `series.rescale` into scl_slope/scl_inter), which writes the row-flipped view slab
+    by slab: no transposed copy of the volume, and no NIfTI library imported."""
+    from ..volumeio import write_nifti
 
     _check(series)
     path = Path(path)
-    array, affine, bvecs = nifti_layout(series)
-    image = nibabel.Nifti1Image(array, affine)
-    image.header.set_xyzt_units("mm", "sec")
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
+    affine = nifti_affine(series)
+    bvecs = fsl_bvecs(series.gradients_lps, affine)
     bval_path, bvec_path = sidecar_paths(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nibabel.save(image, str(path))
+    # (volume, k, j, i) with rows flipped is NIfTI's (i, j, k, volume) in C order
+    write_nifti(path, series.voxels[:, :, ::-1, :], affine, rescale=series.rescale)
     bval_path.write_text(" ".join(_number(b) for b in series.bvalues) + "\n")
     bvec_path.write_text("".join(" ".join(_number(v) for v in bvecs[:, axis]) + "\n" for axis in range(3)))
     logger.info("Wrote %s (+ %s, %s): %d volumes", path, bval_path.name, bvec_path.name, len(series.bvalues))
@@ -112,6 +121,12 @@ def write_nrrd(series: DWISeries, path: str | os.PathLike, compress: bool = True
     """Write a Slicer-style NRRD DWI, gzip-compressed by default: one file for .nrrd; for .nhdr
     the header, with the voxels in `<name>.raw.gz` (or `.raw`) beside it."""
     _check(series)
+    if series.rescale is not None:  # NRRD has no scale fields: write modality values
+        from dataclasses import replace
+
+        from ..volumeio import modality_values
+
+        series = replace(series, voxels=modality_values(series.voxels, series.rescale), rescale=None)
     path = Path(path)
     detached = path.suffix.lower() == ".nhdr"
     data_path = path.with_name(path.stem + (".raw.gz" if compress else ".raw")) if detached else None

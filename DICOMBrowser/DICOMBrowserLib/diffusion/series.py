@@ -94,6 +94,9 @@ class DWISeries:
     vendor: str = ""
     identity: dict[str, str] = field(default_factory=dict)
     instance_uids: list[str] = field(default_factory=list)
+    #: (slope, intercept) still to apply to `voxels`: set only by read_dwi(stored=True) when every
+    #: frame shares one scaling (a NIfTI writer puts it in scl_slope/scl_inter, as dcm2niix does)
+    rescale: tuple[float, float] | None = None
 
 
 #: tags (and their VRs) read for every file, from the tag cache (database) or the fast header scan:
@@ -671,9 +674,14 @@ def _volume_encodings(volumes: list[list[FrameRecord]], files: list[str], warnin
 
 
 def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = None,
-             require_diffusion: bool = True) -> DWISeries:
+             require_diffusion: bool = True, stored: bool = False) -> DWISeries:
     """Read a DWI series: the plan, then the pixels (one batched read at the recorded pixel data
-    offsets, already in volume/slice order), unpacked and rescaled to float32 when needed."""
+    offsets, already in volume/slice order), unpacked and rescaled to float32 when needed.
+
+    `stored=True` (writers with scale fields: NIfTI) keeps the stored integers when every frame
+    has the same slope and intercept, and returns that scaling in `rescale`: no float32 copy, the
+    file half the size, and the stored type as dcm2niix keeps it. Frames scaled differently are
+    still rescaled to float32."""
     from ..pixelreader import read_frames
 
     plan = plan or plan_dwi(files, require_diffusion=require_diffusion, database=database)
@@ -688,7 +696,12 @@ def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = 
         index = _ScanIndex({path: plan.pixel_locations[path] for path in paths})
     # every record is a distinct frame (a mosaic is one frame per volume): read in output order
     stack = read_frames(paths, database=index, frames=[(file_position[r.file_index], r.frame_index) for r in records])
-    if any(r.slope != 1.0 or r.intercept != 0.0 for r in records):
+    rescale = None
+    scalings = {(r.slope, r.intercept) for r in records}
+    if stored and len(scalings) == 1 and np.issubdtype(stack.dtype, np.integer):
+        (slope, intercept), = scalings
+        rescale = None if (slope, intercept) == (1.0, 0.0) else (float(slope), float(intercept))
+    elif any(r.slope != 1.0 or r.intercept != 0.0 for r in records):
         stack = _rescaled(stack, np.array([r.slope for r in records], dtype=np.float32),
                           np.array([r.intercept for r in records], dtype=np.float32))
     if records[0].mosaic_layout is not None:
@@ -701,7 +714,8 @@ def read_dwi(files: Sequence[str], database: Any = None, plan: DWIPlan | None = 
     return DWISeries(voxels=voxels, ijk_to_ras=plan.ijk_to_ras, bvalues=plan.bvalues.copy(),
                      gradients_lps=plan.gradients_lps.copy(), warnings=list(plan.warnings), files=list(files),
                      name=plan.name, series_uid=plan.series_uid, vendor=plan.vendor, identity=dict(plan.identity),
-                     instance_uids=[plan.instance_uids[f] for f in used_files if plan.instance_uids.get(f)])
+                     instance_uids=[plan.instance_uids[f] for f in used_files if plan.instance_uids.get(f)],
+                     rescale=rescale)
 
 
 def _rescaled(stack: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
