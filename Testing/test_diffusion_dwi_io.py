@@ -167,3 +167,28 @@ def test_detached_nhdr_read_by_slicer_and_by_us(dwi_node, tmp_path):
     np.testing.assert_allclose(through_slicer.gradients_lps, series.gradients_lps, atol=1e-6)
     np.testing.assert_allclose(through_slicer.bvalues, series.bvalues, atol=1e-3)
     scenes.close_scene(scene)
+
+
+def test_stored_dwi_keeps_integers_in_nifti_and_writes_modality_values_to_nrrd(ge_files, tmp_path):
+    """read_dwi(stored=True) with one scaling for every frame: NIfTI gets the stored integers and
+    scl_slope/scl_inter (the values nibabel computes equal the float series'), NRRD (no scale
+    fields) the modality values; both read back equal to read_dwi's float32 voxels."""
+    import dataclasses
+
+    import nibabel
+
+    from DICOMBrowser.DICOMBrowserLib.diffusion import write_fsl, write_nrrd
+
+    stored = read_dwi(ge_files, stored=True)
+    assert stored.rescale is None and stored.voxels.dtype.kind in "iu"  # GE: no scaling to keep
+    scaled = dataclasses.replace(stored, rescale=(0.5, -3.0))
+    expected = stored.voxels.astype(np.float32) * 0.5 - 3.0
+    nifti, _, _ = write_fsl(scaled, tmp_path / "scaled.nii")
+    image = nibabel.load(str(nifti))
+    assert image.get_data_dtype() == stored.voxels.dtype
+    assert (image.dataobj.slope, image.dataobj.inter) == (0.5, -3.0)  # nibabel moves scl_* here on load
+    back = np.transpose(np.asarray(image.dataobj), (3, 2, 1, 0))[:, :, ::-1, :]  # to (volume, k, j, i)
+    np.testing.assert_allclose(back, expected)
+    reread = read_nrrd(write_nrrd(scaled, tmp_path / "scaled.nrrd"))
+    assert reread.voxels.dtype == np.float32
+    np.testing.assert_allclose(reread.voxels, expected)
