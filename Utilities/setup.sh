@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-# Off-screen VTK rendering (EGL/OSMesa) and Qt's platform plugins.
-packages=(libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libosmesa6 libxcb-cursor0
+# Off-screen VTK rendering (EGL/OSMesa) and Qt's platform plugins; a C compiler for the header
+# scan's walk in C (DICOMBrowserLib/native; without it scans walk in Python, slower on long vendor headers).
+packages=(gcc libc6-dev libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libosmesa6 libxcb-cursor0
   libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0
   libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libxkbcommon0 libfontconfig1 fonts-dejavu-core
   libdbus-1-3 libglib2.0-0 xvfb xauth)
@@ -45,3 +46,5 @@ fi
 # pip compiles the packages it installs, not an editable checkout: without this every command
 # compiles our ~150 modules again (0.15 s of each CLI call) wherever PYTHONDONTWRITEBYTECODE is set
 .venv/bin/python -m compileall -q -j 0 DICOMBrowser DICOMPlugins >/dev/null
+# the header scan's walk in C, next to its source (a missing compiler is reported, not fatal)
+.venv/bin/python -m DICOMBrowser.DICOMBrowserLib.nativewalk --build </dev/null

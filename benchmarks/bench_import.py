@@ -11,7 +11,8 @@ series of the corpus, GE 3D T1 by default) it measures, cache warm:
       and pydicom's own fast path dcmread(specific_tags=the import's tags)
   (c) gdcmscanner (Debian libgdcm-tools), normal and --strict; python-gdcm's gdcm.Scanner;
       dcmdump (DCMTK) -M over the folder
-  (d) our headerscan.scan_files, in-process (workers=1) and on all cores
+  (d) our headerscan.scan_files, in-process (workers=1; its data set walk in C, and in Python)
+      and on all cores
   (e) our full reference-mode import (indexer.import_paths) into a fresh database
 and prints files/s (wall clock) and files per CPU second (this process + its children: tools and
 pool workers), each with the ratio to gdcmscanner. Each figure is from the fastest of --repeat
@@ -38,7 +39,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from DICOMBrowser.DICOMBrowserLib import headerscan, sampledata  # noqa: E402
+from DICOMBrowser.DICOMBrowserLib import headerscan, nativewalk, sampledata  # noqa: E402
 
 # The tags an import asks for when the indexer is not available (database columns + geometry).
 FALLBACK_TAGS = [
@@ -149,6 +150,19 @@ def scan(files: list[str], tags: list[str], workers: int | None) -> None:
         raise RuntimeError(f"{len(bad)} files not scanned, e.g. {bad[0].path}: {bad[0].error}")
 
 
+def scan_in_python(files: list[str], tags: list[str]) -> None:
+    """The scan with its data set walk in Python (the fallback when the C walker is not built)."""
+    previous = os.environ.get(nativewalk.SWITCH)
+    os.environ[nativewalk.SWITCH] = "0"
+    try:
+        scan(files, tags, 1)
+    finally:
+        if previous is None:
+            del os.environ[nativewalk.SWITCH]
+        else:
+            os.environ[nativewalk.SWITCH] = previous
+
+
 def full_import(folder: Path, workers: int | None, profile: bool = False) -> str | None:
     """Import into a fresh temporary database; returns the profile text when asked."""
     from DICOMBrowser.DICOMBrowserLib.database import DICOMDatabase
@@ -226,6 +240,8 @@ def bench_folder(label: str, folder: Path, args: argparse.Namespace) -> None:
     else:
         rows.append(("(c) dcmdump", n, None, 0.0, "skipped: dcmdump not installed (apt install dcmtk)"))
     measure("(d) headerscan.scan_files workers=1", n, lambda: scan(files, tags, 1), f"{len(tags)} tags")
+    measure("(d) headerscan.scan_files workers=1, walk in Python", n, lambda: scan_in_python(files, tags),
+            f"{len(tags)} tags, ${nativewalk.SWITCH}=0")
     workers = args.workers or headerscan.default_workers()
     measure(f"(d) headerscan.scan_files workers={workers}", n, lambda: scan(files, tags, workers), f"{len(tags)} tags")
     if have_import():

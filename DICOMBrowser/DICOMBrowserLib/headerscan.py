@@ -13,6 +13,12 @@ private tags in implicit VR) is converted by pydicom itself from a small ``Datas
 ``RawDataElement``. Files the walker does not handle (big endian, deflate, odd encodings) fall
 back to a full pydicom read; truncated or corrupt files are reported with the reason.
 
+The walk of the data set (`_walk`: element headers, sequences skipped item by item, the pixel
+data's extent) runs in C when its small library is built (`nativewalk`, native/headerwalk.c:
+the same rules, the same results, errors and fallbacks); `_walk` stays the fallback when it is
+not built or $DICOMBROWSER_NATIVE is 0, and the reference the tests compare it with. The file
+meta, the values and everything else stay here.
+
 Work is split in chunks of paths over a fork-started process pool; ``workers=1`` runs in-process.
 See docs/headerscan.md.
 """
@@ -39,6 +45,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from . import nativewalk
 from .tagreader import format_value, parse_tag, tag_string
 
 logger = logging.getLogger(__name__)
@@ -226,6 +233,8 @@ class _TagPlan:
         self.data_index = {t: i for i, t in enumerate(self.data_tags)}
         self.meta_index = {t: i for i, t in enumerate(self.meta_tags)}
         self.last_tag = max([PIXEL_DATA, *self.data_tags])  # the walk stops at pixel data unless asked for more
+        # the walk in C when built and not switched off ($DICOMBROWSER_NATIVE=0); else _walk in Python
+        self.native = nativewalk.walker(self.keep, self.private_groups, self.last_tag)
 
 
 class _File:
@@ -525,6 +534,94 @@ def _open_stat(path: str) -> tuple[int, int, int]:
     return fd, st.st_size, st.st_mtime_ns
 
 
+def _walk(f: _File, pos: int, implicit: bool, plan: _TagPlan) -> tuple[dict[int, tuple], int | None, int | None]:
+    """The data set walk from `pos`: (raw elements kept, pixel data offset, its length).
+
+    The reference for nativewalk's C walk (the same rules); raises _Fallback or _Broken."""
+    size = f.size
+    keep = plan.keep
+    last_tag = plan.last_tag
+    private_groups = plan.private_groups
+    raw: dict[int, tuple] = {}  # tag -> (VR bytes or None, value bytes, value offset)
+    pixel_offset = pixel_length = None
+    buf, base = f.buf, f.base
+    blen = len(buf)
+    # The hot loop: element headers parsed inline (no call per element), values sliced only
+    # for the requested tags, everything else skipped by its length.
+    while pos < size:
+        rel = pos - base
+        # Past the pixel data, bytes that do not make an element (padding some writers leave,
+        # a cut in trailing private data) end the data set, as for pydicom: the image is whole.
+        if rel < 0 or rel + 12 > blen:
+            if pos + 8 > size:
+                if pixel_offset is not None:
+                    break
+                raise _Broken(f"truncated element header at offset {pos}")
+            buf, rel = f.window(pos, 12 if pos + 12 <= size else 8)
+            base, blen = f.base, len(buf)
+        if implicit:
+            group, elem, length = _unpack_tag_len(buf, rel)
+            vr = None
+            hlen = 8
+        else:
+            group, elem, vr, length = _unpack_tag_vr_short(buf, rel)
+            if vr in SHORT_VRS:
+                hlen = 8
+            elif vr in LONG_VRS:
+                if rel + 12 > blen:
+                    if pixel_offset is not None:
+                        break
+                    raise _Broken(f"truncated element header at offset {pos}")
+                length = _unpack_long_len(buf, rel + 8)[0]
+                hlen = 12
+            elif pixel_offset is not None:
+                break
+            elif group == 0xFFFE:
+                raise _Fallback(f"item tag at top level at offset {pos}")
+            else:
+                raise _Fallback(f"invalid VR {vr!r} at offset {pos}")
+        tag = (group << 16) | elem
+        value_pos = pos + hlen
+        if group == 0x7FE0 and tag in PIXEL_TAGS:
+            if length == UNDEFINED:
+                pixel_offset, pixel_length = value_pos, _encapsulated_length(f, value_pos)
+                pos = value_pos + pixel_length + 8
+            else:
+                pixel_offset, pixel_length = value_pos, length
+                if value_pos + length > size:
+                    raise _Broken(f"pixel data truncated: {length} bytes at offset {value_pos}, file has {size}")
+                pos = value_pos + length
+            if tag >= last_tag:
+                break
+            buf, base, blen = f.buf, f.base, len(f.buf)
+            continue
+        if group == 0xFFFE:
+            raise _Fallback(f"item tag at top level at offset {pos}")
+        if length == UNDEFINED:
+            if implicit or vr == b"SQ" or vr == b"UN":
+                # a sequence; if requested, its value is '' (format_value caches no sequences)
+                pos = _skip_sequence(f, value_pos, implicit or vr == b"UN")
+                buf, base, blen = f.buf, f.base, len(f.buf)
+                continue
+            raise _Fallback(f"undefined length for VR {vr!r} at offset {pos}")
+        end = value_pos + length
+        if end > size:
+            if pixel_offset is not None:
+                break
+            raise _Broken(f"element ({group:04x},{elem:04x}) at offset {pos} has length {length}, "
+                          f"past the end of the file ({size} bytes)")
+        if (tag in keep and vr != b"SQ") or (group in private_groups and 0x10 <= elem <= 0xFF):
+            vrel = value_pos - base
+            if vrel + length <= blen:
+                raw[tag] = (vr, buf[vrel:vrel + length], value_pos)
+            else:
+                vbuf, i = f.window(value_pos, length)
+                raw[tag] = (vr, vbuf[i:i + length], value_pos)
+                buf, base, blen = f.buf, f.base, len(f.buf)
+        pos = end
+    return raw, pixel_offset, pixel_length
+
+
 def _scan_fast(path: str, plan: _TagPlan) -> tuple:
     """The walker; returns the compact result tuple (see _to_result) or raises _Fallback/_Broken."""
     fd, size, mtime = _open_stat(path)
@@ -555,86 +652,13 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                 implicit = found_implicit
             elif found_implicit != implicit:
                 implicit = found_implicit  # as pydicom does (with a warning): trust the data over the meta
-        keep = plan.keep
-        last_tag = plan.last_tag
-        private_groups = plan.private_groups
-        raw: dict[int, tuple] = {}  # tag -> (VR bytes or None, value bytes, value offset)
-        pixel_offset = pixel_length = None
-        buf, base = f.buf, f.base
-        blen = len(buf)
-        # The hot loop: element headers parsed inline (no call per element), values sliced only
-        # for the requested tags, everything else skipped by its length.
-        while pos < size:
-            rel = pos - base
-            # Past the pixel data, bytes that do not make an element (padding some writers leave,
-            # a cut in trailing private data) end the data set, as for pydicom: the image is whole.
-            if rel < 0 or rel + 12 > blen:
-                if pos + 8 > size:
-                    if pixel_offset is not None:
-                        break
-                    raise _Broken(f"truncated element header at offset {pos}")
-                buf, rel = f.window(pos, 12 if pos + 12 <= size else 8)
-                base, blen = f.base, len(buf)
-            if implicit:
-                group, elem, length = _unpack_tag_len(buf, rel)
-                vr = None
-                hlen = 8
-            else:
-                group, elem, vr, length = _unpack_tag_vr_short(buf, rel)
-                if vr in SHORT_VRS:
-                    hlen = 8
-                elif vr in LONG_VRS:
-                    if rel + 12 > blen:
-                        if pixel_offset is not None:
-                            break
-                        raise _Broken(f"truncated element header at offset {pos}")
-                    length = _unpack_long_len(buf, rel + 8)[0]
-                    hlen = 12
-                elif pixel_offset is not None:
-                    break
-                elif group == 0xFFFE:
-                    raise _Fallback(f"item tag at top level at offset {pos}")
-                else:
-                    raise _Fallback(f"invalid VR {vr!r} at offset {pos}")
-            tag = (group << 16) | elem
-            value_pos = pos + hlen
-            if group == 0x7FE0 and tag in PIXEL_TAGS:
-                if length == UNDEFINED:
-                    pixel_offset, pixel_length = value_pos, _encapsulated_length(f, value_pos)
-                    pos = value_pos + pixel_length + 8
-                else:
-                    pixel_offset, pixel_length = value_pos, length
-                    if value_pos + length > size:
-                        raise _Broken(f"pixel data truncated: {length} bytes at offset {value_pos}, file has {size}")
-                    pos = value_pos + length
-                if tag >= last_tag:
-                    break
-                buf, base, blen = f.buf, f.base, len(f.buf)
-                continue
-            if group == 0xFFFE:
-                raise _Fallback(f"item tag at top level at offset {pos}")
-            if length == UNDEFINED:
-                if implicit or vr == b"SQ" or vr == b"UN":
-                    # a sequence; if requested, its value is '' (format_value caches no sequences)
-                    pos = _skip_sequence(f, value_pos, implicit or vr == b"UN")
-                    buf, base, blen = f.buf, f.base, len(f.buf)
-                    continue
-                raise _Fallback(f"undefined length for VR {vr!r} at offset {pos}")
-            end = value_pos + length
-            if end > size:
-                if pixel_offset is not None:
-                    break
-                raise _Broken(f"element ({group:04x},{elem:04x}) at offset {pos} has length {length}, "
-                              f"past the end of the file ({size} bytes)")
-            if (tag in keep and vr != b"SQ") or (group in private_groups and 0x10 <= elem <= 0xFF):
-                vrel = value_pos - base
-                if vrel + length <= blen:
-                    raw[tag] = (vr, buf[vrel:vrel + length], value_pos)
-                else:
-                    vbuf, i = f.window(value_pos, length)
-                    raw[tag] = (vr, vbuf[i:i + length], value_pos)
-                    buf, base, blen = f.buf, f.base, len(f.buf)
-            pos = end
+        if plan.native is not None:
+            try:
+                raw, pixel_offset, pixel_length = plan.native.walk(fd, size, f.buf, f.base, pos, implicit)
+            except nativewalk.WalkFailure as exc:
+                raise (_Broken if exc.broken else _Fallback)(str(exc)) from None
+        else:
+            raw, pixel_offset, pixel_length = _walk(f, pos, implicit, plan)
         values = _values(raw, plan.data_tags, plan.data_index, implicit, plan.implicit_vrs) if plan.data_tags else []
         meta_values = _values(meta, plan.meta_tags, plan.meta_index, False, {}) if plan.meta_tags else []
         # meta tags sort first (group 0002), so meta values + data set values is plan.tags order

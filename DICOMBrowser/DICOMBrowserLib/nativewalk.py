@@ -1,0 +1,273 @@
+"""The data set walk of the header scan in C (native/headerwalk.c), loaded through ctypes.
+
+Why: on long vendor headers (hundreds of elements in Philips and GE private sequences) the walk
+of `headerscan` in Python is the largest single cost of a scan; the same walk in C reads the
+same elements with the same rules (see docs/headerscan.md for the measured difference).
+
+`headerscan` asks `walker(...)` for a `Walker` when it plans a scan; without the built library,
+or with ``DICOMBROWSER_NATIVE=0`` in the environment, it gets None and walks in Python, which
+stays the reference: Testing/test_headerscan_native.py compares both on every file it has.
+
+Build (Utilities/setup.sh does it after installing the package)::
+
+    .venv/bin/python -m DICOMBrowser.DICOMBrowserLib.nativewalk --build
+
+compiles native/headerwalk.c with ``cc -O2 -shared -fPIC`` into native/libheaderwalk.so. A
+library older than its source, or of another interface version, is not loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import ctypes
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterable
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).resolve().parent / "native" / "headerwalk.c"
+LIBRARY = SOURCE.with_name("libheaderwalk" + (sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"))
+VERSION = 1  # DBW_VERSION of the C source: a library of another version is not loaded
+SWITCH = "DICOMBROWSER_NATIVE"  # "0": walk in Python
+
+_ERROR, _TOO_SMALL = -1, -2
+_RECORDS, _VALUE_BYTES = 256, 1 << 16  # first sizes of the per-thread output buffers; they grow on demand
+_SHORT_VRS = ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST",
+              "TM", "UI", "UL", "US")
+_LONG_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
+_VRS = {int.from_bytes(vr.encode(), "little"): vr.encode() for vr in (*_SHORT_VRS, *_LONG_VRS)}
+
+
+class WalkFailure(Exception):
+    """The walk stopped: `broken` True for headerscan's _Broken, False for its _Fallback."""
+
+    def __init__(self, message: str, broken: bool):
+        super().__init__(message)
+        self.broken = broken
+
+
+class BuildError(RuntimeError):
+    """The library cannot be built here (no compiler, or the compiler failed)."""
+
+
+class NoCompiler(BuildError):
+    """No C compiler on this machine: an expected set-up, in which scans walk in Python."""
+
+
+def _failure(kind: int, a: int, b: int, c: int, size: int) -> Exception:
+    """The exception of an error code of dbw_walk: the Python walker's own messages."""
+    vr = b.to_bytes(2, "little") if kind in (9, 11) else b""
+    messages = {
+        1: (True, f"truncated element header at offset {a}"),
+        2: (True, f"truncated: {b} bytes needed at offset {a}, file has {size}"),
+        3: (True, f"short read at offset {a}"),
+        4: (True, f"pixel data truncated: {b} bytes at offset {a}, file has {size}"),
+        5: (True, f"element ({c >> 16:04x},{c & 0xFFFF:04x}) at offset {a} has length {b}, "
+                  f"past the end of the file ({size} bytes)"),
+        6: (True, f"element at offset {a} runs past the end of the file"),
+        7: (True, f"bad encapsulated pixel data item at offset {a}"),
+        8: (True, f"encapsulated pixel data fragment at offset {a} runs past the end of the file"),
+        9: (False, f"invalid VR {vr!r} at offset {a}"),
+        10: (False, f"item tag at top level at offset {a}"),
+        11: (False, f"undefined length for VR {vr!r} at offset {a}"),
+        12: (False, f"expected an item in a sequence at offset {a}"),
+        13: (False, "sequences nested too deep"),
+    }
+    if kind == 14:
+        return OSError(b, os.strerror(b))
+    if kind not in messages:
+        return RuntimeError(f"native walker: unknown error code {kind}")
+    broken, message = messages[kind]
+    return WalkFailure(message, broken)
+
+
+# --- loading ---------------------------------------------------------------------------------------
+_library: ctypes.CDLL | None = None
+_why_not: str | None = None  # set once loading was tried and failed
+_lock = threading.Lock()
+
+
+def _load() -> ctypes.CDLL | None:
+    global _library, _why_not
+    with _lock:
+        if _library is not None or _why_not is not None:
+            return _library
+        if not LIBRARY.exists():
+            _why_not = f"{LIBRARY.name} not built (python -m {__name__} --build)"
+        elif SOURCE.exists() and LIBRARY.stat().st_mtime_ns < SOURCE.stat().st_mtime_ns:
+            _why_not = f"{LIBRARY.name} is older than {SOURCE.name}: rebuild it (python -m {__name__} --build)"
+        else:
+            try:
+                library = ctypes.CDLL(str(LIBRARY))
+                version = library.dbw_version()
+            except (OSError, AttributeError) as exc:
+                _why_not = f"cannot load {LIBRARY}: {exc}"
+            else:
+                if version != VERSION:
+                    _why_not = f"{LIBRARY.name} is version {version}, this code needs {VERSION}: rebuild it"
+                else:
+                    i64, u32p, u16p, i64p = ctypes.c_int64, ctypes.POINTER(ctypes.c_uint32), \
+                        ctypes.POINTER(ctypes.c_uint16), ctypes.POINTER(ctypes.c_int64)
+                    library.dbw_walk.restype = i64
+                    library.dbw_walk.argtypes = [
+                        ctypes.c_int, i64, ctypes.c_char_p, i64, i64, i64, ctypes.c_int, u32p, ctypes.c_int, u16p,
+                        ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p, i64, ctypes.c_char_p, i64, i64p]
+                    _library = library
+        if _why_not:
+            # not built: a set-up without a compiler; anything else is a library to rebuild
+            log = logger.debug if not LIBRARY.exists() else logger.warning
+            log("Header scan walks in Python: %s", _why_not)
+        return _library
+
+
+def available() -> bool:
+    """True when the built library loads (whatever $DICOMBROWSER_NATIVE says)."""
+    return _load() is not None
+
+
+def why_unavailable() -> str | None:
+    """Why the library is not used, or None when it is."""
+    if os.environ.get(SWITCH) == "0":
+        return f"${SWITCH}=0"
+    _load()
+    return _why_not
+
+
+def enabled() -> bool:
+    """True when scans walk in C: the library loads and $DICOMBROWSER_NATIVE is not "0"."""
+    return os.environ.get(SWITCH) != "0" and available()
+
+
+# --- walking ---------------------------------------------------------------------------------------
+class _Buffers(threading.local):
+    """Output buffers of one thread, reused from file to file. A forked worker has its own copy
+    (process memory), and each thread its own, as ctypes releases the GIL during the walk."""
+
+    def __init__(self) -> None:
+        self.resize(_RECORDS, _VALUE_BYTES)
+        self.out = (ctypes.c_int64 * 8)()
+
+    def resize(self, records: int, value_bytes: int) -> None:
+        self.max_records = records
+        # five columns of `records` rows (see dbw_walk); an array slices into ints fast
+        self.records = array.array("q", bytes(8 * 5 * records))
+        self.records_address = self.records.buffer_info()[0]
+        self.value_bytes = value_bytes
+        self.values = ctypes.create_string_buffer(value_bytes)
+
+
+_buffers = _Buffers()
+
+
+class Walker:
+    """The native walk for one tag plan (headerscan._TagPlan's keep, private_groups, last_tag)."""
+
+    def __init__(self, library: ctypes.CDLL, keep: Iterable[int], private_groups: Iterable[int], last_tag: int):
+        keep = sorted(keep)
+        groups = sorted(private_groups)
+        self._walk = library.dbw_walk
+        self._keep = (ctypes.c_uint32 * max(1, len(keep)))(*keep)
+        self._nkeep = len(keep)
+        self._groups = (ctypes.c_uint16 * max(1, len(groups)))(*groups)
+        self._ngroups = len(groups)
+        self._last_tag = last_tag
+
+    def walk(self, fd: int, size: int, buf: bytes, base: int, pos: int,
+             implicit: bool) -> tuple[dict[int, tuple], int | None, int | None]:
+        """Walk the data set from `pos`; `buf` holds the file's bytes from offset `base`.
+
+        Returns (raw, pixel offset, pixel length) as headerscan._walk does: raw is {tag: (VR
+        bytes or None, value bytes, value offset)}. Raises WalkFailure or OSError."""
+        b = _buffers
+        while True:
+            count = self._walk(fd, size, buf, base, len(buf), pos, implicit, self._keep, self._nkeep, self._groups,
+                               self._ngroups, self._last_tag, b.records_address, b.max_records, b.values,
+                               b.value_bytes, b.out)
+            if count != _TOO_SMALL:
+                break
+            b.resize(max(b.max_records, b.out[4]), max(b.value_bytes, b.out[5]))
+        out = b.out
+        if count < 0:
+            raise _failure(out[4], out[5], out[6], out[7], size)
+        raw: dict[int, tuple] = {}
+        if count:
+            values = ctypes.string_at(b.values, out[2])
+            records, rows, vrs = b.records, b.max_records, _VRS
+            # a later duplicate of a tag replaces the earlier value, as in the Python walk
+            raw = {tag: (vrs.get(vr), values[start:end], offset) for tag, vr, offset, start, end in zip(
+                records[:count], records[rows:rows + count], records[2 * rows:2 * rows + count],
+                records[3 * rows:3 * rows + count], records[4 * rows:4 * rows + count])}
+        pixel_offset = out[0]
+        if pixel_offset < 0:
+            return raw, None, None
+        return raw, pixel_offset, out[1]
+
+
+def walker(keep: Iterable[int], private_groups: Iterable[int], last_tag: int) -> Walker | None:
+    """A Walker for these tags, or None when scans must walk in Python (not built, or switched off)."""
+    if os.environ.get(SWITCH) == "0":
+        return None
+    library = _load()
+    return Walker(library, keep, private_groups, last_tag) if library is not None else None
+
+
+# --- building --------------------------------------------------------------------------------------
+def _compiler() -> list[str]:
+    configured = shlex.split(sysconfig.get_config_var("CC") or "")
+    for command in (configured, ["cc"]):
+        if command and shutil.which(command[0]):
+            return command
+    raise NoCompiler("no C compiler found (cc; Debian: apt install gcc libc6-dev): "
+                     "the header scan walks in Python")
+
+
+def build(output: Path | str | None = None) -> Path:
+    """Compile native/headerwalk.c into `output` (default: LIBRARY, next to the source); the file is
+    replaced atomically, so running scans keep the library they loaded. Raises BuildError."""
+    target = Path(output) if output is not None else LIBRARY
+    command = _compiler()
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([*command, "-std=c99", "-O2", "-shared", "-fPIC", "-o", temporary, str(SOURCE)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BuildError(f"{' '.join(command)} failed on {SOURCE.name}: {done.stderr.strip()}")
+        os.chmod(temporary, 0o755)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=__doc__.splitlines()[0])
+    parser.add_argument("--build", action="store_true", help="compile the library next to its source")
+    parser.add_argument("--output", help="with --build: where to write the library instead")
+    args = parser.parse_args(argv)
+    if args.build:
+        try:
+            print(f"built {build(args.output)}")
+        except NoCompiler as exc:
+            print(f"native header walker not built: {exc}", file=sys.stderr)
+            return 0
+        except BuildError as exc:  # a compiler that fails on our source is a bug to see, not a set-up
+            print(f"native header walker not built: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    print("native header walker: " + ("used" if enabled() else f"not used ({why_unavailable()})"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
