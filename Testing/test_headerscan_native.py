@@ -4,6 +4,7 @@ give the same ScanResult, and at the walker level the same values, pixel data, f
 and errors, word for word. No file makes the C walk crash or hang."""
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
@@ -183,7 +184,31 @@ def test_the_library_is_built_where_a_compiler_exists(tmp_path):
     """Not skipped when the library is missing: CI with a compiler must never walk in Python unnoticed."""
     assert nativewalk.available(), nativewalk.why_unavailable()
     built = nativewalk.build(tmp_path / "libheaderwalk-test.so")
-    assert built.is_file() and not list(tmp_path.glob("*.tmp"))
+    assert built.is_file() and not list(tmp_path.glob(".*.tmp"))
+    assert ctypes.CDLL(str(built)).dbw_version() == nativewalk.VERSION
+
+
+def test_without_a_compiler_the_build_says_so_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(nativewalk.shutil, "which", lambda name: None)
+    with pytest.raises(nativewalk.NoCompiler):
+        nativewalk.build()
+    assert nativewalk.main(["--build"]) == 0  # a set-up without a compiler is not a failure: scans walk in Python
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "no C compiler" in message
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
+def test_a_library_older_than_its_source_is_not_loaded(tmp_path, monkeypatch):
+    source = tmp_path / "headerwalk.c"
+    shutil.copy(nativewalk.SOURCE, source)
+    monkeypatch.setattr(nativewalk, "SOURCE", source)
+    monkeypatch.setattr(nativewalk, "LIBRARY", tmp_path / "libheaderwalk.so")
+    for name, value in (("_library", None), ("_why_not", None)):  # as in a fresh process
+        monkeypatch.setattr(nativewalk, name, value)
+    nativewalk.build()
+    os.utime(source, ns=(nativewalk.LIBRARY.stat().st_mtime_ns + 10**9,) * 2)  # the source edited after the build
+    assert not nativewalk.available() and "older than" in nativewalk.why_unavailable()
+    assert headerscan._TagPlan(TAGS).native is None
 
 
 @needs_library
@@ -253,20 +278,19 @@ def test_values_beyond_the_output_buffers(tmp_path, plans, monkeypatch):
                   + element(0x00291011, "OB", big) + element(0x7FE00010, "OW", bytes(8)), EXPLICIT_LITTLE)
     path = tmp_path / "many.dcm"
     path.write_bytes(data)
-    tags = [*TAGS, "0029,1010"]
-    native, python = scan_both([path], monkeypatch, tags)
+    native, python = scan_both([path], monkeypatch)  # TAGS ask for (0029,1010): group 0029's creators are kept
     assert native == python and native[0].error is None and native[0].values["0010,0010"] == "Name^299"
     native_plan, python_plan = plans
     fd = os.open(path, os.O_RDONLY)
     try:
         f = headerscan._File(fd, len(data))
         _meta, start = headerscan._read_meta(f, 132)
-        raw = native_plan.native.walk(fd, len(data), f.buf, f.base, start, False)
-        assert raw == headerscan._walk(f, start, False, python_plan)
+        walked = native_plan.native.walk(fd, len(data), f.buf, f.base, start, False)
+        assert walked == headerscan._walk(f, start, False, python_plan)
     finally:
         os.close(fd)
-    raw = raw[0]
-    assert raw[0x00291010][1] == big and raw[0x00290010][1] == text("CREATOR 16")
+    raw = walked[0]
+    assert raw[0x00291010][1] == big and raw[0x00290010][1] == text("CREATOR 16") and len(raw) == 1 + 1 + 240 + 1
 
 
 # --- truncated and corrupted files ----------------------------------------------------------------

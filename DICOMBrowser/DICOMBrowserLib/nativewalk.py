@@ -17,17 +17,14 @@ library older than its source, or of another interface version, is not loaded.
 """
 from __future__ import annotations
 
-import argparse
 import array
 import ctypes
 import logging
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -233,6 +230,9 @@ def _compiler() -> list[str]:
 def build(output: Path | str | None = None) -> Path:
     """Compile native/headerwalk.c into `output` (default: LIBRARY, next to the source); the file is
     replaced atomically, so running scans keep the library they loaded. Raises BuildError."""
+    import subprocess  # building is rare: a scan need not import these
+    import tempfile
+
     target = Path(output) if output is not None else LIBRARY
     command = _compiler()
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -251,6 +251,8 @@ def build(output: Path | str | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # the command line only
+
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=__doc__.splitlines()[0])
     parser.add_argument("--build", action="store_true", help="compile the library next to its source")
     parser.add_argument("--output", help="with --build: where to write the library instead")
