@@ -3,7 +3,7 @@
  * Same rules as the Python walker (headerscan._walk, _skip_sequence, _encapsulated_length),
  * which stays the reference: the tests compare both on every file they have. The walk keeps
  * the value bytes of the requested elements, skips every other element by its length, stops at
- * the pixel data, and reports the first problem as an error code plus its numbers; the Python
+ * the pixel data (unless a later tag is requested), and reports the first problem as an error code plus its numbers; the Python
  * side turns the code into the same _Fallback/_Broken message as the Python walker.
  *
  * Every length read from the file is checked against the file size before it moves the
@@ -20,8 +20,8 @@
 #define DBW_VERSION 1
 
 /* return codes of dbw_walk (a count of records otherwise) */
-#define DBW_ERROR (-1)     /* info[0..3]: error kind and its numbers */
-#define DBW_TOO_SMALL (-2) /* info[0]: records needed, info[1]: value bytes needed */
+#define DBW_ERROR (-1)     /* out[4..7]: error kind and its numbers a, b, c */
+#define DBW_TOO_SMALL (-2) /* out[4]: records needed, out[5]: value bytes needed */
 
 /* error kinds: nativewalk.py holds the message of each (the Python walker's text) */
 enum {
@@ -46,7 +46,7 @@ enum {
 #define UNDEFINED 0xFFFFFFFFu
 #define MAX_DEPTH 32
 #ifndef WINDOW
-#define WINDOW 8192 /* bytes read at once, as headerscan.FIRST_READ */
+#define WINDOW 8192 /* bytes read at once, as headerscan.FIRST_READ (8-64 KiB measured: no better) */
 #endif
 #define VR_SQ ('S' | ('Q' << 8))
 #define VR_UN ('U' | ('N' << 8))
