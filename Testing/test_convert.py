@@ -137,6 +137,37 @@ def test_filename_pattern_placeholders_and_errors():
     assert conversion.base_names([(values, ""), (values, ""), (values, "")], "%s") == ["7", "7a", "7b"]
 
 
+def test_the_real_command_ends_quickly_with_its_output_whole(series_factory, tmp_path):
+    """`python -m DICOMBrowser convert/load` end with os._exit (no interpreter teardown): the JSON
+    on a pipe is complete, the exit codes are right, and the database used by `load UID` opens
+    again and answers (its lock is a flock, gone with the process)."""
+    from pathlib import Path
+
+    files = series_factory(count=4, rows=8, columns=8, series_description="Quick")
+    folder = str(files[0].parent)
+    database = tmp_path / "db"
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "DICOMBrowser", "--database", str(database), *args],
+                              capture_output=True, text=True, timeout=300, cwd=repo)
+
+    converted = run("convert", folder, "-o", str(tmp_path / "out"), "--format", "nii", "--json")
+    assert converted.returncode == 0, converted.stderr
+    (written,) = json.loads(converted.stdout)["written"]
+    assert nibabel.load(written["path"]).shape == (8, 8, 4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("convert", str(empty), "-o", str(tmp_path / "none")).returncode == 1
+    assert run("import", folder).returncode == 0
+    series_uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    loaded = run("load", series_uid, "-o", str(tmp_path / "x.nii"), "--json")
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["output"] == str(tmp_path / "x.nii")
+    listed = run("ls", "--level", "series", "--json")
+    assert listed.returncode == 0 and series_uid in listed.stdout
+
+
 def test_nrrd_format_and_database_uids(cli_runner, series_factory, tmp_path):
     files = series_factory(count=5, rows=8, columns=9, series_description="Liver")
     assert cli_runner("import", str(files[0].parent)).exit_code == 0

@@ -44,6 +44,16 @@ class CLIContext:
 pass_cli = click.make_pass_decorator(CLIContext)
 
 
+#: set by a command whose process may end without the interpreter's teardown (see `main`)
+_quick_exit = False
+
+
+def allow_quick_exit() -> None:
+    """Called by batch commands (convert, load) once their outputs are written and closed."""
+    global _quick_exit
+    _quick_exit = True
+
+
 class _ProjectGroup(click.Group):
     """Turns project errors into click errors: one line on stderr, exit code 1, no traceback."""
 
@@ -98,5 +108,27 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="dicombrowser")
+    """Console-script entry point.
+
+    After a command that called `allow_quick_exit`, the process ends with os._exit once click
+    has run its close callbacks (the database closed), stdout and stderr are flushed and logging
+    is shut down. Why: the interpreter's teardown frees every header string, data set and array
+    of the run one object at a time: 60 ms after converting the benchmark folder on a quiet
+    machine, ~0.2 s on a busy one, of a conversion of about a second. Nothing is lost: the
+    command's files were closed by then. Not used in-process (tests call `cli` itself)."""
+    try:
+        cli.main(args=argv, prog_name="dicombrowser")
+    except SystemExit as finished:
+        code = finished.code
+        if _quick_exit and (code is None or isinstance(code, int)):
+            import os
+            import sys
+
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (OSError, ValueError):  # a closed pipe: the exit code still says what happened
+                pass
+            logging.shutdown()
+            os._exit(code or 0)
+        raise

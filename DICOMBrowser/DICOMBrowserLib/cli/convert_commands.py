@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import CLIContext, pass_cli
+from . import CLIContext, allow_quick_exit, pass_cli
 
 
 def _placeholder_help() -> str:
@@ -58,6 +58,7 @@ def convert_command(state: CLIContext, targets: tuple[str, ...], output_dir: str
         click.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
         _print_summary(summary)
+    allow_quick_exit()
     if not summary.written and (summary.skipped or summary.series == 0):
         raise SystemExit(1)
 

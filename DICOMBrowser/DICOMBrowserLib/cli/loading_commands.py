@@ -13,7 +13,7 @@ import time
 
 import click
 
-from . import CLIContext, pass_cli
+from . import CLIContext, allow_quick_exit, pass_cli
 
 def _examine(state: CLIContext, targets: tuple[str, ...]):
     report = state.logic().examine(list(targets))
@@ -115,6 +115,7 @@ def load_command(state: CLIContext, targets: tuple[str, ...], index: int | None,
         if result is not None:
             result["seconds"] = round(time.perf_counter() - started, 3)
             _report(result, as_json)
+            allow_quick_exit()  # the converter's path: no scene, files closed
             return
     chosen, nodes = _load(state, targets, index, single=not scene_output, referenced=referenced)
     logic = state.logic()
