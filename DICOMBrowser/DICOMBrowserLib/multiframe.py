@@ -16,6 +16,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
+from DICOMBrowser.DICOMBrowserLib import fastheader
 from DICOMBrowser.DICOMBrowserLib.errors import DICOMFileError
 from DICOMBrowser.DICOMBrowserLib.geometry import FrameGeometry
 
@@ -92,23 +93,33 @@ def _numbers(value: Any, count: int) -> tuple[float, ...] | None:
     return tuple(values[:count]) if len(values) >= count else None
 
 
+def fast_header_enabled() -> bool:
+    """Whether headers go through fastheader (the default) or plain pydicom
+    ($DICOMBROWSER_FAST_HEADER=0); both give equal data sets, see docs/fastheader.md."""
+    import os
+
+    return os.environ.get("DICOMBROWSER_FAST_HEADER", "1").strip() != "0"
+
+
 @functools.lru_cache(maxsize=256)
-def _read_header(path: str, mtime_ns: int) -> Dataset:
+def _read_header(path: str, mtime_ns: int, fast: bool = True) -> Dataset:
     try:
+        if fast:
+            return fastheader.read_header(path)
         return pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as error:
         raise DICOMFileError(path, f"cannot read multi-frame header: {error}") from error
 
 
 def read_header(path: str) -> Dataset:
-    """The file's header without pixel data (cached per path and modification time)."""
+    """The file's header without pixel data (cached per path, modification time and reader)."""
     import os
 
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError as error:
         raise DICOMFileError(path, f"cannot stat: {error}") from error
-    return _read_header(str(path), mtime)
+    return _read_header(str(path), mtime, fast_header_enabled())
 
 
 def number_of_frames(dataset: Dataset) -> int:
