@@ -176,13 +176,15 @@ def text(value: str, encoding: str = "ascii", pad: bytes = b" ") -> bytes:
     return data + pad if len(data) % 2 else data
 
 
-def part10(dataset: bytes, transfer_syntax: str = "1.2.840.10008.1.2.1", preamble: bool = True) -> bytes:
+def part10(dataset: bytes, transfer_syntax: str = "1.2.840.10008.1.2.1", preamble: bool = True,
+           meta_extra: bytes = b"") -> bytes:
     meta = b"".join([
         ex(0x00020001, "OB", b"\x00\x01"),
         ex(0x00020002, "UI", text("1.2.840.10008.5.1.4.1.1.4", pad=b"\0")),
         ex(0x00020003, "UI", text("1.2.3.4.5.6", pad=b"\0")),
         ex(0x00020010, "UI", text(transfer_syntax, pad=b"\0")),
         ex(0x00020012, "UI", text("1.2.3.4", pad=b"\0")),
+        meta_extra,
     ])
     meta = ex(0x00020000, "UL", struct.pack("<L", len(meta))) + meta
     return (b"\0" * 128 + b"DICM" if preamble else b"") + meta + dataset
@@ -271,7 +273,14 @@ def encapsulated_in_item_file() -> bytes:
     return part10(ex(0x00081115, "SQ", items(item(value, undefined=True), undefined=True), undefined=True) + PIXELS)
 
 
+def empty_meta_value_file() -> bytes:
+    """An empty OB in the file meta: pydicom's check of the meta lists its elements, which
+    converts those without a value."""
+    return part10(ex(0x00100020, "LO", text("ID")) + PIXELS, meta_extra=ex(0x00020102, "OB", b""))
+
+
 GENERATED = {
+    "empty_meta_value.dcm": (empty_meta_value_file, True),
     "explicit.dcm": (explicit_file, True),
     "implicit.dcm": (implicit_file, True),
     "implicit_no_meta.dcm": (lambda: implicit_file(preamble=False), True),

@@ -380,7 +380,8 @@ class _Reader:
         if not file_meta._dict:
             return file_meta, pos
         try:
-            file_meta[next(iter(file_meta.elements())).tag]  # pydicom's check, which converts it
+            # pydicom's check; listing the elements converts those with no value (get_item)
+            file_meta[list(file_meta.elements())[0].tag]
         except NotImplementedError as error:
             raise _Unhandled(f"file meta to be re-read as implicit VR: {error}") from error
         if "FileMetaInformationGroupLength" in file_meta:
