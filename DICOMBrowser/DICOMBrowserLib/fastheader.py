@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 #: deepest nesting of sequences handled here; deeper files go to pydicom
 MAX_DEPTH = 32
 #: first read; the buffer then doubles until it holds the element being parsed
-FIRST_READ = 256 * 1024
+FIRST_READ = 64 * 1024
 
 _PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00009, 0x7FE00008))
 _UNDEFINED = 0xFFFFFFFF
