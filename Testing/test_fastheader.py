@@ -437,6 +437,17 @@ def test_objects_made_without_their_constructors_equal_constructed_ones(generate
         assert_same_header(generated[name], expect_fast=True)
 
 
+@pytest.mark.parametrize("first_read", [40, 133, 1000])
+def test_a_small_first_read_grows_to_the_same_result(generated, corpus_or_none, monkeypatch, first_read):
+    """The buffer grows wherever an element, item header or peek crosses its end."""
+    monkeypatch.setattr(fastheader, "FIRST_READ", first_read)
+    paths = [generated["explicit.dcm"], generated["implicit.dcm"], get_testdata_files("CT_small.dcm")[0]]
+    if corpus_or_none is not None:
+        paths.append(corpus_or_none / "enhanced_multiframe/In/Siemens/XA10/6_1.dcm")
+    for path in paths:
+        assert assert_same_header(path, expect_fast=True) == "fast"
+
+
 def test_unhandled_configuration_goes_to_pydicom(generated, monkeypatch):
     monkeypatch.setattr(pydicom.config, "replace_un_with_known_vr", False)
     assert fastheader.read_header_or_none(generated["explicit.dcm"]) is None

@@ -284,7 +284,7 @@ class _Reader:
 
     def read(self) -> FileDataset:
         size = self.size
-        buf = self.buf
+        buf = self.buf if len(self.buf) >= min(size, 144) else self.grow(144)
         # read_preamble(force=True): 'DICM' at 128, else no preamble and the data set at 0
         if size >= 132 and buf[128:132] == b"DICM":
             preamble, pos = buf[:128], 132
@@ -346,6 +346,8 @@ class _Reader:
                 raise _Unhandled("implicit VR file meta")
         else:
             while size - pos >= 8:
+                if pos + 12 > len(buf):
+                    buf = self.grow(pos + 12)
                 group, element, vr_bytes, length = _explicit_short(buf, pos)
                 vr = _VRS.get(vr_bytes)
                 if group != 2:
