@@ -54,3 +54,24 @@ def test_when_every_waiting_connection_sent_bytes_the_oldest_goes():
         assert guard.evicted == 1
         first_peer.settimeout(5)
         assert first_peer.recv(1) == b""
+
+
+def test_a_caller_whose_request_is_being_read_is_not_closed_for_a_silent_one():
+    """Found in CI as well: the caller's reader has taken its A-ASSOCIATE-RQ from the socket (no
+    bytes pending) but not yet decoded it (not `requested`), and connections of the flood are
+    accepted after it. The guarded recv says the peer spoke; a silent connection goes instead."""
+    guard = ConnectionGuard(ConnectionLimits(max_associations=3))
+    with ExitStack() as stack:
+        caller, _ = _open(guard, stack)
+
+        def recv(n: int) -> bytes:  # what guard_reads installs; called once bytes arrived
+            return b""
+
+        recv.reading = True  # type: ignore[attr-defined]
+        caller.dul.socket.recv = recv
+        silent = [_open(guard, stack) for _ in range(2)]
+        _open(guard, stack)
+        assert guard.evicted == 1
+        assert caller.dul.socket.socket.fileno() >= 0
+        silent[0][1].settimeout(5)
+        assert silent[0][1].recv(1) == b""

@@ -192,12 +192,15 @@ class ConnectionGuard:
 
 def _idlest(waiting: list[_Connection]) -> _Connection:
     """The connection to close for a new one: the oldest that has sent nothing yet. A real caller
-    whose A-ASSOCIATE-RQ is already in its socket but not yet read (its association thread not
-    yet scheduled while a flood of connections is being accepted) is not taken while a silent
-    one is left; only when every waiting connection has bytes pending is the oldest taken."""
+    is not taken while a silent one is left: neither one whose A-ASSOCIATE-RQ is in its socket
+    but not yet read (its association thread not yet scheduled while a flood of connections is
+    being accepted), nor one whose reader has taken the request from the socket but not yet
+    decoded it (no bytes pending then, and not yet `requested`: CI saw a storescu closed in that
+    window when connections of a flood were accepted after it). Only when every waiting
+    connection has spoken is the oldest taken."""
     by_age = sorted(waiting, key=lambda c: c.opened)
     for connection in by_age:
-        if not _has_pending_bytes(connection.assoc):
+        if not fastpath.started_reading(connection.assoc) and not _has_pending_bytes(connection.assoc):
             return connection
     return by_age[0]
 

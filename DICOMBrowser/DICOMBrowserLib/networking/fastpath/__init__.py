@@ -45,11 +45,11 @@ from typing import Any
 import pynetdicom
 
 from ._connection import (InternalsError, check_connection_internals, close_connection, guard_reads,
-                          raw_socket, reject_association)
+                          raw_socket, reject_association, started_reading)
 
 __all__ = ["ENVIRONMENT", "VERIFIED", "InternalsError", "apply_settings", "check_connection_internals",
            "close_connection", "enabled", "guard_reads", "install_acceptor", "install_requestor", "install_server",
-           "raw_socket", "reason", "reject_association", "resume", "send_as_stored", "status"]
+           "raw_socket", "reason", "reject_association", "resume", "send_as_stored", "started_reading", "status"]
 
 logger = logging.getLogger(__name__)
 

@@ -173,12 +173,23 @@ def guard_reads(assoc: Any, pdu_limit: Callable[[int], int], timeout: float, pee
     largest = max(pdu_limit(0x04), pdu_limit(0x01))
 
     def guarded_recv(nr_bytes: int) -> bytearray:
+        guarded_recv.reading = True  # type: ignore[attr-defined]  # the peer spoke: see started_reading
         if nr_bytes > largest:
             raise ConnectionError(f"PDU of {nr_bytes} bytes announced by {peer}, more than the {largest} we accept")
         return recv_growing(association_socket, nr_bytes, deadline=time.monotonic() + timeout)
 
     guarded_recv.pdu_limit = pdu_limit  # type: ignore[attr-defined]
+    guarded_recv.reading = False  # type: ignore[attr-defined]
     association_socket.recv = guarded_recv
+
+
+def started_reading(assoc: Any) -> bool:
+    """Whether the association's reader has begun reading a PDU (guard_reads' recv was called:
+    pynetdicom and the store lane call it only once bytes arrived). A caller whose
+    A-ASSOCIATE-RQ has been taken from its socket but not yet decoded shows no pending bytes and
+    is not yet `requested`: this tells it from a silent connection. False without a guard."""
+    recv = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "recv", None)
+    return bool(getattr(recv, "reading", False))
 
 
 def pdu_limit(assoc: Any, pdu_type: int) -> int | None:
