@@ -236,3 +236,12 @@ def test_corpus_mosaic_and_dwi_provenance(corpus, tmp_path):
         instance = pydicom.dcmread(row["file"])
         assert str(instance.SOPInstanceUID) == row["SOPInstanceUID"]
         assert np.array_equal(voxels[:, ::-1, k, t].T, instance.pixel_array)
+
+
+def test_group_by_series_reads_each_instance_once():
+    from DICOMBrowser.DICOMBrowserLib.scanindex import group_by_series
+
+    groups, skipped = group_by_series([("a/1", "S", "I1"), ("a/2", "S", "I2"), ("a/1", "S", "I1"), ("b/1", "S", "I1"),
+                                       ("c/x", "", "I9"), ("d/1", "T", "I1"), ("e/1", "S", ""), ("e/2", "S", "")])
+    assert groups == {"S": ["a/1", "a/2", "e/1", "e/2"], "T": ["d/1"]}  # no UID: nothing to compare, kept
+    assert skipped == [("b/1", "the same instance (SOPInstanceUID I1) as a/1"), ("c/x", "no SeriesInstanceUID")]

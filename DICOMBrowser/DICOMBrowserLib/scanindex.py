@@ -68,10 +68,13 @@ def group_by_series(files: Iterable[tuple[str, str, str]]) -> tuple[dict[str, li
             skipped.append((path, "no SeriesInstanceUID"))
             continue
         if instance_uid:
-            first = seen.setdefault((series_uid, instance_uid), path)
-            if first != path:
+            first = seen.get((series_uid, instance_uid))
+            if first == path:  # the same file given twice (a folder and a file in it)
+                continue
+            if first is not None:
                 skipped.append((path, f"the same instance (SOPInstanceUID {instance_uid}) as {first}"))
                 continue
+            seen[(series_uid, instance_uid)] = path
         groups.setdefault(series_uid, []).append(path)
     if skipped:
         duplicates = sum(1 for _, why in skipped if why.startswith("the same instance"))
