@@ -318,5 +318,10 @@ def sidecar(ds: pydicom.Dataset, *, suffix: str = "", rows_flipped: bool = False
 
 
 def read_header(path: str) -> pydicom.Dataset:
-    """The full header (no pixel data) of the file a sidecar describes."""
-    return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    """The full header (no pixel data) of the file a sidecar describes: what
+    `pydicom.dcmread(path, stop_before_pixels=True, force=True)` gives, read by `fastheader` and
+    kept per file (`multiframe.read_header`): an enhanced file that examine parsed is not parsed
+    again (a Siemens XA file: 8.5 ms with pydicom), and a classic one reads 1-5x faster."""
+    from .multiframe import read_header as cached_header
+
+    return cached_header(path)
