@@ -61,20 +61,14 @@ def sidecar_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return path.with_name(stem + ".bval"), path.with_name(stem + ".bvec")
 
 
-def nifti_affine(series: DWISeries) -> np.ndarray:
-    """The RAS affine of dcm2niix's layout: rows flipped, so j runs against the column direction."""
+def nifti_layout(series: DWISeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(array (i, j, k, volume), RAS affine, bvecs) in dcm2niix's layout (stored values when
+    `series.rescale` is set); the array is a view, nothing is copied."""
+    voxels = series.voxels[:, :, ::-1, :]  # flip rows: j now runs against the column direction
     affine = series.ijk_to_ras.copy()
     n_rows = series.voxels.shape[2]
     affine[:3, 3] = affine[:3, 3] + affine[:3, 1] * (n_rows - 1)
     affine[:3, 1] = -affine[:3, 1]
-    return affine
-
-
-def nifti_layout(series: DWISeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(array (i, j, k, volume), RAS affine, bvecs) in dcm2niix's layout (stored values when
-    `series.rescale` is set)."""
-    voxels = series.voxels[:, :, ::-1, :]  # flip rows: j now runs against the column direction
-    affine = nifti_affine(series)
     array = np.transpose(voxels, (3, 2, 1, 0))  # (volume, k, j, i) -> (i, j, k, volume)
     return array, affine, fsl_bvecs(series.gradients_lps, affine)
 
@@ -82,19 +76,19 @@ def nifti_layout(series: DWISeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def write_fsl(series: DWISeries, path: str | os.PathLike) -> tuple[Path, Path, Path]:
     """Write out.nii(.gz) + out.bval + out.bvec; returns the three paths.
 
-    The image goes through `volumeio.write_nifti` (qform = sform = the affine, code 1; mm and
-    seconds; `series.rescale` into scl_slope/scl_inter), which writes the row-flipped view slab
-    by slab: no transposed copy of the volume, and no NIfTI library imported."""
+    The image is `nifti_layout`'s, written by `volumeio.write_nifti` (qform = sform = the affine,
+    code 1; mm and seconds; `series.rescale` into scl_slope/scl_inter) slab by slab from the
+    row-flipped view: no transposed copy of the volume, and no NIfTI library imported."""
     from ..volumeio import write_nifti
 
     _check(series)
     path = Path(path)
-    affine = nifti_affine(series)
-    bvecs = fsl_bvecs(series.gradients_lps, affine)
+    array, affine, bvecs = nifti_layout(series)
     bval_path, bvec_path = sidecar_paths(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # (volume, k, j, i) with rows flipped is NIfTI's (i, j, k, volume) in C order
-    write_nifti(path, series.voxels[:, :, ::-1, :], affine, rescale=series.rescale)
+    # write_nifti takes (volume, k, j, i), whose C order is NIfTI's (i, j, k, volume) on disk:
+    # the layout's transpose, a view of the row-flipped voxels
+    write_nifti(path, array.T, affine, rescale=series.rescale)
     bval_path.write_text(" ".join(_number(b) for b in series.bvalues) + "\n")
     bvec_path.write_text("".join(" ".join(_number(v) for v in bvecs[:, axis]) + "\n" for axis in range(3)))
     logger.info("Wrote %s (+ %s, %s): %d volumes", path, bval_path.name, bvec_path.name, len(series.bvalues))
