@@ -25,6 +25,9 @@ DIFFUSION_CONFIDENCE = 0.8
 SEQUENCE_VENDORS = ("CANON", "TOSHIBA", "HITACHI", "FUJIFILM", "UIH")
 #: b-value tags the tag cache holds: standard, Siemens, GE, Philips, UIH
 B_VALUE_TAGS = ("0018,9087", "0019,100c", "0043,1039", "2001,1003", "0065,1009")
+#: b-value tags a vendor writes on every MR image, 0 when not diffusion weighted (GE, Philips):
+#: present in a probe they say nothing; a b > 0 in some image of the series does
+EVERY_IMAGE_B_TAGS = ("0043,1039", "2001,1003")
 #: how many more images (one per volume, at one slice location) examine probes when the first,
 #: middle and last file show no diffusion sequence; Canon/Toshiba b = 0 images carry none
 MORE_PROBES = 16
@@ -46,10 +49,12 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
             image_type = self.fileValue(path, "0008,0008").upper()
             if "DIFFUSION" in image_type or "MOSAIC" in image_type:
                 return True
-            if any(self.fileValue(path, tag) for tag in B_VALUE_TAGS):
+            if any(self.fileValue(path, tag) for tag in B_VALUE_TAGS if tag not in EVERY_IMAGE_B_TAGS):
                 return True
             if self.fileValue(path, "0008,0016") in ENHANCED_MR:
                 return True
+        if any(self.fileValue(path, tag) for path in probes for tag in EVERY_IMAGE_B_TAGS):
+            return self._some_b_value(files)
         # Canon/Toshiba, Hitachi, UIH keep the standard macro inside sequences (0018,9117 or
         # 5200,9229) that the tag cache does not hold: read only those sequences of the probes
         sequence_vendor = [path for path in probes
@@ -65,6 +70,29 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
         seen = set(probes)
         return any(dwi_series.has_diffusion_sequence(path)
                    for path in self._same_position(files, probes[0]) if path not in seen)
+
+    def _some_b_value(self, files: list[str]) -> bool:
+        """Whether some image of a GE or Philips series has b > 0 in the vendor's tag or the
+        standard one (cached values of every file): without, the plan could only find b = 0
+        volumes, which examine turns down, so the header plan (~0.2 ms an image) is not made.
+        A value that does not read as a number counts as b > 0: the plan decides then."""
+        tags = ["0018,9087", *EVERY_IMAGE_B_TAGS]
+        if self.database is not None:
+            values = self.database.file_values(files, tags)
+        else:
+            self.prefetch(files, tags)
+            values = {path: {tag: self.fileValue(path, tag) for tag in tags} for path in files}
+        for path in files:
+            for tag, text in values.get(path, {}).items():
+                if not text:
+                    continue
+                try:
+                    bvalue = float(text.split("\\", 1)[0])
+                except ValueError:
+                    return True
+                if (vendors.ge_bvalue(bvalue) if tag == "0043,1039" else bvalue) > 0:
+                    return True
+        return False
 
     def _same_position(self, files: list[str], reference: str) -> list[str]:
         """Up to MORE_PROBES files at the slice position of `reference` (cached values), by

@@ -58,6 +58,45 @@ def test_plugin_ignores_non_diffusion_series(corpus):
     assert DICOMDiffusionVolumePlugin().examine([hitachi]) == []  # a Hitachi MR series is parsed, then declined
 
 
+def test_ge_t1_is_declined_without_a_header_plan(corpus, monkeypatch):
+    """GE writes (0043,1039) on every MR image (b = 0 when not diffusion weighted): a series in
+    which no image has b > 0 there (or in 0018,9087) is declined from the cached values alone."""
+    from DICOMBrowser.DICOMBrowserLib import diffusion
+
+    def no_plan(*args, **kwargs):
+        raise AssertionError("the header plan was made for a series without any b > 0")
+
+    monkeypatch.setattr(diffusion, "plan_dwi", no_plan)
+    files = [str(p) for p in sorted((corpus / "ge_t1").rglob("*")) if p.is_file()]
+    assert pydicom.dcmread(files[0], stop_before_pixels=True).get((0x0043, 0x1039)) is not None
+    assert DICOMDiffusionVolumePlugin().examine([files]) == []
+
+
+def test_ge_dwi_found_when_the_probed_images_are_all_b0(ge_copy):
+    """Examine probes the first, middle and last file; when all three are b = 0 images, a b > 0
+    elsewhere in the series still makes it a DWI (GE's tag is on every image, so its presence in
+    the probes proves nothing either way)."""
+    def bvalue(path):
+        raw = pydicom.dcmread(str(path), stop_before_pixels=True)[0x0043, 0x1039].value
+        return float(raw[0]) % 100000
+
+    b0 = [p for p in ge_copy if bvalue(p) == 0]
+    weighted = [p for p in ge_copy if bvalue(p) > 0]
+    assert len(b0) == 2 and len(weighted) == 12
+    third = b0[0].parent / "b0_again.dcm"
+    shutil.copy(b0[0], third)
+
+    def another_instance(ds):
+        ds.SOPInstanceUID = generate_uid()
+        ds.InstanceNumber = 99
+
+    _edit(third, another_instance)
+    files = [str(p) for p in [b0[0], *weighted[:6], third, *weighted[6:], b0[1]]]
+    assert [bvalue(files[i]) for i in (0, len(files) // 2, len(files) - 1)] == [0, 0, 0]
+    loadables = DICOMDiffusionVolumePlugin().examine([files])
+    assert len(loadables) == 1 and "b = 0, 1000" in loadables[0].tooltip
+
+
 @pytest.mark.timeout(120)
 def test_nrrd_dwi_read_back_by_slicer(ge_files, tmp_path):
     """Our NRRD DWI, read by slicer-core's own vtkMRMLNRRDStorageNode into a DWI node."""
