@@ -56,3 +56,49 @@ def test_unreadable_files_raise_dicom_file_error(pydicom_file, tmp_path, monkeyp
     with pytest.raises(DICOMFileError, match="cannot stat"):
         multiframe.read_header(str(tmp_path / "missing.dcm"))
     assert fast_calls == ([str(cut)] if flag == "1" else [])
+
+
+def _raw_elements(dataset, found):
+    """Every element of `dataset` and its items, recursively, as (item, tag), before any is converted."""
+    from pydicom.dataelem import RawDataElement
+
+    for tag in list(dataset.keys()):
+        element = dataset.get_item(tag)
+        if isinstance(element, RawDataElement):
+            found.append((dataset, tag))
+        elif element.VR == "SQ":
+            for item in element.value:
+                _raw_elements(item, found)
+    return found
+
+
+def test_raw_values_read_as_pydicom_converts_them(corpus, pydicom_file):
+    """frame_geometries reads DS, IS and binary numbers straight from the raw bytes: for every raw
+    element of the corpus's enhanced files and pydicom's, the text and the numbers equal what
+    pydicom's conversion gives; elements it does not read that way are left to pydicom."""
+    import pydicom
+
+    paths = [p for folder in ("enhanced_multiframe", "fmri_timeseries/In/Siemens/XA10", "dicom2nifti/tests/data/philips_enhanced")
+             for p in sorted((corpus / folder).rglob("*")) if p.is_file()]
+    paths += [pydicom_file(name) for name in ("MR_small.dcm", "MR_small_padded.dcm", "CT_small.dcm", "rtdose.dcm", "rtplan.dcm",
+                                                   "reportsi_with_empty_number_tags.dcm")]
+    fast_read = 0
+    for path in paths:
+        try:
+            dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        for item, tag in _raw_elements(dataset, []):
+            parts = multiframe._raw_parts(item, tag)
+            if parts is None:
+                continue
+            fast_read += 1
+            text = multiframe._value_text(item, tag)
+            numbers = multiframe._value_numbers(item, tag, len(parts))
+            try:
+                value = item[tag].value  # converted by pydicom from here on
+            except (ValueError, OverflowError):
+                continue
+            assert text == multiframe._text(value), (path, hex(tag))
+            assert numbers == multiframe._numbers(value, len(parts)), (path, hex(tag))
+    assert fast_read > 1000

@@ -13,7 +13,11 @@ import functools
 import logging
 from typing import Any
 
+import struct
+
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from DICOMBrowser.DICOMBrowserLib import fastheader
@@ -50,12 +54,88 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _first_item(groups: list[Dataset], keyword: str) -> Dataset | None:
-    """The first item of functional group `keyword`, looked up per-frame first, then shared."""
+#: keyword -> tag of what frame_geometries reads (tags: no keyword lookup per frame and element)
+_TAG = {keyword: tag_for_keyword(keyword) for keyword in (
+    "PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence", "FrameContentSequence",
+    "MRImageFrameTypeSequence", "CTImageFrameTypeSequence", "PETFrameTypeSequence", "MREchoSequence",
+    "PixelValueTransformationSequence", "FrameVOILUTSequence", "MRDiffusionSequence",
+    "CardiacSynchronizationSequence", "FrameType", "EffectiveEchoTime", "TemporalPositionIndex", "StackID",
+    "InStackPositionNumber", "DiffusionBValue", "NominalCardiacTriggerDelayTime", "RescaleSlope",
+    "RescaleIntercept", "WindowCenter", "WindowWidth", "EchoNumbers", "ImagePositionPatient",
+    "ImageOrientationPatient", "PixelSpacing", "SliceThickness")}
+#: binary number VRs read straight from a raw element: struct code of one value
+_BINARY = {"FD": "d", "FL": "f", "UL": "L", "US": "H", "SL": "l", "SS": "h"}
+_DECIMAL = frozenset("0123456789+-.eE")
+
+
+def _raw_parts(item: Dataset, tag: int) -> list | None:
+    """The values of a not yet converted DS, IS or binary-number element of `item`, straight from
+    its bytes (DS/IS as their text, the rest as numbers); None when pydicom is to convert it:
+    absent or converted already, implicit VR, big endian, another VR, or text that is not
+    plainly a number.
+
+    Why: pydicom converts an element in ~20 µs (hooks, validation, DSfloat objects); a Siemens
+    XA fMRI file has ~20 such per frame, so frame_geometries spent ~0.5 ms a frame. The values
+    are the same as pydicom's (Testing/test_fastheader.py compares frame_geometries with
+    $DICOMBROWSER_FAST_HEADER on and off, the switch for this too)."""
+    element = item.get_item(tag) if tag in item else None
+    if type(element) is not RawDataElement or element.is_implicit_VR or not element.is_little_endian:
+        return None
+    data, vr = element.value, element.VR
+    if data is None:
+        return None
+    code = _BINARY.get(vr)
+    if code is not None:
+        size = struct.calcsize("<" + code)
+        if not data or len(data) % size:
+            return None
+        return list(struct.unpack(f"<{len(data) // size}{code}", data))
+    if vr not in ("DS", "IS") or not data:
+        return None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if text[-1] == " ":
+        text = text[:-1]  # the padding byte of an odd length
+    parts = text.split("\\")
+    for part in parts:
+        if not part or not _DECIMAL.issuperset(part):
+            return None
+    return parts
+
+
+def _value_text(item: Dataset | None, tag: int) -> str:
+    """`item`'s value of `tag` as text ('' when absent), as _text gives pydicom's value."""
+    if item is None:
+        return ""
+    parts = _raw_parts(item, tag) if _FAST_VALUES[0] else None
+    if parts is not None:
+        return "\\".join(str(part) for part in parts)
+    return _text(item[tag].value) if tag in item else ""
+
+
+def _value_numbers(item: Dataset | None, tag: int, count: int) -> tuple[float, ...] | None:
+    """The first `count` numbers of `item`'s `tag` (None when absent or fewer), as _numbers."""
+    if item is None:
+        return None
+    parts = _raw_parts(item, tag) if _FAST_VALUES[0] else None
+    if parts is not None:
+        return tuple(float(part) for part in parts[:count]) if len(parts) >= count else None
+    value = item[tag].value if tag in item else None
+    return _numbers(value, count) if value not in (None, "") else None
+
+
+#: [whether _raw_parts is used]: set per frame_geometries call from fast_header_enabled()
+_FAST_VALUES = [True]
+
+
+def _first_item(groups: list[Dataset], tag: int) -> Dataset | None:
+    """The first item of functional group `tag`, looked up per-frame first, then shared."""
     for group in groups:
-        if group is None:
+        if group is None or tag not in group:
             continue
-        sequence = group.get(keyword)
+        sequence = group[tag].value
         if sequence:
             return sequence[0]
     return None
@@ -152,46 +232,48 @@ def frame_geometries(path: str, dataset: Dataset | None = None) -> list[FrameGeo
     shared = shared_sequence[0] if shared_sequence else None
     if len(per_frame) != count:
         logger.warning("%s: NumberOfFrames %d but %d per-frame functional groups", path, count, len(per_frame))
+    _FAST_VALUES[0] = fast_header_enabled()
+    tag = _TAG
     records = []
     for index in range(min(count, len(per_frame))):
         groups = [per_frame[index], shared]
-        plane_position = _first_item(groups, "PlanePositionSequence")
-        plane_orientation = _first_item(groups, "PlaneOrientationSequence")
-        measures = _first_item(groups, "PixelMeasuresSequence")
-        content = _first_item(groups, "FrameContentSequence")
-        frame_type = (_first_item(groups, "MRImageFrameTypeSequence") or _first_item(groups, "CTImageFrameTypeSequence")
-                      or _first_item(groups, "PETFrameTypeSequence"))
-        echo = _first_item(groups, "MREchoSequence")
-        transform = _first_item(groups, "PixelValueTransformationSequence")
-        voi = _first_item(groups, "FrameVOILUTSequence")
-        diffusion = _first_item(groups, "MRDiffusionSequence")
-        cardiac = _first_item(groups, "CardiacSynchronizationSequence")
+        plane_position = _first_item(groups, tag["PlanePositionSequence"])
+        plane_orientation = _first_item(groups, tag["PlaneOrientationSequence"])
+        measures = _first_item(groups, tag["PixelMeasuresSequence"])
+        content = _first_item(groups, tag["FrameContentSequence"])
+        frame_type = (_first_item(groups, tag["MRImageFrameTypeSequence"])
+                      or _first_item(groups, tag["CTImageFrameTypeSequence"])
+                      or _first_item(groups, tag["PETFrameTypeSequence"]))
+        echo = _first_item(groups, tag["MREchoSequence"])
+        transform = _first_item(groups, tag["PixelValueTransformationSequence"])
+        voi = _first_item(groups, tag["FrameVOILUTSequence"])
+        diffusion = _first_item(groups, tag["MRDiffusionSequence"])
+        cardiac = _first_item(groups, tag["CardiacSynchronizationSequence"])
         philips = _private_item(groups, PHILIPS_PRIVATE_FRAME_GROUP)
         attributes = {
             "frame": str(index + 1),
-            FRAME_TYPE: _text(frame_type.get("FrameType")) if frame_type else "",
-            ECHO_TIME: _text(echo.get("EffectiveEchoTime")) if echo else "",
-            TEMPORAL_POSITION: _text(content.get("TemporalPositionIndex")) if content else "",
-            STACK_ID: _text(content.get("StackID")) if content else "",
-            IN_STACK_POSITION: _text(content.get("InStackPositionNumber")) if content else "",
-            B_VALUE: _text(diffusion.get("DiffusionBValue")) if diffusion else "",
-            TRIGGER_TIME: _text(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac else "",
-            RESCALE_SLOPE: _text(transform.get("RescaleSlope")) if transform else _text(dataset.get("RescaleSlope")),
-            RESCALE_INTERCEPT: (_text(transform.get("RescaleIntercept")) if transform
-                                else _text(dataset.get("RescaleIntercept"))),
-            WINDOW_CENTER: _text(voi.get("WindowCenter")) if voi else "",
-            WINDOW_WIDTH: _text(voi.get("WindowWidth")) if voi else "",
-            ECHO_NUMBER: _text(philips.get("EchoNumbers")) if philips is not None else "",
+            FRAME_TYPE: _value_text(frame_type, tag["FrameType"]),
+            ECHO_TIME: _value_text(echo, tag["EffectiveEchoTime"]),
+            TEMPORAL_POSITION: _value_text(content, tag["TemporalPositionIndex"]),
+            STACK_ID: _value_text(content, tag["StackID"]),
+            IN_STACK_POSITION: _value_text(content, tag["InStackPositionNumber"]),
+            B_VALUE: _value_text(diffusion, tag["DiffusionBValue"]),
+            TRIGGER_TIME: _value_text(cardiac, tag["NominalCardiacTriggerDelayTime"]),
+            RESCALE_SLOPE: _value_text(transform if transform is not None else dataset, tag["RescaleSlope"]),
+            RESCALE_INTERCEPT: _value_text(transform if transform is not None else dataset, tag["RescaleIntercept"]),
+            WINDOW_CENTER: _value_text(voi, tag["WindowCenter"]),
+            WINDOW_WIDTH: _value_text(voi, tag["WindowWidth"]),
+            ECHO_NUMBER: _value_text(philips, tag["EchoNumbers"]),
             PHILIPS_SCALE_SLOPE: _private_text(philips, 0x2005100E) if philips is not None else "",
         }
-        thickness = measures.get("SliceThickness") if measures else None
+        thickness = _value_numbers(measures, tag["SliceThickness"], 1)
         records.append(FrameGeometry(
             path=str(path), frame=index,
-            position=_numbers(plane_position.get("ImagePositionPatient"), 3) if plane_position else None,
-            orientation=_numbers(plane_orientation.get("ImageOrientationPatient"), 6) if plane_orientation else None,
-            pixel_spacing=_numbers(measures.get("PixelSpacing"), 2) if measures else None,
+            position=_value_numbers(plane_position, tag["ImagePositionPatient"], 3),
+            orientation=_value_numbers(plane_orientation, tag["ImageOrientationPatient"], 6),
+            pixel_spacing=_value_numbers(measures, tag["PixelSpacing"], 2),
             rows=rows, columns=columns,
-            slice_thickness=float(thickness) if thickness not in (None, "") else None,
+            slice_thickness=thickness[0] if thickness else None,
             instance_number=index + 1,
             attributes=attributes,
         ))
