@@ -362,3 +362,75 @@ def test_workers_and_threads_walk_the_same(tmp_path, monkeypatch):
     for thread in threads:
         thread.join()
     assert all(results[n] == reference for n in range(3))
+
+
+# --- values formatted in C ------------------------------------------------------------------------
+VALUE_VRS = ["AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST",
+             "TM", "UI", "UL", "US", "OB", "OW", "SV", "UC", "UN", "UR", "UT", "UV"]
+NUMBER_TEXT = [b"0", b"1", b"7", b"9", b"+", b"-", b".", b"e", b"E", b" ", b"\\", b"\0", b"_", b"x", b"inf", b"nan",
+               b"\t", b"1.5", b"-2", b"3e-4"]
+OTHER_TEXT = [b"A", b"z", b"^", b"=", b" ", b"\\", b"\0", b"\t", b"\r\n", b"\x1b$B", b"\xe9", b"\x7f", b"\x1f",
+              b"1.2", b".", b"~", b"ORIGINAL"]
+
+
+def random_value(rng: random.Random, vr: str) -> bytes:
+    """A value of VR `vr` likely to hit the edges of its rule: trailing and inner spaces and NULs,
+    backslashes, numbers in and out of the plain form, control and non-ASCII bytes, odd lengths."""
+    if rng.random() < 0.08:
+        return b""
+    if vr in ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT", "OB", "OW", "UN"):
+        width = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8}.get(vr, 2)
+        count = rng.randint(1, 4) * width + (rng.random() < 0.1)
+        return bytes(rng.randrange(256) for _ in range(count))
+    alphabet = NUMBER_TEXT if vr in ("DS", "IS") or rng.random() < 0.2 else OTHER_TEXT
+    value = b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
+    if rng.random() < 0.3:
+        value += rng.choice([b" ", b"\0", b"  ", b" \0", b"\0\0"])
+    return value
+
+
+@needs_library
+@pytest.mark.timeout(300, method="thread")
+def test_random_values_of_every_vr_format_the_same_in_c_and_in_python(tmp_path, plans):
+    """Seeded: every requested tag of the data set with a random VR (explicit VR files) or its
+    dictionary VR (implicit VR files) and a random value; the C formatting equals the Python rules."""
+    rng = random.Random(20261204)
+    tags = sorted(int(t.replace(",", ""), 16) for t in TAGS if t[:4] not in ("0002", "7fe0"))
+    charsets = [b"", b"ISO_IR 100", b"ISO_IR 192", b"\\ISO 2022 IR 87", b"ISO_IR 6", b"bogus"]
+    paths = []
+    for n in range(600):
+        implicit = n % 4 == 3
+        data = b""
+        for tag in tags:
+            if rng.random() < 0.15:
+                continue
+            if tag == 0x00080005:
+                data += element(tag, "CS", text(rng.choice(charsets).decode()), implicit)
+                continue
+            vr = pydicom.datadict.dictionary_VR(tag) if implicit and not (tag >> 16) & 1 else rng.choice(VALUE_VRS)
+            vr = vr if len(vr) == 2 else "OW"
+            data += element(tag, vr, random_value(rng, vr), implicit)
+        data += element(0x7FE00010, "OW", bytes(8), implicit)
+        path = tmp_path / f"values{n:04d}.dcm"
+        path.write_bytes(part10(data, "1.2.840.10008.1.2" if implicit else EXPLICIT_LITTLE))
+        paths.append(path)
+    counts = assert_same_walk(paths, plans)
+    assert counts["scanned"] > 500, counts
+    # both kinds were met: values formatted in C, and values left to Python
+    native = plans[0].native
+    formatted = pending = 0
+    for path in paths[:40]:
+        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            f = headerscan._File(fd, len(data))
+            _meta, start = headerscan._read_meta(f, 132)
+            texts, left, _raw, _offset, _length = native.walk_values(fd, len(data), f.buf, f.base, start,
+                                                                      path.name.endswith(("3.dcm", "7.dcm")))
+        except nativewalk.WalkFailure:
+            continue
+        finally:
+            os.close(fd)
+        pending += len(left)
+        formatted += sum(1 for t in texts if t)
+    assert formatted > 200 and pending > 200, (formatted, pending)

@@ -15,9 +15,10 @@ back to a full pydicom read; truncated or corrupt files are reported with the re
 
 The walk of the data set (`_walk`: element headers, sequences skipped item by item, the pixel
 data's extent) runs in C when its small library is built (`nativewalk`, native/headerwalk.c:
-the same rules, the same results, errors and fallbacks); `_walk` stays the fallback when it is
-not built or $DICOMBROWSER_NATIVE is 0, and the reference the tests compare it with. The file
-meta, the values and everything else stay here.
+the same rules, the same results, errors and fallbacks), and so does the formatting of the plain
+values (the rules of _FAST_CONVERTERS but FL/FD); `_walk` and `_values` stay the fallback when it
+is not built or $DICOMBROWSER_NATIVE is 0, and the reference the tests compare it with. The
+values the C side leaves (`_pending_values`), the file meta and everything else stay here.
 
 Work is split in chunks of paths over a fork-started process pool; ``workers=1`` runs in-process.
 See docs/headerscan.md.
@@ -234,7 +235,8 @@ class _TagPlan:
         self.meta_index = {t: i for i, t in enumerate(self.meta_tags)}
         self.last_tag = max([PIXEL_DATA, *self.data_tags])  # the walk stops at pixel data unless asked for more
         # the walk in C when built and not switched off ($DICOMBROWSER_NATIVE=0); else _walk in Python
-        self.native = nativewalk.walker(self.keep, self.private_groups, self.last_tag)
+        self.native = nativewalk.walker(self.keep, self.private_groups, self.last_tag, self.data_tags,
+                                        [self.implicit_vrs[t] for t in self.data_tags])
 
 
 class _File:
@@ -450,6 +452,32 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
     return values
 
 
+def _pending_values(values: list[str], pending: list[tuple], raw, tags: list[int], implicit: bool) -> None:
+    """Fill values[i] for the (i, VR, value bytes) the C walk left to Python, by `_values`' rules:
+    the fast rules (memoised), else pydicom's conversion of the walk's raw elements (raw())."""
+    slow: list[int] = []
+    memo = _MEMO
+    for i, vr, value in pending:
+        if vr is None:
+            slow.append(i)
+            continue
+        key = vr + value
+        text = memo.get(key)
+        if text is None:
+            convert = _FAST_CONVERTERS.get(vr)
+            text = convert(value) if convert is not None else None
+            if text is None:
+                slow.append(i)
+                continue
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = text
+        values[i] = text
+    if slow:
+        for i, text in zip(slow, _convert(raw(), [tags[i] for i in slow], implicit)):
+            values[i] = text
+
+
 def file_meta(data: bytes) -> tuple[dict[int, str], int] | None:
     """The UI values of the file meta group of a Part 10 file held in memory ({tag: UID}) and the
     offset where its data set starts; None without the preamble and 'DICM', or for a file meta
@@ -654,12 +682,16 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                 implicit = found_implicit  # as pydicom does (with a warning): trust the data over the meta
         if plan.native is not None:
             try:
-                raw, pixel_offset, pixel_length = plan.native.walk(fd, size, f.buf, f.base, pos, implicit)
+                values, pending, raw, pixel_offset, pixel_length = plan.native.walk_values(
+                    fd, size, f.buf, f.base, pos, implicit)
             except nativewalk.WalkFailure as exc:
                 raise (_Broken if exc.broken else _Fallback)(str(exc)) from None
+            if pending:
+                _pending_values(values, pending, raw, plan.data_tags, implicit)
         else:
             raw, pixel_offset, pixel_length = _walk(f, pos, implicit, plan)
-        values = _values(raw, plan.data_tags, plan.data_index, implicit, plan.implicit_vrs) if plan.data_tags else []
+            values = _values(raw, plan.data_tags, plan.data_index, implicit, plan.implicit_vrs) if plan.data_tags \
+                else []
         meta_values = _values(meta, plan.meta_tags, plan.meta_index, False, {}) if plan.meta_tags else []
         # meta tags sort first (group 0002), so meta values + data set values is plan.tags order
         return (path, size, mtime, True, None, meta_values + values, ts, pixel_offset, pixel_length,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import functools
 import logging
 import os
 import shlex
@@ -27,17 +28,17 @@ import sys
 import sysconfig
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "native" / "headerwalk.c"
 LIBRARY = SOURCE.with_name("libheaderwalk" + (sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"))
-VERSION = 1  # DBW_VERSION of the C source: a library of another version is not loaded
+VERSION = 2  # DBW_VERSION of the C source: a library of another version is not loaded
 SWITCH = "DICOMBROWSER_NATIVE"  # "0": walk in Python
 
 _ERROR, _TOO_SMALL = -1, -2
-_RECORDS, _VALUE_BYTES = 256, 1 << 16  # first sizes of the per-thread output buffers; they grow on demand
+_RECORDS, _VALUE_BYTES, _TEXT_BYTES, _SLOTS = 256, 1 << 16, 1 << 14, 128  # first sizes of the per-thread output buffers; they grow on demand
 _SHORT_VRS = ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST",
               "TM", "UI", "UL", "US")
 _LONG_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
@@ -112,12 +113,12 @@ def _load() -> ctypes.CDLL | None:
                 if version != VERSION:
                     _why_not = f"{LIBRARY.name} is version {version}, this code needs {VERSION}: rebuild it"
                 else:
-                    i64, u32p, u16p, i64p = ctypes.c_int64, ctypes.POINTER(ctypes.c_uint32), \
-                        ctypes.POINTER(ctypes.c_uint16), ctypes.POINTER(ctypes.c_int64)
+                    i64, i32 = ctypes.c_int64, ctypes.c_int
+                    pointer = ctypes.c_void_p  # arrays are passed by address: no type check per call
                     library.dbw_walk.restype = i64
                     library.dbw_walk.argtypes = [
-                        ctypes.c_int, i64, ctypes.c_char_p, i64, i64, i64, ctypes.c_int, u32p, ctypes.c_int, u16p,
-                        ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p, i64, ctypes.c_char_p, i64, i64p]
+                        i32, i64, ctypes.c_char_p, i64, i64, i64, i32, pointer, pointer, i32, pointer, i32,
+                        ctypes.c_uint32, i32, pointer, pointer, i64, pointer, i64, pointer, i64, pointer, pointer]
                     _library = library
         if _why_not:
             # not built: a set-up without a compiler; anything else is a library to rebuild
@@ -150,33 +151,75 @@ class _Buffers(threading.local):
     (process memory), and each thread its own, as ctypes releases the GIL during the walk."""
 
     def __init__(self) -> None:
-        self.resize(_RECORDS, _VALUE_BYTES)
-        self.out = (ctypes.c_int64 * 8)()
+        self.resize(_RECORDS, _VALUE_BYTES, _TEXT_BYTES, _SLOTS)
+        self.out = array.array("q", bytes(8 * 10))
+        self.out_address = self.out.buffer_info()[0]
 
-    def resize(self, records: int, value_bytes: int) -> None:
+    def resize(self, records: int, value_bytes: int, text_bytes: int, slots: int) -> None:
         self.max_records = records
         # five columns of `records` rows (see dbw_walk); an array slices into ints fast
         self.records = array.array("q", bytes(8 * 5 * records))
         self.records_address = self.records.buffer_info()[0]
         self.value_bytes = value_bytes
         self.values = ctypes.create_string_buffer(value_bytes)
+        self.values_address = ctypes.addressof(self.values)
+        self.text_bytes = text_bytes
+        self.text = ctypes.create_string_buffer(text_bytes)
+        self.text_address = ctypes.addressof(self.text)
+        self.text_view = memoryview(self.text)  # str(view[:n], "ascii") decodes without a copy to bytes
+        self.slots = array.array("i", bytes(4 * 3 * slots))
+        self.slots_address = self.slots.buffer_info()[0]
+        self.max_slots = slots
 
 
 _buffers = _Buffers()
 
 
 class Walker:
-    """The native walk for one tag plan (headerscan._TagPlan's keep, private_groups, last_tag)."""
+    """The native walk for one tag plan (headerscan._TagPlan's keep, private_groups, last_tag, and
+    for `walk_values` its data set tags and their dictionary VRs in implicit VR)."""
 
-    def __init__(self, library: ctypes.CDLL, keep: Iterable[int], private_groups: Iterable[int], last_tag: int):
+    def __init__(self, library: ctypes.CDLL, keep: Iterable[int], private_groups: Iterable[int], last_tag: int,
+                 data_tags: Sequence[int] = (), implicit_vrs: Sequence[bytes | None] = ()):
         keep = sorted(keep)
         groups = sorted(private_groups)
+        slot_of = {tag: i for i, tag in enumerate(data_tags)}
         self._walk = library.dbw_walk
-        self._keep = (ctypes.c_uint32 * max(1, len(keep)))(*keep)
+        # the arrays live as long as the Walker; the C side gets their addresses
+        self._keep = array.array("I", keep or [0])
+        self._keep_slot = array.array("i", [slot_of.get(tag, -1) for tag in keep] or [-1])
         self._nkeep = len(keep)
-        self._groups = (ctypes.c_uint16 * max(1, len(groups)))(*groups)
+        self._groups = array.array("H", groups or [0])
         self._ngroups = len(groups)
         self._last_tag = last_tag
+        self._ndata = len(data_tags)
+        self._implicit_vrs = array.array("H", [int.from_bytes(vr, "little") if vr else 0 for vr in implicit_vrs]
+                                         or [0])
+        if len(self._implicit_vrs) < max(1, self._ndata):
+            raise ValueError("one implicit VR (or None) per data set tag")
+        self._arrays = tuple(x.buffer_info()[0] for x in (self._keep, self._keep_slot, self._groups,
+                                                           self._implicit_vrs))
+
+    def _call(self, fd: int, size: int, buf: bytes, base: int, pos: int, implicit: bool, ndata: int) -> int:
+        """dbw_walk with this thread's buffers, grown until the outputs fit; raises on a walk error."""
+        b = _buffers
+        keep, keep_slot, groups, implicit_vrs = self._arrays
+        if b.max_slots < ndata:
+            b.resize(b.max_records, b.value_bytes, b.text_bytes, ndata)
+        while True:
+            count = self._walk(fd, size, buf, base, len(buf), pos, implicit, keep, keep_slot, self._nkeep, groups,
+                               self._ngroups, self._last_tag, ndata, implicit_vrs, b.records_address,
+                               b.max_records, b.values_address, b.value_bytes, b.text_address, b.text_bytes,
+                               b.slots_address, b.out_address)
+            if count != _TOO_SMALL:
+                break
+            out = b.out
+            b.resize(max(b.max_records, out[4]), max(b.value_bytes, out[5]), max(b.text_bytes, out[6]),
+                     b.max_slots)
+        if count < 0:
+            out = b.out
+            raise _failure(out[4], out[5], out[6], out[7], size)
+        return count
 
     def walk(self, fd: int, size: int, buf: bytes, base: int, pos: int,
              implicit: bool) -> tuple[dict[int, tuple], int | None, int | None]:
@@ -184,37 +227,60 @@ class Walker:
 
         Returns (raw, pixel offset, pixel length) as headerscan._walk does: raw is {tag: (VR
         bytes or None, value bytes, value offset)}. Raises WalkFailure or OSError."""
+        count = self._call(fd, size, buf, base, pos, implicit, 0)
+        return self._raw(count), *self._pixels()
+
+    def walk_values(self, fd: int, size: int, buf: bytes, base: int, pos: int, implicit: bool
+                    ) -> tuple[list[str], list[tuple[int, bytes | None, bytes]], Callable[[], dict], int | None,
+                               int | None]:
+        """Walk as `walk`, and format the values of the data set tags in C where the plain rules apply.
+
+        Returns (texts, pending, raw, pixel offset, pixel length): texts holds one string per data
+        set tag, in the plan's order ('' when absent or pending); pending lists (index, VR bytes or
+        None, value bytes) of the values the caller must convert (headerscan's rules); raw() gives
+        the kept elements as `walk` does, for the values pydicom must convert; call it before the
+        next walk of this thread, whose outputs replace these."""
+        count = self._call(fd, size, buf, base, pos, implicit, self._ndata)
         b = _buffers
-        while True:
-            count = self._walk(fd, size, buf, base, len(buf), pos, implicit, self._keep, self._nkeep, self._groups,
-                               self._ngroups, self._last_tag, b.records_address, b.max_records, b.values,
-                               b.value_bytes, b.out)
-            if count != _TOO_SMALL:
-                break
-            b.resize(max(b.max_records, b.out[4]), max(b.value_bytes, b.out[5]))
         out = b.out
-        if count < 0:
-            raise _failure(out[4], out[5], out[6], out[7], size)
-        raw: dict[int, tuple] = {}
-        if count:
-            values = ctypes.string_at(b.values, out[2])
-            records, rows, vrs = b.records, b.max_records, _VRS
-            # a later duplicate of a tag replaces the earlier value, as in the Python walk
-            raw = {tag: (vrs.get(vr), values[start:end], offset) for tag, vr, offset, start, end in zip(
-                records[:count], records[rows:rows + count], records[2 * rows:2 * rows + count],
-                records[3 * rows:3 * rows + count], records[4 * rows:4 * rows + count])}
-        pixel_offset = out[0]
-        if pixel_offset < 0:
-            return raw, None, None
-        return raw, pixel_offset, out[1]
+        texts = str(b.text_view[:out[8]], "ascii").split("\0") if self._ndata else []
+        pending = []
+        if out[9]:
+            slots, records, rows, address = b.slots, b.records, b.max_records, b.values_address
+            vrs = _VRS
+            for k in range(self._ndata, self._ndata + 2 * out[9], 2):
+                i, r = slots[k], slots[k + 1]
+                start = records[3 * rows + r]
+                pending.append((i, vrs.get(records[rows + r]),
+                                ctypes.string_at(address + start, records[4 * rows + r] - start)))
+        return texts, pending, functools.partial(self._raw, count), *self._pixels()
+
+    @staticmethod
+    def _raw(count: int) -> dict[int, tuple]:
+        """{tag: (VR bytes or None, value bytes, value offset)} of this thread's last walk."""
+        if not count:
+            return {}
+        b = _buffers
+        values = ctypes.string_at(b.values, b.out[2])
+        records, rows, vrs = b.records, b.max_records, _VRS
+        # a later duplicate of a tag replaces the earlier value, as in the Python walk
+        return {tag: (vrs.get(vr), values[start:end], offset) for tag, vr, offset, start, end in zip(
+            records[:count], records[rows:rows + count], records[2 * rows:2 * rows + count],
+            records[3 * rows:3 * rows + count], records[4 * rows:4 * rows + count])}
+
+    @staticmethod
+    def _pixels() -> tuple[int | None, int | None]:
+        out = _buffers.out
+        return (None, None) if out[0] < 0 else (out[0], out[1])
 
 
-def walker(keep: Iterable[int], private_groups: Iterable[int], last_tag: int) -> Walker | None:
+def walker(keep: Iterable[int], private_groups: Iterable[int], last_tag: int, data_tags: Sequence[int] = (),
+           implicit_vrs: Sequence[bytes | None] = ()) -> Walker | None:
     """A Walker for these tags, or None when scans must walk in Python (not built, or switched off)."""
     if os.environ.get(SWITCH) == "0":
         return None
     library = _load()
-    return Walker(library, keep, private_groups, last_tag) if library is not None else None
+    return Walker(library, keep, private_groups, last_tag, data_tags, implicit_vrs) if library is not None else None
 
 
 # --- building --------------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
  * Same rules as the Python walker (headerscan._walk, _skip_sequence, _encapsulated_length),
  * which stays the reference: the tests compare both on every file they have. The walk keeps
  * the value bytes of the requested elements, skips every other element by its length, stops at
- * the pixel data (unless a later tag is requested), and reports the first problem as an error code plus its numbers; the Python
- * side turns the code into the same _Fallback/_Broken message as the Python walker.
+ * the pixel data (unless a later tag is requested), and reports the first problem as an error
+ * code plus its numbers; the Python side turns the code into the same _Fallback/_Broken message
+ * as the Python walker. The plain values of the requested tags are then formatted here too
+ * (format_value below), as one buffer of texts: building a Python object per element and
+ * formatting it in Python cost more than the walk; what is not plain is left to Python.
  *
  * Every length read from the file is checked against the file size before it moves the
  * position, the position only grows, and sequence nesting is limited to 32 levels, so a
@@ -17,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DBW_VERSION 1
+#define DBW_VERSION 2
 
 /* return codes of dbw_walk (a count of records otherwise) */
 #define DBW_ERROR (-1)     /* out[4..7]: error kind and its numbers a, b, c */
@@ -226,21 +229,24 @@ static int64_t encapsulated_length(Walk *w, int64_t start) {
 #define FILTER_WORDS 64
 static uint32_t filter_bit(uint32_t tag) { return (uint32_t)(tag * 2654435761u) >> 20; }
 
+/* Index of `tag` in the sorted `keep`, or -1. */
+static int keep_index(uint32_t tag, const uint32_t *keep, int nkeep) {
+    int lo = 0, hi = nkeep;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (keep[mid] < tag)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < nkeep && keep[lo] == tag ? lo : -1;
+}
+
 static int kept(uint32_t tag, uint16_t vr, const uint64_t *filter, const uint32_t *keep, int nkeep,
                 const uint16_t *groups, int ngroups) {
     uint32_t bit = filter_bit(tag);
-    if (vr != VR_SQ && (filter[bit >> 6] >> (bit & 63)) & 1) {
-        int lo = 0, hi = nkeep;
-        while (lo < hi) {
-            int mid = (lo + hi) / 2;
-            if (keep[mid] < tag)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < nkeep && keep[lo] == tag)
-            return 1;
-    }
+    if (vr != VR_SQ && (filter[bit >> 6] >> (bit & 63)) & 1 && keep_index(tag, keep, nkeep) >= 0)
+        return 1;
     uint16_t group = (uint16_t)(tag >> 16), elem = (uint16_t)tag;
     if (elem < 0x10 || elem > 0xFF)
         return 0;
@@ -248,6 +254,204 @@ static int kept(uint32_t tag, uint16_t vr, const uint64_t *filter, const uint32_
         if (groups[i] == group)
             return 1;
     return 0;
+}
+
+/* --- values --------------------------------------------------------------------------------------
+ * The plain cases of headerscan's per-VR rules (_FAST_CONVERTERS), formatted as they format them:
+ * a value qualifies when its bytes are printable ASCII (0x20-0x7E) but for a trailing run of
+ * spaces and NULs, and, for DS and IS, when every item has the plain form of a number (a subset
+ * of what Python's float() and int() accept). Anything else (FL and FD, whose text is Python's
+ * float repr; control characters, non-ASCII text, ISO 2022 escapes; PN with '=' groups; numbers
+ * of an odd length; AT, UN, no VR) is left to Python, which applies its own rules to it, so a
+ * value formatted here is the value the Python rule gives, and nothing else is decided here. */
+#define VR(a, b) ((uint16_t)((a) | ((b) << 8)))
+
+typedef struct {
+    uint8_t *p;
+    int64_t len;
+} Text;
+
+/* length of v without its trailing run of spaces and NULs, or -1 when the rest is not printable */
+static int64_t printable_length(const uint8_t *v, int64_t n) {
+    int64_t m = n;
+    while (m > 0 && (v[m - 1] == ' ' || v[m - 1] == 0))
+        m--;
+    for (int64_t i = 0; i < m; i++)
+        if (v[i] < 0x20 || v[i] > 0x7E)
+            return -1;
+    return m;
+}
+
+static int has_nul(const uint8_t *v, int64_t n) { return memchr(v, 0, (size_t)n) != NULL; }
+
+/* 1 when s[0..n) is [+-]?digits (Python's int() accepts it) */
+static int plain_integer(const uint8_t *s, int64_t n) {
+    int64_t i = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    if (i == n)
+        return 0;
+    for (; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* 1 when s[0..n) is [+-]?(digits[.digits*]|.digits)([eE][+-]?digits)? (Python's float() accepts it) */
+static int plain_decimal(const uint8_t *s, int64_t n) {
+    int64_t i = 0, digits = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            digits++;
+    if (!digits)
+        return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        int64_t exponent = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            exponent++;
+        if (!exponent)
+            return 0;
+    }
+    return i == n;
+}
+
+enum { ITEMS_RSTRIP, ITEMS_STRIP, ITEMS_INTEGER, ITEMS_DECIMAL };
+
+/* v[0..m) split at backslashes, each item stripped of spaces on the right (and the left, but for
+ * ITEMS_RSTRIP), joined by backslashes; 0 when an item is not a plain number (ITEMS_INTEGER,
+ * ITEMS_DECIMAL) */
+static int items(const uint8_t *v, int64_t m, int rule, Text *t) {
+    int64_t start = 0;
+    for (;;) {
+        int64_t end = start;
+        while (end < m && v[end] != '\\')
+            end++;
+        int64_t a = start, b = end;
+        while (b > a && v[b - 1] == ' ')
+            b--;
+        if (rule != ITEMS_RSTRIP)
+            while (a < b && v[a] == ' ')
+                a++;
+        if ((rule == ITEMS_INTEGER && !plain_integer(v + a, b - a)) ||
+            (rule == ITEMS_DECIMAL && !plain_decimal(v + a, b - a)))
+            return 0;
+        memcpy(t->p + t->len, v + a, (size_t)(b - a));
+        t->len += b - a;
+        if (end == m)
+            return 1;
+        t->p[t->len++] = '\\';
+        start = end + 1;
+    }
+}
+
+static void put_unsigned(Text *t, uint64_t x) {
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    while (n)
+        t->p[t->len++] = (uint8_t)digits[--n];
+}
+
+static void put_signed(Text *t, int64_t x) {
+    if (x < 0) {
+        t->p[t->len++] = '-';
+        put_unsigned(t, (uint64_t)0 - (uint64_t)x);
+    } else {
+        put_unsigned(t, (uint64_t)x);
+    }
+}
+
+/* little-endian numbers of `width` bytes, str() of each joined by backslashes; 0 for a partial value */
+static int numbers(const uint8_t *v, int64_t n, int width, int is_signed, Text *t) {
+    if (n % width)
+        return 0;
+    for (int64_t i = 0; i < n; i += width) {
+        if (i)
+            t->p[t->len++] = '\\';
+        uint64_t x = 0;
+        for (int k = width - 1; k >= 0; k--)
+            x = (x << 8) | v[i + k];
+        if (!is_signed) {
+            put_unsigned(t, x);
+        } else if (width == 2) {
+            put_signed(t, (int16_t)(uint16_t)x);
+        } else if (width == 4) {
+            put_signed(t, (int32_t)(uint32_t)x);
+        } else {
+            put_signed(t, (int64_t)x);
+        }
+    }
+    return 1;
+}
+
+/* The text of a non-empty value of VR `vr` appended to t (at most 4 * n bytes), 1; or 0 with t
+ * unchanged: Python decides. */
+static int format_value(uint16_t vr, const uint8_t *v, int64_t n, Text *t) {
+    int64_t before = t->len, m;
+    int done = 0;
+    switch (vr) {
+    case VR('U', 'S'): return numbers(v, n, 2, 0, t);
+    case VR('S', 'S'): return numbers(v, n, 2, 1, t);
+    case VR('U', 'L'): return numbers(v, n, 4, 0, t);
+    case VR('S', 'L'): return numbers(v, n, 4, 1, t);
+    case VR('U', 'V'): return numbers(v, n, 8, 0, t);
+    case VR('S', 'V'): return numbers(v, n, 8, 1, t);
+    case VR('O', 'B'): case VR('O', 'W'): case VR('O', 'F'): case VR('O', 'D'): case VR('O', 'L'):
+    case VR('O', 'V'): case VR('S', 'Q'):
+        return 1; /* binary: '' */
+    default:
+        break;
+    }
+    m = printable_length(v, n);
+    if (m < 0)
+        return 0;
+    switch (vr) {
+    case VR('P', 'N'): /* '=' groups have their own rules in pydicom */
+        if (memchr(v, '=', (size_t)m))
+            return 0;
+        /* fall through */
+    case VR('C', 'S'): case VR('A', 'S'): case VR('D', 'A'): case VR('T', 'M'): case VR('D', 'T'):
+    case VR('L', 'T'): case VR('S', 'T'): case VR('U', 'T'):
+        memcpy(t->p + t->len, v, (size_t)m); /* the whole value right-stripped of spaces and NULs */
+        t->len += m;
+        return 1;
+    case VR('U', 'R'): /* right-stripped of whitespace only: a NUL stays */
+        if (has_nul(v, n))
+            return 0;
+        memcpy(t->p + t->len, v, (size_t)m);
+        t->len += m;
+        return 1;
+    case VR('L', 'O'): case VR('S', 'H'): case VR('U', 'C'):
+        done = items(v, m, ITEMS_RSTRIP, t);
+        break;
+    case VR('U', 'I'):
+        done = items(v, m, ITEMS_STRIP, t);
+        break;
+    case VR('A', 'E'): /* items stripped of whitespace only: a NUL stays */
+        done = !has_nul(v, n) && items(v, m, ITEMS_STRIP, t);
+        break;
+    case VR('I', 'S'):
+        done = items(v, m, ITEMS_INTEGER, t);
+        break;
+    case VR('D', 'S'):
+        done = items(v, m, ITEMS_DECIMAL, t);
+        break;
+    default: /* FL, FD (Python's float repr), AT, UN */
+        break;
+    }
+    if (!done)
+        t->len = before;
+    return done;
 }
 
 int dbw_version(void) { return DBW_VERSION; }
@@ -259,14 +463,21 @@ int dbw_version(void) { return DBW_VERSION; }
  * records: 5 columns of max_records int64, one row per kept element: tag, VR (its 2 bytes as a
  * little-endian number, 0 in implicit VR), value offset in the file, start and end of the value
  * in `values`, where the values follow one another.
+ * With ndata > 0, the values of the requested data set tags are also formatted: keep_slot gives
+ * for each kept tag its index among them (-1 for a context tag), implicit_vrs the dictionary VR of
+ * each (0: none) for implicit VR files. `text` receives each one's text (see format_value; ''
+ * when absent, empty or left to Python), separated by NULs, in their order; `slots` (3 * ndata
+ * int32) the pairs (index, record) of the values left to Python in slots[ndata..], after scratch.
  * out[0], out[1]: pixel data offset and length (-1 when none); out[2]: value bytes used;
- * out[4..7]: error kind and numbers (DBW_ERROR) or the sizes needed (DBW_TOO_SMALL).
+ * out[4..7]: error kind and numbers (DBW_ERROR) or the sizes needed (DBW_TOO_SMALL: records,
+ * value bytes, text bytes); out[8]: text bytes used; out[9]: count of values left to Python.
  * Returns the count of records, DBW_ERROR or DBW_TOO_SMALL (the walk is complete and error-free
  * but the outputs are too small: call again with at least the sizes given). */
 int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base, int64_t first_len, int64_t pos,
-                 int implicit, const uint32_t *keep, int nkeep, const uint16_t *private_groups, int ngroups,
-                 uint32_t last_tag, int64_t *records, int64_t max_records, uint8_t *values, int64_t values_cap,
-                 int64_t *out) {
+                 int implicit, const uint32_t *keep, const int32_t *keep_slot, int nkeep,
+                 const uint16_t *private_groups, int ngroups, uint32_t last_tag, int ndata,
+                 const uint16_t *implicit_vrs, int64_t *records, int64_t max_records, uint8_t *values,
+                 int64_t values_cap, uint8_t *text, int64_t text_cap, int32_t *slots, int64_t *out) {
     Walk walk, *w = &walk;
     w->fd = fd;
     w->size = size;
@@ -279,6 +490,9 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
         uint32_t bit = filter_bit(keep[i]);
         filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
     }
+    int32_t *last = slots; /* the record of each requested tag: a later duplicate replaces an earlier one */
+    for (int i = 0; i < ndata; i++)
+        last[i] = -1;
     int64_t pixel_offset = -1, pixel_length = -1, count = 0, used = 0, result = 0;
     int overflow = 0;
 #define FAIL(...) do { fail(w, __VA_ARGS__); result = DBW_ERROR; goto done; } while (0)
@@ -385,6 +599,11 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
                 records[2 * max_records + count] = value_pos;
                 records[3 * max_records + count] = used;
                 records[4 * max_records + count] = used + length;
+                if (ndata > 0) {
+                    int k = keep_index(tag, keep, nkeep);
+                    if (k >= 0 && keep_slot[k] >= 0 && keep_slot[k] < ndata)
+                        last[keep_slot[k]] = (int32_t)count;
+                }
             } else {
                 overflow = 1;
             }
@@ -396,12 +615,51 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
     out[0] = pixel_offset;
     out[1] = pixel_length;
     out[2] = used;
+    out[8] = 0;
+    out[9] = 0;
     if (overflow) {
         out[4] = count;
         out[5] = used;
+        out[6] = 0;
         result = DBW_TOO_SMALL;
-    } else {
-        result = count;
+        goto done;
+    }
+    result = count;
+    if (ndata > 0) {
+        /* every value's text fits in 4 bytes per value byte (a 2-byte SS: "-32768\") plus its separator */
+        int64_t need = 0;
+        for (int i = 0; i < ndata; i++)
+            if (last[i] >= 0)
+                need += 4 * (records[4 * max_records + last[i]] - records[3 * max_records + last[i]]);
+        need += ndata;
+        if (need > text_cap) {
+            out[4] = count;
+            out[5] = used;
+            out[6] = need;
+            result = DBW_TOO_SMALL;
+            goto done;
+        }
+        Text t = {text, 0};
+        int32_t *pending = slots + ndata;
+        int64_t npending = 0;
+        for (int i = 0; i < ndata; i++) {
+            if (i)
+                t.p[t.len++] = 0;
+            int32_t r = last[i];
+            if (r < 0)
+                continue;
+            int64_t start = records[3 * max_records + r], n = records[4 * max_records + r] - start;
+            if (n == 0)
+                continue;
+            uint16_t value_vr = implicit ? implicit_vrs[i] : (uint16_t)records[max_records + r];
+            if (!value_vr || !format_value(value_vr, values + start, n, &t)) {
+                pending[2 * npending] = i;
+                pending[2 * npending + 1] = r;
+                npending++;
+            }
+        }
+        out[8] = t.len;
+        out[9] = npending;
     }
 done:
     return result;
