@@ -271,3 +271,34 @@ def test_siemens_bmatrix_gives_the_direction_when_it_is_missing(nibabel_siemens_
     direction = np.array(header["DiffusionGradientDirection"])
     from_matrix = vendors.bmatrix_direction(header["B_matrix"])
     assert abs(np.dot(direction / np.linalg.norm(direction), from_matrix)) > 0.999
+
+
+PARTIAL_READ_FOLDERS = ("siemens_mosaic_order", "siemens_mosaic_orientation", "fmri_timeseries/In/Siemens",
+                        "fmri_timeseries/In/UIH", "dicom2nifti/tests/data/siemens", "dicom2nifti/tests/data/hitachi",
+                        "ge_dwi")
+
+
+def test_partial_header_from_the_whole_header_equals_pydicoms_partial_read(corpus):
+    """The tags the diffusion plan reads beyond the scanned strings (Siemens CSA headers, diffusion
+    sequences, UIH grids) come, with the fast header, out of the file's whole header: element for
+    element what `pydicom.dcmread(specific_tags=...)` gives, on every file of these folders."""
+    import os
+
+    from DICOMBrowser.DICOMBrowserLib.diffusion import series
+
+    compared = elements = 0
+    for folder in PARTIAL_READ_FOLDERS:
+        for path in sorted(p for p in (corpus / folder).rglob("*") if p.is_file() and "Ref" not in p.parts):
+            stat = os.stat(path)
+            for tags in (series._SIEMENS_TAGS, series._SEQUENCE_TAGS, series._UIH_GRID_TAGS):
+                key = (str(path), stat.st_size, stat.st_mtime_ns, tuple(tags))
+                fast, slow = series._cached_header(*key, True), series._cached_header(*key, False)
+                if slow is None:
+                    continue
+                assert fast is not None, path
+                assert sorted(fast.keys()) == sorted(slow.keys()), path
+                for tag in slow.keys():
+                    assert fast[tag] == slow[tag], (path, tag)
+                    elements += 1
+                compared += 1
+    assert compared > 300 and elements > 800, (compared, elements)

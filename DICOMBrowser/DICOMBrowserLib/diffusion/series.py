@@ -325,16 +325,16 @@ def _headers(files: list[str], database: Any = None) -> tuple[list[Any], dict[st
 
 
 def _read_header(path: str, tags: Sequence[int] | None = None) -> pydicom.Dataset | None:
-    """A full header parse, or only `tags` (pydicom skips the other values by length).
+    """A full header parse, or only `tags`.
 
     Kept per file (path, size, modification time) and tag set: one examination plans a mosaic or
     multi-frame series in both plugins and again to load it, and these parses are most of that
     time. The datasets are shared: callers only read them."""
     import os
 
-    if not tags:  # the whole header: the one cache the scalar plugin's multi-frame reading uses too
-        from .. import multiframe
+    from .. import multiframe
 
+    if not tags:  # the whole header: the one cache the scalar plugin's multi-frame reading uses too
         try:
             return multiframe.read_header(str(path))
         except DICOMFileError as error:
@@ -345,11 +345,30 @@ def _read_header(path: str, tags: Sequence[int] | None = None) -> pydicom.Datase
     except OSError as error:
         logger.warning("Skipping %s: %s", path, error)
         return None
-    return _cached_header(str(path), stat.st_size, stat.st_mtime_ns, tuple(tags))
+    return _cached_header(str(path), stat.st_size, stat.st_mtime_ns, tuple(tags), multiframe.fast_header_enabled())
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_header(path: str, size: int, mtime_ns: int, tags: tuple[int, ...]) -> pydicom.Dataset | None:
+def _cached_header(path: str, size: int, mtime_ns: int, tags: tuple[int, ...], fast: bool) -> pydicom.Dataset | None:
+    """`tags` of the file (and its SpecificCharacterSet), as `dcmread(specific_tags=tags)` gives
+    them. With the fast header (the default): taken from the file's whole header, which
+    multiframe.read_header parses once (fastheader) and keeps for the sidecar writer and the
+    multi-frame readers too: a Siemens mosaic's partial pydicom read took 1-3 ms, as it walks
+    every element up to the pixel data anyway. $DICOMBROWSER_FAST_HEADER=0: pydicom's partial
+    read (Testing/test_diffusion_plugin.py compares the two on the corpus's Siemens files)."""
+    if fast:
+        from .. import multiframe
+
+        try:
+            whole = multiframe.read_header(path)
+        except DICOMFileError as error:
+            logger.warning("Skipping %s: %s", path, error)
+            return None
+        subset = pydicom.Dataset()
+        for tag in sorted({0x00080005, *tags}):  # private creators before their elements
+            if tag in whole:
+                subset[tag] = whole.get_item(tag)
+        return subset
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=list(tags))
     except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as error:
