@@ -419,14 +419,13 @@ def test_random_values_of_every_vr_format_the_same_in_c_and_in_python(tmp_path, 
     # both kinds were met: values formatted in C, and values left to Python
     native = plans[0].native
     formatted = pending = 0
-    for path in paths[:40]:
+    for n, path in enumerate(paths[:40]):
         data = path.read_bytes()
         fd = os.open(path, os.O_RDONLY)
         try:
             f = headerscan._File(fd, len(data))
             _meta, start = headerscan._read_meta(f, 132)
-            texts, left, _raw, _offset, _length = native.walk_values(fd, len(data), f.buf, f.base, start,
-                                                                      path.name.endswith(("3.dcm", "7.dcm")))
+            texts, left, _offset, _length = native.walk_values(fd, len(data), f.buf, f.base, start, n % 4 == 3)
         except nativewalk.WalkFailure:
             continue
         finally:

@@ -38,7 +38,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -452,7 +452,8 @@ def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], impli
     return values
 
 
-def _pending_values(values: list[str], pending: list[tuple], raw, tags: list[int], implicit: bool) -> None:
+def _pending_values(values: list[str], pending: list[tuple], raw: Callable[[], dict[int, tuple]], tags: list[int],
+                    implicit: bool) -> None:
     """Fill values[i] for the (i, VR, value bytes) the C walk left to Python, by `_values`' rules:
     the fast rules (memoised), else pydicom's conversion of the walk's raw elements (raw())."""
     slow: list[int] = []
@@ -682,19 +683,19 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
                 implicit = found_implicit  # as pydicom does (with a warning): trust the data over the meta
         if plan.native is not None:
             try:
-                values, pending, raw, pixel_offset, pixel_length = plan.native.walk_values(
+                values, pending, pixel_offset, pixel_length = plan.native.walk_values(
                     fd, size, f.buf, f.base, pos, implicit)
             except nativewalk.WalkFailure as exc:
                 raise (_Broken if exc.broken else _Fallback)(str(exc)) from None
             if pending:
-                _pending_values(values, pending, raw, plan.data_tags, implicit)
+                _pending_values(values, pending, plan.native.last_raw, plan.data_tags, implicit)
         else:
             raw, pixel_offset, pixel_length = _walk(f, pos, implicit, plan)
             values = _values(raw, plan.data_tags, plan.data_index, implicit, plan.implicit_vrs) if plan.data_tags \
                 else []
-        meta_values = _values(meta, plan.meta_tags, plan.meta_index, False, {}) if plan.meta_tags else []
-        # meta tags sort first (group 0002), so meta values + data set values is plan.tags order
-        return (path, size, mtime, True, None, meta_values + values, ts, pixel_offset, pixel_length,
+        if plan.meta_tags:  # they sort first (group 0002): meta values + data set values is plan.tags order
+            values = _values(meta, plan.meta_tags, plan.meta_index, False, {}) + values
+        return (path, size, mtime, True, None, values, ts, pixel_offset, pixel_length,
                 _uid(meta.get(0x00020002)), _uid(meta.get(0x00020003)), True)
     finally:
         os.close(fd)

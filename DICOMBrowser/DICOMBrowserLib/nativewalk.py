@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import functools
 import logging
 import os
 import shlex
@@ -28,7 +27,7 @@ import sys
 import sysconfig
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +162,8 @@ class _Buffers(threading.local):
         self.value_bytes = value_bytes
         self.values = ctypes.create_string_buffer(value_bytes)
         self.values_address = ctypes.addressof(self.values)
+        self.values_view = memoryview(self.values).cast("B")
+        self.count = 0  # records of the last walk_values
         self.text_bytes = text_bytes
         self.text = ctypes.create_string_buffer(text_bytes)
         self.text_address = ctypes.addressof(self.text)
@@ -231,29 +232,30 @@ class Walker:
         return self._raw(count), *self._pixels()
 
     def walk_values(self, fd: int, size: int, buf: bytes, base: int, pos: int, implicit: bool
-                    ) -> tuple[list[str], list[tuple[int, bytes | None, bytes]], Callable[[], dict], int | None,
-                               int | None]:
+                    ) -> tuple[list[str], list[tuple[int, bytes | None, bytes]], int | None, int | None]:
         """Walk as `walk`, and format the values of the data set tags in C where the plain rules apply.
 
-        Returns (texts, pending, raw, pixel offset, pixel length): texts holds one string per data
-        set tag, in the plan's order ('' when absent or pending); pending lists (index, VR bytes or
-        None, value bytes) of the values the caller must convert (headerscan's rules); raw() gives
-        the kept elements as `walk` does, for the values pydicom must convert; call it before the
-        next walk of this thread, whose outputs replace these."""
+        Returns (texts, pending, pixel offset, pixel length): texts holds one string per data set
+        tag, in the plan's order ('' when absent or pending); pending lists (index, VR bytes or
+        None, value bytes) of the values the caller must convert (headerscan's rules). For those
+        pydicom must convert, `last_raw()` gives the kept elements as `walk` does."""
         count = self._call(fd, size, buf, base, pos, implicit, self._ndata)
         b = _buffers
+        b.count = count
         out = b.out
         texts = str(b.text_view[:out[8]], "ascii").split("\0") if self._ndata else []
         pending = []
         if out[9]:
-            slots, records, rows, address = b.slots, b.records, b.max_records, b.values_address
-            vrs = _VRS
+            slots, records, rows, view, vrs = b.slots, b.records, b.max_records, b.values_view, _VRS
             for k in range(self._ndata, self._ndata + 2 * out[9], 2):
                 i, r = slots[k], slots[k + 1]
-                start = records[3 * rows + r]
-                pending.append((i, vrs.get(records[rows + r]),
-                                ctypes.string_at(address + start, records[4 * rows + r] - start)))
-        return texts, pending, functools.partial(self._raw, count), *self._pixels()
+                pending.append((i, vrs.get(records[rows + r]), view[records[3 * rows + r]:records[4 * rows + r]].tobytes()))
+        offset = out[0]
+        return (texts, pending, None, None) if offset < 0 else (texts, pending, offset, out[1])
+
+    def last_raw(self) -> dict[int, tuple]:
+        """The kept elements of this thread's last `walk_values`, as `walk` gives them."""
+        return self._raw(_buffers.count)
 
     @staticmethod
     def _raw(count: int) -> dict[int, tuple]:

@@ -13,6 +13,7 @@ It is not a database: nothing is written, the examine cache is off (`cached_valu
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -111,7 +112,8 @@ class ScanIndex:
                 self.skipped.append((path, result.error))
                 logger.warning("Skipping %s: %s", path, result.error)
                 continue
-            self._entries[path] = _Entry(dict(result.values), result.transfer_syntax, result.pixel_data_offset,
+            # scan_files makes a values dict per result: the index keeps it rather than a copy
+            self._entries[path] = _Entry(result.values, result.transfer_syntax, result.pixel_data_offset,
                                          result.pixel_data_length)
 
     def __contains__(self, path: str) -> bool:
@@ -131,24 +133,27 @@ class ScanIndex:
         """Tags of many files ('' when absent); tags not scanned yet are scanned now, once."""
         paths = [os.fspath(p) for p in paths]
         keys = [tag_string(t) for t in tags]
+        wanted = frozenset(keys)
         entries = self._entries
-        missing_tags: set[str] = set()
-        for path in paths:
-            entry = entries.get(path)
-            if entry is not None:
-                missing_tags.update(key for key in keys if key not in entry.values)
-        if missing_tags:
-            wanted = [p for p in paths if p in entries]
-            for result in scan_files(wanted, sorted(missing_tags), workers=1):
+        known = [entry for entry in map(entries.get, paths) if entry is not None]
+        # plugins ask per series for tags that were all scanned: one set comparison a file says so
+        if not all(wanted <= entry.values.keys() for entry in known):
+            missing_tags = set().union(*(wanted - entry.values.keys() for entry in known))
+            scanned = [p for p in paths if p in entries]
+            for result in scan_files(scanned, sorted(missing_tags), workers=1):
                 entry = entries.get(str(result.path))
                 if entry is not None:
                     for key in missing_tags:
                         entry.values[key] = result.values.get(key, "") if result.is_dicom else ""
-        out: dict[str, dict[str, str]] = {}
-        for path in paths:
-            entry = entries.get(path)
-            out[path] = {key: entry.values.get(key, "") for key in keys} if entry else dict.fromkeys(keys, "")
-        return out
+        empty = dict.fromkeys(keys, "")
+        if not keys:
+            return {path: {} for path in paths}
+        pick = operator.itemgetter(*keys)
+        if len(keys) == 1:
+            return {path: {keys[0]: pick(entry.values)} if entry is not None else dict(empty)
+                    for path, entry in zip(paths, map(entries.get, paths))}
+        return {path: dict(zip(keys, pick(entry.values))) if entry is not None else dict(empty)
+                for path, entry in zip(paths, map(entries.get, paths))}
 
     def file_value(self, path: str | os.PathLike, tag: str) -> str:
         key = os.fspath(path)
