@@ -11,7 +11,9 @@ Pillow (~11 ms), pylibjpeg with its entry-point scan (~13 ms), openjpeg, libjpeg
 compressed files undecodable, so `import_pydicom` defers each to the first time it is needed,
 from when on pydicom is in the state a plain `import pydicom` leaves it in. A process that only
 calls `import_pydicom` takes 0.23 s instead of 0.35 s (wall, best of 5); `convert` of the
-980-file benchmark folder 0.72 s instead of 0.81 s (best of 10). pydicom reaches the codecs three ways:
+980-file benchmark folder 0.69 s instead of 0.75 s (best of 13 alternating runs on a busy 2-core
+machine; medians 0.86 and 0.91 s). A compressed folder costs the same as before: each worker
+imports the codecs its series need. pydicom reaches the codecs three ways:
 
 * its decoders and encoders (`get_decoder(uid)`, `get_encoder(uid)`: every `pixel_array`,
   `iter_pixels`, `decompress`, `compress` goes through one) register plugins from the modules in
