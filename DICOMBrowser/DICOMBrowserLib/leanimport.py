@@ -246,7 +246,8 @@ def restore_coder(coder: Any) -> None:
 
 
 def restore_all() -> None:
-    """Every deferred coder restored: the state of a plain `import pydicom` (used by tests)."""
+    """Every deferred coder restored and processing's HAVE_PIL settled, as after a plain
+    `import pydicom` (tests compare the two); the v2 handlers still load at first access."""
     for coder in list(_DEFERRED):
         restore_coder(coder)
     processing = sys.modules.get(PROCESSING)
