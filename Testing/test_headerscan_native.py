@@ -34,13 +34,15 @@ LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "U
 UNDEFINED = 0xFFFFFFFF
 
 
-@pytest.fixture
-def plans(monkeypatch) -> tuple[headerscan._TagPlan, headerscan._TagPlan]:
-    """(native plan, Python plan) for TAGS."""
+@pytest.fixture(params=["with file meta tags", "data set tags only"])
+def plans(request, monkeypatch) -> tuple[headerscan._TagPlan, headerscan._TagPlan]:
+    """(native plan, Python plan) for TAGS, and for TAGS without the file meta's: then the usual
+    file is read from its first byte in C (nativewalk.Walker.scan), the others from the data set."""
+    tags = TAGS if request.param == "with file meta tags" else [t for t in TAGS if not t.startswith("0002")]
     monkeypatch.delenv(nativewalk.SWITCH, raising=False)
-    native = headerscan._TagPlan(TAGS)
+    native = headerscan._TagPlan(tags)
     monkeypatch.setenv(nativewalk.SWITCH, "0")
-    python = headerscan._TagPlan(TAGS)
+    python = headerscan._TagPlan(tags)
     monkeypatch.delenv(nativewalk.SWITCH)
     assert native.native is not None and python.native is None
     return native, python
@@ -105,9 +107,16 @@ def sequence(tag: int, items: list[bytes], implicit: bool = False, vr: str = "SQ
     return element(tag, vr, b"".join(items), implicit, length=UNDEFINED) + element(0xFFFEE0DD, "", b"")
 
 
-def part10(data_set: bytes, transfer_syntax: str) -> bytes:
+def part10(data_set: bytes, transfer_syntax: str | bytes | None, extra_meta: bytes = b"",
+           instance_uid: bytes = b"1.2.3.4.5\0") -> bytes:
+    """A Part 10 file: preamble, 'DICM', the file meta (transfer syntax: as text, raw bytes, or
+    None for none; `extra_meta` after it) and the data set."""
     meta = element(0x00020001, "OB", b"\0\1") + element(0x00020002, "UI", text("1.2.840.10008.5.1.4.1.1.7\0")) \
-        + element(0x00020003, "UI", text("1.2.3.4.5\0")) + element(0x00020010, "UI", text(transfer_syntax + "\0"))
+        + element(0x00020003, "UI", instance_uid)
+    if transfer_syntax is not None:
+        meta += element(0x00020010, "UI", transfer_syntax if isinstance(transfer_syntax, bytes)
+                        else text(transfer_syntax + "\0"))
+    meta += extra_meta
     return bytes(128) + b"DICM" + element(0x00020000, "UL", struct.pack("<L", len(meta))) + meta + data_set
 
 
@@ -172,6 +181,19 @@ def generated(tmp_path) -> list[Path]:
                                      + sequence(0x00081140, [item(element(0x00081155, "UI", text("1.2\0"), True))])
                                      + element(0x00100010, "PN", text("Second^Name"))
                                      + element(0x7FE00010, "OW", bytes(8)), EXPLICIT_LITTLE),
+        # file meta cases the C side leaves to Python (past the first read, a UID not plain
+        # ASCII, no transfer syntax), reads itself (padded UIDs), or where the data set's VRs
+        # overrule the transfer syntax
+        "meta_past_first_read.dcm": part10(generated_data_set(False), EXPLICIT_LITTLE,
+                                           extra_meta=element(0x00020102, "OB", bytes(9000))),
+        "meta_not_ascii.dcm": part10(generated_data_set(False), EXPLICIT_LITTLE, instance_uid=b"1.2.3\xe9"),
+        "meta_padded.dcm": part10(generated_data_set(False), b"  1.2.840.10008.1.2.1\0\0 \0",
+                                  instance_uid=b" 1.2.3 \0"),
+        "meta_says_implicit.dcm": part10(generated_data_set(False), "1.2.840.10008.1.2"),
+        "meta_says_explicit.dcm": part10(generated_data_set(True), EXPLICIT_LITTLE),
+        "meta_without_ts.dcm": part10(generated_data_set(True), None),
+        "meta_twice.dcm": part10(generated_data_set(True), EXPLICIT_LITTLE,
+                                 extra_meta=element(0x00020010, "UI", text("1.2.840.10008.1.2\0"))),
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -433,3 +455,30 @@ def test_random_values_of_every_vr_format_the_same_in_c_and_in_python(tmp_path, 
         pending += len(left)
         formatted += sum(1 for t in texts if t)
     assert formatted > 200 and pending > 200, (formatted, pending)
+
+
+@needs_library
+def test_the_usual_file_is_read_from_its_first_byte_in_c_and_the_others_in_python(generated, plans):
+    """Walker.scan reads the usual file whole (file meta included); the files whose meta it leaves
+    are read by Python's own path, and both give the Python walk's results."""
+    native, python = plans
+    if native.meta_tags:
+        pytest.skip("a plan with file meta tags reads the meta in Python")
+    left = set()
+    for path in generated:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                scanned = native.native.scan(fd, os.fstat(fd).st_size)
+            except nativewalk.WalkFailure:
+                continue
+        finally:
+            os.close(fd)
+        if scanned is None:
+            left.add(path.name)
+        else:
+            assert outcome(path, native)[6] == scanned[4]  # the transfer syntax, as _uid gives it
+    assert left == {"bare_implicit.dcm", "meta_past_first_read.dcm", "meta_not_ascii.dcm"}
+    assert_same_walk(generated, plans)
+    padded = outcome(next(p for p in generated if p.name == "meta_padded.dcm"), native)
+    assert padded[6] == "1.2.840.10008.1.2.1" and padded[10] == "1.2.3"

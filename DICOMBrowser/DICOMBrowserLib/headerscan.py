@@ -15,10 +15,11 @@ back to a full pydicom read; truncated or corrupt files are reported with the re
 
 The walk of the data set (`_walk`: element headers, sequences skipped item by item, the pixel
 data's extent) runs in C when its small library is built (`nativewalk`, native/headerwalk.c:
-the same rules, the same results, errors and fallbacks), and so does the formatting of the plain
-values (the rules of _FAST_CONVERTERS but FL/FD); `_walk` and `_values` stay the fallback when it
-is not built or $DICOMBROWSER_NATIVE is 0, and the reference the tests compare it with. The
-values the C side leaves (`_pending_values`), the file meta and everything else stay here.
+the same rules, the same results, errors and fallbacks), and so do the formatting of the plain
+values (the rules of _FAST_CONVERTERS but FL/FD) and, for the usual file, the first read and the
+file meta; `_walk`, `_values` and `_read_meta` stay the fallback when it is not built or
+$DICOMBROWSER_NATIVE is 0, and the reference the tests compare it with. The values the C side
+leaves (`_pending_values`), the unusual files' meta and everything else stay here.
 
 Work is split in chunks of paths over a fork-started process pool; ``workers=1`` runs in-process.
 See docs/headerscan.md.
@@ -655,6 +656,18 @@ def _scan_fast(path: str, plan: _TagPlan) -> tuple:
     """The walker; returns the compact result tuple (see _to_result) or raises _Fallback/_Broken."""
     fd, size, mtime = _open_stat(path)
     try:
+        if plan.native is not None and not plan.meta_tags:
+            # the usual file, from its first read to its values, in one call; None: read it here
+            try:
+                scanned = plan.native.scan(fd, size)
+            except nativewalk.WalkFailure as exc:
+                raise (_Broken if exc.broken else _Fallback)(str(exc)) from None
+            if scanned is not None:
+                values, pending, pixel_offset, pixel_length, ts, media_class, media_instance, implicit = scanned
+                if pending:
+                    _pending_values(values, pending, plan.native.last_raw, plan.data_tags, implicit)
+                return (path, size, mtime, True, None, values, ts, pixel_offset, pixel_length, media_class,
+                        media_instance, True)
         f = _File(fd, size)
         buf = f.buf
         if len(buf) >= 132 and buf[128:132] == b"DICM":

@@ -1,12 +1,17 @@
-"""The data set walk of the header scan in C (native/headerwalk.c), loaded through ctypes.
+"""The header scan's per-file work in C (native/headerwalk.c), loaded through ctypes.
 
 Why: on long vendor headers (hundreds of elements in Philips and GE private sequences) the walk
-of `headerscan` in Python is the largest single cost of a scan; the same walk in C reads the
-same elements with the same rules (see docs/headerscan.md for the measured difference).
+of `headerscan` in Python was the largest single cost of a scan; the same walk in C reads the
+same elements with the same rules. Once the walk was in C, building a Python object per kept
+element and formatting it in Python cost more than the walk, so the plain values are formatted
+there too, and the usual file (the 'DICM' prefix, a plain file meta in its first 8 KiB) is read
+from its first byte in one call (`Walker.scan`); see docs/headerscan.md for the figures.
 
 `headerscan` asks `walker(...)` for a `Walker` when it plans a scan; without the built library,
 or with ``DICOMBROWSER_NATIVE=0`` in the environment, it gets None and walks in Python, which
 stays the reference: Testing/test_headerscan_native.py compares both on every file it has.
+Whatever the C side does not decide exactly as Python would (values outside the plain rules,
+an unusual file meta) it leaves to Python, which decides it with its own code.
 
 Build (Utilities/setup.sh does it after installing the package)::
 
@@ -33,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "native" / "headerwalk.c"
 LIBRARY = SOURCE.with_name("libheaderwalk" + (sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"))
-VERSION = 2  # DBW_VERSION of the C source: a library of another version is not loaded
+VERSION = 4  # DBW_VERSION of the C source: a library of another version is not loaded
 SWITCH = "DICOMBROWSER_NATIVE"  # "0": walk in Python
 
-_ERROR, _TOO_SMALL = -1, -2
+_ERROR, _TOO_SMALL, _DEFER = -1, -2, -3
 _RECORDS, _VALUE_BYTES, _TEXT_BYTES, _SLOTS = 256, 1 << 16, 1 << 14, 128  # first sizes of the per-thread output buffers; they grow on demand
 _SHORT_VRS = ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST",
               "TM", "UI", "UL", "US")
@@ -112,12 +117,9 @@ def _load() -> ctypes.CDLL | None:
                 if version != VERSION:
                     _why_not = f"{LIBRARY.name} is version {version}, this code needs {VERSION}: rebuild it"
                 else:
-                    i64, i32 = ctypes.c_int64, ctypes.c_int
-                    pointer = ctypes.c_void_p  # arrays are passed by address: no type check per call
-                    library.dbw_walk.restype = i64
-                    library.dbw_walk.argtypes = [
-                        i32, i64, ctypes.c_char_p, i64, i64, i64, i32, pointer, pointer, i32, pointer, i32,
-                        ctypes.c_uint32, i32, pointer, pointer, i64, pointer, i64, pointer, i64, pointer, pointer]
+                    for function in (library.dbw_walk, library.dbw_scan):
+                        function.restype = ctypes.c_int64
+                        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]  # a _Plan, a _Call
                     _library = library
         if _why_not:
             # not built: a set-up without a compiler; anything else is a library to rebuild
@@ -145,32 +147,54 @@ def enabled() -> bool:
 
 
 # --- walking ---------------------------------------------------------------------------------------
+_i64, _pointer = ctypes.c_int64, ctypes.c_void_p
+
+
+class _Plan(ctypes.Structure):
+    """headerwalk.c's DbwPlan."""
+
+    _fields_ = [("keep", _pointer), ("keep_slot", _pointer), ("nkeep", _i64), ("private_groups", _pointer),
+                ("ngroups", _i64), ("last_tag", _i64), ("ndata", _i64), ("implicit_vrs", _pointer)]
+
+
+class _Call(ctypes.Structure):
+    """headerwalk.c's DbwCall."""
+
+    _fields_ = [("fd", _i64), ("size", _i64), ("first", ctypes.c_char_p), ("first_base", _i64), ("first_len", _i64),
+                ("pos", _i64), ("implicit", _i64), ("with_values", _i64), ("records", _pointer),
+                ("max_records", _i64), ("values", _pointer), ("values_cap", _i64), ("text", _pointer),
+                ("text_cap", _i64), ("slots", _pointer), ("out", _pointer)]
+
+
 class _Buffers(threading.local):
     """Output buffers of one thread, reused from file to file. A forked worker has its own copy
     (process memory), and each thread its own, as ctypes releases the GIL during the walk."""
 
     def __init__(self) -> None:
+        self.call = _Call()
+        self.call_address = ctypes.addressof(self.call)
+        self.out = array.array("q", bytes(8 * 11))  # DbwCall.out: 11 slots
+        self.call.out = self.out.buffer_info()[0]
         self.resize(_RECORDS, _VALUE_BYTES, _TEXT_BYTES, _SLOTS)
-        self.out = array.array("q", bytes(8 * 10))
-        self.out_address = self.out.buffer_info()[0]
+        self.count = 0  # records of the last walk_values
 
     def resize(self, records: int, value_bytes: int, text_bytes: int, slots: int) -> None:
-        self.max_records = records
-        # five columns of `records` rows (see dbw_walk); an array slices into ints fast
+        call = self.call
+        self.max_records = call.max_records = records
+        # five columns of `records` rows (see DbwCall); an array slices into ints fast
         self.records = array.array("q", bytes(8 * 5 * records))
-        self.records_address = self.records.buffer_info()[0]
-        self.value_bytes = value_bytes
+        call.records = self.records.buffer_info()[0]
+        call.values_cap = value_bytes
         self.values = ctypes.create_string_buffer(value_bytes)
-        self.values_address = ctypes.addressof(self.values)
+        call.values = ctypes.addressof(self.values)
         self.values_view = memoryview(self.values).cast("B")
-        self.count = 0  # records of the last walk_values
-        self.text_bytes = text_bytes
+        call.text_cap = text_bytes
         self.text = ctypes.create_string_buffer(text_bytes)
-        self.text_address = ctypes.addressof(self.text)
+        call.text = ctypes.addressof(self.text)
         self.text_view = memoryview(self.text)  # str(view[:n], "ascii") decodes without a copy to bytes
-        self.slots = array.array("i", bytes(4 * 3 * slots))
-        self.slots_address = self.slots.buffer_info()[0]
         self.max_slots = slots
+        self.slots = array.array("i", bytes(4 * 3 * slots))
+        call.slots = self.slots.buffer_info()[0]
 
 
 _buffers = _Buffers()
@@ -185,39 +209,39 @@ class Walker:
         keep = sorted(keep)
         groups = sorted(private_groups)
         slot_of = {tag: i for i, tag in enumerate(data_tags)}
+        if len(implicit_vrs) != len(data_tags):
+            raise ValueError("one implicit VR (or None) per data set tag")
         self._walk = library.dbw_walk
+        self._scan = library.dbw_scan
         # the arrays live as long as the Walker; the C side gets their addresses
         self._keep = array.array("I", keep or [0])
         self._keep_slot = array.array("i", [slot_of.get(tag, -1) for tag in keep] or [-1])
-        self._nkeep = len(keep)
         self._groups = array.array("H", groups or [0])
-        self._ngroups = len(groups)
-        self._last_tag = last_tag
-        self._ndata = len(data_tags)
         self._implicit_vrs = array.array("H", [int.from_bytes(vr, "little") if vr else 0 for vr in implicit_vrs]
                                          or [0])
-        if len(self._implicit_vrs) < max(1, self._ndata):
-            raise ValueError("one implicit VR (or None) per data set tag")
-        self._arrays = tuple(x.buffer_info()[0] for x in (self._keep, self._keep_slot, self._groups,
-                                                           self._implicit_vrs))
+        self._ndata = len(data_tags)
+        self._plan = _Plan(self._keep.buffer_info()[0], self._keep_slot.buffer_info()[0], len(keep),
+                           self._groups.buffer_info()[0], len(groups), last_tag, self._ndata,
+                           self._implicit_vrs.buffer_info()[0])
+        self._plan_address = ctypes.addressof(self._plan)
 
-    def _call(self, fd: int, size: int, buf: bytes, base: int, pos: int, implicit: bool, ndata: int) -> int:
-        """dbw_walk with this thread's buffers, grown until the outputs fit; raises on a walk error."""
+    def _call(self, function, fd: int, size: int, buf: bytes, base: int, pos: int, implicit: bool,
+              with_values: bool) -> int:
+        """dbw_walk or dbw_scan with this thread's buffers, grown until the outputs fit; raises on a
+        walk error; _DEFER from dbw_scan."""
         b = _buffers
-        keep, keep_slot, groups, implicit_vrs = self._arrays
-        if b.max_slots < ndata:
-            b.resize(b.max_records, b.value_bytes, b.text_bytes, ndata)
+        if with_values and b.max_slots < self._ndata:
+            b.resize(b.max_records, len(b.values), len(b.text), self._ndata)
+        call = b.call
+        call.fd, call.size, call.first, call.first_base, call.first_len, call.pos = fd, size, buf, base, len(buf), pos
+        call.implicit, call.with_values = implicit, with_values
         while True:
-            count = self._walk(fd, size, buf, base, len(buf), pos, implicit, keep, keep_slot, self._nkeep, groups,
-                               self._ngroups, self._last_tag, ndata, implicit_vrs, b.records_address,
-                               b.max_records, b.values_address, b.value_bytes, b.text_address, b.text_bytes,
-                               b.slots_address, b.out_address)
+            count = function(self._plan_address, b.call_address)
             if count != _TOO_SMALL:
                 break
             out = b.out
-            b.resize(max(b.max_records, out[4]), max(b.value_bytes, out[5]), max(b.text_bytes, out[6]),
-                     b.max_slots)
-        if count < 0:
+            b.resize(max(b.max_records, out[4]), max(len(b.values), out[5]), max(len(b.text), out[6]), b.max_slots)
+        if count < 0 and count != _DEFER:
             out = b.out
             raise _failure(out[4], out[5], out[6], out[7], size)
         return count
@@ -228,7 +252,7 @@ class Walker:
 
         Returns (raw, pixel offset, pixel length) as headerscan._walk does: raw is {tag: (VR
         bytes or None, value bytes, value offset)}. Raises WalkFailure or OSError."""
-        count = self._call(fd, size, buf, base, pos, implicit, 0)
+        count = self._call(self._walk, fd, size, buf, base, pos, implicit, False)
         return self._raw(count), *self._pixels()
 
     def walk_values(self, fd: int, size: int, buf: bytes, base: int, pos: int, implicit: bool
@@ -239,19 +263,37 @@ class Walker:
         tag, in the plan's order ('' when absent or pending); pending lists (index, VR bytes or
         None, value bytes) of the values the caller must convert (headerscan's rules). For those
         pydicom must convert, `last_raw()` gives the kept elements as `walk` does."""
-        count = self._call(fd, size, buf, base, pos, implicit, self._ndata)
         b = _buffers
+        b.count = self._call(self._walk, fd, size, buf, base, pos, implicit, True)
+        texts = str(b.text_view[:b.out[8]], "ascii").split("\0") if self._ndata else []
+        return (texts, self._pending(), *self._pixels())
+
+    def scan(self, fd: int, size: int) -> tuple | None:
+        """The file meta, the walk and the values of the open file, for the usual file (the 'DICM'
+        prefix, a plain file meta in the first 8 KiB; see dbw_scan); None for any other, which the
+        caller reads itself. Else (texts, pending, pixel offset, pixel length, transfer syntax,
+        Media Storage SOP Class UID, Media Storage SOP Instance UID, implicit) with the first four
+        as `walk_values` gives them and the UIDs as headerscan's _uid does."""
+        b = _buffers
+        count = self._call(self._scan, fd, size, b"", 0, 0, False, True)
+        if count == _DEFER:
+            return None
         b.count = count
-        out = b.out
-        texts = str(b.text_view[:out[8]], "ascii").split("\0") if self._ndata else []
+        texts = str(b.text_view[:b.out[8]], "ascii").split("\0")
+        offset = b.out[0]
+        return (texts[3:], self._pending(), None if offset < 0 else offset, None if offset < 0 else b.out[1],
+                texts[0], texts[1], texts[2], bool(b.out[10]))
+
+    def _pending(self) -> list[tuple[int, bytes | None, bytes]]:
+        """(index, VR bytes or None, value bytes) of the values the last walk left to Python."""
+        b = _buffers
         pending = []
-        if out[9]:
+        if b.out[9]:
             slots, records, rows, view, vrs = b.slots, b.records, b.max_records, b.values_view, _VRS
-            for k in range(self._ndata, self._ndata + 2 * out[9], 2):
+            for k in range(self._ndata, self._ndata + 2 * b.out[9], 2):
                 i, r = slots[k], slots[k + 1]
                 pending.append((i, vrs.get(records[rows + r]), view[records[3 * rows + r]:records[4 * rows + r]].tobytes()))
-        offset = out[0]
-        return (texts, pending, None, None) if offset < 0 else (texts, pending, offset, out[1])
+        return pending
 
     def last_raw(self) -> dict[int, tuple]:
         """The kept elements of this thread's last `walk_values`, as `walk` gives them."""

@@ -20,11 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DBW_VERSION 2
+#define DBW_VERSION 4
 
 /* return codes of dbw_walk (a count of records otherwise) */
 #define DBW_ERROR (-1)     /* out[4..7]: error kind and its numbers a, b, c */
-#define DBW_TOO_SMALL (-2) /* out[4]: records needed, out[5]: value bytes needed */
+#define DBW_TOO_SMALL (-2) /* out[4]: records needed, out[5]: value bytes needed, out[6]: text bytes needed */
+#define DBW_DEFER (-3)     /* dbw_scan: an unusual file, for Python's own path */
 
 /* error kinds: nativewalk.py holds the message of each (the Python walker's text) */
 enum {
@@ -456,35 +457,62 @@ static int format_value(uint16_t vr, const uint8_t *v, int64_t n, Text *t) {
 
 int dbw_version(void) { return DBW_VERSION; }
 
-/* Walk the data set of the open file `fd` (`size` bytes) from `pos`.
+/* What dbw_walk looks for, set once per tag plan: headerscan._TagPlan's keep (sorted),
+ * private_groups and last_tag; for the values, keep_slot gives for each kept tag its index among
+ * the requested data set tags (-1 for a context tag) and implicit_vrs the dictionary VR of each
+ * (its 2 bytes as a little-endian number, 0: none) for implicit VR files. */
+typedef struct {
+    const uint32_t *keep;
+    const int32_t *keep_slot;
+    int64_t nkeep;
+    const uint16_t *private_groups;
+    int64_t ngroups;
+    int64_t last_tag;
+    int64_t ndata;
+    const uint16_t *implicit_vrs;
+} DbwPlan;
+
+/* One call's file, options and output buffers (a thread reuses it from file to file; one struct
+ * instead of many arguments: ctypes converts each argument on every call).
  *
- * first/first_base/first_len: the window Python holds already (bytes at file offset first_base).
- * keep (sorted), private_groups, last_tag: headerscan._TagPlan's keep, private_groups, last_tag.
+ * fd, size: the open file; first/first_base/first_len: the window Python holds already (bytes
+ * at file offset first_base); pos: where the data set starts; implicit: implicit VR.
+ * with_values: also format the values of the plan's data set tags.
  * records: 5 columns of max_records int64, one row per kept element: tag, VR (its 2 bytes as a
  * little-endian number, 0 in implicit VR), value offset in the file, start and end of the value
  * in `values`, where the values follow one another.
- * With ndata > 0, the values of the requested data set tags are also formatted: keep_slot gives
- * for each kept tag its index among them (-1 for a context tag), implicit_vrs the dictionary VR of
- * each (0: none) for implicit VR files. `text` receives each one's text (see format_value; ''
- * when absent, empty or left to Python), separated by NULs, in their order; `slots` (3 * ndata
- * int32) the pairs (index, record) of the values left to Python in slots[ndata..], after scratch.
+ * text: each requested data set tag's text (see format_value; '' when absent, empty or left to
+ * Python), separated by NULs, in the plan's order; slots (3 * ndata int32): scratch, then from
+ * slots[ndata] the pairs (index, record) of the values left to Python.
  * out[0], out[1]: pixel data offset and length (-1 when none); out[2]: value bytes used;
  * out[4..7]: error kind and numbers (DBW_ERROR) or the sizes needed (DBW_TOO_SMALL: records,
- * value bytes, text bytes); out[8]: text bytes used; out[9]: count of values left to Python.
- * Returns the count of records, DBW_ERROR or DBW_TOO_SMALL (the walk is complete and error-free
- * but the outputs are too small: call again with at least the sizes given). */
-int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base, int64_t first_len, int64_t pos,
-                 int implicit, const uint32_t *keep, const int32_t *keep_slot, int nkeep,
-                 const uint16_t *private_groups, int ngroups, uint32_t last_tag, int ndata,
-                 const uint16_t *implicit_vrs, int64_t *records, int64_t max_records, uint8_t *values,
-                 int64_t values_cap, uint8_t *text, int64_t text_cap, int32_t *slots, int64_t *out) {
-    Walk walk, *w = &walk;
-    w->fd = fd;
-    w->size = size;
-    w->buf = first;
-    w->base = first_base;
-    w->len = first_len;
-    w->info = out + 4;
+ * value bytes, text bytes); out[8]: text bytes used; out[9]: count of values left to Python. */
+typedef struct {
+    int64_t fd, size;
+    const uint8_t *first;
+    int64_t first_base, first_len, pos, implicit, with_values;
+    int64_t *records;
+    int64_t max_records;
+    uint8_t *values;
+    int64_t values_cap;
+    uint8_t *text;
+    int64_t text_cap;
+    int32_t *slots;
+    int64_t *out;
+} DbwCall;
+
+/* The walk of the data set from `pos` with the window w holds, then the values (see DbwCall);
+ * `prefix` text bytes are there already (dbw_scan's file meta texts), so values follow a NUL. */
+static int64_t walk_data_set(Walk *w, const DbwPlan *plan, DbwCall *c, int64_t pos, int implicit, int64_t prefix) {
+    const int fd = (int)c->fd, nkeep = (int)plan->nkeep, ngroups = (int)plan->ngroups;
+    const int ndata = c->with_values ? (int)plan->ndata : 0;
+    const int64_t size = c->size, max_records = c->max_records, values_cap = c->values_cap, text_cap = c->text_cap;
+    const uint32_t *keep = plan->keep, last_tag = (uint32_t)plan->last_tag;
+    const int32_t *keep_slot = plan->keep_slot;
+    const uint16_t *private_groups = plan->private_groups, *implicit_vrs = plan->implicit_vrs;
+    int64_t *records = c->records, *out = c->out;
+    uint8_t *values = c->values, *text = c->text;
+    int32_t *slots = c->slots;
     uint64_t filter[FILTER_WORDS] = {0};
     for (int i = 0; i < nkeep; i++) {
         uint32_t bit = filter_bit(keep[i]);
@@ -615,7 +643,7 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
     out[0] = pixel_offset;
     out[1] = pixel_length;
     out[2] = used;
-    out[8] = 0;
+    out[8] = prefix;
     out[9] = 0;
     if (overflow) {
         out[4] = count;
@@ -631,7 +659,7 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
         for (int i = 0; i < ndata; i++)
             if (last[i] >= 0)
                 need += 4 * (records[4 * max_records + last[i]] - records[3 * max_records + last[i]]);
-        need += ndata;
+        need += prefix + ndata;
         if (need > text_cap) {
             out[4] = count;
             out[5] = used;
@@ -639,11 +667,11 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
             result = DBW_TOO_SMALL;
             goto done;
         }
-        Text t = {text, 0};
+        Text t = {text, prefix};
         int32_t *pending = slots + ndata;
         int64_t npending = 0;
         for (int i = 0; i < ndata; i++) {
-            if (i)
+            if (i || prefix > 0) /* the file meta texts hold two NULs at least */
                 t.p[t.len++] = 0;
             int32_t r = last[i];
             if (r < 0)
@@ -664,4 +692,135 @@ int64_t dbw_walk(int fd, int64_t size, const uint8_t *first, int64_t first_base,
 done:
     return result;
 #undef FAIL
+}
+
+static void start_walk(Walk *w, DbwCall *c) {
+    w->fd = (int)c->fd;
+    w->size = c->size;
+    w->info = c->out + 4;
+}
+
+/* Walk the data set of c->fd from c->pos (implicit VR: c->implicit) with the tags of `plan`, from
+ * the window Python read (c->first). Returns the count of records, DBW_ERROR or DBW_TOO_SMALL
+ * (the walk is complete and error-free but the outputs are too small: call again with at least
+ * the sizes given). */
+int64_t dbw_walk(const DbwPlan *plan, DbwCall *c) {
+    Walk walk;
+    start_walk(&walk, c);
+    walk.buf = c->first;
+    walk.base = c->first_base;
+    walk.len = c->first_len;
+    return walk_data_set(&walk, plan, c, c->pos, (int)c->implicit, 0);
+}
+
+/* headerscan._uid of a file meta value, for printable ASCII values (but for a trailing run of
+ * spaces and NULs): without that run and without leading spaces; -1 for any other value. */
+static int64_t uid_text(const uint8_t *v, int64_t n, int64_t *start) {
+    int64_t m = printable_length(v, n), a = 0;
+    if (m < 0)
+        return -1;
+    while (a < m && v[a] == ' ')
+        a++;
+    *start = a;
+    return m - a;
+}
+
+static int same_text(const uint8_t *a, int64_t n, const char *b) {
+    return n == (int64_t)strlen(b) && memcmp(a, b, (size_t)n) == 0;
+}
+
+/* The whole of headerscan._scan_fast after the open, for the usual file: the first read, the
+ * 'DICM' prefix, the file meta inside that first read, the transfer syntax and the VR encoding
+ * of the data set (as _scan_fast decides them), then the walk and the values. The texts of the
+ * transfer syntax, Media Storage SOP Class and Instance UIDs (as _uid gives them) come first in
+ * `text`, before the values; out[10] says whether the data set is implicit VR.
+ * Returns DBW_DEFER, having decided nothing, for any other file (no prefix, a file meta past the
+ * first read or unusual, deflate or big endian, UIDs that are not plain ASCII, a read error):
+ * Python's own path then reads it, so its reasons and errors stay the reference's. Otherwise as
+ * dbw_walk. c->first, first_base, first_len, pos and implicit are not used. */
+int64_t dbw_scan(const DbwPlan *plan, DbwCall *c) {
+    Walk walk, *w = &walk;
+    start_walk(w, c);
+    const int64_t size = c->size;
+    int64_t got = read_at(w->fd, w->own, WINDOW, 0);
+    if (got < 132 || memcmp(w->own + 128, "DICM", 4) != 0)
+        return DBW_DEFER;
+    w->buf = w->own;
+    w->base = 0;
+    w->len = got;
+    const uint8_t *buf = w->own;
+    /* the file meta group, as headerscan._read_meta (explicit VR little endian), kept to the first read */
+    int64_t pos = 132, elements = 0, start[3] = {0, 0, 0}, length[3] = {-1, -1, -1};
+    while (pos + 8 <= size) {
+        if (pos + 12 > got)
+            return DBW_DEFER;
+        const uint8_t *p = buf + pos;
+        if (p[0] != 2 || p[1] != 0) /* group 0002 ends the meta */
+            break;
+        int kind = vr_kind(p[4], p[5]);
+        int64_t hlen, n;
+        if (kind == 1) {
+            n = u16(p + 6);
+            hlen = 8;
+        } else if (kind == 2) {
+            if (u32(p + 8) == UNDEFINED)
+                return DBW_DEFER;
+            n = u32(p + 8);
+            hlen = 12;
+        } else {
+            return DBW_DEFER;
+        }
+        if (pos + hlen + n > got)
+            return DBW_DEFER;
+        uint16_t elem = u16(p + 2);
+        int which = elem == 0x0010 ? 0 : elem == 0x0002 ? 1 : elem == 0x0003 ? 2 : -1;
+        if (which >= 0) { /* a later duplicate replaces an earlier one, as in the meta dict */
+            start[which] = pos + hlen;
+            length[which] = n;
+        }
+        elements++;
+        pos += hlen + n;
+    }
+    if (!elements)
+        return DBW_DEFER; /* _Broken("no file meta information after the DICM prefix") */
+    int64_t from[3], count[3];
+    for (int k = 0; k < 3; k++) {
+        from[k] = 0;
+        count[k] = 0;
+        if (length[k] > 0 && (count[k] = uid_text(buf + start[k], length[k], &from[k])) < 0)
+            return DBW_DEFER;
+        from[k] += start[k];
+    }
+    const uint8_t *ts = buf + from[0];
+    if (same_text(ts, count[0], "1.2.840.10008.1.2.1.99") || same_text(ts, count[0], "1.2.840.10008.1.2.2"))
+        return DBW_DEFER; /* deflate, big endian: pydicom reads them */
+    int implicit = same_text(ts, count[0], "1.2.840.10008.1.2");
+    if (pos + 6 <= size) {
+        if (pos + 6 > got)
+            return DBW_DEFER;
+        int found_implicit = !valid_vr(buf + pos + 4);
+        if (!count[0]) {
+            if (!found_implicit && u16(buf + pos) >= 1024)
+                return DBW_DEFER; /* a big endian data set without file meta: pydicom */
+            implicit = found_implicit;
+        } else if (found_implicit != implicit) {
+            implicit = found_implicit; /* as pydicom: the data over the meta */
+        }
+    }
+    /* the three texts, then the walk (which reuses w->own: the texts are copied first) */
+    if (c->text_cap < got + 2) {
+        c->out[4] = 0;
+        c->out[5] = 0;
+        c->out[6] = got + 2;
+        return DBW_TOO_SMALL;
+    }
+    int64_t prefix = 0;
+    for (int k = 0; k < 3; k++) {
+        if (k)
+            c->text[prefix++] = 0;
+        memcpy(c->text + prefix, buf + from[k], (size_t)count[k]);
+        prefix += count[k];
+    }
+    c->out[10] = implicit;
+    return walk_data_set(w, plan, c, pos, implicit, prefix);
 }
