@@ -220,17 +220,34 @@ def test_without_a_compiler_the_build_says_so_in_one_line(monkeypatch, capsys):
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
-def test_a_library_older_than_its_source_is_not_loaded(tmp_path, monkeypatch):
+def test_a_library_built_from_another_source_is_not_loaded_whatever_its_time(tmp_path, monkeypatch, caplog):
     source = tmp_path / "headerwalk.c"
     shutil.copy(nativewalk.SOURCE, source)
     monkeypatch.setattr(nativewalk, "SOURCE", source)
     monkeypatch.setattr(nativewalk, "LIBRARY", tmp_path / "libheaderwalk.so")
-    for name, value in (("_library", None), ("_why_not", None)):  # as in a fresh process
-        monkeypatch.setattr(nativewalk, name, value)
+
+    def fresh_load() -> bool:  # as in a fresh process
+        for name, value in (("_library", None), ("_why_not", None)):
+            monkeypatch.setattr(nativewalk, name, value)
+        return nativewalk.available()
+
     nativewalk.build()
-    os.utime(source, ns=(nativewalk.LIBRARY.stat().st_mtime_ns + 10**9,) * 2)  # the source edited after the build
-    assert not nativewalk.available() and "older than" in nativewalk.why_unavailable()
+    # the same source with a time after the build (a checkout, a copy): the library is the right one
+    os.utime(source, ns=(nativewalk.LIBRARY.stat().st_mtime_ns + 10**9,) * 2)
+    assert fresh_load(), nativewalk.why_unavailable()
+    # the source edited, its time set back before the build (a copy keeping times): not loaded, said so
+    source.write_text(source.read_text() + "\n/* edited */\n")
+    os.utime(source, ns=(nativewalk.LIBRARY.stat().st_mtime_ns - 10**9,) * 2)
+    with caplog.at_level("WARNING", logger=nativewalk.__name__):
+        assert not fresh_load()
+    assert "not built from this headerwalk.c" in nativewalk.why_unavailable()
+    assert "not built from this headerwalk.c" in caplog.text
     assert headerscan._TagPlan(TAGS).native is None
+    # rebuilt (to another path: this process's dlopen would return the library it has for the old one)
+    monkeypatch.setattr(nativewalk, "LIBRARY", tmp_path / "rebuilt" / "libheaderwalk.so")
+    nativewalk.LIBRARY.parent.mkdir()
+    nativewalk.build()
+    assert fresh_load(), nativewalk.why_unavailable()
 
 
 @needs_library

@@ -17,8 +17,9 @@ Build (Utilities/setup.sh does it after installing the package)::
 
     .venv/bin/python -m DICOMBrowser.DICOMBrowserLib.nativewalk --build
 
-compiles native/headerwalk.c with ``cc -O2 -shared -fPIC`` into native/libheaderwalk.so. A
-library older than its source, or of another interface version, is not loaded.
+compiles native/headerwalk.c with ``cc -O2 -shared -fPIC`` into native/libheaderwalk.so, with the
+SHA-256 of the source built in. A library built from another source (whatever the file times
+say), or of another interface version, is not loaded, with a warning that says why.
 """
 from __future__ import annotations
 
@@ -93,6 +94,13 @@ def _failure(kind: int, a: int, b: int, c: int, size: int) -> Exception:
 
 
 # --- loading ---------------------------------------------------------------------------------------
+def _source_sha256() -> str:
+    """SHA-256 of native/headerwalk.c as built into the library (dbw_source_sha256)."""
+    import hashlib  # once, when the library is loaded or built
+
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+
+
 _library: ctypes.CDLL | None = None
 _why_not: str | None = None  # set once loading was tried and failed
 _lock = threading.Lock()
@@ -105,17 +113,22 @@ def _load() -> ctypes.CDLL | None:
             return _library
         if not LIBRARY.exists():
             _why_not = f"{LIBRARY.name} not built (python -m {__name__} --build)"
-        elif SOURCE.exists() and LIBRARY.stat().st_mtime_ns < SOURCE.stat().st_mtime_ns:
-            _why_not = f"{LIBRARY.name} is older than {SOURCE.name}: rebuild it (python -m {__name__} --build)"
         else:
             try:
                 library = ctypes.CDLL(str(LIBRARY))
                 version = library.dbw_version()
+                library.dbw_source_sha256.restype = ctypes.c_char_p
+                built_from = library.dbw_source_sha256().decode("ascii", "replace")
             except (OSError, AttributeError) as exc:
                 _why_not = f"cannot load {LIBRARY}: {exc}"
             else:
+                rebuild = f"rebuild it (python -m {__name__} --build)"
                 if version != VERSION:
-                    _why_not = f"{LIBRARY.name} is version {version}, this code needs {VERSION}: rebuild it"
+                    _why_not = f"{LIBRARY.name} is version {version}, this code needs {VERSION}: {rebuild}"
+                elif SOURCE.exists() and built_from != _source_sha256():
+                    # the source's digest, not its time stamp: copies and checkouts keep or reset
+                    # times, and a library built from other code must never run unnoticed
+                    _why_not = f"{LIBRARY.name} was not built from this {SOURCE.name}: {rebuild}"
                 else:
                     for function in (library.dbw_walk, library.dbw_scan):
                         function.restype = ctypes.c_int64
@@ -337,9 +350,10 @@ def _compiler() -> list[str]:
                      "the header scan walks in Python")
 
 
-def build(output: Path | str | None = None) -> Path:
-    """Compile native/headerwalk.c into `output` (default: LIBRARY, next to the source); the file is
-    replaced atomically, so running scans keep the library they loaded. Raises BuildError."""
+def build(output: Path | str | None = None, flags: Iterable[str] = ("-O2",)) -> Path:
+    """Compile native/headerwalk.c into `output` (default: LIBRARY, next to the source) with the
+    compiler `flags`; the source's SHA-256 is built in, and the file is replaced atomically, so
+    running scans keep the library they loaded. Raises BuildError."""
     import subprocess  # building is rare: a scan need not import these
     import tempfile
 
@@ -348,7 +362,8 @@ def build(output: Path | str | None = None) -> Path:
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([*command, "-std=c99", "-O2", "-shared", "-fPIC", "-o", temporary, str(SOURCE)],
+        done = subprocess.run([*command, "-std=c99", *flags, "-shared", "-fPIC",
+                               f'-DDBW_SOURCE_SHA256="{_source_sha256()}"', "-o", temporary, str(SOURCE)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise BuildError(f"{' '.join(command)} failed on {SOURCE.name}: {done.stderr.strip()}")
@@ -366,10 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=__doc__.splitlines()[0])
     parser.add_argument("--build", action="store_true", help="compile the library next to its source")
     parser.add_argument("--output", help="with --build: where to write the library instead")
+    parser.add_argument("--cflags", default="-O2", help="with --build: compiler flags (default -O2; the tests' "
+                        "sanitizer run: '-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer')")
     args = parser.parse_args(argv)
     if args.build:
         try:
-            print(f"built {build(args.output)}")
+            print(f"built {build(args.output, shlex.split(args.cflags))}")
         except NoCompiler as exc:
             print(f"native header walker not built: {exc}", file=sys.stderr)
             return 0

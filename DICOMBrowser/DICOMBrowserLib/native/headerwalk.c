@@ -457,6 +457,12 @@ static int format_value(uint16_t vr, const uint8_t *v, int64_t n, Text *t) {
 
 int dbw_version(void) { return DBW_VERSION; }
 
+/* the SHA-256 of this file, given by nativewalk.build: a library built from other code is not loaded */
+#ifndef DBW_SOURCE_SHA256
+#define DBW_SOURCE_SHA256 ""
+#endif
+const char *dbw_source_sha256(void) { return DBW_SOURCE_SHA256; }
+
 /* What dbw_walk looks for, set once per tag plan: headerscan._TagPlan's keep (sorted),
  * private_groups and last_tag; for the values, keep_slot gives for each kept tag its index among
  * the requested data set tags (-1 for a context tag) and implicit_vrs the dictionary VR of each
