@@ -292,6 +292,16 @@ def test_parallel_scan_equals_in_process_scan_in_input_order(tmp_path):
     assert [r.path for r in parallel] == paths
     assert sum(r.is_dicom for r in parallel) == 600
     assert len({r.values[SOP_UID] for r in parallel if r.is_dicom}) == 600
+    # scan_rows: the same results, values as lists in the order of its keys, in-process and with workers
+    for rows_workers in (1, 2):
+        keys, rows = headerscan.scan_rows(iter(paths), TAGS, workers=rows_workers, chunk_size=50)
+        rows = list(rows)
+        assert keys == sorted(keys) and set(keys) == set(serial[0].values)
+        assert [r.path for r in rows] == paths and rows[-1].values is None  # notes.txt, not DICOM
+        assert [dict(zip(keys, r.values)) if r.values is not None else dict.fromkeys(keys, "") for r in rows] \
+            == [r.values for r in serial]
+        assert [r._replace(values=None) for r in rows] == [headerscan.ScanRow(*vars(r).values())._replace(values=None)
+                                                             for r in serial]
 
 
 @pytest.mark.timeout(120)

@@ -39,7 +39,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import pydicom
 from pydicom.dataelem import RawDataElement
@@ -97,6 +97,25 @@ class ScanResult:
     media_storage_sop_class_uid: str = ""  # file meta (0002,0002); DICOMDIR: 1.2.840.10008.1.3.10
     media_storage_sop_instance_uid: str = ""  # file meta (0002,0003)
     fast: bool = True  # False when the file needed the full pydicom fallback (for benchmarks/diagnostics)
+
+
+class ScanRow(NamedTuple):
+    """A ScanResult whose values are a list in the order of the keys `scan_rows` gives (None for
+    a file that is not DICOM or has an error): for a caller that keeps many files' values
+    (ScanIndex), to which a dict per file cost more than the rest of the scan."""
+
+    path: str
+    size: int
+    mtime: int
+    is_dicom: bool
+    error: str | None
+    values: list[str] | None
+    transfer_syntax: str
+    pixel_data_offset: int | None
+    pixel_data_length: int | None
+    media_storage_sop_class_uid: str
+    media_storage_sop_instance_uid: str
+    fast: bool
 
 
 class _Fallback(Exception):
@@ -826,19 +845,23 @@ def scan_file(path: str | Path, tags: Iterable[str | int]) -> ScanResult:
 
 # --- parallel part -------------------------------------------------------------------------------
 _worker_plan: _TagPlan | None = None
+_worker_dicts = True
 
 
-def _init_worker(tags: list[int]) -> None:
-    global _worker_plan
+def _init_worker(tags: list[int], values_as_dicts: bool = True) -> None:
+    global _worker_plan, _worker_dicts
     _worker_plan = _TagPlan(tags)
+    _worker_dicts = values_as_dicts
 
 
 def _scan_chunk(paths: list[str]) -> list[tuple]:
-    """A worker's task. Values go back as dicts: pickle writes each key string once per chunk
-    (memo), and unpickling a dict is cheaper for the main process, the import's bottleneck,
-    than building it there."""
+    """A worker's task. Values go back as dicts for scan_files: pickle writes each key string once
+    per chunk (memo), and unpickling a dict is cheaper for the main process, the import's
+    bottleneck, than building it there; as lists for scan_rows."""
     plan = _worker_plan
     assert plan is not None, "worker not initialised"
+    if not _worker_dicts:
+        return [_scan_one(path, plan) for path in paths]
     keys = plan.keys
     results = []
     for path in paths:
@@ -892,6 +915,35 @@ def scan_files(paths: Iterable[str | Path], tags: Iterable[str | int], workers: 
     """
     plan = _TagPlan(tags)
     keys = plan.keys
+    tuples = _scan_tuples(paths, plan, workers, chunk_size, True)
+    try:
+        for t in tuples:
+            yield _to_result(t, keys)
+    finally:
+        tuples.close()  # stops the workers when the caller stops early
+
+
+def scan_rows(paths: Iterable[str | Path], tags: Iterable[str | int], workers: int | None = None,
+              chunk_size: int = CHUNK_FILES) -> tuple[list[str], Iterator[ScanRow]]:
+    """As scan_files, but (keys, rows): each row's values is a list in the order of keys
+    ("gggg,eeee" of `tags`, sorted), or None for a file that is not DICOM or has an error."""
+    plan = _TagPlan(tags)
+
+    def rows() -> Iterator[ScanRow]:
+        tuples = _scan_tuples(paths, plan, workers, chunk_size, False)
+        try:
+            for t in tuples:
+                yield ScanRow._make(t)
+        finally:
+            tuples.close()
+
+    return list(plan.keys), rows()
+
+
+def _scan_tuples(paths: Iterable[str | Path], plan: _TagPlan, workers: int | None, chunk_size: int,
+                 values_as_dicts: bool) -> Iterator[tuple]:
+    """The compact result tuples of scan_files (see _to_result), in input order; the pool's
+    workers send values as dicts or lists."""
     workers = default_workers() if workers is None else max(1, int(workers))
     total = len(paths) if isinstance(paths, (list, tuple)) else None
     iterator = (os.fspath(p) for p in paths)
@@ -904,7 +956,7 @@ def scan_files(paths: Iterable[str | Path], tags: Iterable[str | int], workers: 
             result = _scan_one(path, plan)
             spent += time.perf_counter() - started
             probed += 1
-            yield _to_result(result, keys)
+            yield result
         if spent / max(1, probed) * (total - probed) < POOL_WORTH_S:
             workers = 1
     head = list(itertools.islice(iterator, 2 * chunk_size))
@@ -915,17 +967,17 @@ def scan_files(paths: Iterable[str | Path], tags: Iterable[str | int], workers: 
         else:
             try:
                 context = multiprocessing.get_context(start_method())
-                pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.tags,))
+                pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.tags, values_as_dicts))
             except OSError as exc:  # e.g. no /dev/shm for the pool's semaphores in a container
                 logger.warning("Cannot start %d scan workers (%s); scanning in-process", workers, exc)
     if pool is None:
         for path in itertools.chain(head, iterator):
-            yield _to_result(_scan_one(path, plan), keys)
+            yield _scan_one(path, plan)
         return
     try:
         for chunk_results in pool.imap(_scan_chunk, _chunks(itertools.chain(head, iterator), chunk_size)):
             for t in chunk_results:
-                yield _to_result(t, keys)
+                yield t
         pool.close()
     finally:
         pool.terminate()

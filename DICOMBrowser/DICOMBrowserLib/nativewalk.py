@@ -288,14 +288,24 @@ class Walker:
         Media Storage SOP Class UID, Media Storage SOP Instance UID, implicit) with the first four
         as `walk_values` gives them and the UIDs as headerscan's _uid does."""
         b = _buffers
-        count = self._call(self._scan, fd, size, b"", 0, 0, False, True)
+        call = b.call
+        if b.max_slots >= self._ndata:  # the usual call: set only what dbw_scan reads
+            call.fd, call.size, call.with_values = fd, size, True
+            count = self._scan(self._plan_address, b.call_address)
+        else:
+            count = _TOO_SMALL
         if count == _DEFER:
             return None
+        if count < 0:  # outputs to grow, or an error to raise
+            count = self._call(self._scan, fd, size, b"", 0, 0, False, True)
+            if count == _DEFER:
+                return None
         b.count = count
-        texts = str(b.text_view[:b.out[8]], "ascii").split("\0")
-        offset = b.out[0]
-        return (texts[3:], self._pending(), None if offset < 0 else offset, None if offset < 0 else b.out[1],
-                texts[0], texts[1], texts[2], bool(b.out[10]))
+        out = b.out
+        ts, media_class, media_instance, *texts = str(b.text_view[:out[8]], "ascii").split("\0")
+        offset = out[0]
+        return (texts, self._pending() if out[9] else [], None if offset < 0 else offset,
+                None if offset < 0 else out[1], ts, media_class, media_instance, bool(out[10]))
 
     def _pending(self) -> list[tuple[int, bytes | None, bytes]]:
         """(index, VR bytes or None, value bytes) of the values the last walk left to Python."""

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .headerscan import scan_files
+from .headerscan import ScanRow, scan_files, scan_rows
 from .tagreader import tag_string
 
 logger = logging.getLogger(__name__)
@@ -29,10 +29,11 @@ SOP_INSTANCE_TAG = "0008,0018"
 
 @dataclass
 class _Entry:
-    values: dict[str, str]
+    values: list[str]  # the build's scan, in the index's column order (a dict per file cost more than its scan)
     transfer_syntax: str
     offset: int | None
     length: int | None
+    later: dict[str, str] | None = None  # tags scanned after the build, for a file_values that asked for them
 
 
 def plugin_tags(extra: Iterable[str] = ()) -> list[str]:
@@ -93,28 +94,37 @@ class ScanIndex:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._columns: dict[str, int] = {}  # "gggg,eeee" -> index in each entry's values
         self.skipped: list[tuple[str, str]] = []  # (path, why) of files that are not usable DICOM
 
     @classmethod
     def build(cls, paths: Iterable[str], tags: Sequence[str], workers: int | None = None) -> "ScanIndex":
         """Scan `paths` (files) for `tags` with `workers` processes (None: every core)."""
         index = cls()
-        index.add(scan_files(paths, [tag_string(t) for t in tags], workers=workers))
+        keys, rows = scan_rows(paths, [tag_string(t) for t in tags], workers=workers)
+        index._columns = {key: i for i, key in enumerate(keys)}
+        index._add(rows)
         return index
 
-    def add(self, results: Iterable[Any]) -> None:
-        for result in results:
-            path = str(result.path)
-            if not result.is_dicom:
+    def _add(self, rows: Iterable[ScanRow]) -> None:
+        for row in rows:
+            path = str(row.path)
+            if not row.is_dicom:
                 self.skipped.append((path, "not a DICOM file"))
                 continue
-            if result.error:
-                self.skipped.append((path, result.error))
-                logger.warning("Skipping %s: %s", path, result.error)
+            if row.error:
+                self.skipped.append((path, row.error))
+                logger.warning("Skipping %s: %s", path, row.error)
                 continue
-            # scan_files makes a values dict per result: the index keeps it rather than a copy
-            self._entries[path] = _Entry(result.values, result.transfer_syntax, result.pixel_data_offset,
-                                         result.pixel_data_length)
+            self._entries[path] = _Entry(row.values, row.transfer_syntax, row.pixel_data_offset,
+                                         row.pixel_data_length)
+
+    def _value(self, entry: _Entry, key: str) -> str | None:
+        """A scanned value of an entry ("gggg,eeee" key), None when that tag was never scanned."""
+        column = self._columns.get(key)
+        if column is not None:
+            return entry.values[column]
+        return entry.later.get(key) if entry.later else None
 
     def __contains__(self, path: str) -> bool:
         return os.fspath(path) in self._entries
@@ -122,8 +132,8 @@ class ScanIndex:
     def series(self) -> dict[str, list[str]]:
         """SeriesInstanceUID -> files in scan order; files without one, and second copies of an
         instance, are skipped and recorded (see `group_by_series`)."""
-        groups, skipped = group_by_series((path, entry.values.get(SERIES_TAG, ""),
-                                           entry.values.get(SOP_INSTANCE_TAG, ""))
+        value = self._value
+        groups, skipped = group_by_series((path, value(entry, SERIES_TAG) or "", value(entry, SOP_INSTANCE_TAG) or "")
                                           for path, entry in self._entries.items())
         self.skipped.extend(skipped)
         return groups
@@ -133,33 +143,44 @@ class ScanIndex:
         """Tags of many files ('' when absent); tags not scanned yet are scanned now, once."""
         paths = [os.fspath(p) for p in paths]
         keys = [tag_string(t) for t in tags]
-        wanted = frozenset(keys)
-        entries = self._entries
-        known = [entry for entry in map(entries.get, paths) if entry is not None]
-        # plugins ask per series for tags that were all scanned: one set comparison a file says so
-        if not all(wanted <= entry.values.keys() for entry in known):
-            missing_tags = set().union(*(wanted - entry.values.keys() for entry in known))
-            scanned = [p for p in paths if p in entries]
-            for result in scan_files(scanned, sorted(missing_tags), workers=1):
-                entry = entries.get(str(result.path))
-                if entry is not None:
-                    for key in missing_tags:
-                        entry.values[key] = result.values.get(key, "") if result.is_dicom else ""
-        empty = dict.fromkeys(keys, "")
+        entries, columns = self._entries, self._columns
+        later = [key for key in dict.fromkeys(keys) if key not in columns]
+        if later:
+            self._scan_later([entry for entry in map(entries.get, paths) if entry is not None], paths, later)
         if not keys:
             return {path: {} for path in paths}
-        pick = operator.itemgetter(*keys)
+        empty = dict.fromkeys(keys, "")
+        found = zip(paths, map(entries.get, paths))
+        if later:  # rare: tags no plugin declared
+            value = self._value
+            return {path: {key: value(entry, key) for key in keys} if entry is not None else dict(empty)
+                    for path, entry in found}
+        # plugins ask per series for tags of the build's scan: one C-level pick a file
+        pick = operator.itemgetter(*[columns[key] for key in keys])
         if len(keys) == 1:
-            return {path: {keys[0]: pick(entry.values)} if entry is not None else dict(empty)
-                    for path, entry in zip(paths, map(entries.get, paths))}
+            return {path: {keys[0]: pick(entry.values)} if entry is not None else dict(empty) for path, entry in found}
         return {path: dict(zip(keys, pick(entry.values))) if entry is not None else dict(empty)
-                for path, entry in zip(paths, map(entries.get, paths))}
+                for path, entry in found}
+
+    def _scan_later(self, known: list[_Entry], paths: list[str], keys: list[str]) -> None:
+        """Scan the files of `paths` in the index for those of `keys` some of them lack, once."""
+        missing = {key for entry in known for key in keys if not entry.later or key not in entry.later}
+        if not missing:
+            return
+        entries = self._entries
+        for result in scan_files([p for p in paths if p in entries], sorted(missing), workers=1):
+            entry = entries.get(str(result.path))
+            if entry is not None:
+                if entry.later is None:
+                    entry.later = {}
+                for key in missing:
+                    entry.later[key] = result.values.get(key, "") if result.is_dicom else ""
 
     def file_value(self, path: str | os.PathLike, tag: str) -> str:
         key = os.fspath(path)
         entry = self._entries.get(key)
         if entry is not None:  # the common case, without building lists and dicts for one value
-            value = entry.values.get(tag_string(tag))
+            value = self._value(entry, tag_string(tag))
             if value is not None:
                 return value
         return self.file_values([key], [tag])[key][tag_string(tag)]
@@ -167,18 +188,20 @@ class ScanIndex:
     def instances(self, series_uid: str | None = None, **_filters: Any) -> list[dict[str, Any]]:
         """Rows like DICOMDatabase.instances: path, UIDs and where the pixel data is."""
         rows = []
+        value = self._value
         for path, entry in self._entries.items():
-            uid = entry.values.get(SERIES_TAG, "")
+            uid = value(entry, SERIES_TAG) or ""
             if series_uid is not None and uid != series_uid:
                 continue
             rows.append({"FilePath": path, "SeriesInstanceUID": uid,
-                         "SOPInstanceUID": entry.values.get(SOP_INSTANCE_TAG, ""),
+                         "SOPInstanceUID": value(entry, SOP_INSTANCE_TAG) or "",
                          "TransferSyntaxUID": entry.transfer_syntax, "PixelDataOffset": entry.offset,
                          "PixelDataLength": entry.length})
         return rows
 
     def files_for_series(self, series_uid: str) -> list[str]:
-        return [p for p, e in self._entries.items() if e.values.get(SERIES_TAG, "") == series_uid]
+        value = self._value
+        return [p for p, e in self._entries.items() if (value(e, SERIES_TAG) or "") == series_uid]
 
     def cached_value(self, key: str) -> None:
         """No examine cache: a scan lives for one conversion."""
