@@ -43,7 +43,8 @@ VERSION = 4  # DBW_VERSION of the C source: a library of another version is not 
 SWITCH = "DICOMBROWSER_NATIVE"  # "0": walk in Python
 
 _ERROR, _TOO_SMALL, _DEFER = -1, -2, -3
-_RECORDS, _VALUE_BYTES, _TEXT_BYTES, _SLOTS = 256, 1 << 16, 1 << 14, 128  # first sizes of the per-thread output buffers; they grow on demand
+# first sizes of the per-thread output buffers; they grow on demand (the text must hold a first read: dbw_scan)
+_RECORDS, _VALUE_BYTES, _TEXT_BYTES, _SLOTS = 256, 1 << 16, 1 << 14, 128
 _SHORT_VRS = ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST",
               "TM", "UI", "UL", "US")
 _LONG_VRS = ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
@@ -315,11 +316,12 @@ class Walker:
             slots, records, rows, view, vrs = b.slots, b.records, b.max_records, b.values_view, _VRS
             for k in range(self._ndata, self._ndata + 2 * b.out[9], 2):
                 i, r = slots[k], slots[k + 1]
-                pending.append((i, vrs.get(records[rows + r]), view[records[3 * rows + r]:records[4 * rows + r]].tobytes()))
+                value = view[records[3 * rows + r]:records[4 * rows + r]].tobytes()
+                pending.append((i, vrs.get(records[rows + r]), value))
         return pending
 
     def last_raw(self) -> dict[int, tuple]:
-        """The kept elements of this thread's last `walk_values`, as `walk` gives them."""
+        """The kept elements of this thread's last `walk_values` or `scan`, as `walk` gives them."""
         return self._raw(_buffers.count)
 
     @staticmethod
