@@ -319,6 +319,17 @@ def test_values_beyond_the_output_buffers(tmp_path, plans, monkeypatch):
     path.write_bytes(data)
     native, python = scan_both([path], monkeypatch)  # TAGS ask for (0029,1010): group 0029's creators are kept
     assert native == python and native[0].error is None and native[0].values["0010,0010"] == "Name^299"
+    # the same through Walker.scan (no file meta tags asked), in a thread whose buffers start small
+    data_set_tags = [t for t in TAGS if not t.startswith("0002")]
+    scanned: dict[str, list] = {}
+
+    def scan_in_thread() -> None:
+        scanned["native"], scanned["python"] = scan_both([path], monkeypatch, data_set_tags)
+
+    thread = threading.Thread(target=scan_in_thread)
+    thread.start()
+    thread.join()
+    assert scanned["native"] == scanned["python"] and scanned["native"][0].values["0010,0010"] == "Name^299"
     native_plan, python_plan = plans
     fd = os.open(path, os.O_RDONLY)
     try:
