@@ -52,19 +52,22 @@ from DICOMBrowser.DICOMBrowserLib.leanimport import import_pydicom
 import_pydicom()
 import numpy
 assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == sys.argv[1], os.environ.get("NUMPY_MADVISE_HUGEPAGE")
+assert os.environ["OPENBLAS_NUM_THREADS"] == sys.argv[2], os.environ.get("OPENBLAS_NUM_THREADS")
 assert numpy.ones((2000, 2000), numpy.int16).astype(numpy.float32).sum() == 4_000_000
+assert len(os.listdir("/proc/self/task")) == int(sys.argv[3])  # OpenBLAS: one thread per extra core
 """
 
 
-def test_numpy_huge_page_advice_off_unless_the_user_chose(tmp_path):
+def test_numpy_huge_page_advice_and_blas_threads_off_unless_the_user_chose(tmp_path):
     """import_pydicom imports numpy with NUMPY_MADVISE_HUGEPAGE=0 (no compaction stalls on big
-    arrays); a value the user set is kept."""
+    arrays) and OPENBLAS_NUM_THREADS=1 (no spinning threads); values the user set are kept."""
     import os
 
-    environment = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    subprocess.run([sys.executable, "-c", NUMPY_CODE, "0"], check=True, timeout=120, cwd=REPO, env=environment)
-    subprocess.run([sys.executable, "-c", NUMPY_CODE, "1"], check=True, timeout=120, cwd=REPO,
-                   env={**environment, "NUMPY_MADVISE_HUGEPAGE": "1"})
+    environment = {k: v for k, v in os.environ.items() if k not in ("NUMPY_MADVISE_HUGEPAGE", "OPENBLAS_NUM_THREADS")}
+    subprocess.run([sys.executable, "-c", NUMPY_CODE, "0", "1", "1"], check=True, timeout=120, cwd=REPO,
+                   env=environment)
+    subprocess.run([sys.executable, "-c", NUMPY_CODE, "1", "2", "2"], check=True, timeout=120, cwd=REPO,
+                   env={**environment, "NUMPY_MADVISE_HUGEPAGE": "1", "OPENBLAS_NUM_THREADS": "2"})
 
 
 # --- the pixel codecs, deferred ------------------------------------------------------------------

@@ -67,18 +67,23 @@ _RESTORING = threading.RLock()
 
 
 def import_numpy() -> None:
-    """Import numpy without its transparent huge page advice, unless the user set
-    NUMPY_MADVISE_HUGEPAGE or numpy is imported already.
+    """Import numpy without its transparent huge page advice and with one OpenBLAS thread,
+    unless the user set NUMPY_MADVISE_HUGEPAGE / OPENBLAS_NUM_THREADS or numpy is imported already.
 
     numpy asks the kernel for huge pages on every large array (madvise). Where the kernel's
     defrag setting is "madvise" (Debian's and Ubuntu's default), a page fault in such an array
     may compact memory first: a 27 MB astype took 8 ms or 100-250 ms by chance. A converter
     allocates a few such arrays per series; without the advice each costs ~15 ms, every time
     (`convert` of the benchmark folder: 1.10-1.26 s against 1.25-1.38 s, alternating runs).
-    The variable is inherited by worker processes, and numpy reads it once, at import."""
+    The variables are inherited by worker processes, and numpy reads them once, at import."""
     if "numpy" in sys.modules:
         return
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    # numpy's OpenBLAS starts a thread per core at import, which spins for a while: ~0.1 s of
+    # the other core's CPU in every `convert` or `load` (0.22 -> 0.12 s user time for the import
+    # alone). A converter does no large linear algebra (3x3 and 4x4 matrices); a value the user
+    # set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy  # noqa: F401
 
 
