@@ -52,7 +52,7 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
             if any(self.fileValue(path, tag) for tag in B_VALUE_TAGS if tag not in EVERY_IMAGE_B_TAGS):
                 return True
             if self.fileValue(path, "0008,0016") in ENHANCED_MR:
-                return True
+                return self._enhanced_diffusion(files)
         if any(self.fileValue(path, tag) for path in probes for tag in EVERY_IMAGE_B_TAGS):
             return self._some_b_value(files)
         # Canon/Toshiba, Hitachi, UIH keep the standard macro inside sequences (0018,9117 or
@@ -70,6 +70,31 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
         seen = set(probes)
         return any(dwi_series.has_diffusion_sequence(path)
                    for path in self._same_position(files, probes[0]) if path not in seen)
+
+    @staticmethod
+    def _enhanced_diffusion(files: list[str]) -> bool:
+        """Whether some enhanced MR file of the series has an MR Diffusion Sequence (shared, or in
+        a frame's functional groups), from its header (multiframe.read_header: parsed once, the
+        scalar plugin's frame geometry reads the same). Without one the plan finds no diffusion
+        information in any frame and examine declines: a Siemens XA fMRI run (one file per
+        volume) was planned frame by frame (~0.2 ms a frame) to learn that. A file that is not
+        enhanced, or not readable, leaves the decision to the plan."""
+        from DICOMBrowser.DICOMBrowserLib import multiframe
+        from DICOMBrowser.DICOMBrowserLib.errors import DICOMFileError
+
+        diffusion = 0x00189117
+        for path in files:
+            try:
+                header = multiframe.read_header(path)
+            except DICOMFileError:
+                return True
+            per_frame = header.get("PerFrameFunctionalGroupsSequence")
+            if not per_frame:
+                return True
+            shared = header.get("SharedFunctionalGroupsSequence") or []
+            if any(diffusion in item for item in (*shared, *per_frame)):
+                return True
+        return False
 
     def _some_b_value(self, files: list[str]) -> bool:
         """Whether some image of a GE or Philips series has b > 0 in the vendor's tag or the

@@ -72,6 +72,28 @@ def test_ge_t1_is_declined_without_a_header_plan(corpus, monkeypatch):
     assert DICOMDiffusionVolumePlugin().examine([files]) == []
 
 
+def test_enhanced_fmri_is_declined_without_a_header_plan(corpus, monkeypatch):
+    """An enhanced MR series none of whose frames has an MR Diffusion Sequence (the Siemens XA10
+    fMRI run, one file per volume) is declined from the headers, without planning every frame;
+    the Philips enhanced DTI (per-frame diffusion sequences) is still offered."""
+    from DICOMBrowser.DICOMBrowserLib import diffusion
+
+    real = diffusion.plan_dwi
+    planned = []
+
+    def counting(files, *args, **kwargs):
+        planned.append(files)
+        return real(files, *args, **kwargs)
+
+    monkeypatch.setattr(diffusion, "plan_dwi", counting)
+    fmri = sorted(str(p) for p in (corpus / "fmri_timeseries/In/Siemens/XA10").rglob("*.dcm"))
+    assert len(fmri) == 18
+    assert DICOMDiffusionVolumePlugin().examine([fmri]) == [] and planned == []
+    dti = sorted(str(p) for p in (corpus / "dicom2nifti/tests/data/philips_enhanced/dti").rglob("*") if p.is_file())
+    loadables = DICOMDiffusionVolumePlugin().examine([dti])
+    assert len(loadables) == 1 and loadables[0].selected and len(planned) == 1
+
+
 def test_ge_dwi_found_when_the_probed_images_are_all_b0(ge_copy):
     """Examine probes the first, middle and last file; when all three are b = 0 images, a b > 0
     elsewhere in the series still makes it a DWI (GE's tag is on every image, so its presence in
