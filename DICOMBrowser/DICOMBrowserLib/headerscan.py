@@ -435,40 +435,21 @@ def reference_value(ds: Dataset, tag: int) -> str:
 
 def _values(raw: dict[int, tuple], tags: list[int], index: dict[int, int], implicit: bool,
             implicit_vrs: dict) -> list[str]:
-    """Values of `tags` from raw (VR, bytes, offset) tuples: the fast rules, else pydicom's conversion.
+    """Values of `tags` from raw (VR, bytes, offset) tuples: the fast rules, else pydicom's
+    conversion (`_pending_values`, the rules the C walk's leftovers go through too).
 
     Only the elements present are visited (most requested tags are absent from most files).
     """
     values = [""] * len(tags)
-    slow: list[int] = []
-    fast_converters = _FAST_CONVERTERS
-    memo = _MEMO
+    pending: list[tuple] = []
     for tag, elem in raw.items():
         i = index.get(tag)
         if i is None:  # context element (character set, private creator) that was not asked for
             continue
         value = elem[1]
-        if not value:
-            continue
-        vr = implicit_vrs.get(tag) if implicit else elem[0]
-        if vr is None:
-            slow.append(i)
-            continue
-        key = vr + value
-        text = memo.get(key)
-        if text is None:
-            convert = fast_converters.get(vr)
-            text = convert(value) if convert is not None else None
-            if text is None:
-                slow.append(i)
-                continue
-            if len(memo) >= _MEMO_SIZE:
-                memo.clear()
-            memo[key] = text
-        values[i] = text
-    if slow:
-        for i, text in zip(slow, _convert(raw, [tags[i] for i in slow], implicit)):
-            values[i] = text
+        if value:
+            pending.append((i, implicit_vrs.get(tag) if implicit else elem[0], value))
+    _pending_values(values, pending, lambda: raw, tags, implicit)
     return values
 
 
