@@ -128,9 +128,9 @@ def compressed_folder(series_factory, root: Path) -> dict[str, Path]:
     shutil.copytree(original[0].parent, root / "original")
     folders = {"original": root / "original"}
     scratch = original[0].parent.parent / "dcmtk-input.dcm"
-    for name, command in DCMTK.items():
-        if shutil.which(command[0]) is None:
-            continue
+
+    def encoded(name: str, encode) -> None:
+        """A series of its own in root/name: each original file re-identified, then encode(ds, target)."""
         folder = root / name
         folder.mkdir()
         series_uid = generate_uid()
@@ -138,20 +138,26 @@ def compressed_folder(series_factory, root: Path) -> dict[str, Path]:
             ds = pydicom.dcmread(path)
             ds.SeriesInstanceUID, ds.SeriesDescription = series_uid, name
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            encode(ds, folder / path.name)
+        folders[name] = folder
+
+    def with_dcmtk(command):
+        def encode(ds, target):
             ds.save_as(scratch, enforce_file_format=True)
-            subprocess.run([*command, str(scratch), str(folder / path.name)], check=True, timeout=60)
-        folders[name] = folder
-    for name, syntax in PYDICOM.items():
-        folder = root / name
-        folder.mkdir()
-        series_uid = generate_uid()
-        for path in original:
-            ds = pydicom.dcmread(path)
-            ds.SeriesInstanceUID, ds.SeriesDescription = series_uid, name
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            subprocess.run([*command, str(scratch), str(target)], check=True, timeout=60)
+        return encode
+
+    def with_pydicom(syntax):
+        def encode(ds, target):
             ds.compress(syntax, generate_instance_uid=False)
-            ds.save_as(folder / path.name, enforce_file_format=True)
-        folders[name] = folder
+            ds.save_as(target, enforce_file_format=True)
+        return encode
+
+    for name, command in DCMTK.items():
+        if shutil.which(command[0]) is not None:
+            encoded(name, with_dcmtk(command))
+    for name, syntax in PYDICOM.items():
+        encoded(name, with_pydicom(syntax))
     for name in BUNDLED:
         ds = pydicom.dcmread(bundled_file(name))  # a series of its own: some of them share their UIDs
         ds.SeriesInstanceUID, ds.SeriesDescription = generate_uid(), Path(name).stem
