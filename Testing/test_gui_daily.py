@@ -98,8 +98,9 @@ def test_large_load_and_import_keep_the_window_responsive_and_cancel(qtbot, pane
         panel.import_paths([str(corpus / PHILIPS)])
     ticks.stop()
     assert finished.args[0].indexed >= 546
-    print(f"import: {ticks.busy_ticks()} ticks while busy, longest gap {ticks.longest_gap() * 1000:.0f} ms")
-    assert ticks.busy_ticks() >= 5, "the GUI thread was blocked during the import"
+    print(f"import: {ticks.busy_ticks()} ticks while busy in {ticks.stopped - ticks.started:.2f} s, "
+          f"longest gap {ticks.longest_gap() * 1000:.0f} ms")
+    assert ticks.responsive(), f"the GUI thread was blocked during the import ({ticks.busy_ticks()} ticks)"
     # the new data is selected (once the table is read again on its thread), and the first image
     # series (the DWI, not the presentation state)
     wait_patients(qtbot, panel)
@@ -112,9 +113,10 @@ def test_large_load_and_import_keep_the_window_responsive_and_cancel(qtbot, pane
         double_click(qtbot, panel.series_table, row)
         assert panel.loading and panel.load_cancel.isVisible() and not panel.load_button.isEnabled()
     ticks.stop()
-    print(f"DWI load: {ticks.busy_ticks()} ticks while busy, longest gap {ticks.longest_gap() * 1000:.0f} ms")
+    print(f"DWI load: {ticks.busy_ticks()} ticks while busy in {ticks.stopped - ticks.started:.2f} s, "
+          f"longest gap {ticks.longest_gap() * 1000:.0f} ms")
     assert finished.args == [True], panel.messages
-    assert ticks.busy_ticks() >= 5, "the GUI thread was blocked during the load"
+    assert ticks.responsive(), f"the GUI thread was blocked during the load ({ticks.busy_ticks()} ticks)"
     assert [n.GetClassName() for n in panel.last_nodes] == ["vtkMRMLDiffusionWeightedVolumeNode"]
     assert volume_nodes(logic, "vtkMRMLDiffusionWeightedVolumeNode") == 1
     assert not panel.loading and not panel.load_cancel.isVisible()
