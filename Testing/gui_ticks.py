@@ -29,8 +29,7 @@ class TickRecorder:
     def responsive(self, most: int = 3) -> bool:
         """Whether the timer ticked while busy at least a quarter as often as the recorded span
         allowed, at least once, and `most` times is always enough (a CI run on a loaded machine
-        saw 4 ticks during an import). A ratio, not a time limit:
-        work that got faster (an import of 550 files now well under 0.1 s) leaves fewer ticks,
+        saw 4 ticks during an import). A ratio, not a time limit: short work leaves few ticks,
         while a GUI thread blocked throughout leaves none while busy."""
         span = (self.stopped if self.stopped is not None else time.monotonic()) - self.started
         wanted = min(most, max(1, int(span / self.interval / 4)))
