@@ -90,10 +90,29 @@ class Finding:
 
 
 # --- parsing cached tag strings ---------------------------------------------------------------
+#: text -> parse_numbers(text): a series repeats its orientation, spacing and (one per volume)
+#: slice positions from file to file (a 546-file DTI has 32 positions); results are tuples
+_PARSED: dict[str, tuple[float, ...] | None] = {}
+_PARSED_KEPT = 100_000
+
+
 def parse_numbers(text: str | None) -> tuple[float, ...] | None:
     """'1\\2.5\\3' (a cached multi-valued DS/IS string) -> (1.0, 2.5, 3.0); None if empty or bad."""
     if text is None:
         return None
+    if type(text) is str:
+        try:
+            return _PARSED[text]
+        except KeyError:
+            pass
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.clear()
+        parsed = _PARSED[text] = _parse_numbers(text)
+        return parsed
+    return _parse_numbers(text)
+
+
+def _parse_numbers(text: object) -> tuple[float, ...] | None:
     text = str(text).strip()
     if not text:
         return None
