@@ -102,11 +102,7 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
         volumes, which examine turns down, so the header plan (~0.2 ms an image) is not made.
         A value that does not read as a number counts as b > 0: the plan decides then."""
         tags = ["0018,9087", *EVERY_IMAGE_B_TAGS]
-        if self.database is not None:
-            values = self.database.file_values(files, tags)
-        else:
-            self.prefetch(files, tags)
-            values = {path: {tag: self.fileValue(path, tag) for tag in tags} for path in files}
+        values = self._cached_values(files, tags)
         for path in files:
             for tag, text in values.get(path, {}).items():
                 if not text:
@@ -119,15 +115,18 @@ class DICOMDiffusionVolumePlugin(DICOMPlugin):
                     return True
         return False
 
+    def _cached_values(self, files: list[str], tags: list[str]) -> dict[str, dict[str, str]]:
+        """`tags` of every file from the tag cache (the database's, else one header scan of all)."""
+        if self.database is not None:
+            return self.database.file_values(files, tags)
+        self.prefetch(files, tags)
+        return {path: {tag: self.fileValue(path, tag) for tag in tags} for path in files}
+
     def _same_position(self, files: list[str], reference: str) -> list[str]:
         """Up to MORE_PROBES files at the slice position of `reference` (cached values), by
         InstanceNumber; none when every position occurs once (a 3D series is not diffusion)."""
         tags = ["0020,0032", "0020,0013"]
-        if self.database is not None:
-            values = self.database.file_values(files, tags)
-        else:
-            self.prefetch(files, tags)
-            values = {path: {tag: self.fileValue(path, tag) for tag in tags} for path in files}
+        values = self._cached_values(files, tags)
         positions = {path: values.get(path, {}).get("0020,0032", "") for path in files}
         if len(set(positions.values())) == len(files):
             return []

@@ -105,29 +105,26 @@ def _raw_parts(item: Dataset, tag: int) -> list | None:
     return parts
 
 
-def _value_text(item: Dataset | None, tag: int) -> str:
-    """`item`'s value of `tag` as text ('' when absent), as _text gives pydicom's value."""
+def _value_text(item: Dataset | None, tag: int, fast: bool = True) -> str:
+    """`item`'s value of `tag` as text ('' when absent), as _text gives pydicom's value; `fast`:
+    from the raw bytes where _raw_parts can, else always pydicom's conversion."""
     if item is None:
         return ""
-    parts = _raw_parts(item, tag) if _FAST_VALUES[0] else None
+    parts = _raw_parts(item, tag) if fast else None
     if parts is not None:
         return "\\".join(str(part) for part in parts)
     return _text(item[tag].value) if tag in item else ""
 
 
-def _value_numbers(item: Dataset | None, tag: int, count: int) -> tuple[float, ...] | None:
+def _value_numbers(item: Dataset | None, tag: int, count: int, fast: bool = True) -> tuple[float, ...] | None:
     """The first `count` numbers of `item`'s `tag` (None when absent or fewer), as _numbers."""
     if item is None:
         return None
-    parts = _raw_parts(item, tag) if _FAST_VALUES[0] else None
+    parts = _raw_parts(item, tag) if fast else None
     if parts is not None:
         return tuple(float(part) for part in parts[:count]) if len(parts) >= count else None
     value = item[tag].value if tag in item else None
     return _numbers(value, count) if value not in (None, "") else None
-
-
-#: [whether _raw_parts is used]: set per frame_geometries call from fast_header_enabled()
-_FAST_VALUES = [True]
 
 
 def _first_item(groups: list[Dataset], tag: int) -> Dataset | None:
@@ -232,8 +229,15 @@ def frame_geometries(path: str, dataset: Dataset | None = None) -> list[FrameGeo
     shared = shared_sequence[0] if shared_sequence else None
     if len(per_frame) != count:
         logger.warning("%s: NumberOfFrames %d but %d per-frame functional groups", path, count, len(per_frame))
-    _FAST_VALUES[0] = fast_header_enabled()
+    fast = fast_header_enabled()
     tag = _TAG
+
+    def text(item: Dataset | None, keyword: str) -> str:
+        return _value_text(item, tag[keyword], fast)
+
+    def numbers(item: Dataset | None, keyword: str, count: int) -> tuple[float, ...] | None:
+        return _value_numbers(item, tag[keyword], count, fast)
+
     records = []
     for index in range(min(count, len(per_frame))):
         groups = [per_frame[index], shared]
@@ -252,26 +256,26 @@ def frame_geometries(path: str, dataset: Dataset | None = None) -> list[FrameGeo
         philips = _private_item(groups, PHILIPS_PRIVATE_FRAME_GROUP)
         attributes = {
             "frame": str(index + 1),
-            FRAME_TYPE: _value_text(frame_type, tag["FrameType"]),
-            ECHO_TIME: _value_text(echo, tag["EffectiveEchoTime"]),
-            TEMPORAL_POSITION: _value_text(content, tag["TemporalPositionIndex"]),
-            STACK_ID: _value_text(content, tag["StackID"]),
-            IN_STACK_POSITION: _value_text(content, tag["InStackPositionNumber"]),
-            B_VALUE: _value_text(diffusion, tag["DiffusionBValue"]),
-            TRIGGER_TIME: _value_text(cardiac, tag["NominalCardiacTriggerDelayTime"]),
-            RESCALE_SLOPE: _value_text(transform if transform is not None else dataset, tag["RescaleSlope"]),
-            RESCALE_INTERCEPT: _value_text(transform if transform is not None else dataset, tag["RescaleIntercept"]),
-            WINDOW_CENTER: _value_text(voi, tag["WindowCenter"]),
-            WINDOW_WIDTH: _value_text(voi, tag["WindowWidth"]),
-            ECHO_NUMBER: _value_text(philips, tag["EchoNumbers"]),
+            FRAME_TYPE: text(frame_type, "FrameType"),
+            ECHO_TIME: text(echo, "EffectiveEchoTime"),
+            TEMPORAL_POSITION: text(content, "TemporalPositionIndex"),
+            STACK_ID: text(content, "StackID"),
+            IN_STACK_POSITION: text(content, "InStackPositionNumber"),
+            B_VALUE: text(diffusion, "DiffusionBValue"),
+            TRIGGER_TIME: text(cardiac, "NominalCardiacTriggerDelayTime"),
+            RESCALE_SLOPE: text(transform if transform is not None else dataset, "RescaleSlope"),
+            RESCALE_INTERCEPT: text(transform if transform is not None else dataset, "RescaleIntercept"),
+            WINDOW_CENTER: text(voi, "WindowCenter"),
+            WINDOW_WIDTH: text(voi, "WindowWidth"),
+            ECHO_NUMBER: text(philips, "EchoNumbers"),
             PHILIPS_SCALE_SLOPE: _private_text(philips, 0x2005100E) if philips is not None else "",
         }
-        thickness = _value_numbers(measures, tag["SliceThickness"], 1)
+        thickness = numbers(measures, "SliceThickness", 1)
         records.append(FrameGeometry(
             path=str(path), frame=index,
-            position=_value_numbers(plane_position, tag["ImagePositionPatient"], 3),
-            orientation=_value_numbers(plane_orientation, tag["ImageOrientationPatient"], 6),
-            pixel_spacing=_value_numbers(measures, tag["PixelSpacing"], 2),
+            position=numbers(plane_position, "ImagePositionPatient", 3),
+            orientation=numbers(plane_orientation, "ImageOrientationPatient", 6),
+            pixel_spacing=numbers(measures, "PixelSpacing", 2),
             rows=rows, columns=columns,
             slice_thickness=thickness[0] if thickness else None,
             instance_number=index + 1,
