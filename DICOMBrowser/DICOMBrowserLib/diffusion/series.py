@@ -528,21 +528,22 @@ def plan_dwi(files: Sequence[str], require_diffusion: bool = True, database: Any
     for a 6-file mosaic series, headers cached). Each caller gets its own copy of the lists."""
     files = [str(f) for f in files]
     key = _memo_key(files, database)
-    built = _PLANS.get(key) if key is not None else None
-    if built is not None and built[0]() is not database:
-        built = None  # another index now has that id
-    if built is None:
+    entry = _PLANS.get(key) if key is not None else None
+    built = entry[1] if entry is not None and entry[0]() is database else None  # an id can be reused
+    if built is not None:
+        no_diffusion = built.no_diffusion
+    else:
         stage = _plan_records(files, database)
-        if stage.no_diffusion and require_diffusion:
-            raise LoadError(f"no diffusion information in {len(files)} files (first: {files[0]})")
-        built = (weakref.ref(database) if key is not None else None, _plan_volumes(files, stage))
-        if key is not None:
-            _PLANS[key] = built
-            while len(_PLANS) > _PLANS_KEPT:
-                _PLANS.pop(next(iter(_PLANS)))
-    elif built[1].no_diffusion and require_diffusion:
+        no_diffusion = stage.no_diffusion
+        if not (no_diffusion and require_diffusion):  # refused before the volumes, as always
+            built = _plan_volumes(files, stage)
+            if key is not None:
+                _PLANS[key] = (weakref.ref(database), built)
+                while len(_PLANS) > _PLANS_KEPT:
+                    _PLANS.pop(next(iter(_PLANS)))
+    if no_diffusion and require_diffusion:
         raise LoadError(f"no diffusion information in {len(files)} files (first: {files[0]})")
-    return _finish_plan(built[1], files, require_diffusion)
+    return _finish_plan(built, files, require_diffusion)
 
 
 @dataclass
